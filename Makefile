@@ -1,0 +1,36 @@
+# meshctl developer entry points. `make install` once, then `make demo` or `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install lint test unit testenv demo bench protos verify-protos e2e-kind clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+
+lint: install
+	$(BIN)/ruff check meshctl tests testworld bench
+	$(BIN)/mypy meshctl
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+# The whole suite, real servers included; builds/starts them first.
+test: install testenv
+	$(BIN)/pytest -q
+
+testenv:
+	bash testworld/setup.sh
+
+demo: install
+	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+	$(BIN)/meshctl demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

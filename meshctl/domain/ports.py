@@ -1,0 +1,31 @@
+"""Ports: the small interfaces the shell implements and the engine's callers use.
+
+Adapters translate between these domain words and a real system; they do not decide.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from meshctl.domain.measurements import Measurement
+from meshctl.domain.traffic import TrafficSplit
+
+
+class TrafficRouter(Protocol):
+    """Where the traffic split of one service is written and observed."""
+
+    def written(self) -> TrafficSplit | None:
+        """The split as last written to the control plane (None: meshctl never wrote one)."""
+
+    def observed(self) -> TrafficSplit | None:
+        """The split the data plane is applying now (None: cannot tell yet)."""
+
+    def apply(self, split: TrafficSplit) -> None:
+        """Write the whole split in one write. Raises on failure; never half-applies."""
+
+
+class MetricProvider(Protocol):
+    """Where measurements come from (Prometheus)."""
+
+    def measure(self, query: str, timeout_seconds: float) -> Measurement:
+        """Run one query; returns a Measurement, never raises for data problems."""

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs and builds the servers of the test world (section 9 of the design).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi
