@@ -1,0 +1,202 @@
+"""Analysis: turning measurements and limits into a verdict, purely.
+
+A run has metrics; each metric gets measurements at its ``interval`` (from ``initialDelay``
+after the run starts) until it has ``count`` of them. Each measurement's outcome:
+
+- a value: Failed if ``failureCondition`` holds; else Successful if ``successCondition``
+  holds (or is absent); else Failed when only ``successCondition`` is given, Inconclusive
+  when both are given and neither holds;
+- no data: Inconclusive (missing data is never a pass and never a zero);
+- an error: Error.
+
+A metric's verdict: Failing when failed > failureLimit or consecutive errors >
+consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passing when all
+``count`` measurements are in and at least ``minSamples`` succeeded; else Pending.
+A run fails when any metric fails, is inconclusive when any is, passes when all pass.
+
+Worked examples (limit 0): measurements [Successful, Successful, Failed] -> Failing, reason
+"1 of 3 measurements failed (limit 0): last value 83.2". Count 3 with [NoData] ->
+Inconclusive at once: "no data: 0 requests", so a human looks before anything promotes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from meshctl.domain.conditions import Condition
+from meshctl.domain.measurements import Error, Measurement, NoData, Value
+from meshctl.domain.status import (
+    MAX_MEASUREMENTS_KEPT,
+    AnalysisRunStatus,
+    MeasurementRecord,
+    MetricStatus,
+    Outcome,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """A metric with its query resolved and its limits in seconds: what the engine runs."""
+
+    name: str
+    query: str
+    success: Condition | None = None
+    failure: Condition | None = None
+    address: str | None = None
+    timeout: float = 10.0
+    interval: float = 10.0
+    count: int | None = 1  # None: until the run ends (background analysis)
+    failure_limit: int = 0
+    inconclusive_limit: int = 0
+    consecutive_error_limit: int = 4
+    initial_delay: float = 0.0
+    min_samples: int = 1
+
+
+@dataclass(frozen=True)
+class MeasurementRequest:
+    """One query the shell should run now for ``run``/``metric``."""
+
+    run: str
+    metric: str
+    query: str
+    address: str | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class TakenMeasurement:
+    run: str
+    metric: str
+    at: datetime
+    measurement: Measurement
+
+
+def outcome_of(plan: MetricPlan, measurement: Measurement) -> tuple[Outcome, str]:
+    if isinstance(measurement, Error):
+        return Outcome.ERROR, measurement.message
+    if isinstance(measurement, NoData) or math.isnan(measurement.value):
+        reason = measurement.reason if isinstance(measurement, NoData) else "NaN"
+        return Outcome.INCONCLUSIVE, f"no data: {reason}"
+    value = measurement.value
+    if plan.failure is not None and plan.failure.holds(value):
+        return Outcome.FAILED, f"{value:g} meets failure condition {plan.failure.text}"
+    if plan.success is None or plan.success.holds(value):
+        return Outcome.SUCCESSFUL, f"{value:g} meets {plan.success.text if plan.success else 'no condition'}"
+    if plan.failure is None:
+        return Outcome.FAILED, f"{value:g} does not meet {plan.success.text}"
+    return Outcome.INCONCLUSIVE, f"{value:g} meets neither condition"
+
+
+def record(plan: MetricPlan, metric: MetricStatus, at: datetime, measurement: Measurement) -> MetricStatus:
+    """Add one measurement to a metric's counters and recompute its verdict."""
+    outcome, message = outcome_of(plan, measurement)
+    value = measurement.value if isinstance(measurement, Value) else None
+    if value is not None and math.isnan(value):
+        value = None
+    entry = MeasurementRecord(at=at, outcome=outcome, value=value, message=message)
+    updated = dataclasses.replace(
+        metric,
+        count=metric.count + 1,
+        successful=metric.successful + (outcome is Outcome.SUCCESSFUL),
+        failed=metric.failed + (outcome is Outcome.FAILED),
+        inconclusive=metric.inconclusive + (outcome is Outcome.INCONCLUSIVE),
+        errors=metric.errors + (outcome is Outcome.ERROR),
+        consecutive_errors=metric.consecutive_errors + 1 if outcome is Outcome.ERROR else 0,
+        measurements=(*metric.measurements, entry)[-MAX_MEASUREMENTS_KEPT:],
+    )
+    verdict, reason = assess_metric(plan, updated)
+    return dataclasses.replace(updated, verdict=verdict, reason=reason)
+
+
+def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
+    last = m.measurements[-1].message if m.measurements else ""
+    if m.failed > plan.failure_limit:
+        return Verdict.FAILING, (f"{plan.name}: {m.failed} of {m.count} measurements failed "
+                                 f"(limit {plan.failure_limit}): {last}")
+    if m.consecutive_errors > plan.consecutive_error_limit:
+        return Verdict.FAILING, (f"{plan.name}: {m.consecutive_errors} errors in a row "
+                                 f"(limit {plan.consecutive_error_limit}): {last}")
+    if m.inconclusive > plan.inconclusive_limit:
+        return Verdict.INCONCLUSIVE, (f"{plan.name}: {m.inconclusive} inconclusive "
+                                      f"(limit {plan.inconclusive_limit}): {last}")
+    if plan.count is not None and m.count >= plan.count:
+        if m.successful >= plan.min_samples:
+            return Verdict.PASSING, f"{plan.name}: {m.successful} of {m.count} passed: {last}"
+        return Verdict.INCONCLUSIVE, (f"{plan.name}: {m.successful} successful measurements, "
+                                      f"fewer than minSamples {plan.min_samples}")
+    return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}".rstrip(": ")
+
+
+def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
+    """A run's verdict from its metrics': one failing fails it, one inconclusive pauses it."""
+    items = list(verdicts)
+    for verdict in (Verdict.FAILING, Verdict.INCONCLUSIVE, Verdict.PENDING):
+        reasons = [r for v, r in items if v is verdict]
+        if reasons:
+            return verdict, "; ".join(reasons)
+    return Verdict.PASSING, "; ".join(r for _, r in items) or "no metrics"
+
+
+def start_run(
+    name: str, step: int, revision: str, plans: Iterable[MetricPlan], now: datetime
+) -> AnalysisRunStatus:
+    metrics = tuple(MetricStatus(name=p.name, query=p.query) for p in plans)
+    return AnalysisRunStatus(name=name, started_at=now, step=step, revision=revision, metrics=metrics)
+
+
+def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> list[MeasurementRequest]:
+    """The measurements to take now for a run that is still Pending."""
+    if run.verdict is not Verdict.PENDING:
+        return []
+    out = []
+    by_name = {m.name: m for m in run.metrics}
+    for plan in plans:
+        metric = by_name.get(plan.name)
+        if metric is None or metric.verdict is not Verdict.PENDING:
+            continue
+        if now >= next_due(run, plan, metric):
+            out.append(MeasurementRequest(run.name, plan.name, plan.query, plan.address, plan.timeout))
+    return out
+
+
+def next_due(run: AnalysisRunStatus, plan: MetricPlan, metric: MetricStatus) -> datetime:
+    last = metric.last_at
+    if last is None:
+        return run.started_at + timedelta(seconds=plan.initial_delay)
+    return last + timedelta(seconds=plan.interval)
+
+
+def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> float | None:
+    """How long until the next measurement of a pending run is due (None: nothing due)."""
+    if run.verdict is not Verdict.PENDING:
+        return None
+    by_name = {m.name: m for m in run.metrics}
+    waits = [
+        max(0.0, (next_due(run, plan, by_name[plan.name]) - now).total_seconds())
+        for plan in plans
+        if plan.name in by_name and by_name[plan.name].verdict is Verdict.PENDING
+    ]
+    return min(waits) if waits else None
+
+
+def apply_measurements(
+    run: AnalysisRunStatus, plans: Iterable[MetricPlan], taken: Iterable[TakenMeasurement]
+) -> AnalysisRunStatus:
+    """Record the measurements meant for this run and recompute its verdict."""
+    plan_by_name = {p.name: p for p in plans}
+    metrics = {m.name: m for m in run.metrics}
+    for t in taken:
+        if t.run != run.name or t.metric not in metrics or t.metric not in plan_by_name:
+            continue
+        if metrics[t.metric].verdict is not Verdict.PENDING:
+            continue
+        metrics[t.metric] = record(plan_by_name[t.metric], metrics[t.metric], t.at, t.measurement)
+    ordered = tuple(metrics[m.name] for m in run.metrics)
+    verdict, reason = combine((m.verdict, m.reason) for m in ordered)
+    return dataclasses.replace(run, metrics=ordered, verdict=verdict, reason=reason)

@@ -1,0 +1,620 @@
+"""The engine: ``decide(spec, status, observation, now) -> Decision``, a pure function.
+
+One pass, in order:
+
+1. record what the data plane shows and the generation seen;
+2. a new version (template revision) starts a rollout, or a revert goes back to stable;
+3. user intents: abort, retry, promote (--full), resume; ``spec.paused``;
+4. the phase's handler: walk the current step, run analysis, promote, abort;
+5. guard the traffic: never weight on a version with no ready endpoints.
+
+Rules that hold in every decision (each has a test): weights move only when the canary has
+enough ready replicas for the new weight; abort sends 100% to stable first in one write,
+with header and mirror routes removed, and the canary is scaled down only after the stable
+split is observed; inconclusive analysis pauses for a human; all state is in the status, so
+a restart continues exactly; a second pass on the same world changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from meshctl.domain import analysis
+from meshctl.domain.analysis import MeasurementRequest, MetricPlan, TakenMeasurement
+from meshctl.domain.phases import Phase, check_transition
+from meshctl.domain.schedule import (
+    ANALYSIS_KINDS,
+    PlannedStep,
+    StepKind,
+    replicas_for,
+    schedule,
+    traffic_before,
+)
+from meshctl.domain.spec import RolloutSpec
+from meshctl.domain.status import (
+    AbortStatus,
+    AnalysisRunStatus,
+    RolloutStatus,
+    StatusCondition,
+    Verdict,
+    WeightPair,
+    WeightsStatus,
+)
+from meshctl.domain.traffic import TrafficSplit
+
+BACKGROUND_RUN = "background"
+VERIFY_REQUEUE = 1.0
+READY_REQUEUE = 2.0
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """A version's workload as observed: desired replicas, ready replicas, its revision."""
+
+    replicas: int = 0
+    ready: int = 0
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Intents:
+    """Ids of user intents found on the Rollout; one not yet in status is pending."""
+
+    promote: str | None = None
+    promote_full: str | None = None
+    abort: str | None = None
+    retry: str | None = None
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisPlans:
+    """Metric plans per analysis step index, and for background analysis."""
+
+    steps: Mapping[int, tuple[MetricPlan, ...]] = field(default_factory=dict)
+    background: tuple[MetricPlan, ...] = ()
+    background_from: int = 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    revision: str
+    stable: WorkloadState
+    canary: WorkloadState = WorkloadState()
+    written: TrafficSplit | None = None
+    observed: TrafficSplit | None = None
+    intents: Intents = Intents()
+    measurements: tuple[TakenMeasurement, ...] = ()
+    plans: AnalysisPlans = AnalysisPlans()
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class DesiredWorkloads:
+    stable_revision: str
+    canary_revision: str | None
+    canary_replicas: int
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    traffic: TrafficSplit
+    workloads: DesiredWorkloads
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+
+
+class _Pass:
+    """The working state of one decide() call; discarded when it returns."""
+
+    def __init__(self, spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: datetime):
+        self.spec, self.obs, self.now = spec, obs, now
+        self.steps = schedule(spec)
+        self.status = status
+        self.events: list[Event] = []
+        self.requeues: list[float] = []
+        self.traffic: TrafficSplit | None = None
+        self.canary_replicas: int | None = None
+
+    # -- small helpers ------------------------------------------------------------------
+
+    def update(self, **changes: object) -> None:
+        self.status = dataclasses.replace(self.status, **changes)  # type: ignore[arg-type]
+
+    def move(self, phase: Phase, reason: str, message: str, warning: bool = False) -> None:
+        check_transition(self.status.phase, phase)
+        if phase != self.status.phase or message != self.status.message:
+            self.events.append(Event("Warning" if warning else "Normal", reason, message))
+        self.update(phase=phase, message=message)
+
+    def requeue(self, seconds: float) -> None:
+        self.requeues.append(max(0.0, seconds))
+
+    def elapsed(self, since: datetime | None) -> float:
+        return (self.now - since).total_seconds() if since is not None else 0.0
+
+    @property
+    def step(self) -> PlannedStep | None:
+        i = self.status.current_step
+        return self.steps[i] if 0 <= i < len(self.steps) else None
+
+    def held_traffic(self) -> TrafficSplit:
+        if self.obs.written is not None:
+            return self.obs.written
+        return traffic_before(self.steps, min(self.status.current_step, len(self.steps)))
+
+    def needed_canary(self, scale: int) -> int:
+        return replicas_for(self.obs.stable.replicas or 1, scale)
+
+    def canary_ready_for(self, scale: int) -> bool:
+        return (self.obs.canary.revision == self.status.current_revision
+                and self.obs.canary.ready >= self.needed_canary(scale))
+
+    def observed(self, traffic: TrafficSplit) -> bool:
+        return self.obs.observed == traffic
+
+    # -- rollouts begin and end ---------------------------------------------------------
+
+    def start_rollout(self, reason: str) -> None:
+        self.move(Phase.PROGRESSING, "RolloutStarted",
+                  f"{reason}: rolling out revision {self.obs.revision}")
+        self.update(current_revision=self.obs.revision, current_step=0,
+                    step_started_at=self.now, analysis=(), abort=None, pause_reason=None,
+                    promoted=False)
+
+    def begin_abort(self, reason: str, message: str) -> None:
+        self.move(Phase.ABORTING, reason, f"aborting: {message}", warning=True)
+        self.update(abort=AbortStatus(reason=reason, at=self.now, message=message),
+                    pause_reason=None)
+
+    def advance(self) -> None:
+        nxt = self.status.current_step + 1
+        self.update(current_step=nxt, step_started_at=self.now, promoted=False)
+        self.requeue(0)
+        if nxt >= len(self.steps):
+            self.move(Phase.PROMOTING, "Promoting",
+                      f"all {len(self.steps)} steps done; promoting revision "
+                      f"{self.status.current_revision} to stable")
+        else:
+            kind = self.steps[nxt].kind.value
+            self.move(Phase.PROGRESSING, "StepStarted", f"step {nxt} ({kind}) started")
+
+    def pause(self, reason: str, message: str) -> None:
+        self.move(Phase.PAUSED, reason, message)
+        self.update(pause_reason=reason)
+
+    # -- analysis -----------------------------------------------------------------------
+
+    def run_analysis(self, name: str, plans: tuple[MetricPlan, ...]) -> AnalysisRunStatus:
+        """Start the run if needed, record measurements, return its state."""
+        run = self.status.run(name)
+        if run is None or run.revision != self.status.current_revision:
+            run = analysis.start_run(name, self.status.current_step,
+                                     self.status.current_revision or "", plans, self.now)
+        before = run
+        run = analysis.apply_measurements(run, plans, self.obs.measurements)
+        if run != before or self.status.run(name) != run:
+            others = tuple(r for r in self.status.analysis if r.name != name)
+            self.update(analysis=(*others, run))
+        wait = analysis.seconds_until_due(run, plans, self.now)
+        if wait is not None:
+            self.requeue(wait)
+        return run
+
+    def background_analysis(self) -> bool:
+        """Runs background analysis where it applies; True when it aborted or paused."""
+        plans = self.obs.plans
+        if not plans.background or self.status.current_step < plans.background_from:
+            return False
+        run = self.run_analysis(BACKGROUND_RUN, plans.background)
+        if run.verdict is Verdict.FAILING:
+            self.begin_abort("AnalysisFailed", f"background analysis: {run.reason}")
+            return True
+        if run.verdict is Verdict.INCONCLUSIVE and self.status.phase is Phase.PROGRESSING:
+            self.pause("InconclusiveAnalysis", f"background analysis inconclusive, needs a "
+                       f"human (promote or resume): {run.reason}")
+            return True
+        return False
+
+
+def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
+                     now: datetime) -> list[MeasurementRequest]:
+    """The queries the shell should run before calling decide(), for the runs in status."""
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+        return []
+    out: list[MeasurementRequest] = []
+    for run in status.analysis:
+        if run.revision != status.current_revision:
+            continue
+        if run.name == BACKGROUND_RUN:
+            out += analysis.due(run, obs.plans.background, now)
+        elif run.step == status.current_step and run.step in obs.plans.steps:
+            out += analysis.due(run, obs.plans.steps[run.step], now)
+    return out
+
+
+def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: datetime) -> Decision:
+    p = _Pass(spec, status, obs, now)
+    _record_observation(p)
+    if p.status.phase is Phase.PENDING:
+        _first_sight(p)
+    elif obs.revision != p.status.current_revision:
+        _new_revision(p)
+    _intents(p)
+    _HANDLERS[p.status.phase](p)
+    return _finish(p)
+
+
+def _record_observation(p: _Pass) -> None:
+    observed = p.obs.observed
+    pair = WeightPair.of(observed.weights) if observed is not None else None
+    if pair != p.status.weights.observed:
+        p.update(weights=dataclasses.replace(p.status.weights, observed=pair))
+    if p.status.observed_generation != p.obs.generation:
+        p.update(observed_generation=p.obs.generation)
+
+
+def _first_sight(p: _Pass) -> None:
+    stable_rev = p.obs.stable.revision
+    if stable_rev is None or stable_rev == p.obs.revision:
+        p.update(stable_revision=p.obs.revision, current_revision=p.obs.revision)
+        p.move(Phase.HEALTHY, "Adopted", f"revision {p.obs.revision} is stable")
+        return
+    p.update(stable_revision=stable_rev)
+    p.start_rollout("new version")
+
+
+def _new_revision(p: _Pass) -> None:
+    if p.obs.revision == p.status.stable_revision:
+        if p.status.phase is Phase.DEGRADED:
+            p.update(current_revision=p.obs.revision, abort=None)
+            p.move(Phase.HEALTHY, "RolledBack", f"template is back at stable revision "
+                   f"{p.obs.revision}")
+        elif p.status.phase is not Phase.HEALTHY:
+            p.begin_abort("Reverted", f"template reverted to stable revision {p.obs.revision}")
+            p.update(current_revision=p.obs.revision)
+        return
+    if p.status.phase is Phase.PROMOTING and p.obs.stable.revision == p.status.current_revision:
+        p.update(stable_revision=p.status.current_revision)
+    p.start_rollout("template changed")
+
+
+def _intents(p: _Pass) -> None:
+    intents, phase = p.obs.intents, p.status.phase
+    active = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+
+    def pending(action: str, intent_id: str | None) -> bool:
+        if intent_id is None or p.status.handled(action) == intent_id:
+            return False
+        p.status = p.status.with_handled(action, intent_id)
+        return True
+
+    if pending("abort", intents.abort) and active:
+        p.begin_abort("UserAbort", "aborted by user")
+        return
+    if pending("retry", intents.retry) and phase is Phase.DEGRADED and p.status.abort:
+        if p.obs.revision != p.status.stable_revision:
+            p.start_rollout("retry")
+        return
+    if pending("promote_full", intents.promote_full) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+        p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
+        p.move(Phase.PROMOTING, "PromotedFull", "promote --full: skipping remaining steps")
+        return
+    if pending("promote", intents.promote) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+        _promote_step(p)
+    if pending("resume", intents.resume) and phase is Phase.PAUSED:
+        _resume(p)
+    _user_pause(p)
+
+
+def _promote_step(p: _Pass) -> None:
+    """Promote releases the current step's gate: a pause ends, an analysis is skipped,
+    a blue-green cut-over proceeds."""
+    step = p.step
+    if p.status.phase is Phase.PAUSED:
+        p.update(pause_reason=None)
+        p.move(Phase.PROGRESSING, "Promoted", "promoted by user")
+    if step is not None and step.kind is StepKind.CUTOVER:
+        p.update(promoted=True)
+    elif step is not None:
+        p.advance()
+
+
+def _resume(p: _Pass) -> None:
+    if p.status.pause_reason == "InconclusiveAnalysis":
+        inconclusive = {r.name for r in p.status.analysis if r.verdict is Verdict.INCONCLUSIVE}
+        p.update(analysis=tuple(r for r in p.status.analysis if r.name not in inconclusive))
+    p.update(pause_reason=None)
+    p.move(Phase.PROGRESSING, "Resumed", "resumed by user")
+
+
+def _user_pause(p: _Pass) -> None:
+    if p.spec.paused and p.status.phase is Phase.PROGRESSING:
+        p.pause("UserPaused", "paused by user (spec.paused)")
+    elif not p.spec.paused and p.status.pause_reason == "UserPaused":
+        p.update(pause_reason=None)
+        p.move(Phase.PROGRESSING, "Resumed", "resumed (spec.paused is false)")
+
+
+# -- phase handlers -----------------------------------------------------------------------
+
+
+def _progressing(p: _Pass) -> None:
+    if p.background_analysis():
+        _HANDLERS[p.status.phase](p)
+        return
+    step = p.step
+    if step is None:
+        p.advance() if p.status.current_step < len(p.steps) else _to_promoting(p)
+        _HANDLERS[p.status.phase](p)
+        return
+    p.canary_replicas = _canary_replicas_for_step(p)
+    if step.kind in ANALYSIS_KINDS:
+        _analysis_step(p, step)
+    elif step.kind in (StepKind.PAUSE, StepKind.SCALE_DOWN):
+        _wait_step(p, step)
+    elif step.kind is StepKind.CUTOVER and not _cutover_gate_open(p, step):
+        p.traffic = p.held_traffic()
+    else:
+        _traffic_step(p, step)
+    if p.status.phase is Phase.PROGRESSING and p.status.current_step == step.index:
+        _check_deadline(p, step)
+    if p.status.phase is not Phase.PROGRESSING and p.status.phase is not Phase.PAUSED:
+        _HANDLERS[p.status.phase](p)
+
+
+def _to_promoting(p: _Pass) -> None:
+    p.move(Phase.PROMOTING, "Promoting", f"promoting revision {p.status.current_revision}")
+
+
+def _canary_replicas_for_step(p: _Pass) -> int:
+    reached = p.steps[: p.status.current_step + 1]
+    scale = max((s.canary_scale for s in reached), default=1)
+    return p.needed_canary(scale)
+
+
+def _traffic_step(p: _Pass, step: PlannedStep) -> None:
+    if not p.canary_ready_for(step.canary_scale):
+        p.traffic = p.held_traffic()
+        need = p.needed_canary(step.canary_scale)
+        p.update(message=f"step {step.index}: waiting for canary ready replicas "
+                 f"{p.obs.canary.ready}/{need} before {step.kind.value}")
+        p.requeue(READY_REQUEUE)
+        return
+    p.traffic = step.traffic
+    if p.observed(step.traffic):
+        w = step.traffic.weights
+        p.events.append(Event("Normal", "TrafficVerified",
+                              f"step {step.index}: data plane at {w.stable}/{w.canary}"))
+        p.advance()
+    else:
+        w = step.traffic.weights
+        p.update(message=f"step {step.index}: waiting for the data plane to apply "
+                 f"stable/canary {w.stable}/{w.canary}")
+        p.requeue(VERIFY_REQUEUE)
+
+
+def _wait_step(p: _Pass, step: PlannedStep) -> None:
+    p.traffic = p.held_traffic()
+    if step.waits_for_promote:
+        p.pause("PausedAtStep", f"step {step.index}: paused until promote")
+        return
+    remaining = (step.wait_seconds or 0) - p.elapsed(p.status.step_started_at)
+    if remaining <= 0:
+        p.advance()
+    else:
+        p.requeue(remaining)
+
+
+def _cutover_gate_open(p: _Pass, step: PlannedStep) -> bool:
+    if p.status.promoted:
+        return True
+    if step.waits_for_promote:
+        p.pause("AwaitingPromotion", f"step {step.index}: blue-green preview ready; "
+                "cut-over waits for promote")
+        return False
+    remaining = (step.wait_seconds or 0) - p.elapsed(p.status.step_started_at)
+    if remaining > 0:
+        p.requeue(remaining)
+        return False
+    return True
+
+
+def _analysis_step(p: _Pass, step: PlannedStep) -> None:
+    p.traffic = p.held_traffic()
+    plans = p.obs.plans.steps.get(step.index, ())
+    run = p.run_analysis(step.run_name, plans)
+    label = f"step {step.index} ({step.kind.value})"
+    if run.verdict is Verdict.PASSING:
+        p.events.append(Event("Normal", "AnalysisPassed", f"{label}: {run.reason}"))
+        p.advance()
+    elif run.verdict is Verdict.FAILING:
+        p.begin_abort("AnalysisFailed", f"{label}: {run.reason}")
+    elif run.verdict is Verdict.INCONCLUSIVE:
+        p.pause("InconclusiveAnalysis", f"{label} inconclusive, needs a human "
+                f"(promote to skip, resume to measure again): {run.reason}")
+    else:
+        p.update(message=f"{label}: {run.reason}")
+
+
+def _check_deadline(p: _Pass, step: PlannedStep) -> None:
+    if step.kind in ANALYSIS_KINDS or step.kind in (StepKind.PAUSE, StepKind.SCALE_DOWN):
+        return
+    if p.elapsed(p.status.step_started_at) > p.spec.progress_deadline_seconds:
+        p.begin_abort("ProgressDeadlineExceeded",
+                      f"step {step.index} made no progress in "
+                      f"{p.spec.progress_deadline_seconds}s: {p.status.message}")
+
+
+def _paused(p: _Pass) -> None:
+    if p.background_analysis() and p.status.phase is Phase.ABORTING:
+        _aborting(p)
+        return
+    p.traffic = p.held_traffic()
+    p.canary_replicas = _canary_replicas_for_step(p) if p.step else None
+
+
+def _promoting(p: _Pass) -> None:
+    """Stable takes the new template; once it is ready, traffic returns to it, then the
+    canary scales down."""
+    p.traffic = p.held_traffic()
+    stable = p.obs.stable
+    current = p.status.current_revision
+    if stable.revision != current or stable.ready < stable.replicas or stable.ready == 0:
+        p.update(message=f"promoting: stable at revision {current}: "
+                 f"{stable.ready}/{stable.replicas} ready")
+        p.requeue(READY_REQUEUE)
+        return
+    target = TrafficSplit.stable_only()
+    p.traffic = target
+    if not p.observed(target):
+        p.update(message="promoting: waiting for the data plane to send 100% to stable")
+        p.requeue(VERIFY_REQUEUE)
+        return
+    p.canary_replicas = 0
+    p.update(stable_revision=current)
+    p.move(Phase.HEALTHY, "RolloutCompleted", f"revision {current} is stable at 100%")
+
+
+def _aborting(p: _Pass) -> None:
+    target = TrafficSplit.stable_only()
+    p.traffic = target
+    if not p.observed(target):
+        p.requeue(VERIFY_REQUEUE)
+        return
+    abort = p.status.abort
+    assert abort is not None
+    p.update(abort=dataclasses.replace(abort, stable_observed_at=p.now))
+    if abort.reason == "Reverted":
+        p.update(abort=None)
+        p.move(Phase.HEALTHY, "RolledBack", "back at the stable revision, 100% stable")
+        return
+    p.move(Phase.DEGRADED, abort.reason, f"rolled back to 100% stable: {abort.message}",
+           warning=True)
+    _degraded(p)
+
+
+def _degraded(p: _Pass) -> None:
+    p.traffic = TrafficSplit.stable_only()
+    abort = p.status.abort
+    since = abort.stable_observed_at if abort else None
+    remaining = p.spec.abort_scale_down_delay_seconds - p.elapsed(since)
+    if since is not None and remaining <= 0:
+        p.canary_replicas = 0
+    else:
+        p.requeue(max(remaining, 0))
+
+
+def _healthy(p: _Pass) -> None:
+    p.traffic = TrafficSplit.stable_only()
+    p.canary_replicas = 0
+
+
+def _pending(p: _Pass) -> None:
+    p.traffic = TrafficSplit.stable_only()
+    p.canary_replicas = 0
+
+
+_HANDLERS = {
+    Phase.PENDING: _pending,
+    Phase.PROGRESSING: _progressing,
+    Phase.PAUSED: _paused,
+    Phase.PROMOTING: _promoting,
+    Phase.ABORTING: _aborting,
+    Phase.DEGRADED: _degraded,
+    Phase.HEALTHY: _healthy,
+}
+
+
+# -- the end of a pass --------------------------------------------------------------------
+
+
+def _guard(p: _Pass, target: TrafficSplit) -> TrafficSplit:
+    """Never give weight to a version with no ready endpoints; hold what is written then."""
+    w = target.weights
+    starved = (w.canary > 0 and p.obs.canary.ready == 0) or (w.stable > 0 and p.obs.stable.ready == 0)
+    if not starved:
+        return target
+    held = p.obs.written or TrafficSplit.stable_only()
+    if held != target:
+        p.update(message=f"{p.status.message} (holding traffic: the version that would get "
+                 f"weight has no ready endpoints)".strip())
+        p.requeue(READY_REQUEUE)
+    return held
+
+
+def _finish(p: _Pass) -> Decision:
+    traffic = _guard(p, p.traffic or p.held_traffic())
+    written = p.status.weights
+    if (written.stable, written.canary) != (traffic.weights.stable, traffic.weights.canary):
+        p.events.append(Event("Normal", "WeightChanged",
+                              f"stable/canary {traffic.weights.stable}/{traffic.weights.canary}"))
+    p.update(
+        weights=WeightsStatus(traffic.weights.stable, traffic.weights.canary,
+                              p.status.weights.observed),
+        header_routes=tuple(r.name for r in traffic.header_routes),
+        mirror_percent=traffic.mirror_percent,
+        conditions=_conditions(p),
+    )
+    canary = p.canary_replicas
+    if canary is None:
+        canary = p.obs.canary.replicas
+    stable_rev = p.status.stable_revision or p.obs.revision
+    if p.status.phase is Phase.PROMOTING:
+        stable_rev = p.status.current_revision or stable_rev
+    workloads = DesiredWorkloads(stable_rev, p.status.current_revision, canary)
+    requeue = min(p.requeues) if p.requeues else None
+    return Decision(p.status, traffic, workloads, tuple(p.events), requeue)
+
+
+def _conditions(p: _Pass) -> tuple[StatusCondition, ...]:
+    phase = p.status.phase
+    wanted = {
+        "Progressing": ("True" if phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
+                                            Phase.ABORTING) else "False", phase.value),
+        "Paused": ("True" if phase is Phase.PAUSED else "False",
+                   p.status.pause_reason or "NotPaused"),
+        "Healthy": ("True" if phase is Phase.HEALTHY else "False", phase.value),
+    }
+    return set_conditions(p.status.conditions, wanted, p.status.message, p.now)
+
+
+def set_conditions(current: tuple[StatusCondition, ...], wanted: Mapping[str, tuple[str, str]],
+                   message: str, now: datetime) -> tuple[StatusCondition, ...]:
+    """Conditions with ``wanted`` applied; lastTransitionTime moves only when status does."""
+    by_type = {c.type: c for c in current}
+    for type_, (status, reason) in wanted.items():
+        old = by_type.get(type_)
+        changed = old is None or old.status != status
+        by_type[type_] = StatusCondition(
+            type=type_, status=status, reason=reason,
+            message=message if status == "True" else "",
+            last_transition_time=now if changed else old.last_transition_time if old else now,
+        )
+    return tuple(by_type[t] for t in sorted(by_type))
+
+
+def invalid_spec(status: RolloutStatus, problems: str, now: datetime) -> RolloutStatus:
+    """Status for a Rollout whose spec failed validation: condition set, nothing else moves."""
+    conditions = set_conditions(status.conditions, {"InvalidSpec": ("True", "InvalidSpec")},
+                                problems, now)
+    return dataclasses.replace(status, conditions=conditions, message=f"invalid spec: {problems}")
+
+
+def valid_spec(status: RolloutStatus, now: datetime) -> RolloutStatus:
+    if status.condition("InvalidSpec") is None:
+        return status
+    conditions = set_conditions(status.conditions, {"InvalidSpec": ("False", "Valid")}, "", now)
+    return dataclasses.replace(status, conditions=conditions)
+

@@ -1,0 +1,54 @@
+"""Phases of a Rollout and the one table of legal transitions.
+
+An illegal move raises :class:`IllegalTransition` and changes nothing. The state diagram in
+the README is generated from :data:`TRANSITIONS` (``meshctl.domain.phases.mermaid()``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Phase(str, Enum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    HEALTHY = "Healthy"
+    ABORTING = "Aborting"
+    DEGRADED = "Degraded"
+
+
+P = Phase
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    P.PENDING: frozenset({P.PROGRESSING, P.HEALTHY}),
+    P.PROGRESSING: frozenset({P.PAUSED, P.PROMOTING, P.ABORTING, P.PROGRESSING}),
+    P.PAUSED: frozenset({P.PROGRESSING, P.PROMOTING, P.ABORTING}),
+    P.PROMOTING: frozenset({P.HEALTHY, P.ABORTING, P.PROGRESSING}),
+    P.HEALTHY: frozenset({P.PROGRESSING}),
+    P.ABORTING: frozenset({P.DEGRADED, P.HEALTHY, P.PROGRESSING}),
+    P.DEGRADED: frozenset({P.PROGRESSING, P.HEALTHY}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    def __init__(self, source: Phase, target: Phase) -> None:
+        super().__init__(f"illegal phase transition {source.value} -> {target.value}")
+        self.source, self.target = source, target
+
+
+def check_transition(source: Phase, target: Phase) -> Phase:
+    """``target`` if moving there from ``source`` is legal (staying put always is)."""
+    if source != target and target not in TRANSITIONS[source]:
+        raise IllegalTransition(source, target)
+    return target
+
+
+def mermaid() -> str:
+    """The state diagram, for the README."""
+    lines = ["stateDiagram-v2"]
+    for source, targets in TRANSITIONS.items():
+        for target in sorted(targets, key=lambda p: p.value):
+            if target != source:
+                lines.append(f"    {source.value} --> {target.value}")
+    return "\n".join(lines)

@@ -1,0 +1,346 @@
+"""The Rollout and AnalysisTemplate resources (``meshctl.io/v1alpha1``) as frozen values.
+
+Field names are the CRD's. The CRD schema in ``manifests/crds`` is generated from these
+classes (``meshctl.domain.crds``); structural checks come from the same metadata
+(:mod:`meshctl.domain.fields`); rules across fields are in :mod:`meshctl.domain.validation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from meshctl.domain.durations import Duration
+from meshctl.domain.fields import field
+
+GROUP = "meshctl.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """An AnalysisTemplate in the Rollout's namespace, or a built-in SLO template."""
+
+    template_name: str = field("templateName", required=True)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A value passed to an AnalysisTemplate argument; escaped before it enters a query."""
+
+    name: str = field("name", required=True)
+    value: str | None = field("value")
+
+
+@dataclass(frozen=True)
+class AnalysisRef:
+    """Which analysis to run: AnalysisTemplates with arguments; none means the Rollout's SLO."""
+
+    templates: tuple[TemplateRef, ...] = field("templates", default=())
+    args: tuple[Arg, ...] = field("args", default=())
+
+
+@dataclass(frozen=True)
+class BackgroundAnalysis:
+    """Analysis that runs from ``startingStep`` to the end of the rollout; failing aborts."""
+
+    templates: tuple[TemplateRef, ...] = field("templates", default=())
+    args: tuple[Arg, ...] = field("args", default=())
+    starting_step: int = field("startingStep", default=0, minimum=0)
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """Exactly one of exact, prefix, regex."""
+
+    exact: str | None = field("exact")
+    prefix: str | None = field("prefix")
+    regex: str | None = field("regex")
+
+    __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
+
+
+@dataclass(frozen=True)
+class HeaderMatchSpec:
+    header_name: str = field("headerName", required=True, doc="HTTP header name, lower case.")
+    header_value: StringMatch = field("headerValue", required=True)
+
+
+@dataclass(frozen=True)
+class HeaderRouteSpec:
+    """A route that sends requests matching every header to the new version."""
+
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    match: tuple[HeaderMatchSpec, ...] = field(
+        "match", default=(), doc="Leave empty to remove the named route."
+    )
+
+
+# --- canary ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PauseSpec:
+    duration: Duration | None = field("duration", doc="No duration: wait for promote.")
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    percent: int = field("percent", required=True, minimum=0, maximum=100)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One canary step; exactly one key."""
+
+    set_weight: int | None = field("setWeight", minimum=0, maximum=100)
+    pause: PauseSpec | None = field("pause")
+    analysis: AnalysisRef | None = field("analysis")
+    set_header_route: HeaderRouteSpec | None = field("setHeaderRoute")
+    set_mirror: MirrorSpec | None = field("setMirror")
+
+    __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
+
+    @property
+    def kind(self) -> str:
+        for name in ("set_weight", "pause", "analysis", "set_header_route", "set_mirror"):
+            if getattr(self, name) is not None:
+                return {"set_weight": "setWeight", "set_header_route": "setHeaderRoute",
+                        "set_mirror": "setMirror"}.get(name, name)
+        return "empty"
+
+
+@dataclass(frozen=True)
+class CanaryStrategy:
+    steps: tuple[Step, ...] = field("steps", default=())
+    analysis: BackgroundAnalysis | None = field("analysis")
+
+
+# --- blue-green --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlueGreenStrategy:
+    """Blue-green over VirtualService weights: 100/0 to 0/100 in one write, and back."""
+
+    preview_route: HeaderRouteSpec | None = field(
+        "previewRoute", doc="Requests matching it reach the new version before cut-over."
+    )
+    pre_promotion_analysis: AnalysisRef | None = field("prePromotionAnalysis")
+    post_promotion_analysis: AnalysisRef | None = field("postPromotionAnalysis")
+    auto_promotion_seconds: int | None = field(
+        "autoPromotionSeconds", minimum=0,
+        doc="Cut over this long after the preview is ready; unset waits for promote.",
+    )
+    scale_down_delay_seconds: int = field("scaleDownDelaySeconds", default=30, minimum=0)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Exactly one of canary, blueGreen."""
+
+    canary: CanaryStrategy | None = field("canary")
+    blue_green: BlueGreenStrategy | None = field("blueGreen")
+
+    __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
+
+
+# --- traffic routing ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VirtualServiceRef:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    routes: tuple[str, ...] = field(
+        "routes", default=(), doc="Named HTTP routes meshctl manages; empty: the only route."
+    )
+
+
+@dataclass(frozen=True)
+class DestinationRuleRef:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    stable_subset: str = field("stableSubset", required=True)
+    canary_subset: str = field("canarySubset", required=True)
+
+
+@dataclass(frozen=True)
+class IstioRouting:
+    """Subset-level (destinationRule) or host-level (stableService + canaryService)."""
+
+    virtual_service: VirtualServiceRef = field("virtualService", required=True)
+    destination_rule: DestinationRuleRef | None = field("destinationRule")
+    stable_service: str | None = field("stableService")
+    canary_service: str | None = field("canaryService")
+
+
+@dataclass(frozen=True)
+class TrafficRouting:
+    istio: IstioRouting | None = field("istio")
+
+
+# --- objectives, security, local --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slo:
+    """The objectives every analysis step checks unless it names templates."""
+
+    latency_p95: Duration = field("latencyP95", default=Duration("50ms"))
+    availability: str = field(
+        "availability", default="99.99%", pattern=r"^[0-9]{1,3}(\.[0-9]+)?%$"
+    )
+    window: Duration = field("window", default=Duration("1m"))
+    min_requests: int = field(
+        "minRequests", default=20, minimum=0,
+        doc="Below this many requests in the window a measurement is no data.",
+    )
+    interval: Duration = field("interval", default=Duration("10s"))
+    count: int = field("count", default=3, minimum=1)
+
+    @property
+    def availability_ratio(self) -> float:
+        return float(self.availability.rstrip("%")) / 100.0
+
+
+class MtlsMode(str, Enum):
+    STRICT = "STRICT"
+
+
+@dataclass(frozen=True)
+class Source:
+    namespace: str | None = field("namespace")
+    service_account: str | None = field("serviceAccount")
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    from_: tuple[Source, ...] = field("from", default=())
+    methods: tuple[str, ...] = field("methods", default=())
+    paths: tuple[str, ...] = field("paths", default=())
+    ports: tuple[int, ...] = field("ports", default=())
+
+
+@dataclass(frozen=True)
+class Security:
+    mtls: MtlsMode = field("mtls", default=MtlsMode.STRICT)
+    allow: tuple[AllowRule, ...] = field("allow", default=())
+    require_mutual_tls: bool = field("requireMutualTLS", default=True)
+
+
+@dataclass(frozen=True)
+class LocalVersion:
+    """A local endpoint: an address meshctl routes to, or a command meshctl starts."""
+
+    address: str | None = field("address", pattern=r"^[^\s:]+:[0-9]{1,5}$")
+    command: tuple[str, ...] = field("command", default=())
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    stable: LocalVersion = field("stable", required=True)
+    canary: LocalVersion = field("canary", required=True)
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    kind: str = field("kind", default="Deployment", pattern="^Deployment$")
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    service: str = field("service", required=True, pattern=DNS_LABEL)
+    strategy: Strategy = field("strategy", required=True)
+    workload_ref: WorkloadRef | None = field("workloadRef")
+    template: dict[str, Any] | None = field(
+        "template", opaque=True, doc="PodTemplateSpec of the new version."
+    )
+    traffic_routing: TrafficRouting | None = field("trafficRouting")
+    slo: Slo = field("slo", default=Slo())
+    security: Security | None = field("security")
+    progress_deadline_seconds: int = field("progressDeadlineSeconds", default=600, minimum=1)
+    abort_scale_down_delay_seconds: int = field(
+        "abortScaleDownDelaySeconds", default=30, minimum=0
+    )
+    paused: bool = field("paused", default=False)
+    local: LocalSpec | None = field("local")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    namespace: str = field("namespace", default="default")
+    generation: int = field("generation", default=0)
+    annotations: dict[str, str] | None = field("annotations")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    metadata: Metadata
+    spec: RolloutSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+# --- AnalysisTemplate --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrometheusProvider:
+    query: str = field("query", required=True)
+    address: str | None = field("address", doc="Defaults to the controller's Prometheus.")
+    timeout: Duration = field("timeout", default=Duration("10s"))
+
+
+@dataclass(frozen=True)
+class Provider:
+    prometheus: PrometheusProvider = field("prometheus", required=True)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    provider: Provider = field("provider", required=True)
+    success_condition: str | None = field("successCondition", doc="e.g. result < 50")
+    failure_condition: str | None = field("failureCondition", doc="e.g. result >= 0.05")
+    interval: Duration = field("interval", default=Duration("10s"))
+    count: int = field("count", default=1, minimum=1)
+    failure_limit: int = field("failureLimit", default=0, minimum=0)
+    inconclusive_limit: int = field("inconclusiveLimit", default=0, minimum=0)
+    consecutive_error_limit: int = field("consecutiveErrorLimit", default=4, minimum=0)
+    initial_delay: Duration | None = field("initialDelay")
+    min_samples: int = field("minSamples", default=1, minimum=1)
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str = field("name", required=True)
+    value: str | None = field("value", doc="Default value.")
+
+
+@dataclass(frozen=True)
+class AnalysisTemplateSpec:
+    metrics: tuple[MetricSpec, ...] = field("metrics", required=True, min_items=1)
+    args: tuple[ArgSpec, ...] = field("args", default=())
+
+
+@dataclass(frozen=True)
+class AnalysisTemplate:
+    metadata: Metadata
+    spec: AnalysisTemplateSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

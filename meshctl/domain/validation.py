@@ -1,0 +1,173 @@
+"""Turning a parsed YAML document into a valid Rollout or AnalysisTemplate, or every problem.
+
+Structural checks (types, bounds, unknown keys) come from the field metadata; the rules here
+span fields. Each problem names its path and the fix. Nothing here touches a cluster: checks
+against live objects (a route that must exist, a subset the DestinationRule must have) are in
+:mod:`meshctl.domain.istio`, and PromQL that Prometheus must accept is checked by the shell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from meshctl.domain.conditions import Condition
+from meshctl.domain.fields import from_json
+from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.spec import (
+    API_VERSION,
+    AnalysisTemplate,
+    AnalysisTemplateSpec,
+    HeaderRouteSpec,
+    Metadata,
+    Rollout,
+    RolloutSpec,
+)
+
+ROLLOUT_KINDS = ("Rollout", "AnalysisTemplate")
+
+
+def load_document(doc: Any) -> Rollout | AnalysisTemplate:
+    """Parse and validate one document; raises InvalidSpec with every problem."""
+    if not isinstance(doc, Mapping):
+        raise InvalidSpec([Problem("", "not a Rollout or AnalysisTemplate document (a mapping)")])
+    problems: list[Problem] = []
+    kind = doc.get("kind")
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(Problem("apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}"))
+    if kind not in ROLLOUT_KINDS:
+        problems.append(Problem("kind", f"must be Rollout or AnalysisTemplate, got {kind!r}"))
+        raise InvalidSpec(problems)
+    metadata = _metadata(doc.get("metadata"), problems)
+    if kind == "Rollout":
+        spec, spec_problems = from_json(RolloutSpec, doc.get("spec"), "spec")
+        problems += spec_problems
+        if spec is not None:
+            problems += list(rollout_problems(spec))
+        if problems or spec is None or metadata is None:
+            raise InvalidSpec(problems)
+        return Rollout(metadata, spec)
+    tspec, spec_problems = from_json(AnalysisTemplateSpec, doc.get("spec"), "spec")
+    problems += spec_problems
+    if tspec is not None:
+        problems += list(template_problems(tspec))
+    if problems or tspec is None or metadata is None:
+        raise InvalidSpec(problems)
+    return AnalysisTemplate(metadata, tspec)
+
+
+def _metadata(raw: Any, problems: list[Problem]) -> Metadata | None:
+    """Only the fields meshctl reads; the API server's own metadata keys are allowed."""
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("metadata", "is required: give at least metadata.name"))
+        return None
+    wanted = {k: raw[k] for k in ("name", "namespace", "generation", "annotations") if k in raw}
+    value, found = from_json(Metadata, wanted, "metadata")
+    problems += found
+    return value
+
+
+def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """Rules across fields of a structurally valid spec."""
+    yield from _strategy_problems(spec)
+    yield from _routing_problems(spec)
+    if spec.workload_ref is None and spec.local is None:
+        yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
+    if spec.slo.availability_ratio > 1:
+        yield Problem("spec.slo.availability", "must be at most 100%")
+    if spec.local is not None:
+        for version in ("stable", "canary"):
+            local = getattr(spec.local, version)
+            if (local.address is None) == (not local.command):
+                yield Problem(f"spec.local.{version}", "give exactly one of address or command")
+
+
+def _strategy_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    strategy = spec.strategy
+    if (strategy.canary is None) == (strategy.blue_green is None):
+        yield Problem("spec.strategy", "give exactly one of canary or blueGreen")
+        return
+    if strategy.blue_green is not None:
+        route = strategy.blue_green.preview_route
+        if route is not None:
+            yield from _header_route_problems(route, "spec.strategy.blueGreen.previewRoute")
+        return
+    assert strategy.canary is not None
+    base = "spec.strategy.canary"
+    last_weight, last_path = 0, ""
+    for i, step in enumerate(strategy.canary.steps):
+        path = f"{base}.steps[{i}]"
+        keys = [k for k in ("set_weight", "pause", "analysis", "set_header_route", "set_mirror")
+                if getattr(step, k) is not None]
+        if len(keys) != 1:
+            yield Problem(path, "give exactly one of setWeight, pause, analysis, "
+                          "setHeaderRoute, setMirror per step")
+            continue
+        if step.set_weight is not None:
+            if step.set_weight < last_weight:
+                yield Problem(f"{path}.setWeight", f"{step.set_weight} is below {last_weight} at "
+                              f"{last_path}; weights may only grow (use abort to go back)")
+            last_weight, last_path = step.set_weight, f"{path}.setWeight"
+        if step.set_header_route is not None:
+            yield from _header_route_problems(step.set_header_route, f"{path}.setHeaderRoute")
+    background = strategy.canary.analysis
+    steps = len(strategy.canary.steps)
+    if background is not None and steps and background.starting_step >= steps:
+        yield Problem(f"{base}.analysis.startingStep",
+                      f"{background.starting_step} is past the last step; use 0..{steps - 1}")
+
+
+def _header_route_problems(route: HeaderRouteSpec, path: str) -> Iterator[Problem]:
+    for j, match in enumerate(route.match):
+        value = match.header_value
+        given = [v for v in (value.exact, value.prefix, value.regex) if v is not None]
+        where = f"{path}.match[{j}].headerValue"
+        if len(given) != 1:
+            yield Problem(where, "give exactly one of exact, prefix, regex")
+        elif value.regex is not None:
+            try:
+                re.compile(value.regex)
+            except re.error as exc:
+                yield Problem(f"{where}.regex", f"does not compile: {exc}")
+        if match.header_name != match.header_name.lower():
+            yield Problem(f"{path}.match[{j}].headerName", "use lower case; Envoy matches lower case")
+
+
+def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    routing = spec.traffic_routing
+    istio = routing.istio if routing is not None else None
+    if istio is None:
+        if spec.local is None:
+            yield Problem("spec.trafficRouting.istio", "is required (or spec.local for a local run)")
+        return
+    path = "spec.trafficRouting.istio"
+    host_level = istio.stable_service is not None or istio.canary_service is not None
+    if istio.destination_rule is not None and host_level:
+        yield Problem(path, "use destinationRule (subset-level) or stableService and "
+                      "canaryService (host-level), not both")
+    elif istio.destination_rule is None and not (istio.stable_service and istio.canary_service):
+        yield Problem(path, "give destinationRule, or both stableService and canaryService")
+    rule = istio.destination_rule
+    if rule is not None and rule.stable_subset == rule.canary_subset:
+        yield Problem(f"{path}.destinationRule.canarySubset", "must differ from stableSubset")
+    if host_level and istio.stable_service == istio.canary_service:
+        yield Problem(f"{path}.canaryService", "must differ from stableService")
+
+
+def template_problems(spec: AnalysisTemplateSpec) -> Iterator[Problem]:
+    for i, metric in enumerate(spec.metrics):
+        path = f"spec.metrics[{i}]"
+        for attr, key in (("success_condition", "successCondition"),
+                          ("failure_condition", "failureCondition")):
+            text = getattr(metric, attr)
+            if text is not None:
+                try:
+                    Condition.parse(text)
+                except ValueError as exc:
+                    yield Problem(f"{path}.{key}", str(exc))
+        if metric.success_condition is None and metric.failure_condition is None:
+            yield Problem(path, "give successCondition or failureCondition (e.g. result < 50)")
+    names = [m.name for m in spec.metrics]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield Problem("spec.metrics", f"metric name {name!r} is used twice; names must be unique")
