@@ -2,7 +2,10 @@
 # Installs and builds the servers of the test world (section 9 of the design).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+    || ! command -v etcd >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
+# kube-apiserver from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
+bash testworld/build-kube-apiserver.sh
