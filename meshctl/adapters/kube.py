@@ -1,0 +1,310 @@
+"""Kubernetes: the single home of the ``kubernetes`` library in meshctl.
+
+May: build a client (kubeconfig path and context, or in-cluster), read and write custom
+objects (Rollouts, VirtualServices, DestinationRules, policies) and translate every failure
+into :mod:`meshctl.adapters.errors`.
+May not: decide anything. Which object to write, and what to write in it, comes from the
+caller (usually a pure function of :mod:`meshctl.domain`); a mutation handed to
+:meth:`Kube.update_with_retry` is a pure function of the object it is given.
+
+Objects cross this boundary as plain ``dict`` values, exactly as the API server serves them.
+Importing this module is cheap; the ``kubernetes`` package is imported when a client is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from meshctl.adapters.errors import PermanentError, TransientError, translated
+
+FIELD_MANAGER = "meshctl"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+Object = dict[str, Any]
+Mutation = Callable[[Object], Object]
+
+
+@dataclass(frozen=True)
+class Updated:
+    """What :meth:`Kube.update_with_retry` did: the object as stored now, how many
+    read-mutate-write attempts it took, and whether anything was written."""
+
+    object: Object
+    attempts: int
+    changed: bool
+
+
+class Kube:
+    """Typed access to namespaced custom objects through one ``ApiClient``.
+
+    Methods take the resource as the API server names it: ``group, version, namespace,
+    plural`` (e.g. ``"networking.istio.io", "v1", "shop", "virtualservices"``).
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        timeout_seconds: float = 30.0,
+        max_attempts: int = 5,
+        max_backoff_seconds: float = 2.0,
+    ) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.field_manager = field_manager
+        self.timeout_seconds = timeout_seconds
+        self.max_attempts = max_attempts
+        self.max_backoff_seconds = max_backoff_seconds
+        # Any: the generated annotations say `object` where options change the return type
+        # (_preload_content=False returns the raw response).
+        self._custom: Any = client.CustomObjectsApi(api_client)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | Path | None = None, context: str | None = None, **options: Any
+    ) -> Kube:
+        """A client for ``context`` (default: the current one) of the kubeconfig at ``path``
+        (default: ``$KUBECONFIG`` or ``~/.kube/config``)."""
+        from kubernetes import config
+
+        with translated():
+            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path is not None else None,
+                context=context,
+                persist_config=False,
+            )
+        return cls(api_client, **options)
+
+    @classmethod
+    def in_cluster(cls, **options: Any) -> Kube:
+        """A client with the pod's ServiceAccount token and the cluster's CA."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        with translated():
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        return cls(client.ApiClient(configuration), **options)
+
+    @classmethod
+    def connect(
+        cls, kubeconfig: str | Path | None = None, context: str | None = None, **options: Any
+    ) -> Kube:
+        """In-cluster when running in a pod and no kubeconfig or context is named; the
+        kubeconfig otherwise."""
+        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        if kubeconfig is None and context is None and in_pod and not os.environ.get("KUBECONFIG"):
+            return cls.in_cluster(**options)
+        return cls.from_kubeconfig(kubeconfig, context, **options)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
+        with translated():
+            found = self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=self.timeout_seconds
+            )
+        return _as_object(found)
+
+    def list(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        label_selector: str | None = None,
+    ) -> list[Object]:
+        with translated():
+            found = self._custom.list_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                label_selector=label_selector,
+                _request_timeout=self.timeout_seconds,
+            )
+        return [_as_object(item) for item in _as_object(found).get("items", [])]
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(self, group: str, version: str, namespace: str, plural: str, body: Object) -> Object:
+        with translated():
+            created = self._custom.create_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                body,
+                field_manager=self.field_manager,
+                _request_timeout=self.timeout_seconds,
+            )
+        return _as_object(created)
+
+    def merge_patch(
+        self, group: str, version: str, namespace: str, plural: str, name: str, patch: Object
+    ) -> Object:
+        """JSON merge patch (RFC 7386): maps merge, lists and scalars replace, None deletes."""
+        with translated():
+            patched = self._custom.patch_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                patch,
+                field_manager=self.field_manager,
+                _content_type=MERGE_PATCH,
+                _request_timeout=self.timeout_seconds,
+            )
+        return _as_object(patched)
+
+    def merge_patch_status(
+        self, group: str, version: str, namespace: str, plural: str, name: str, patch: Object
+    ) -> Object:
+        """JSON merge patch of the ``status`` subresource."""
+        with translated():
+            patched = self._custom.patch_namespaced_custom_object_status(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                patch,
+                field_manager=self.field_manager,
+                _content_type=MERGE_PATCH,
+                _request_timeout=self.timeout_seconds,
+            )
+        return _as_object(patched)
+
+    def replace(
+        self, group: str, version: str, namespace: str, plural: str, body: Object
+    ) -> Object:
+        """PUT the whole object. ``metadata.resourceVersion`` must be the one it was read at:
+        if the object changed since, the server answers 409 and this raises ``Conflict``."""
+        metadata = body.get("metadata") or {}
+        if not metadata.get("resourceVersion"):
+            raise PermanentError("replace needs metadata.resourceVersion (read, then write)")
+        with translated():
+            replaced = self._custom.replace_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                str(metadata["name"]),
+                body,
+                field_manager=self.field_manager,
+                _request_timeout=self.timeout_seconds,
+            )
+        return _as_object(replaced)
+
+    def apply(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        body: Object,
+        *,
+        force: bool = False,
+    ) -> Object:
+        """Server-side apply as field manager ``meshctl``: the server merges the fields in
+        ``body`` (which must carry apiVersion, kind and metadata.name) and records meshctl
+        as their owner; fields owned by another manager raise ``Conflict`` unless ``force``.
+        """
+        name = str((body.get("metadata") or {})["name"])
+        with translated():
+            # The generated client decodes a PATCH answer only for 200, but an apply that
+            # creates the object answers 201: take the raw answer (errors still raise).
+            response = self._custom.patch_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                body,
+                field_manager=self.field_manager,
+                force=force,
+                _content_type=APPLY_PATCH,
+                _request_timeout=self.timeout_seconds,
+                _preload_content=False,
+            )
+            applied = json.loads(response.data)
+        return _as_object(applied)
+
+    def delete(self, group: str, version: str, namespace: str, plural: str, name: str) -> None:
+        with translated():
+            self._custom.delete_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=self.timeout_seconds
+            )
+
+    def update_with_retry(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        mutate: Mutation,
+    ) -> Updated:
+        """Read the object, apply ``mutate`` to a copy, write it back with the
+        resourceVersion it was read at; on a transient failure (409 Conflict above all)
+        start again from a fresh read, up to ``max_attempts`` times with jittered
+        exponential backoff. ``mutate`` must be pure: it may run once per attempt.
+
+        If ``mutate`` changes nothing, nothing is written (``changed=False``). When the
+        attempts run out the last error is raised (``Conflict``, ``Unavailable``...);
+        permanent errors (NotFound, Invalid, Forbidden) are raised at once.
+        """
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=0.05, max=self.max_backoff_seconds),
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                current = self.get(group, version, namespace, plural, name)
+                desired = mutate(copy.deepcopy(current))
+                number = attempt.retry_state.attempt_number
+                if desired == current:
+                    return Updated(current, number, changed=False)
+                desired.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                    "resourceVersion"
+                ]
+                stored = self.replace(group, version, namespace, plural, desired)
+                return Updated(stored, number, changed=True)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def _as_object(value: object) -> Object:
+    if not isinstance(value, dict):
+        raise PermanentError(f"expected a JSON object from the API server, got {type(value)}")
+    return value
