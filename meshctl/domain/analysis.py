@@ -11,7 +11,7 @@ after the run starts) until it has ``count`` of them. Each measurement's outcome
 
 A metric's verdict: Failing when failed > failureLimit or consecutive errors >
 consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passing when all
-``count`` measurements are in and at least ``minSamples`` succeeded; else Pending.
+``count`` measurements are in (errors are retried, not counted) and at least ``minSamples`` succeeded; else Pending.
 A run fails when any metric fails, is inconclusive when any is, passes when all pass.
 
 Worked examples (limit 0): measurements [Successful, Successful, Failed] -> Failing, reason
@@ -125,7 +125,7 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
     if m.inconclusive > plan.inconclusive_limit:
         return Verdict.INCONCLUSIVE, (f"{plan.name}: {m.inconclusive} inconclusive "
                                       f"(limit {plan.inconclusive_limit}): {last}")
-    if plan.count is not None and m.count >= plan.count:
+    if plan.count is not None and m.count - m.errors >= plan.count:
         if m.successful >= plan.min_samples:
             return Verdict.PASSING, f"{plan.name}: {m.successful} of {m.count} passed: {last}"
         return Verdict.INCONCLUSIVE, (f"{plan.name}: {m.successful} successful measurements, "
@@ -194,8 +194,11 @@ def apply_measurements(
     for t in taken:
         if t.run != run.name or t.metric not in metrics or t.metric not in plan_by_name:
             continue
-        if metrics[t.metric].verdict is not Verdict.PENDING:
+        metric = metrics[t.metric]
+        if metric.verdict is not Verdict.PENDING:
             continue
+        if metric.last_at is not None and t.at <= metric.last_at:
+            continue  # already recorded: presenting a measurement twice changes nothing
         metrics[t.metric] = record(plan_by_name[t.metric], metrics[t.metric], t.at, t.measurement)
     ordered = tuple(metrics[m.name] for m in run.metrics)
     verdict, reason = combine((m.verdict, m.reason) for m in ordered)

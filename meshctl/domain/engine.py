@@ -150,8 +150,10 @@ class _Pass:
         return self.steps[i] if 0 <= i < len(self.steps) else None
 
     def held_traffic(self) -> TrafficSplit:
-        if self.obs.written is not None:
-            return self.obs.written
+        """The traffic the status says is in force: that of the last completed step.
+
+        Derived from the schedule, not read back from the world, so a weight someone else
+        wrote is corrected on the next pass."""
         return traffic_before(self.steps, min(self.status.current_step, len(self.steps)))
 
     def needed_canary(self, scale: int) -> int:
@@ -468,7 +470,7 @@ def _paused(p: _Pass) -> None:
 def _promoting(p: _Pass) -> None:
     """Stable takes the new template; once it is ready, traffic returns to it, then the
     canary scales down."""
-    p.traffic = p.held_traffic()
+    p.traffic = p.obs.written or p.held_traffic()  # as promotion found it (promote --full)
     stable = p.obs.stable
     current = p.status.current_revision
     if stable.revision != current or stable.ready < stable.replicas or stable.ready == 0:

@@ -1,0 +1,313 @@
+"""Scenario tests of decide(): whole rollouts stepped through the pure simulated world.
+
+Each test reads Given / When / Then and asserts traffic and status, never call sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from meshctl.domain.analysis import TakenMeasurement
+from meshctl.domain.engine import AnalysisPlans, Intents, WorkloadState, decide, measurements_due
+from meshctl.domain.measurements import Error, NoData, Value
+from meshctl.domain.phases import Phase
+from meshctl.domain.status import Verdict
+from meshctl.domain.traffic import TrafficSplit
+
+from .sim import T0, Sim, canary, rollout_spec, slo_plan
+
+STEPS = ({"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50},
+         {"pause": {"duration": "30s"}})
+
+
+def test_healthy_canary_walks_every_step_then_promotes():
+    """Given passing conditions, the weights follow the steps and the new version becomes stable."""
+    sim = Sim(canary(*STEPS)).run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (90, 10), (50, 50), (100, 0)]
+    assert sim.stable.revision == "v2" and sim.status.stable_revision == "v2"
+    assert sim.canary.replicas == 0
+
+
+def test_first_sight_of_a_running_version_adopts_it_without_moving_traffic():
+    sim = Sim(canary(*STEPS), revision="v1").run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0)]
+    assert sim.canary.replicas == 0
+
+
+def test_weights_wait_for_enough_ready_canary_replicas():
+    """When the canary has no ready pods, the weight does not move and the status says why."""
+    sim = Sim(canary({"setWeight": 50}), canary_becomes_ready=False)
+    sim.run(passes=5)
+    assert sim.weights_written() == [(100, 0)]
+    assert "waiting for canary ready replicas 0/2" in sim.status.message
+    sim.canary_becomes_ready = True
+    sim.run()
+    assert (50, 50) in sim.weights_written()
+
+
+def test_step_waits_until_the_data_plane_applies_the_weight():
+    """A weight written but not observed at the data plane holds the step."""
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 40}), data_plane_applies=False)
+    sim.run(passes=10)
+    assert sim.status.current_step == 0
+    assert sim.weights_written()[-1] == (80, 20)
+    assert "waiting for the data plane" in sim.status.message
+
+
+def _failing_analysis_sim(**kw):
+    spec = canary({"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}},
+        {"setMirror": {"percent": 50}}, {"analysis": {}}, {"setWeight": 60})
+    plans = AnalysisPlans(steps={3: (slo_plan(),)})
+    return Sim(spec, plans=plans, metric=lambda run, m: Value(83.2), **kw)
+
+
+def test_failed_analysis_sends_all_traffic_to_stable_first_in_one_write():
+    sim = _failing_analysis_sim(data_plane_applies=True)
+    sim.run(until=lambda s: s.status.current_step == 3)  # analysis step, mirror + route live
+    live = sim.written
+    assert live.mirror_percent == 50 and live.header_routes
+    canary_replicas, writes = sim.canary.replicas, len(sim.writes)
+    sim.data_plane_applies = False
+    sim.run(passes=3)
+    assert sim.status.phase is Phase.ABORTING  # stable not observed yet
+    assert sim.writes[writes:] == [TrafficSplit.stable_only()]  # one write: weights, routes, mirror
+    assert sim.canary.replicas == canary_replicas  # not scaled down before stable is observed
+    assert "83.2" in sim.status.abort.message
+
+
+def test_canary_scales_down_only_after_stable_is_observed_and_the_delay():
+    sim = _failing_analysis_sim()
+    sim.run(until=lambda s: s.status.phase is Phase.DEGRADED)
+    assert sim.observed == TrafficSplit.stable_only()
+    assert sim.canary.replicas > 0  # kept for abortScaleDownDelaySeconds (30s)
+    sim.run()
+    assert sim.canary.replicas == 0
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.status.abort.reason == "AnalysisFailed"
+    assert "latency" in sim.status.message and "83.2" in sim.status.message
+
+
+@pytest.mark.parametrize("measurement, verdict, phase", [
+    (Value(10.0), Verdict.PASSING, Phase.HEALTHY),
+    (Value(80.0), Verdict.FAILING, Phase.DEGRADED),
+    (NoData("0 requests"), Verdict.INCONCLUSIVE, Phase.PAUSED),
+    (Error("connection refused"), Verdict.FAILING, Phase.DEGRADED),
+])
+def test_analysis_step_outcomes(measurement, verdict, phase):
+    """Passing advances, failing aborts, no data pauses for a human, errors past the limit fail."""
+    spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
+    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(count=1, interval=1),)}),
+              metric=lambda run, m: measurement)
+    sim.run(passes=400)
+    assert sim.status.phase is phase
+    run = sim.status.run("step-1")
+    assert run is not None and run.verdict is verdict
+
+
+def test_inconclusive_never_promotes_and_resume_measures_again():
+    spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
+    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(),)}),
+              metric=lambda run, m: NoData("0 requests"))
+    sim.run()
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "InconclusiveAnalysis"
+    assert sim.weights_written()[-1] == (90, 10)
+    sim.run(passes=20)  # nothing happens while paused
+    assert sim.status.phase is Phase.PAUSED
+    sim.metric = lambda run, m: Value(5.0)
+    sim.intents = Intents(resume="r1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_promote_skips_an_inconclusive_analysis():
+    spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 30})
+    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(),)}), metric=lambda r, m: NoData())
+    sim.run()
+    sim.intents = Intents(promote="p1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert (70, 30) in sim.weights_written()
+
+
+def test_indefinite_pause_waits_for_promote():
+    sim = Sim(canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})).run()
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "PausedAtStep"
+    sim.run(passes=10)
+    assert sim.status.phase is Phase.PAUSED
+    sim.intents = Intents(promote="p1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (90, 10), (50, 50), (100, 0)]
+
+
+def test_promote_full_skips_remaining_steps():
+    sim = Sim(canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})).run()
+    sim.intents = Intents(promote_full="f1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert (50, 50) not in sim.weights_written()
+
+
+def test_user_abort_then_retry_starts_again_at_step_zero():
+    sim = Sim(canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})).run()
+    sim.intents = Intents(abort="a1")
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED and sim.status.abort.reason == "UserAbort"
+    assert sim.observed == TrafficSplit.stable_only()
+    sim.intents = Intents(abort="a1", retry="r1")
+    sim.run()
+    assert sim.status.phase is Phase.PAUSED and sim.status.current_step == 1
+    assert sim.weights_written()[-1] == (90, 10)
+
+
+def test_an_intent_is_acted_on_once():
+    """The same abort id seen again after a retry does not abort the retried rollout."""
+    sim = Sim(canary({"setWeight": 10}, {"pause": {}})).run()
+    sim.intents = Intents(abort="a1")
+    sim.run()
+    sim.intents = Intents(abort="a1", retry="r1")
+    sim.run()
+    assert sim.status.phase is Phase.PAUSED
+
+
+def test_spec_paused_holds_the_rollout_and_unpausing_resumes():
+    spec = canary({"setWeight": 10}, {"pause": {"duration": "10s"}}, {"setWeight": 50})
+    sim = Sim(spec).run(until=lambda s: s.status.current_step == 1)
+    sim.spec = dataclasses.replace(spec, paused=True)
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "UserPaused"
+    assert sim.weights_written()[-1] == (90, 10)
+    sim.spec = spec
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_progress_deadline_aborts_a_stuck_step():
+    sim = Sim(canary({"setWeight": 10}, progressDeadlineSeconds=60), canary_becomes_ready=False)
+    sim.run(passes=200)
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.status.abort.reason == "ProgressDeadlineExceeded"
+
+
+def test_background_analysis_aborts_from_its_starting_step():
+    spec = rollout_spec({"strategy": {"canary": {
+        "steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50},
+                  {"pause": {"duration": "1m"}}],
+        "analysis": {"startingStep": 2}}}})
+    plans = AnalysisPlans(background=(slo_plan(count=None, interval=5),), background_from=2)
+    sim = Sim(spec, plans=plans, metric=lambda r, m: Value(99.0))
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED
+    run = sim.status.run("background")
+    assert run is not None and run.verdict is Verdict.FAILING
+    assert run.step == 2  # started at its starting step, not before
+    assert run.metrics[0].measurements[0].at >= T0 + timedelta(seconds=60)  # after step 1's pause
+
+
+def test_new_revision_mid_rollout_restarts_from_stable():
+    sim = Sim(canary({"setWeight": 30}, {"pause": {}}, {"setWeight": 60})).run()
+    assert sim.weights_written()[-1] == (70, 30)
+    sim.revision = "v3"
+    d = sim.reconcile()
+    assert d.traffic == TrafficSplit.stable_only()
+    assert sim.status.current_revision == "v3" and sim.status.current_step == 0
+    sim.run()
+    assert sim.status.phase is Phase.PAUSED and sim.canary.revision == "v3"
+
+
+def test_reverting_the_template_to_stable_rolls_back_to_healthy():
+    sim = Sim(canary({"setWeight": 30}, {"pause": {}})).run()
+    sim.revision = "v1"
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.observed == TrafficSplit.stable_only() and sim.stable.revision == "v1"
+
+
+def test_restart_at_every_pass_gives_the_same_rollout():
+    """A controller killed and restarted between every pass repeats and skips nothing."""
+    spec = canary(*STEPS, {"analysis": {}}, {"setWeight": 80})
+    plans = AnalysisPlans(steps={4: (slo_plan(count=3, interval=5),)})
+    plain = Sim(spec, plans=plans).run()
+    restarted = Sim(spec, plans=plans, restart_every_pass=True).run()
+    assert restarted.writes == plain.writes
+    assert restarted.status == plain.status
+    assert restarted.status.run("step-4").metrics[0].count == 3
+
+
+def test_second_pass_on_the_same_world_writes_nothing():
+    """Idempotence: a pass right after a pass that did not advance changes nothing."""
+    spec = canary(*STEPS, {"analysis": {}}, {"setWeight": 80})
+    sim = Sim(spec, plans=AnalysisPlans(steps={4: (slo_plan(count=2, interval=5),)}))
+    checked = 0
+    for _ in range(60):
+        before = sim.status
+        obs = sim.observation()
+        due = measurements_due(sim.spec, before, obs, sim.now)
+        obs = dataclasses.replace(obs, measurements=tuple(
+            TakenMeasurement(r.run, r.metric, sim.now, Value(5.0)) for r in due))
+        d1 = decide(sim.spec, before, obs, sim.now)
+        d2 = decide(sim.spec, d1.status, dataclasses.replace(obs, written=d1.traffic), sim.now)
+        if (d1.status.phase, d1.status.current_step) == (before.phase, before.current_step):
+            assert d2.status == d1.status and d2.traffic == d1.traffic
+            checked += 1
+        sim.apply(d1)
+        sim.now += timedelta(seconds=max(d1.requeue_after or 5, 0.5))
+    assert checked > 10 and sim.status.phase is Phase.HEALTHY
+
+
+def test_stable_with_no_ready_endpoints_gets_no_weight():
+    sim = Sim(canary({"setWeight": 30}, {"pause": {}})).run()
+    sim.stable = WorkloadState(4, 0, "v1")
+    sim.intents = Intents(abort="a1")
+    d = sim.reconcile()
+    assert d.traffic.weights.canary == 30  # holds; 100% to a stable with no endpoints is worse
+    assert "no ready endpoints" in d.status.message
+    sim.stable = WorkloadState(4, 4, "v1")
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED
+
+
+# -- blue-green ---------------------------------------------------------------------------
+
+
+def blue_green(**bg):
+    return rollout_spec({"strategy": {"blueGreen": {"previewRoute": {"name": "preview", "match": [
+        {"headerName": "x-preview", "headerValue": {"exact": "1"}}]}, **bg}}})
+
+
+def test_blue_green_previews_then_cuts_over_on_promote_and_scales_down_later():
+    sim = Sim(blue_green(scaleDownDelaySeconds=60)).run()
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "AwaitingPromotion"
+    assert sim.written.weights.stable == 100 and sim.written.header_routes[0].name == "preview"
+    assert sim.canary.replicas == 4  # the whole new version is up before cut-over
+    sim.intents = Intents(promote="p1")
+    sim.run(until=lambda s: s.written.weights.canary == 100)
+    assert sim.written.weights.canary == 100
+    assert sim.stable.revision == "v1"  # blue kept warm during the scale-down delay
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY and sim.stable.revision == "v2"
+    assert sim.weights_written() == [(100, 0), (0, 100), (100, 0)]
+
+
+def test_blue_green_post_promotion_failure_switches_back_at_once():
+    spec = blue_green(autoPromotionSeconds=0, postPromotionAnalysis={})
+    post_index = 2
+    sim = Sim(spec, plans=AnalysisPlans(steps={post_index: (slo_plan(),)}),
+              metric=lambda r, m: Value(500.0))
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.weights_written() == [(100, 0), (0, 100), (100, 0)]
+    assert sim.stable.revision == "v1"
+
+
+def test_blue_green_auto_promotion_waits_its_seconds():
+    sim = Sim(blue_green(autoPromotionSeconds=120)).run(
+        until=lambda s: s.written is not None and s.written.weights.canary == 100)
+    cutover = sim.decisions[-1].status.step_started_at
+    assert sim.now - cutover >= timedelta(seconds=120)
