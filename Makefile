@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install lint test unit testenv demo bench protos verify-protos e2e-kind clean
+.PHONY: install lint test unit testenv demo bench crds protos verify-protos e2e-kind clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -31,6 +31,9 @@ testenv:
 demo: install
 	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
 	$(BIN)/meshctl demo
+
+crds: install
+	$(PY) -m meshctl.ops.manifests manifests/crds
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

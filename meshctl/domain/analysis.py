@@ -11,7 +11,8 @@ after the run starts) until it has ``count`` of them. Each measurement's outcome
 
 A metric's verdict: Failing when failed > failureLimit or consecutive errors >
 consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passing when all
-``count`` measurements are in (errors are retried, not counted) and at least ``minSamples`` succeeded; else Pending.
+``count`` measurements are in (errors are retried, not counted) and at
+least ``minSamples`` succeeded; else Pending.
 A run fails when any metric fails, is inconclusive when any is, passes when all pass.
 
 Worked examples (limit 0): measurements [Successful, Successful, Failed] -> Failing, reason

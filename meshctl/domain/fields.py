@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -129,6 +130,10 @@ class _Reader:
             self.fail(path, f"{raw} is below {meta['minimum']}; use {meta['minimum']} or more")
         if meta.get("maximum") is not None and raw > meta["maximum"]:
             self.fail(path, f"{raw} is above {meta['maximum']}; use {meta['maximum']} or less")
+        pattern = meta.get("pattern")
+        if pattern is not None and isinstance(raw, str) and not re.search(pattern, raw):
+            self.fail(path, f"{raw!r} does not match {pattern}" + (
+                "; use lower case letters, digits and '-'" if "a-z0-9" in pattern else ""))
         return float(raw) if tp is float else raw
 
     def obj(self, cls: type, raw: Any, path: str) -> Any:

@@ -1,0 +1,11 @@
+"""Exit codes, the contract with CI pipelines (also in ``meshctl --help`` and README)."""
+
+OK = 0  # success, rollout Healthy
+ROLLED_BACK = 1  # rolled back or Degraded (or findings at/above --fail-on)
+INVALID = 2  # bad usage or invalid spec
+TIMED_OUT = 3  # timed out while waiting
+PAUSED = 4  # paused, waiting for a human (with --wait)
+UNREACHABLE = 5  # cannot reach the cluster or Prometheus
+
+HELP = """Exit codes: 0 success/Healthy, 1 rolled back or Degraded, 2 bad usage or invalid spec,
+3 timed out while waiting, 4 paused waiting for a human, 5 cannot reach the cluster/Prometheus."""

@@ -1,0 +1,94 @@
+"""The ``meshctl`` command line. Thin: parse, one ``ops`` call, render.
+
+Imports of anything heavy (the Kubernetes client, gRPC, Prometheus) happen inside the
+commands that need them, so ``meshctl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from meshctl.cli import exitcodes
+from meshctl.cli.render import OUTPUT_CHOICES, emit
+
+
+@click.group(help=f"Progressive delivery for Istio: canary and blue-green with SLO gates.\n\n"
+             f"{exitcodes.HELP}", context_settings={"auto_envvar_prefix": "MESHCTL",
+                                                    "help_option_names": ["-h", "--help"]})
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig.")
+@click.option("--context", "kube_context", help="Kubeconfig context to use.")
+@click.option("-n", "--namespace", default=None, help="Namespace (default: the context's).")
+@click.option("-o", "--output", type=click.Choice(OUTPUT_CHOICES), default="table",
+              show_default=True, help="Output format.")
+@click.option("--server", help="Use the controller's gRPC API at HOST:PORT.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Client certificate (gRPC).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Client key (gRPC).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA bundle (gRPC).")
+@click.version_option(package_name="meshctl")
+@click.pass_context
+def cli(ctx: click.Context, /, **options: Any) -> None:
+    ctx.obj = options
+
+
+@cli.command(help="Check Rollout and AnalysisTemplate files offline. '-' reads standard input.")
+@click.argument("files", nargs=-1, required=True)
+@click.pass_context
+def lint(ctx: click.Context, files: tuple[str, ...]) -> None:
+    from meshctl.ops.documents import load
+
+    loaded = load(list(files))
+    for problem in loaded.problems:
+        click.echo(str(problem), err=True)
+    if loaded.problems:
+        ctx.exit(exitcodes.INVALID)
+    count = len(loaded.rollouts) + len(loaded.templates)
+    if ctx.obj["output"] == "table":
+        click.echo(f"{count} document(s) valid")
+    else:
+        emit({"valid": count, "problems": []}, ctx.obj["output"])
+
+
+@cli.group(help="Run, inspect and steer rollouts.")
+def rollout() -> None:
+    pass
+
+
+@rollout.command("plan", help="Show the weight schedule, gates and objects without writing.")
+@click.option("-f", "--filename", "files", multiple=True, required=True,
+              help="Rollout file, and AnalysisTemplate files it uses.")
+@click.option("--mesh", type=click.Choice(["istio", "local"]), default="istio", show_default=True)
+@click.pass_context
+def plan(ctx: click.Context, files: tuple[str, ...], mesh: str) -> None:
+    from meshctl.cli.render import plan_table
+    from meshctl.ops.documents import load
+    from meshctl.ops.plans import PlanError, plan_for
+
+    loaded = load(list(files))
+    if loaded.problems or len(loaded.rollouts) != 1:
+        for problem in loaded.problems:
+            click.echo(str(problem), err=True)
+        if not loaded.problems:
+            click.echo(f"expected exactly one Rollout in {', '.join(files)}, found "
+                       f"{len(loaded.rollouts)}", err=True)
+        ctx.exit(exitcodes.INVALID)
+    try:
+        result = plan_for(loaded.rollouts[0], loaded.templates, mesh)
+    except PlanError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        ctx.exit(exitcodes.INVALID)
+    if ctx.obj["output"] == "table":
+        click.echo(plan_table(result))
+    else:
+        emit(result, ctx.obj["output"])
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="meshctl", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,63 @@
+"""Rendering views as tables, JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+OUTPUT_CHOICES = ["table", "json", "yaml"]
+
+
+def emit(value: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(value, indent=2, sort_keys=False))
+    elif output == "yaml":
+        from meshctl.adapters.files import dump_yaml
+
+        click.echo(dump_yaml(value), nl=False)
+    else:
+        click.echo(str(value))
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _gate_text(gate: dict[str, Any]) -> str:
+    kind = gate["type"]
+    if kind == "pause":
+        return f"pause {gate['duration']}"
+    if kind in ("analysis", "backgroundAnalysis"):
+        names = ", ".join(m["name"] for m in gate["metrics"])
+        return f"{'background ' if kind == 'backgroundAnalysis' else ''}analysis [{names}]"
+    if kind == "readiness":
+        return f"canary ready >= {gate['canaryReplicas']}"
+    if kind == "autoPromotion":
+        return f"auto-promote after {gate['seconds']}s"
+    if kind == "delay":
+        return f"wait {gate['seconds']}s"
+    return str(kind)
+
+
+def plan_table(plan: dict[str, Any]) -> str:
+    rows = []
+    for step in plan["steps"]:
+        w = step["weights"]
+        extras = []
+        if step.get("headerRoutes"):
+            extras.append("routes " + ",".join(step["headerRoutes"]))
+        if step.get("mirrorPercent"):
+            extras.append(f"mirror {step['mirrorPercent']}%")
+        rows.append([str(step["index"]), step["kind"], f"{w['stable']}/{w['canary']}",
+                     "; ".join(_gate_text(g) for g in step["gates"]) or "-",
+                     " ".join(extras) or "-"])
+    title = (f"Rollout {plan['rollout']['namespace']}/{plan['rollout']['name']} "
+             f"({plan['strategy']})")
+    return title + "\n" + table(["STEP", "KIND", "STABLE/CANARY", "GATES", "ROUTES"], rows)

@@ -1,0 +1,224 @@
+"""Istio objects as meshctl wants them: pure transforms of plain dicts.
+
+meshctl owns only the HTTP routes a Rollout names (and the header routes it adds, named
+``meshctl-<route>-<name>``); every other route and every other field of the VirtualService is
+carried over untouched. Subset-level routing points the two destinations at subsets of one
+host; host-level routing at two hosts (``stableService``, ``canaryService``).
+
+    weights 90/10, subset-level  ->  route: [{destination: {host: web, subset: stable}, weight: 90},
+                                            {destination: {host: web, subset: canary}, weight: 10}]
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from meshctl.domain.problems import Problem
+from meshctl.domain.spec import IstioRouting, Rollout
+from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
+
+Obj = dict[str, Any]
+ISTIO_NETWORKING = "networking.istio.io/v1"
+HEADER_ROUTE_PREFIX = "meshctl-"
+TRACK_LABEL = "meshctl.io/track"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "meshctl"}
+PATH = "spec.trafficRouting.istio"
+
+
+def _destinations(routing: IstioRouting, service: str) -> tuple[Obj, Obj]:
+    if routing.destination_rule is not None:
+        dr = routing.destination_rule
+        return ({"host": service, "subset": dr.stable_subset},
+                {"host": service, "subset": dr.canary_subset})
+    return {"host": routing.stable_service}, {"host": routing.canary_service}
+
+
+def managed_route_names(vs: Mapping[str, Any], routing: IstioRouting) -> list[str]:
+    """The named routes, or the only HTTP route when none is named."""
+    if routing.virtual_service.routes:
+        return list(routing.virtual_service.routes)
+    own = [r for r in vs.get("spec", {}).get("http", []) if not _is_ours(r)]
+    return [own[0].get("name", "")] if len(own) == 1 else []
+
+
+def _is_ours(route: Mapping[str, Any]) -> bool:
+    return str(route.get("name", "")).startswith(HEADER_ROUTE_PREFIX)
+
+
+def _header_route_name(route_name: str, header: HeaderRoute) -> str:
+    return f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-{header.name}"
+
+
+def _match(header: HeaderRoute) -> list[Obj]:
+    return [{"headers": {m.name: {m.kind.value: m.value} for m in header.matches}}]
+
+
+def _with_port(dest: Obj, existing: list[Any]) -> Obj:
+    """Keep a port the user set on the stable destination."""
+    for item in existing:
+        port = item.get("destination", {}).get("port") if isinstance(item, dict) else None
+        if port is not None:
+            return {**dest, "port": port}
+    return dest
+
+
+def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) -> Obj:
+    """The VirtualService with ``split`` applied to the managed routes only."""
+    routing = _istio(rollout)
+    out = copy.deepcopy(dict(vs))
+    http = out.setdefault("spec", {}).setdefault("http", [])
+    names = managed_route_names(out, routing)
+    stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
+    kept: list[Obj] = []
+    for route in http:
+        if _is_ours(route):
+            continue  # meshctl's header routes are rebuilt below
+        if route.get("name", "") in names:
+            existing = route.get("route", [])
+            stable, canary = _with_port(stable_dest, existing), _with_port(canary_dest, existing)
+            for header in split.header_routes:
+                kept.append({"name": _header_route_name(route.get("name", ""), header),
+                             "match": _match(header), "route": [{"destination": canary}]})
+            route = {**route, "route": [
+                {"destination": stable, "weight": split.weights.stable},
+                {"destination": canary, "weight": split.weights.canary},
+            ]}
+            route.pop("mirror", None)
+            route.pop("mirrorPercentage", None)
+            if split.mirror_percent > 0:
+                route["mirror"] = canary
+                route["mirrorPercentage"] = {"value": float(split.mirror_percent)}
+        kept.append(route)
+    out["spec"]["http"] = kept
+    return out
+
+
+def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
+    """The split written in the VirtualService's managed route (None: not meshctl's shape)."""
+    routing = _istio(rollout)
+    names = managed_route_names(vs, routing)
+    http = vs.get("spec", {}).get("http", [])
+    stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
+    route = next((r for r in http if names and r.get("name", "") == names[0]), None)
+    if route is None:
+        return None
+    weights = {"stable": 0, "canary": 0}
+    for item in route.get("route", []):
+        dest = {k: v for k, v in item.get("destination", {}).items() if k != "port"}
+        weight = item.get("weight", 100 if len(route.get("route", [])) == 1 else 0)
+        if dest == stable_dest:
+            weights["stable"] += weight
+        elif dest == canary_dest:
+            weights["canary"] += weight
+    if weights["stable"] + weights["canary"] != 100:
+        return None
+    mirror = int(route.get("mirrorPercentage", {}).get("value", 0)) if route.get("mirror") else 0
+    headers = tuple(_read_header_route(r) for r in http if _is_ours(r))
+    return TrafficSplit(Weights(**weights), tuple(h for h in headers if h is not None), mirror)
+
+
+def _read_header_route(route: Mapping[str, Any]) -> HeaderRoute | None:
+    name = str(route.get("name", ""))
+    matches = route.get("match", [{}])[0].get("headers", {})
+    found = []
+    for header, spec in matches.items():
+        for kind in MatchKind:
+            if kind.value in spec:
+                found.append(HeaderMatch(header, spec[kind.value], kind))
+    return HeaderRoute(name.rsplit("-", 1)[-1], tuple(found)) if found else None
+
+
+def baseline_virtual_service(rollout: Rollout) -> Obj:
+    """The VirtualService meshctl assumes when planning without a cluster."""
+    routing = _istio(rollout)
+    name = routing.virtual_service.routes[0] if routing.virtual_service.routes else "primary"
+    stable, _ = _destinations(routing, rollout.spec.service)
+    return {
+        "apiVersion": ISTIO_NETWORKING, "kind": "VirtualService",
+        "metadata": {"name": routing.virtual_service.name, "namespace": rollout.namespace},
+        "spec": {"hosts": [rollout.spec.service],
+                 "http": [{"name": name, "route": [{"destination": stable, "weight": 100}]}]},
+    }
+
+
+def baseline_destination_rule(rollout: Rollout) -> Obj | None:
+    routing = _istio(rollout)
+    if routing.destination_rule is None:
+        return None
+    return {
+        "apiVersion": ISTIO_NETWORKING, "kind": "DestinationRule",
+        "metadata": {"name": routing.destination_rule.name, "namespace": rollout.namespace},
+        "spec": {"host": rollout.spec.service,
+                 "subsets": [{"name": routing.destination_rule.stable_subset,
+                              "labels": {TRACK_LABEL: "stable"}}]},
+    }
+
+
+def with_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
+    """The DestinationRule with the canary subset added (before any route references it)."""
+    routing = _istio(rollout)
+    assert routing.destination_rule is not None
+    out = copy.deepcopy(dict(dr))
+    subsets = out.setdefault("spec", {}).setdefault("subsets", [])
+    name = routing.destination_rule.canary_subset
+    if not any(s.get("name") == name for s in subsets):
+        subsets.append({"name": name, "labels": {TRACK_LABEL: "canary"}})
+    return out
+
+
+def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
+    """The DestinationRule with the subset meshctl added removed (after routes stop using it)."""
+    routing = _istio(rollout)
+    assert routing.destination_rule is not None
+    out = copy.deepcopy(dict(dr))
+    name = routing.destination_rule.canary_subset
+    subsets = out.get("spec", {}).get("subsets", [])
+    out.setdefault("spec", {})["subsets"] = [
+        s for s in subsets
+        if not (s.get("name") == name and s.get("labels") == {TRACK_LABEL: "canary"})
+    ]
+    return out
+
+
+def mesh_problems(rollout: Rollout, vs: Mapping[str, Any] | None,
+                  dr: Mapping[str, Any] | None) -> Iterator[Problem]:
+    """Checks against the live objects: the VirtualService and its routes, the stable subset."""
+    routing = _istio(rollout)
+    vs_name = routing.virtual_service.name
+    if vs is None:
+        yield Problem(f"{PATH}.virtualService.name",
+                      f"VirtualService {vs_name!r} not found in namespace {rollout.namespace}; "
+                      "create it or fix the name")
+        return
+    present = [r.get("name", "") for r in vs.get("spec", {}).get("http", []) if not _is_ours(r)]
+    for i, name in enumerate(routing.virtual_service.routes):
+        if name not in present:
+            yield Problem(f"{PATH}.virtualService.routes[{i}]",
+                          f"route {name!r} is not in VirtualService {vs_name} "
+                          f"(it has: {', '.join(map(repr, present)) or 'no named routes'})")
+    if not routing.virtual_service.routes and len(present) != 1:
+        yield Problem(f"{PATH}.virtualService.routes",
+                      f"VirtualService {vs_name} has {len(present)} HTTP routes; name the "
+                      "ones meshctl manages")
+    if routing.destination_rule is None:
+        return
+    dr_name = routing.destination_rule.name
+    if dr is None:
+        yield Problem(f"{PATH}.destinationRule.name",
+                      f"DestinationRule {dr_name!r} not found in namespace {rollout.namespace}")
+        return
+    subsets = [s.get("name") for s in dr.get("spec", {}).get("subsets", [])]
+    stable = routing.destination_rule.stable_subset
+    if stable not in subsets:
+        yield Problem(f"{PATH}.destinationRule.stableSubset",
+                      f"DestinationRule {dr_name} lacks subset {stable!r}; add it with the "
+                      f"stable pods' labels (has: {', '.join(map(str, subsets)) or 'none'})")
+
+
+def _istio(rollout: Rollout) -> IstioRouting:
+    routing = rollout.spec.traffic_routing
+    if routing is None or routing.istio is None:
+        raise ValueError(f"{PATH} is required for Istio routing")
+    return routing.istio

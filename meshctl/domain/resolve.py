@@ -1,0 +1,165 @@
+"""From a Rollout's analysis references to the metric plans the engine runs.
+
+An ``analysis`` with no templates checks the Rollout's SLO: p95 latency under
+``slo.latencyP95`` and availability at least ``slo.availability`` over ``slo.window``,
+each guarded by ``slo.minRequests`` so that too little traffic is no data, never a pass:
+
+    (<p95 query>) and on() (<requests query> >= 20)   -> empty below 20 requests -> NoData
+
+Templates get their args (the template's defaults, overridden by the Rollout's) plus
+``namespace``, ``service``, ``workload`` (the canary's), ``stableWorkload`` and ``window``,
+all escaped for PromQL by :func:`meshctl.domain.queries.render`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from meshctl.domain import queries
+from meshctl.domain.analysis import MetricPlan
+from meshctl.domain.conditions import Condition
+from meshctl.domain.engine import AnalysisPlans
+from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
+from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, TemplateRef
+
+
+class MeshKind(str, Enum):
+    ISTIO = "istio"
+    ENVOY = "envoy"  # the embedded local mesh
+
+
+@dataclass(frozen=True)
+class Target:
+    """Names the built-in queries select the canary by."""
+
+    mesh: MeshKind
+    namespace: str
+    service: str
+    workload: str  # istio: the canary Deployment; envoy: the canary cluster
+    stable_workload: str
+
+    @classmethod
+    def of(cls, rollout: Rollout, mesh: MeshKind) -> Target:
+        if mesh is MeshKind.ENVOY:
+            return cls(mesh, rollout.namespace, rollout.spec.service, "canary", "stable")
+        ref = rollout.spec.workload_ref
+        base = ref.name if ref is not None else rollout.spec.service
+        return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base)
+
+    def variables(self, window: str) -> dict[str, str]:
+        return {"namespace": self.namespace, "service": self.service, "workload": self.workload,
+                "cluster": self.workload, "stableWorkload": self.stable_workload,
+                "window": window}
+
+
+def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
+    slo = rollout.spec.slo
+    istio = target.mesh is MeshKind.ISTIO
+    latency = queries.ISTIO_LATENCY_P95 if istio else queries.ENVOY_LATENCY_P95
+    availability = queries.ISTIO_AVAILABILITY if istio else queries.ENVOY_AVAILABILITY
+    requests = queries.ISTIO_REQUESTS if istio else queries.ENVOY_REQUESTS
+    variables = target.variables(slo.window.text)
+
+    def guarded(template: queries.QueryTemplate) -> str:
+        query = template.render(variables)
+        if slo.min_requests <= 0:
+            return query
+        return f"({query}) and on() ({requests.render(variables)} >= {slo.min_requests})"
+
+    common = {"interval": slo.interval.seconds, "count": slo.count}
+    ms = slo.latency_p95.seconds * 1000
+    return (
+        MetricPlan(name="latency-p95", query=guarded(latency),
+                   success=Condition.parse(f"result < {ms:g}"), **common),  # type: ignore[arg-type]
+        MetricPlan(name="availability", query=guarded(availability),
+                   success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
+                   **common),  # type: ignore[arg-type]
+    )
+
+
+def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
+                     templates: Mapping[str, AnalysisTemplate], rollout: Rollout,
+                     target: Target) -> Iterator[MetricPlan | Problem]:
+    given = {a.name: a.value for a in args if a.value is not None}
+    for i, ref in enumerate(refs):
+        path = f"{ref_path}.templates[{i}].templateName"
+        template = templates.get(ref.template_name)
+        if template is None:
+            yield Problem(path, f"AnalysisTemplate {ref.template_name!r} not found in "
+                          f"namespace {rollout.namespace}; create it or fix the name")
+            continue
+        values = {a.name: a.value for a in template.spec.args if a.value is not None}
+        values.update(given)
+        missing = [a.name for a in template.spec.args if a.name not in values]
+        if missing:
+            yield Problem(f"{ref_path}.args", f"AnalysisTemplate {ref.template_name} needs "
+                          f"args {', '.join(missing)}; add them with a value")
+            continue
+        variables = {**target.variables(rollout.spec.slo.window.text),
+                     **{f"args.{k}": v for k, v in values.items()}}
+        for metric in template.spec.metrics:
+            prom = metric.provider.prometheus
+            try:
+                query = queries.render(prom.query, variables)
+            except ValueError as exc:
+                yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
+                continue
+            yield MetricPlan(
+                name=metric.name, query=query, address=prom.address,
+                timeout=prom.timeout.seconds,
+                success=Condition.parse(metric.success_condition) if metric.success_condition else None,
+                failure=Condition.parse(metric.failure_condition) if metric.failure_condition else None,
+                interval=metric.interval.seconds, count=metric.count,
+                failure_limit=metric.failure_limit, inconclusive_limit=metric.inconclusive_limit,
+                consecutive_error_limit=metric.consecutive_error_limit,
+                initial_delay=metric.initial_delay.seconds if metric.initial_delay else 0.0,
+                min_samples=metric.min_samples,
+            )
+
+
+def analysis_plans(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
+                   mesh: MeshKind) -> AnalysisPlans:
+    """Every analysis of the rollout resolved; raises InvalidSpec naming each problem."""
+    target = Target.of(rollout, mesh)
+    problems: list[Problem] = []
+
+    def resolve(path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
+                background: bool) -> tuple[MetricPlan, ...]:
+        if not refs:
+            plans = slo_metrics(rollout, target)
+            # background checks run until the rollout ends
+            return tuple(_background(p) for p in plans) if background else plans
+        out = []
+        for item in template_metrics(path, refs, args, templates, rollout, target):
+            if isinstance(item, Problem):
+                problems.append(item)
+            else:
+                out.append(item if not background else _background(item))
+        return tuple(out)
+
+    steps = {}
+    strategy = rollout.spec.strategy
+    base = "spec.strategy.canary.steps" if strategy.canary else "spec.strategy.blueGreen"
+    for step in schedule(rollout.spec):
+        if step.kind in ANALYSIS_KINDS:
+            ref = step.analysis
+            assert ref is not None
+            path = f"{base}[{step.index}].analysis" if strategy.canary else f"{base}.{step.kind.value}"
+            steps[step.index] = resolve(path, ref.templates, ref.args, False)
+    background: tuple[MetricPlan, ...] = ()
+    start = 0
+    if strategy.canary is not None and strategy.canary.analysis is not None:
+        bg = strategy.canary.analysis
+        background = resolve("spec.strategy.canary.analysis", bg.templates, bg.args, True)
+        start = bg.starting_step
+    if problems:
+        raise InvalidSpec(problems)
+    return AnalysisPlans(steps=steps, background=background, background_from=start)
+
+
+def _background(plan: MetricPlan) -> MetricPlan:
+    return dataclasses.replace(plan, count=None)

@@ -1,0 +1,30 @@
+"""``rollout plan``: resolve the analysis and lay out the schedule, writing nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from meshctl.domain.plans import rollout_plan
+from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.spec import AnalysisTemplate, Rollout
+
+
+class PlanError(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def plan_for(rollout: Rollout, templates: Mapping[str, AnalysisTemplate], mesh: str,
+             virtual_service: Mapping[str, Any] | None = None,
+             destination_rule: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    kind = MeshKind.ENVOY if mesh == "local" else MeshKind.ISTIO
+    try:
+        plans = analysis_plans(rollout, templates, kind)
+    except InvalidSpec as exc:
+        raise PlanError([str(p) for p in exc.problems]) from exc
+    with_objects = kind is MeshKind.ISTIO and rollout.spec.traffic_routing is not None
+    return rollout_plan(rollout, plans, virtual_service=virtual_service,
+                        destination_rule=destination_rule, with_objects=with_objects)
