@@ -49,8 +49,8 @@ def test_lint_reads_stdin_and_never_shows_a_traceback(text, fragment):
     result = run("lint", "-", input=text)
     assert result.exit_code == 2
     assert fragment in result.stderr
-    assert "Traceback" not in result.output and result.exception is None or \
-        isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_lint_of_a_missing_file_is_one_line():
