@@ -1,0 +1,46 @@
+"""pytest fixtures of the test world's Kubernetes API server.
+
+``kube`` (session): a running :class:`testworld.kube.KubeWorld`, started the first time a test
+asks for it and stopped at the end of the session. ``namespace``: a fresh namespace for one
+test (with its ``default`` ServiceAccount), deleted afterwards.
+
+If the world cannot start (binary missing: run ``make testenv``), tests that need it are
+skipped with the reason, except when ``MESHCTL_REQUIRE_KUBE=1`` (CI): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from testworld.kube import KubeWorld, WorldUnavailable
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MESHCTL_REQUIRE_KUBE") == "1":
+        pytest.fail(f"the Kubernetes test world is required here: {reason}", pytrace=False)
+    pytest.skip(f"no Kubernetes test world: {reason}")
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[KubeWorld]:
+    world = KubeWorld()
+    try:
+        world.start()
+    except WorldUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+@pytest.fixture
+def namespace(kube: KubeWorld, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = kube.create_namespace(f"{slug}-{os.urandom(3).hex()}")
+    yield name
+    kube.delete_namespace(name)
