@@ -1,0 +1,172 @@
+"""Prometheus as a :class:`~meshctl.domain.ports.MetricProvider`; the one home of
+``prometheus-api-client``.
+
+:meth:`PrometheusProvider.measure` runs one instant query and translates the answer into a
+measurement, never raising for data problems:
+
+- an empty result, or NaN (``0/0`` when nothing happened in the window) -> ``NoData``;
+- a scalar, or a vector with exactly one series -> ``Value``;
+- a vector with more series -> ``Error("query returned N series; aggregate it")``;
+- a query Prometheus rejects (400/422) -> ``Error`` with Prometheus's message, at once;
+- transport failures and 5xx/429 -> retried (tenacity, exponential back-off) until
+  ``timeout_seconds`` is spent, then ``Error`` with the last failure.
+
+:meth:`PrometheusProvider.check_query` asks Prometheus whether it accepts a query (spec
+validation: "a PromQL query that Prometheus rejects" is an invalid spec).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+)
+from urllib3.util.retry import Retry
+
+from meshctl.adapters.errors import (
+    AdapterError,
+    Invalid,
+    TransientError,
+    from_http_status,
+    translate,
+)
+from meshctl.domain.measurements import Error, Measurement, NoData, Value
+
+_STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+_ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
+_MIN_ATTEMPT_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """Whether Prometheus accepts a query: ``accepted``, else ``message`` says why (or why
+    Prometheus could not be asked: then ``reachable`` is False)."""
+
+    accepted: bool
+    message: str = ""
+    reachable: bool = True
+
+
+class PrometheusProvider:
+    """Instant queries against the Prometheus at ``address`` (``http://host:port``)."""
+
+    def __init__(self, address: str, *, headers: dict[str, str] | None = None) -> None:
+        self.address = address.rstrip("/")
+        # Retries are ours (tenacity, bounded by the measurement's timeout): the client's own
+        # urllib3 retries would sleep past it.
+        self._client = PrometheusConnect(
+            url=self.address, headers=dict(headers or {}), retry=Retry(total=0, raise_on_status=False)
+        )
+
+    def measure(self, query: str, timeout_seconds: float) -> Measurement:
+        deadline = time.monotonic() + timeout_seconds
+        try:
+            result = self._with_retries(query, deadline)
+        except AdapterError as exc:
+            return Error(f"Prometheus {self.address}: {exc.message}")
+        return _measurement(result)
+
+    def check_query(self, query: str, timeout_seconds: float = 5.0) -> QueryCheck:
+        """Ask Prometheus to parse and run ``query`` once; it says whether it accepts it."""
+        try:
+            self._with_retries(query, time.monotonic() + timeout_seconds)
+        except TransientError as exc:
+            return QueryCheck(False, exc.message, reachable=False)
+        except AdapterError as exc:
+            return QueryCheck(False, exc.message)
+        return QueryCheck(True)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _with_retries(self, query: str, deadline: float) -> Any:
+        retrying = Retrying(
+            # stop_before_delay: no back-off sleep may end past the deadline
+            stop=stop_before_delay(max(0.0, deadline - time.monotonic())),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            retry=retry_if_exception_type(TransientError),
+            reraise=False,
+        )
+        try:
+            return retrying(self._query_once, query, deadline)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise last if isinstance(last, AdapterError) else translate(exc) from exc
+
+    def _query_once(self, query: str, deadline: float) -> Any:
+        timeout = max(_MIN_ATTEMPT_SECONDS, deadline - time.monotonic())
+        try:
+            return self._client.custom_query(
+                query,
+                params={"timeout": f"{timeout:.3f}"},  # Prometheus stops evaluating then
+                timeout=timeout,  # type: ignore[arg-type]  # requests takes float seconds
+            )
+        except PrometheusApiClientException as exc:
+            raise _http_error(str(exc)) from exc
+        except Exception as exc:  # requests' errors are OSErrors: translate() sorts them
+            error = translate(exc)
+            raise type(error)(_brief(str(exc)) or error.message) from exc
+
+
+def _brief(text: str) -> str:
+    """The useful end of a requests/urllib3 transport error ("[Errno 111] Connection
+    refused" rather than three nested reprs)."""
+    errno = _ERRNO.search(text)
+    return errno.group(0) if errno else text[:300]
+
+
+def _http_error(text: str) -> AdapterError:
+    """Translate the client's "HTTP Status Code 400 (b'{...}')" into the error tree,
+    keeping Prometheus's own ``error`` message."""
+    match = _STATUS.match(text)
+    if match is None:
+        return Invalid(text)
+    code, body = int(match.group(1)), match.group(2)
+    message = body
+    try:
+        raw = ast.literal_eval(body)
+        decoded = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        parsed = json.loads(decoded)
+        message = f"{parsed.get('errorType', 'error')}: {parsed.get('error', decoded)}"
+    except (ValueError, SyntaxError, AttributeError):
+        pass
+    return from_http_status(code, None, f"HTTP {code}: {message}")
+
+
+def _measurement(result: Any) -> Measurement:
+    """Translate the ``data.result`` of an instant query (vector or scalar)."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return _number(result[1])  # a scalar: [timestamp, "value"]
+    if not isinstance(result, list):
+        return Error(f"unexpected Prometheus result: {result!r:.200}")
+    if not result:
+        return NoData("query returned no series")
+    if len(result) > 1:
+        return Error(f"query returned {len(result)} series; aggregate it")
+    sample = result[0].get("value")
+    if not isinstance(sample, list) or len(sample) != 2:
+        return Error(f"unexpected Prometheus sample: {result[0]!r:.200}")
+    return _number(sample[1])
+
+
+def _number(text: Any) -> Measurement:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return Error(f"Prometheus returned a non-number: {text!r:.100}")
+    if math.isnan(value):
+        return NoData("query returned NaN (nothing happened in the window)")
+    return Value(value)
