@@ -1,0 +1,191 @@
+"""Child processes of the local mesh, and small waiting helpers.
+
+Every server the local mesh runs (Envoy, Prometheus, the sample apps) is a
+:class:`ManagedProcess`: started in its own process group (``start_new_session``) with its
+output in a log file, and stopped by signalling the whole group (SIGTERM, then SIGKILL), so
+nothing it forked is left behind. Processes still running when the interpreter exits are
+stopped by an ``atexit`` hook, a last line of defence behind the context managers.
+
+A process is only as safe as its parent: if meshctl is killed with SIGKILL nothing can run.
+Front-ends that run a mesh should turn SIGTERM into an exception (``signal.signal(SIGTERM,
+...)`` raising ``SystemExit``) so the context managers unwind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class LocalMeshError(RuntimeError):
+    """A part of the local mesh could not start or answer; the message says which and why."""
+
+
+_running: set[ManagedProcess] = set()
+_running_lock = threading.Lock()
+
+
+class ManagedProcess:
+    """One child process in its own process group, logging to ``log_path``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self._popen is not None:
+            raise LocalMeshError(f"{self.name} already started")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log_file:
+            try:
+                self._popen = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=self._env,
+                    cwd=self._cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise LocalMeshError(f"cannot run {self.name} ({self.argv[0]}): {exc}") from exc
+        with _running_lock:
+            _running.add(self)
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen is not None else None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the process group, wait up to ``timeout`` s, then SIGKILL it. Idempotent."""
+        popen = self._popen
+        if popen is None:
+            return
+        try:
+            if popen.poll() is None:
+                _signal_group(popen.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(timeout)
+            # Whatever the leader did, its group may still hold children: kill them too.
+            _signal_group(popen.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout)
+        finally:
+            with _running_lock:
+                _running.discard(self)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def failure(self, what: str) -> LocalMeshError:
+        """An error saying ``what`` went wrong, with the process state and its log tail."""
+        state = "running" if self.alive else f"exited with {self.returncode}"
+        return LocalMeshError(f"{self.name}: {what} ({state}; log {self.log_path}):\n{self.log_tail()}")
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    with _running_lock:
+        leftovers = list(_running)
+    for process in leftovers:
+        process.stop(timeout=2.0)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (prefer binding port 0 where the server allows it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    process: ManagedProcess | None = None,
+) -> T:
+    """Call ``probe`` until it returns something other than None/False; return that.
+
+    Raises LocalMeshError after ``timeout`` seconds, or as soon as ``process`` died.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if process is not None and not process.alive:
+            raise process.failure(f"exited while waiting for {what}")
+        if time.monotonic() >= deadline:
+            if process is not None:
+                raise process.failure(f"timed out after {timeout:g}s waiting for {what}")
+            raise LocalMeshError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+# Local servers are reached directly, whatever *_proxy variables say.
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
+    """GET ``url``: (status, body), or None if nothing answered. Never raises for HTTP status."""
+    return http_call(url, timeout=timeout)
+
+
+def http_call(
+    url: str, *, method: str = "GET", body: bytes | None = None, timeout: float = 2.0
+) -> tuple[int, bytes] | None:
+    """One HTTP request to a local server: (status, body), or None if nothing answered."""
+    request = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _LOOPBACK.open(request, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+    except (OSError, ValueError):
+        return None
