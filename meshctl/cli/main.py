@@ -86,6 +86,56 @@ def plan(ctx: click.Context, files: tuple[str, ...], mesh: str) -> None:
         emit(result, ctx.obj["output"])
 
 
+@rollout.command("run", help="Drive a rollout from this process, no controller needed. The "
+                 "status is saved after every decision; running again resumes.")
+@click.option("-f", "--filename", "files", multiple=True, required=True,
+              help="Rollout file, and AnalysisTemplate files it uses.")
+@click.option("--mesh", type=click.Choice(["local", "istio"]), default="local", show_default=True)
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
+              show_default=True, help="Where the status of local runs is kept.")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option("--load", "load_rate", type=float, default=50.0, show_default=True,
+              help="Local mesh: requests per second meshctl sends through Envoy so the SLO "
+                   "gates have traffic to judge (0: none, bring your own).")
+@click.pass_context
+def run(ctx: click.Context, files: tuple[str, ...], mesh: str, state_dir: str,
+        timeout: float | None, load_rate: float) -> None:
+    from pathlib import Path
+
+    from meshctl.cli.progress import ProgressPrinter
+    from meshctl.cli.results import exit_code_for
+    from meshctl.ops.documents import load
+    from meshctl.ops.local import LocalRollout, LocalRunError, local_mesh_for
+
+    loaded = load(list(files))
+    if loaded.problems or len(loaded.rollouts) != 1:
+        for problem in loaded.problems:
+            click.echo(str(problem), err=True)
+        if not loaded.problems:
+            click.echo(f"expected exactly one Rollout, found {len(loaded.rollouts)}", err=True)
+        ctx.exit(exitcodes.INVALID)
+    if mesh != "local":
+        click.echo("rollout run --mesh istio: use `meshctl controller run` in the cluster "
+                   "and `meshctl rollout start`", err=True)
+        ctx.exit(exitcodes.INVALID)
+    rollout_ = loaded.rollouts[0]
+    printer = ProgressPrinter()
+    try:
+        with local_mesh_for(rollout_, Path(state_dir), load_rate) as local_mesh:
+            driver = LocalRollout(rollout_, loaded.templates, local_mesh, Path(state_dir),
+                                  on_event=printer.event)
+            decision = driver.run(timeout=timeout, on_pass=printer)
+    except LocalRunError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(exitcodes.INVALID)
+    except TimeoutError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(exitcodes.TIMED_OUT)
+    if ctx.obj["output"] != "table":
+        emit(decision.status.to_json(), ctx.obj["output"])
+    ctx.exit(exit_code_for(decision.status))
+
+
 def main() -> None:
     try:
         cli.main(prog_name="meshctl", standalone_mode=True)

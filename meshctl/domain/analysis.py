@@ -131,7 +131,9 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
             return Verdict.PASSING, f"{plan.name}: {m.successful} of {m.count} passed: {last}"
         return Verdict.INCONCLUSIVE, (f"{plan.name}: {m.successful} successful measurements, "
                                       f"fewer than minSamples {plan.min_samples}")
-    return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}".rstrip(": ")
+    if not m.measurements:
+        return Verdict.PENDING, f"{plan.name}: waiting for the first measurement"
+    return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}"
 
 
 def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
@@ -147,8 +149,12 @@ def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
 def start_run(
     name: str, step: int, revision: str, plans: Iterable[MetricPlan], now: datetime
 ) -> AnalysisRunStatus:
-    metrics = tuple(MetricStatus(name=p.name, query=p.query) for p in plans)
-    return AnalysisRunStatus(name=name, started_at=now, step=step, revision=revision, metrics=metrics)
+    metrics = tuple(MetricStatus(name=p.name, query=p.query,
+                                 reason=f"{p.name}: waiting for the first measurement")
+                    for p in plans)
+    verdict, reason = combine((m.verdict, m.reason) for m in metrics)
+    return AnalysisRunStatus(name=name, started_at=now, step=step, revision=revision,
+                             metrics=metrics, verdict=verdict, reason=reason)
 
 
 def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> list[MeasurementRequest]:

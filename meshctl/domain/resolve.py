@@ -2,7 +2,8 @@
 
 An ``analysis`` with no templates checks the Rollout's SLO: p95 latency under
 ``slo.latencyP95`` and availability at least ``slo.availability`` over ``slo.window``,
-each guarded by ``slo.minRequests`` so that too little traffic is no data, never a pass:
+each guarded by ``slo.minRequests`` so that too little traffic is no data, never a pass,
+and first measured one window after the step began:
 
     (<p95 query>) and on() (<requests query> >= 20)   -> empty below 20 requests -> NoData
 
@@ -70,7 +71,10 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
             return query
         return f"({query}) and on() ({requests.render(variables)} >= {slo.min_requests})"
 
-    common = {"interval": slo.interval.seconds, "count": slo.count}
+    # The first measurement waits one window, so the rate covers traffic the step sent.
+    common = {"interval": slo.interval.seconds, "count": slo.count,
+              "initial_delay": slo.window.seconds, "failure_limit": slo.failure_limit,
+              "inconclusive_limit": slo.inconclusive_limit}
     ms = slo.latency_p95.seconds * 1000
     return (
         MetricPlan(name="latency-p95", query=guarded(latency),

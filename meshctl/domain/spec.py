@@ -202,6 +202,11 @@ class Slo:
     )
     interval: Duration = field("interval", default=Duration("10s"))
     count: int = field("count", default=3, minimum=1)
+    failure_limit: int = field("failureLimit", default=0, minimum=0)
+    inconclusive_limit: int = field(
+        "inconclusiveLimit", default=1, minimum=0,
+        doc="No-data measurements tolerated before pausing for a human.",
+    )
 
     @property
     def availability_ratio(self) -> float:

@@ -1,0 +1,154 @@
+"""Drive a rollout on the embedded local mesh from this process (``rollout run --mesh local``).
+
+The same reconcile pass as the controller, with local ports: the xDS-driven Envoy as the
+traffic router, the two local processes as workloads, the local Prometheus for analysis and
+a state file for the status. The status is saved after every decision, so killing the
+process and running the command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.domain.engine import Decision, Event
+from meshctl.domain.fields import to_json
+from meshctl.domain.phases import Phase
+from meshctl.domain.ports import MetricProvider
+from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.revisions import revision_of
+from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
+from meshctl.domain.status import RolloutStatus
+from meshctl.domain.traffic import TrafficSplit, Weights
+from meshctl.localmesh.load import LoadGenerator
+from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
+from meshctl.localmesh.workloads import LocalWorkloads
+from meshctl.ops.reconcile import Ports, reconcile
+from meshctl.ops.state import FileStatusStore
+
+DEFAULT_STATE_DIR = Path(".meshctl")
+
+
+class LocalRunError(Exception):
+    """The rollout cannot run locally (one line for the user)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def backend_of(version: LocalVersion) -> Backend:
+    """An address as is; a command gets a free port as ``{port}`` in its args and ``PORT``
+    in its environment (``python`` as the first arg means meshctl's own interpreter)."""
+    if version.address is not None:
+        host, text = version.address.rsplit(":", 1)
+        return Address(host, int(text))
+    port = _free_port()
+    argv = [arg.replace("{port}", str(port)) for arg in version.command]
+    if argv and argv[0] in ("python", "python3"):  # the interpreter meshctl runs on
+        argv[0] = sys.executable
+    return Command(tuple(argv), port, env={"PORT": str(port)})
+
+
+def revisions(rollout: Rollout) -> tuple[str, str]:
+    """(stable, canary) revisions of a local rollout: hashes of what defines each version."""
+    local = rollout.spec.local
+    if local is None:
+        raise LocalRunError("spec.local is required for --mesh local: give the stable and "
+                            "canary versions as an address or a command")
+    canary_def = rollout.spec.template if rollout.spec.template else to_json(local.canary)
+    return revision_of(to_json(local.stable)), revision_of(canary_def)
+
+
+def is_finished(decision: Decision) -> bool:
+    """A local run ends at Healthy or Degraded, or paused with nothing scheduled."""
+    phase = decision.status.phase
+    return phase in (Phase.HEALTHY, Phase.DEGRADED) or (
+        phase is Phase.PAUSED and decision.requeue_after is None)
+
+
+@dataclass
+class LocalRollout:
+    """One rollout on a running :class:`LocalMesh`."""
+
+    rollout: Rollout
+    templates: Mapping[str, AnalysisTemplate]
+    mesh: LocalMesh
+    state_dir: Path = DEFAULT_STATE_DIR
+    on_event: Callable[[Event], None] | None = None
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+
+    def __post_init__(self) -> None:
+        stable, canary = revisions(self.rollout) if self.rollout.spec.local else ("", "")
+        self.stable_revision = self.stable_revision or stable
+        self.canary_revision = self.canary_revision or canary
+        self.plans = analysis_plans(self.rollout, self.templates, MeshKind.ENVOY)
+        self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
+        self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision)
+        self._providers: dict[str | None, MetricProvider] = {}
+        status, _ = self.store.load()
+        if status.stable_revision == self.canary_revision:  # resumed after promotion began
+            self.workloads.point_stable_at(self.canary_revision)
+
+    def metrics(self, address: str | None) -> MetricProvider:
+        if address not in self._providers:
+            self._providers[address] = PrometheusProvider(address or self.mesh.prometheus_url)
+        return self._providers[address]
+
+    def ports(self) -> Ports:
+        return Ports(self.mesh.router, self.workloads, self.metrics, self.store)
+
+    def reconcile(self, now: datetime | None = None) -> Decision:
+        assert self.canary_revision is not None
+        return reconcile(self.rollout, self.plans, self.canary_revision, self.ports(),
+                         now or datetime.now(UTC))
+
+    def run(self, timeout: float | None = None,
+            on_pass: Callable[[Decision], None] | None = None,
+            max_sleep: float = 1.0) -> Decision:
+        """Reconcile until finished (see :func:`is_finished`) or ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            decision = self.reconcile()
+            if on_pass is not None:
+                on_pass(decision)
+            if is_finished(decision):
+                return decision
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"rollout not finished after {timeout:g}s: "
+                                   f"{decision.status.phase.value}: {decision.status.message}")
+            time.sleep(min(max(decision.requeue_after or max_sleep, 0.05), max_sleep))
+
+
+def initial_split(status: RolloutStatus) -> TrafficSplit:
+    """Where a restarted local mesh starts: the weights last written (no jump on resume)."""
+    return TrafficSplit(Weights(status.weights.stable, status.weights.canary))
+
+
+@contextlib.contextmanager
+def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0) -> Iterator[LocalMesh]:
+    """The local mesh for ``rollout``, with ``load_rate`` requests/s sent through it."""
+    local = rollout.spec.local
+    if local is None:
+        raise LocalRunError("spec.local is required for --mesh local")
+    status, _ = FileStatusStore(state_dir, rollout).load()
+    with LocalMesh(stable=backend_of(local.stable), canary=backend_of(local.canary),
+                   initial_split=initial_split(status)) as mesh:
+        if load_rate <= 0:
+            yield mesh
+            return
+        load = LoadGenerator(mesh.url, rate=load_rate, concurrency=4).start()
+        try:
+            yield mesh
+        finally:
+            load.stop()

@@ -1,0 +1,95 @@
+"""One reconcile pass, shared by the controller and ``meshctl rollout run``.
+
+    1. observe: status and intents, workloads, traffic as written and as applied;
+    2. measure: the analysis queries that are due;
+    3. decide: the pure engine;
+    4. act: write traffic (one write), converge workloads;
+    5. record: save the status only when it changed, emit the events.
+
+The pass never branches on what woke it; running it twice in a row writes nothing the second
+time. A crash anywhere is safe: the next pass re-derives everything from the stored status
+and the world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from meshctl.domain.analysis import MeasurementRequest, TakenMeasurement
+from meshctl.domain.engine import (
+    AnalysisPlans,
+    Decision,
+    DesiredWorkloads,
+    Event,
+    Intents,
+    Observation,
+    WorkloadState,
+    decide,
+    measurements_due,
+)
+from meshctl.domain.measurements import Error
+from meshctl.domain.ports import MetricProvider, TrafficRouter
+from meshctl.domain.spec import Rollout
+from meshctl.domain.status import RolloutStatus
+
+
+class Workloads(Protocol):
+    """The two versions' workloads (Deployments in a cluster, processes locally)."""
+
+    def observe(self) -> tuple[WorkloadState, WorkloadState]:
+        """(stable, canary) as they are now."""
+
+    def apply(self, desired: DesiredWorkloads) -> None:
+        """Converge: stable at ``stable_revision``, canary at its revision and replicas."""
+
+
+class StatusStore(Protocol):
+    """Where the Rollout's status and the user's intents live."""
+
+    def load(self) -> tuple[RolloutStatus, Intents]: ...
+
+    def save(self, status: RolloutStatus) -> None: ...
+
+    def record(self, events: Iterable[Event]) -> None: ...
+
+
+@dataclass
+class Ports:
+    router: TrafficRouter
+    workloads: Workloads
+    metrics: Callable[[str | None], MetricProvider]  # address (None: the default) -> provider
+    store: StatusStore
+
+
+def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
+            now: datetime) -> tuple[TakenMeasurement, ...]:
+    taken = []
+    for r in requests:
+        try:
+            value = metrics(r.address).measure(r.query, r.timeout)
+        except Exception as exc:  # a provider must not raise; if it does, it is a measurement
+            value = Error(f"{type(exc).__name__}: {exc}")
+        taken.append(TakenMeasurement(r.run, r.metric, now, value))
+    return tuple(taken)
+
+
+def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Ports,
+              now: datetime) -> Decision:
+    status, intents = ports.store.load()
+    stable, canary = ports.workloads.observe()
+    obs = Observation(revision=revision, stable=stable, canary=canary,
+                      written=ports.router.written(), observed=ports.router.observed(),
+                      intents=intents, plans=plans, generation=rollout.metadata.generation)
+    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
+    decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
+    if decision.traffic != obs.written:
+        ports.router.apply(decision.traffic)
+    ports.workloads.apply(decision.workloads)
+    if decision.status != status:
+        ports.store.save(decision.status)
+    ports.store.record(decision.events)
+    return decision

@@ -1,0 +1,71 @@
+"""Status and intents of a rollout driven from this process, kept in files.
+
+``meshctl rollout run`` saves the status after every decision (written to a temporary file
+and renamed, so a kill never leaves half a file); running the command again resumes from
+it. Intents (promote, abort, ...) for such a run are a second file that
+``meshctl rollout promote|abort ... --state-dir`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from meshctl.domain.engine import Event, Intents
+from meshctl.domain.spec import Rollout
+from meshctl.domain.status import RolloutStatus
+
+INTENT_ACTIONS = ("promote", "promote_full", "abort", "retry", "resume")
+
+
+def _write_atomically(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class FileStatusStore:
+    def __init__(self, directory: Path, rollout: Rollout,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        base = f"{rollout.namespace}.{rollout.name}"
+        self.status_path = directory / f"{base}.status.json"
+        self.intents_path = directory / f"{base}.intents.json"
+        self._on_event = on_event
+        self.events: list[Event] = []
+
+    def load(self) -> tuple[RolloutStatus, Intents]:
+        status = RolloutStatus()
+        if self.status_path.exists():
+            status = RolloutStatus.from_json(json.loads(self.status_path.read_text("utf-8")))
+        return status, read_intents(self.intents_path)
+
+    def save(self, status: RolloutStatus) -> None:
+        _write_atomically(self.status_path, status.to_json())
+
+    def record(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.events.append(event)
+            if self._on_event is not None:
+                self._on_event(event)
+
+
+def read_intents(path: Path) -> Intents:
+    if not path.exists():
+        return Intents()
+    raw = json.loads(path.read_text("utf-8"))
+    return Intents(**{k: raw.get(k) for k in INTENT_ACTIONS})
+
+
+def write_intent(path: Path, action: str) -> str:
+    """Record a new intent id for ``action``; the next pass acts on it once."""
+    if action not in INTENT_ACTIONS:
+        raise ValueError(f"unknown intent {action!r}")
+    raw = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    raw[action] = uuid.uuid4().hex[:12]
+    _write_atomically(path, raw)
+    return str(raw[action])
