@@ -11,14 +11,24 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
+from meshctl.localmesh.envoy import Envoy
 from meshctl.localmesh.load import binomial_interval, run_load
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import wait_until
-from meshctl.localmesh.resources import TYPE_ROUTE
+from meshctl.localmesh.resources import (
+    ROUTE_NAME,
+    TYPE_CLUSTER,
+    TYPE_ROUTE,
+    Upstream,
+    cluster,
+    route_config_from_json,
+    route_config_to_split,
+)
 from meshctl.localmesh.xds import XdsRejected
 
 from .conftest import start_mesh
@@ -96,6 +106,27 @@ def test_a_rejected_update_keeps_the_last_good_split_and_reports_envoys_message(
     assert mesh.router.observed() == recovered
 
 
+def test_a_rejected_cluster_update_is_reported_for_its_type(mesh: LocalMesh) -> None:
+    """A STATIC cluster must have an IP address: Envoy NACKs the clusters, keeps the old ones
+    and the routes keep working; the server records the NACK under the Cluster type."""
+    layout = mesh.xds.layout
+    bad = Upstream(layout.canary.cluster, "not-an-ip", layout.canary.port)
+    version = mesh.xds.set_resources(TYPE_CLUSTER, [cluster(layout.stable), cluster(bad)])
+
+    with pytest.raises(XdsRejected) as rejected:
+        mesh.xds.wait_for_ack(version, TYPE_CLUSTER)
+
+    assert rejected.value.nack.type_url == TYPE_CLUSTER
+    assert "not-an-ip" in rejected.value.nack.message
+    (stream,) = mesh.xds.status().streams
+    assert stream.acked[TYPE_CLUSTER] < version
+    mesh.router.apply(TrafficSplit(Weights.canary_at(50)))
+    assert set(run_load(mesh.url, 200).by_version) == {"v1", "v2"}
+
+    restored = mesh.xds.set_resources(TYPE_CLUSTER, [cluster(layout.stable), cluster(layout.canary)])
+    mesh.xds.wait_for_ack(restored, TYPE_CLUSTER)
+
+
 def test_a_header_route_reaches_the_canary_at_weight_zero(mesh: LocalMesh) -> None:
     split = TrafficSplit(
         Weights.all_stable(),
@@ -160,6 +191,28 @@ def test_apply_returns_once_envoy_applies_the_split(mesh: LocalMesh) -> None:
     print(f"apply() to ACK: median {statistics.median(durations) * 1000:.1f} ms, "
           f"p99 {p99 * 1000:.1f} ms")  # fmt: skip
     assert p99 < 1.0
+
+
+def test_every_connected_envoy_is_pushed_and_must_ack(mesh: LocalMesh, tmp_path: Path) -> None:
+    """A second Envoy on the same xDS server gets the current split at once, and apply()
+    returns only when both applied the next one."""
+    second = Envoy(mesh.xds.address, workdir=tmp_path, node_id="second")
+    second.start()
+    try:
+        assert len(mesh.xds.status().streams) == 2
+        split = TrafficSplit(Weights.canary_at(40), mirror_percent=10)
+
+        mesh.router.apply(split)
+
+        for envoy in (mesh.envoy, second):
+            found = envoy.route_config(ROUTE_NAME)
+            assert found is not None
+            version, config = found
+            assert int(version) == mesh.xds.version(TYPE_ROUTE)
+            assert route_config_to_split(route_config_from_json(config), mesh.xds.layout) == split
+    finally:
+        second.stop()
+    wait_until(lambda: len(mesh.xds.status().streams) == 1, timeout=5.0, what="stream to close")
 
 
 def test_stop_leaves_no_process_behind() -> None:
