@@ -100,7 +100,7 @@ build_kube_apiserver() {
       ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     done
     log "building kube-apiserver $KUBE_VERSION (cold: minutes; cached afterwards)"
-    "$GO" build -trimpath -ldflags="-s -w $ldflags" -o "$bin.tmp" \
+    "$GO" build -buildvcs=false -trimpath -ldflags="-s -w $ldflags" -o "$bin.tmp" \
       k8s.io/kubernetes/cmd/kube-apiserver
   )
   mv "$bin.tmp" "$bin"

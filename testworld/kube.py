@@ -246,7 +246,10 @@ def _free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the test process dies (Linux only)."""
+    """In the child before exec: get SIGTERM if the test process dies (Linux only).
+
+    The signal fires when the *thread* that started the child exits, so start the world
+    from a thread that lives as long as it does (pytest's main thread does)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
