@@ -6,6 +6,7 @@ commands that need them, so ``meshctl --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -136,9 +137,40 @@ def run(ctx: click.Context, files: tuple[str, ...], mesh: str, state_dir: str,
     ctx.exit(exit_code_for(decision.status))
 
 
+@cli.command(help="Run a whole canary on this machine: real Envoy, real Prometheus, live "
+             "load; a healthy version is promoted, a breaking one is rolled back.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(as_json: bool) -> None:
+    import json
+
+    from meshctl.cli.progress import ProgressPrinter, demo_summary
+    from meshctl.ops.demo import run_demo
+
+    printer = ProgressPrinter()
+    scenarios = run_demo(printer, printer.event, lambda text: click.echo(f"\n== {text}", err=True))
+    if as_json:
+        click.echo(json.dumps({"scenarios": [s.to_json() for s in scenarios]}, indent=2))
+    else:
+        click.echo(demo_summary([s.to_json() for s in scenarios]))
+
+
 def main() -> None:
     try:
-        cli.main(prog_name="meshctl", standalone_mode=True)
+        cli.main(prog_name="meshctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exitcodes.INVALID)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("MESHCTL_DEBUG"):
+            raise
+        click.echo(f"meshctl: internal error: {type(exc).__name__}: {exc} "
+                   "(run with MESHCTL_DEBUG=1 for the traceback)", err=True)
+        sys.exit(exitcodes.INTERNAL)

@@ -4,6 +4,7 @@ logs, so a pipeline's log reads like a terminal's)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -59,3 +60,29 @@ class ProgressPrinter:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%H:%M:%S")
+
+
+def demo_summary(scenarios: list[dict[str, Any]]) -> str:
+    lines = ["", "Summary"]
+    for s in scenarios:
+        took = s["time_to_rollback_seconds"]
+        extra = f", {took:.2f}s from the fault to 100% stable at the Envoy" if took else ""
+        lines.append(f"- {s['name']}: {s['result']}{extra}")
+        weights = " -> ".join(f"{st['weights']['stable']}/{st['weights']['canary']}"
+                              for st in _changes(s["steps"]))
+        lines.append(f"  weights (stable/canary): {weights}")
+        served = ", ".join(f"{k} {v}" for k, v in sorted(s["requests"].items()))
+        lines.append(f"  requests: {served}")
+        for d in s["decisions"]:
+            if d["reason"] in ("AnalysisPassed", "AnalysisFailed", "RolloutCompleted",
+                               "Promoting") or d["type"] == "Warning":
+                lines.append(f"  {d['reason']}: {d['message']}")
+    return "\n".join(lines)
+
+
+def _changes(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        if not out or out[-1]["weights"] != step["weights"]:
+            out.append(step)
+    return out

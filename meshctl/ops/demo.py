@@ -1,0 +1,145 @@
+"""``meshctl demo``: a whole canary story on one machine, with real traffic.
+
+Scenario 1 promotes a healthy new version step by step under live load. Scenario 2 rolls out
+a version that turns slow and failing once it takes traffic; meshctl measures the breach in
+Prometheus and sends 100% back to the stable version at the Envoy, and the summary says how
+long that took from the moment the fault began.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshctl.domain.engine import Decision, Event
+from meshctl.domain.phases import Phase
+from meshctl.domain.spec import Rollout
+from meshctl.domain.traffic import TrafficSplit
+from meshctl.domain.validation import load_document
+from meshctl.localmesh.load import LoadGenerator
+from meshctl.localmesh.mesh import LocalMesh, SampleApp
+from meshctl.ops.local import LocalRollout
+
+LOAD_RATE = 60.0
+STEPS: list[dict[str, Any]] = [
+    {"setWeight": 10}, {"analysis": {}}, {"setWeight": 30}, {"analysis": {}},
+    {"setWeight": 60}, {"analysis": {}}, {"setWeight": 100},
+]
+
+
+def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
+    doc = {
+        "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "demo"},
+        "spec": {
+            "service": "demo",
+            "local": {"stable": {"address": stable}, "canary": {"address": canary}},
+            "slo": {"latencyP95": "50ms", "availability": "99.9%", "window": "4s",
+                    "minRequests": 10, "interval": "1s", "count": 3},
+            "abortScaleDownDelaySeconds": 0,
+            "strategy": {"canary": {"steps": STEPS, "analysis": {"startingStep": 1}}},
+        },
+    }
+    rollout = load_document(doc)
+    assert isinstance(rollout, Rollout)
+    return rollout
+
+
+@dataclass
+class Scenario:
+    name: str
+    result: str = ""
+    time_to_rollback_seconds: float | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "result": self.result,
+                "time_to_rollback_seconds": self.time_to_rollback_seconds,
+                "steps": self.steps, "decisions": self.decisions,
+                "measurements": self.measurements, "requests": self.requests}
+
+
+def _record(scenario: Scenario, decision: Decision, started: float) -> None:
+    status = decision.status
+    step = {"index": status.current_step, "phase": status.phase.value,
+            "weights": {"stable": status.weights.stable, "canary": status.weights.canary}}
+    if not scenario.steps or {k: v for k, v in scenario.steps[-1].items() if k != "at"} != step:
+        scenario.steps.append({**step, "at": round(time.monotonic() - started, 2)})
+
+
+def _finish(scenario: Scenario, decision: Decision, events: list[Event]) -> None:
+    scenario.result = "promoted" if decision.status.phase is Phase.HEALTHY else "rolled_back"
+    scenario.decisions = [{"type": e.type, "reason": e.reason, "message": e.message}
+                          for e in events if e.reason not in ("TrafficVerified",)]
+    for run in decision.status.analysis:
+        for metric in run.metrics:
+            for m in metric.measurements[-3:]:
+                scenario.measurements.append({
+                    "run": run.name, "metric": metric.name, "value": m.value,
+                    "outcome": m.outcome.value, "message": m.message})
+
+
+def run_scenario(name: str, canary: SampleApp, on_pass: Callable[[Decision], None],
+                 on_event: Callable[[Event], None], state_dir: Path,
+                 fault_at_step: int | None = None, fault: dict[str, float] | None = None,
+                 timeout: float = 240.0) -> Scenario:
+    scenario = Scenario(name)
+    events: list[Event] = []
+    with LocalMesh(stable=SampleApp("v1"), canary=canary) as mesh:
+        stable_app, canary_app = mesh.stable_app, mesh.canary_app
+        rollout = demo_rollout(name, f"{stable_app.host}:{stable_app.port}",
+                               f"{canary_app.host}:{canary_app.port}")
+
+        def event(e: Event) -> None:
+            events.append(e)
+            on_event(e)
+
+        driver = LocalRollout(rollout, {}, mesh, state_dir, on_event=event,
+                              stable_revision="v1", canary_revision=canary.version)
+        started = time.monotonic()
+        fault_started: float | None = None
+
+        def each_pass(decision: Decision) -> None:
+            nonlocal fault_started
+            _record(scenario, decision, started)
+            on_pass(decision)
+            status = decision.status
+            if (fault is not None and fault_started is None and fault_at_step is not None
+                    and status.current_step >= fault_at_step and status.phase is Phase.PROGRESSING):
+                canary_app.set_faults(**fault)
+                fault_started = time.monotonic()
+                on_event(Event("Warning", "FaultInjected",
+                               f"canary {canary.version} now has {fault}"))
+            if (fault_started is not None and scenario.time_to_rollback_seconds is None
+                    and mesh.router.observed() == TrafficSplit.stable_only()
+                    and status.phase in (Phase.ABORTING, Phase.DEGRADED)):
+                scenario.time_to_rollback_seconds = round(time.monotonic() - fault_started, 2)
+
+        with LoadGenerator(mesh.url, rate=LOAD_RATE, concurrency=4) as load:
+            decision = driver.run(timeout=timeout, on_pass=each_pass, max_sleep=0.25)
+            stats = load.stats()
+        scenario.requests = {k: v for k, v in stats.by_version.items()}
+        scenario.requests["errors"] = stats.errors()
+        _finish(scenario, decision, events)
+    return scenario
+
+
+def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], None],
+             announce: Callable[[str], None]) -> list[Scenario]:
+    with tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
+        announce("scenario 1: a healthy version v2, promoted step by step under live load")
+        healthy = run_scenario("healthy-canary", SampleApp("v2", latency_ms=5.0), on_pass,
+                               on_event, Path(tmp))
+        announce("scenario 2: version v3 turns slow (+80 ms) and fails 5% of requests once "
+                 "it takes traffic")
+        breach = run_scenario("slo-breach", SampleApp("v3", latency_ms=5.0), on_pass, on_event,
+                              Path(tmp), fault_at_step=1,
+                              fault={"latency_ms": 85.0, "error_rate": 0.05})
+    return [healthy, breach]
