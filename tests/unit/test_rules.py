@@ -130,3 +130,10 @@ def test_a_failing_verdict_names_the_value_and_the_rule():
     metric = _feed(LATENCY, Value(12), Value(83.2))
     assert metric.reason == ("latency: 1 of 2 measurements failed (limit 0): "
                              "83.2 does not meet result < 50")
+
+
+def test_the_readme_state_diagram_is_the_table():
+    from pathlib import Path
+
+    readme = Path("README.md").read_text()
+    assert mermaid() in readme
