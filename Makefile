@@ -14,7 +14,7 @@ install: $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 
 lint: install
-	$(BIN)/ruff check meshctl tests testworld bench
+	$(BIN)/ruff check meshctl tests testworld $(wildcard bench)
 	$(BIN)/mypy meshctl
 	$(BIN)/lint-imports
 

@@ -13,10 +13,11 @@ Importing this module is cheap; the ``kubernetes`` package is imported when a cl
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from meshctl.adapters.errors import PermanentError, TransientError, translated
+from meshctl.adapters.errors import NotFound, PermanentError, TransientError, translated
 
 FIELD_MANAGER = "meshctl"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -152,6 +153,52 @@ class Kube:
                 _request_timeout=self.timeout_seconds,
             )
         return [_as_object(item) for item in _as_object(found).get("items", [])]
+
+    def get_or_none(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> Object | None:
+        try:
+            return self.get(group, version, namespace, plural, name)
+        except NotFound:
+            return None
+
+    def list_all(
+        self, group: str, version: str, plural: str, label_selector: str | None = None
+    ) -> tuple[builtins.list[Object], str]:
+        """Objects in every namespace, and the list's resourceVersion (to watch from)."""
+        with translated():
+            found = self._custom.list_cluster_custom_object(
+                group, version, plural, label_selector=label_selector,
+                _request_timeout=self.timeout_seconds,
+            )
+        body = _as_object(found)
+        items = [_as_object(item) for item in body.get("items", [])]
+        return items, str(body.get("metadata", {}).get("resourceVersion", ""))
+
+    def watch(
+        self, group: str, version: str, plural: str, resource_version: str,
+        timeout_seconds: int = 60,
+    ) -> Iterator[tuple[str, Object]]:
+        """(type, object) changes in every namespace after ``resource_version``, until the
+        server ends the watch (``timeout_seconds``). A 410 Gone raises ``NotFound``: list
+        again."""
+        from kubernetes import watch as k8s_watch
+
+        stream = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        with translated():
+            for event in stream.stream(  # type: ignore[no-untyped-call]
+                self._custom.list_cluster_custom_object, group, version, plural,
+                resource_version=resource_version, timeout_seconds=timeout_seconds,
+                allow_watch_bookmarks=False,
+            ):
+                kind = str(event.get("type", ""))
+                obj = event.get("raw_object") or event.get("object")
+                if kind == "ERROR":
+                    code = _as_object(obj).get("code", 500) if isinstance(obj, dict) else 500
+                    raise (NotFound if code == 410 else TransientError)(
+                        f"watch of {plural} ended: {obj}"
+                    )
+                yield kind, _as_object(obj)
 
     # -- writes -------------------------------------------------------------------------
 

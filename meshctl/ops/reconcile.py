@@ -86,10 +86,26 @@ def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Port
                       intents=intents, plans=plans, generation=rollout.metadata.generation)
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
+    events = list(decision.events)
     if decision.traffic != obs.written:
+        drift = _drift(status, obs)
+        if drift:
+            events.append(Event("Warning", "TrafficCorrected", drift))
         ports.router.apply(decision.traffic)
     ports.workloads.apply(decision.workloads)
     if decision.status != status:
         ports.store.save(decision.status)
-    ports.store.record(decision.events)
-    return decision
+    ports.store.record(events)
+    return dataclasses.replace(decision, events=tuple(events))
+
+
+def _drift(status: RolloutStatus, obs: Observation) -> str:
+    """A message when someone else changed the weights meshctl last wrote."""
+    if obs.written is None or status.phase.value == "Pending":
+        return ""
+    mine = (status.weights.stable, status.weights.canary)
+    found = (obs.written.weights.stable, obs.written.weights.canary)
+    if found == mine:
+        return ""
+    return (f"weights were changed by another writer to stable/canary {found[0]}/{found[1]}; "
+            f"meshctl manages them (last written {mine[0]}/{mine[1]})")

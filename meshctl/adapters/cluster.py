@@ -1,0 +1,205 @@
+"""The engine's ports over a real cluster: traffic in a VirtualService, workloads in
+Deployments, status and intents on the Rollout, events.
+
+Translate, never decide: what to write comes from :mod:`meshctl.domain` (``istio``,
+``workloads``); these classes read and write it, record what they borrowed, and put it back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from meshctl.adapters.errors import NotFound
+from meshctl.adapters.kube import Kube, Object
+from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
+from meshctl.domain.istio import (
+    apply_split,
+    read_split,
+    with_canary_subset,
+    without_canary_subset,
+)
+from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.domain.status import RolloutStatus
+from meshctl.domain.traffic import TrafficSplit
+from meshctl.domain.workloads import (
+    canary_deployment,
+    canary_name,
+    promoted_template,
+    workload_state,
+)
+
+ISTIO = ("networking.istio.io", "v1")
+APPS = ("apps", "v1")
+ORIGINAL = "meshctl.io/original-spec"
+INTENT_PREFIX = "meshctl.io/intent-"
+INTENT_ACTIONS = ("promote", "promote-full", "abort", "retry", "resume")
+FINALIZER = "meshctl.io/cleanup"
+
+
+def _remember_original(obj: Object) -> Object:
+    """Record the object's spec, as found, before meshctl's first change (once)."""
+    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if ORIGINAL not in annotations:
+        annotations[ORIGINAL] = json.dumps(obj.get("spec", {}), sort_keys=True)
+    return obj
+
+
+def _restore_original(obj: Object) -> Object:
+    annotations = obj.get("metadata", {}).get("annotations", {})
+    if ORIGINAL in annotations:
+        obj["spec"] = json.loads(annotations.pop(ORIGINAL))
+    return obj
+
+
+class IstioRouter:
+    """TrafficRouter over the Rollout's VirtualService (and DestinationRule subsets).
+
+    ``observed()`` reads the VirtualService as the API server holds it: what istiod pushes.
+    """
+
+    def __init__(self, kube: Kube, rollout: Rollout) -> None:
+        self.kube, self.rollout = kube, rollout
+        routing = rollout.spec.traffic_routing
+        assert routing is not None and routing.istio is not None
+        self.routing = routing.istio
+        self._vs: Object | None = None
+
+    def _get_vs(self) -> Object:
+        self._vs = self.kube.get(*ISTIO, self.rollout.namespace, "virtualservices",
+                                 self.routing.virtual_service.name)
+        return self._vs
+
+    def written(self) -> TrafficSplit | None:
+        return read_split(self._get_vs(), self.rollout)
+
+    def observed(self) -> TrafficSplit | None:
+        vs = self._vs if self._vs is not None else self._get_vs()
+        return read_split(vs, self.rollout)
+
+    def apply(self, split: TrafficSplit) -> None:
+        ns, rollout = self.rollout.namespace, self.rollout
+        if self.routing.destination_rule is not None:  # the subset exists before routes use it
+            self.kube.update_with_retry(
+                *ISTIO, ns, "destinationrules", self.routing.destination_rule.name,
+                lambda dr: with_canary_subset(_remember_original(dr), rollout))
+        updated = self.kube.update_with_retry(
+            *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
+            lambda vs: apply_split(_remember_original(vs), rollout, split))
+        self._vs = updated.object
+
+    def restore(self) -> None:
+        """Put back what meshctl found (the Rollout is being deleted)."""
+        ns = self.rollout.namespace
+        names = [("virtualservices", self.routing.virtual_service.name)]
+        if self.routing.destination_rule is not None:
+            names.append(("destinationrules", self.routing.destination_rule.name))
+        for plural, name in names:
+            try:
+                self.kube.update_with_retry(*ISTIO, ns, plural, name, _restore_original)
+            except NotFound:
+                continue
+
+    def drop_canary_subset(self) -> None:
+        if self.routing.destination_rule is None:
+            return
+        rollout = self.rollout
+        self.kube.update_with_retry(*ISTIO, rollout.namespace, "destinationrules",
+                                    self.routing.destination_rule.name,
+                                    lambda dr: without_canary_subset(dr, rollout))
+
+
+class KubeWorkloads:
+    """Workloads over the stable Deployment and the ``<name>-canary`` Deployment."""
+
+    def __init__(self, kube: Kube, rollout: Rollout) -> None:
+        self.kube, self.rollout = kube, rollout
+        ref = rollout.spec.workload_ref
+        assert ref is not None
+        self.stable_name = ref.name
+        self.canary_name = canary_name(ref.name)
+
+    def _get(self, name: str) -> Object | None:
+        return self.kube.get_or_none(*APPS, self.rollout.namespace, "deployments", name)
+
+    def observe(self) -> tuple[WorkloadState, WorkloadState]:
+        return workload_state(self._get(self.stable_name)), workload_state(self._get(self.canary_name))
+
+    def apply(self, desired: DesiredWorkloads) -> None:
+        template = self.rollout.spec.template
+        stable = self._get(self.stable_name)
+        if stable is None or template is None:
+            return
+        ns = self.rollout.namespace
+        canary = self._get(self.canary_name)
+        if desired.canary_revision is not None and (desired.canary_replicas > 0 or canary):
+            want = canary_deployment(stable, template, desired.canary_replicas, self.rollout.name)
+            if canary is None:
+                self.kube.create(*APPS, ns, "deployments", want)
+            elif (canary["spec"].get("replicas") != want["spec"]["replicas"]
+                  or workload_state(canary).revision != desired.canary_revision):
+                self.kube.update_with_retry(*APPS, ns, "deployments", self.canary_name,
+                                            lambda d: {**d, "spec": {**d["spec"], **{
+                                                "replicas": want["spec"]["replicas"],
+                                                "template": want["spec"]["template"]}}})
+        if workload_state(stable).revision != desired.stable_revision and \
+                desired.stable_revision == desired.canary_revision:
+            new_template = promoted_template(template)
+            self.kube.update_with_retry(*APPS, ns, "deployments", self.stable_name,
+                                        lambda d: {**d, "spec": {**d["spec"],
+                                                                 "template": new_template}})
+
+    def delete_canary(self) -> None:
+        try:
+            self.kube.delete(*APPS, self.rollout.namespace, "deployments", self.canary_name)
+        except NotFound:
+            pass
+
+
+class KubeStatusStore:
+    """Status in the Rollout's status subresource; intents in its annotations; events."""
+
+    def __init__(self, kube: Kube, obj: Mapping[str, Any]) -> None:
+        self.kube = kube
+        self.obj = obj
+        meta = obj["metadata"]
+        self.namespace, self.name = meta.get("namespace", "default"), meta["name"]
+
+    def load(self) -> tuple[RolloutStatus, Intents]:
+        return RolloutStatus.from_json(self.obj.get("status")), intents_of(self.obj)
+
+    def save(self, status: RolloutStatus) -> None:
+        # status is written whole: fields the engine no longer sets must go away
+        current = self.obj.get("status") or {}
+        patch = {k: None for k in current if k not in status.to_json()}
+        patch.update(status.to_json())
+        self.obj = self.kube.merge_patch_status(GROUP, VERSION, self.namespace, "rollouts",
+                                                self.name, {"status": patch})
+
+    def record(self, events: Iterable[Event]) -> None:
+        for event in events:
+            emit_event(self.kube, self.obj, event)
+
+
+def intents_of(obj: Mapping[str, Any]) -> Intents:
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    values = {a.replace("-", "_"): annotations.get(INTENT_PREFIX + a) for a in INTENT_ACTIONS}
+    return Intents(**values)
+
+
+def emit_event(kube: Kube, obj: Mapping[str, Any], event: Event) -> None:
+    meta = obj["metadata"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+        "eventTime": now, "reportingController": "meshctl.io/controller",
+        "reportingInstance": "meshctl-controller", "action": event.reason,
+        "reason": event.reason, "type": event.type, "note": event.message[:1024],
+        "regarding": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                      "name": meta["name"], "namespace": meta.get("namespace"),
+                      "uid": meta.get("uid")},
+    }
+    kube.create("events.k8s.io", "v1", meta.get("namespace", "default"), "events", body)

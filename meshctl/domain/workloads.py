@@ -1,0 +1,96 @@
+"""Deployments as meshctl wants them: pure transforms of plain dicts.
+
+The stable Deployment is the user's (``spec.workloadRef``). The canary is a second
+Deployment, ``<name>-canary``, cloned from it with the Rollout's pod template; its pods carry
+``meshctl.io/track: canary`` and ``meshctl.io/revision: <hash>``. Promotion writes the new
+template into the stable Deployment (pods labelled ``track: stable``).
+
+A revision is the hash of the Rollout's pod template (without meshctl's labels), written as
+the ``meshctl.io/revision`` label into the templates meshctl writes. It is read back from that
+label, never re-hashed from a stored Deployment: the API server fills in defaults, so a
+stored template never hashes like the one written. A stable Deployment without the label
+(one meshctl has not promoted yet) has no known revision: on first sight, the engine adopts
+it as the stable version of the Rollout's template, and the next template change rolls out.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from meshctl.domain.engine import WorkloadState
+from meshctl.domain.revisions import revision_of
+
+TRACK = "meshctl.io/track"
+REVISION = "meshctl.io/revision"
+ROLLOUT = "meshctl.io/rollout"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+OWN_LABELS = (TRACK, REVISION)
+
+Obj = dict[str, Any]
+
+
+def canary_name(stable_name: str) -> str:
+    return f"{stable_name}-canary"
+
+
+def template_revision(template: Mapping[str, Any]) -> str:
+    clean = copy.deepcopy(dict(template))
+    labels = clean.get("metadata", {}).get("labels", {})
+    for key in OWN_LABELS:
+        labels.pop(key, None)
+    if not labels and "metadata" in clean:
+        clean["metadata"].pop("labels", None)
+    if "metadata" in clean and not clean["metadata"]:
+        clean.pop("metadata")
+    return revision_of(clean)
+
+
+def _labelled(template: Mapping[str, Any], track: str, revision: str) -> Obj:
+    out = copy.deepcopy(dict(template))
+    meta = out.setdefault("metadata", {})
+    meta["labels"] = {**meta.get("labels", {}), TRACK: track, REVISION: revision}
+    return out
+
+
+def canary_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], replicas: int,
+                      rollout_name: str) -> Obj:
+    """The canary Deployment: the stable one's spec with the new template and replicas."""
+    revision = template_revision(template)
+    spec = copy.deepcopy(dict(stable["spec"]))
+    selector = dict(spec.get("selector", {}).get("matchLabels", {}))
+    spec["selector"] = {"matchLabels": {**selector, TRACK: "canary"}}
+    spec["template"] = _labelled(template, "canary", revision)
+    spec["replicas"] = replicas
+    meta = stable["metadata"]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": canary_name(meta["name"]), "namespace": meta.get("namespace"),
+                     "labels": {**meta.get("labels", {}), TRACK: "canary", REVISION: revision,
+                                MANAGED_BY: "meshctl", ROLLOUT: rollout_name}},
+        "spec": spec,
+    }
+
+
+def promoted_template(template: Mapping[str, Any]) -> Obj:
+    """The template the stable Deployment gets on promotion."""
+    return _labelled(template, "stable", template_revision(template))
+
+
+def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState:
+    """Desired and ready replicas of a Deployment, and its template's revision.
+
+    Ready counts only when the Deployment controller has seen the current spec
+    (observedGeneration) and every replica is updated: pods of an old template are not
+    ready for the new revision.
+    """
+    if deployment is None:
+        return WorkloadState()
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    replicas = int(spec.get("replicas", 1))
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    updated = int(status.get("updatedReplicas", 0))
+    ready = min(int(status.get("readyReplicas", 0)), updated) if current else 0
+    labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+    return WorkloadState(replicas, ready, labels.get(REVISION))

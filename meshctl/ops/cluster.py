@@ -1,0 +1,162 @@
+"""One reconcile of one Rollout object in a cluster: the controller's unit of work.
+
+    1. a Rollout being deleted: put back the VirtualService and DestinationRule as found,
+       delete the canary Deployment, drop the finalizer;
+    2. make sure the finalizer is there (so deletion comes through step 1);
+    3. validate: the spec, the live VirtualService/DestinationRule, the analysis templates;
+       an invalid Rollout gets the InvalidSpec condition and nothing else is touched;
+    4. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from meshctl.adapters.cluster import (
+    FINALIZER,
+    ISTIO,
+    IstioRouter,
+    KubeStatusStore,
+    KubeWorkloads,
+    emit_event,
+)
+from meshctl.adapters.kube import Kube
+from meshctl.domain.engine import Decision, Event, invalid_spec, valid_spec
+from meshctl.domain.istio import mesh_problems
+from meshctl.domain.ports import MetricProvider
+from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
+from meshctl.domain.status import RolloutStatus
+from meshctl.domain.validation import load_document
+from meshctl.domain.workloads import template_revision
+from meshctl.ops.reconcile import Ports, reconcile
+
+MetricsFactory = Callable[[str | None], MetricProvider]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None = None
+    decision: Decision | None = None
+    problems: tuple[str, ...] = ()
+    deleted: bool = False
+
+
+def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
+                     now: datetime) -> Outcome:
+    meta = obj["metadata"]
+    if meta.get("deletionTimestamp"):
+        finalize(kube, obj)
+        return Outcome(deleted=True)
+    if FINALIZER not in (meta.get("finalizers") or []):
+        obj = kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
+                               {"metadata": {"finalizers": [*(meta.get("finalizers") or []),
+                                                            FINALIZER]}})
+    try:
+        rollout, plans = _validated(kube, obj)
+    except InvalidSpec as exc:
+        return _mark_invalid(kube, obj, exc.problems, now)
+    store = KubeStatusStore(kube, obj)
+    ports = Ports(IstioRouter(kube, rollout), KubeWorkloads(kube, rollout), metrics,
+                  _ValidStore(store, now))
+    assert rollout.spec.template is not None
+    decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now)
+    return Outcome(requeue_after=decision.requeue_after, decision=decision)
+
+
+class _ValidStore:
+    """The status store of a valid Rollout: an InvalidSpec condition left from an earlier
+    version of the spec is cleared in the same status write."""
+
+    def __init__(self, store: KubeStatusStore, now: datetime) -> None:
+        self.store, self.now = store, now
+
+    def load(self) -> Any:
+        status, intents = self.store.load()
+        return valid_spec(status, self.now), intents
+
+    def save(self, status: RolloutStatus) -> None:
+        self.store.save(status)
+
+    def record(self, events: Any) -> None:
+        self.store.record(events)
+
+
+def load_templates(kube: Kube, namespace: str) -> dict[str, AnalysisTemplate]:
+    out = {}
+    for item in kube.list(GROUP, VERSION, namespace, "analysistemplates"):
+        try:
+            template = load_document(item)
+        except InvalidSpec:
+            continue  # reported when a Rollout names it (as not found / invalid)
+        if isinstance(template, AnalysisTemplate):
+            out[template.name] = template
+    return out
+
+
+def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
+    rollout = load_document(obj)
+    if not isinstance(rollout, Rollout):
+        raise InvalidSpec([Problem("kind", "expected a Rollout")])
+    problems: list[Problem] = []
+    if rollout.spec.workload_ref is None:
+        problems.append(Problem("spec.workloadRef", "is required in a cluster"))
+    if not rollout.spec.template:
+        problems.append(Problem("spec.template", "is required in a cluster: the pod template "
+                                "of the new version (meshctl rollout start --image sets it)"))
+    routing = rollout.spec.traffic_routing
+    if routing is not None and routing.istio is not None:
+        ns = rollout.namespace
+        vs = kube.get_or_none(*ISTIO, ns, "virtualservices", routing.istio.virtual_service.name)
+        dr_ref = routing.istio.destination_rule
+        dr = kube.get_or_none(*ISTIO, ns, "destinationrules", dr_ref.name) if dr_ref else None
+        problems += list(mesh_problems(rollout, vs, dr))
+    else:
+        problems.append(Problem("spec.trafficRouting.istio", "is required in a cluster"))
+    if problems:
+        raise InvalidSpec(problems)
+    plans = analysis_plans(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
+    return rollout, plans
+
+
+def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
+                  now: datetime) -> Outcome:
+    lines = tuple(str(p) for p in problems)
+    store = KubeStatusStore(kube, obj)
+    try:
+        status, _ = store.load()
+    except InvalidSpec:
+        status = RolloutStatus()
+    generation = int(obj["metadata"].get("generation", 0))
+    updated = dataclasses.replace(invalid_spec(status, "; ".join(lines), now),
+                                  observed_generation=generation)
+    if updated != status:
+        store.save(updated)
+        store.record([Event("Warning", "InvalidSpec", "; ".join(lines))])
+    return Outcome(problems=lines)
+
+
+def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
+    """Undo what meshctl did for a Rollout being deleted, then let it go."""
+    meta = obj["metadata"]
+    try:
+        rollout = load_document(obj)
+    except InvalidSpec:
+        rollout = None
+    if isinstance(rollout, Rollout):
+        routing = rollout.spec.traffic_routing
+        if routing is not None and routing.istio is not None:
+            router = IstioRouter(kube, rollout)
+            router.restore()
+        if rollout.spec.workload_ref is not None:
+            KubeWorkloads(kube, rollout).delete_canary()
+        emit_event(kube, obj, Event("Normal", "Finalized",
+                                    "restored the VirtualService and DestinationRule as found"))
+    finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+    kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
+                     {"metadata": {"finalizers": finalizers or None}})
