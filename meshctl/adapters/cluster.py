@@ -7,6 +7,7 @@ Translate, never decide: what to write comes from :mod:`meshctl.domain` (``istio
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -152,10 +153,8 @@ class KubeWorkloads:
                                                                  "template": new_template}})
 
     def delete_canary(self) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.kube.delete(*APPS, self.rollout.namespace, "deployments", self.canary_name)
-        except NotFound:
-            pass
 
 
 class KubeStatusStore:
