@@ -154,6 +154,11 @@ def demo(as_json: bool) -> None:
         click.echo(demo_summary([s.to_json() for s in scenarios]))
 
 
+from meshctl.cli.policy import policy  # noqa: E402
+
+cli.add_command(policy)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="meshctl", standalone_mode=False)
