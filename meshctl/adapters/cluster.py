@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.errors import NotFound
+from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
 from meshctl.domain.istio import (
@@ -38,6 +39,7 @@ ORIGINAL = "meshctl.io/original-spec"
 INTENT_PREFIX = "meshctl.io/intent-"
 INTENT_ACTIONS = ("promote", "promote-full", "abort", "retry", "resume")
 FINALIZER = "meshctl.io/cleanup"
+log = logging.getLogger(__name__)
 
 
 def _remember_original(obj: Object) -> Object:
@@ -179,7 +181,10 @@ class KubeStatusStore:
 
     def record(self, events: Iterable[Event]) -> None:
         for event in events:
-            emit_event(self.kube, self.obj, event)
+            try:
+                emit_event(self.kube, self.obj, event)
+            except AdapterError as exc:  # events are best effort: never fail a pass
+                log.warning("cannot record event %s: %s", event.reason, exc)
 
 
 def intents_of(obj: Mapping[str, Any]) -> Intents:
@@ -193,7 +198,7 @@ def emit_event(kube: Kube, obj: Mapping[str, Any], event: Event) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = {
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+        "metadata": {"generateName": f"{meta['name']}-", "namespace": meta.get("namespace")},
         "eventTime": now, "reportingController": "meshctl.io/controller",
         "reportingInstance": "meshctl-controller", "action": event.reason,
         "reason": event.reason, "type": event.type, "note": event.message[:1024],

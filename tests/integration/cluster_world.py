@@ -1,0 +1,119 @@
+"""A service in the test world's API server, as a user would have it before meshctl: a
+Deployment, a VirtualService (with a route meshctl does not manage) and a DestinationRule;
+and a driver that runs the controller's reconcile on a Rollout and plays the kubelet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from meshctl.adapters.errors import NotFound
+from meshctl.adapters.kube import Kube
+from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.domain.spec import GROUP, VERSION
+from meshctl.ops.cluster import Outcome, reconcile_object
+from testworld.kube import KubeWorld
+
+ADMIN_ROUTE = {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
+               "route": [{"destination": {"host": "web-admin"}}]}
+
+
+def template(image: str) -> dict[str, Any]:
+    return {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": image}]}}
+
+
+def seed_service(kube: KubeWorld, ns: str, replicas: int = 2) -> None:
+    kube.apply([
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "web", "namespace": ns},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                  "template": template("web:1")}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "web", "namespace": ns},
+         "spec": {"hosts": ["web"], "http": [
+             ADMIN_ROUTE, {"name": "primary", "route": [
+                 {"destination": {"host": "web", "subset": "stable"}}]}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+         "metadata": {"name": "web", "namespace": ns},
+         "spec": {"host": "web", "subsets": [
+             {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
+    ])
+    kube.mark_deployment_ready(ns, "web")
+
+
+def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "service": "web", "workloadRef": {"name": "web"}, "template": template(image),
+            "trafficRouting": {"istio": {
+                "virtualService": {"name": "web", "routes": ["primary"]},
+                "destinationRule": {"name": "web", "stableSubset": "stable",
+                                    "canarySubset": "canary"}}},
+            "slo": {"window": "4s", "interval": "1s", "count": 2, "minRequests": 5},
+            "abortScaleDownDelaySeconds": 2,
+            "strategy": {"canary": {"steps": steps}},
+            **spec,
+        },
+    }
+
+
+class Driver:
+    """Runs reconcile passes like the controller would, and plays the kubelet."""
+
+    def __init__(self, world: KubeWorld, ns: str, prometheus_url: str) -> None:
+        self.world, self.ns = world, ns
+        self.kube = Kube.from_kubeconfig(world.kubeconfig_path)
+        self.provider = PrometheusProvider(prometheus_url)
+        self.outcomes: list[Outcome] = []
+
+    def metrics(self, address: str | None) -> PrometheusProvider:
+        return self.provider
+
+    def get(self, plural: str = "rollouts", name: str = "web", group: str = GROUP,
+            version: str = VERSION) -> dict[str, Any]:
+        return self.kube.get(group, version, self.ns, plural, name)
+
+    def vs(self) -> dict[str, Any]:
+        return self.get("virtualservices", "web", "networking.istio.io", "v1")
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get_or_none("apps", "v1", self.ns, "deployments", name)
+
+    def kubelet(self) -> None:
+        for name in ("web", "web-canary"):
+            if self.deployment(name) is not None:
+                self.world.mark_deployment_ready(self.ns, name)
+
+    def once(self) -> Outcome:
+        try:
+            obj = self.get()
+        except NotFound:
+            return Outcome(deleted=True)
+        outcome = reconcile_object(self.kube, obj, self.metrics, datetime.now(UTC))
+        self.outcomes.append(outcome)
+        self.kubelet()
+        return outcome
+
+    def until(self, done: Callable[[dict[str, Any]], bool], timeout: float = 90.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            outcome = self.once()
+            obj = self.get()
+            if done(obj):
+                return obj
+            time.sleep(min(max(outcome.requeue_after or 0.5, 0.05), 0.5))
+        raise AssertionError(f"timed out; status: {self.get().get('status')}")
+
+
+def phase(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: (obj.get("status") or {}).get("phase") == name
+
+
+def weights(vs: dict[str, Any]) -> dict[str, int]:
+    route = next(r for r in vs["spec"]["http"] if r.get("name") == "primary")
+    return {d["destination"].get("subset", "?"): d.get("weight", 100) for d in route["route"]}

@@ -1,0 +1,135 @@
+"""The controller's reconcile against the real API server and a real Prometheus holding
+Istio-named series (scraped from a stand-in for the sidecars)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshctl.domain.spec import GROUP, VERSION
+from meshctl.localmesh.procs import LocalMeshError
+from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
+from testworld.istio_exporter import IstioExporter
+
+from .cluster_world import ADMIN_ROUTE, Driver, phase, rollout, seed_service, weights
+from .conftest import servers_unavailable
+
+pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
+
+
+@pytest.fixture(scope="module")
+def istio_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IstioExporter, str]]:
+    with IstioExporter() as exporter:
+        prometheus = Prometheus([ScrapeTarget("istio", exporter.address)],
+                                workdir=Path(tmp_path_factory.mktemp("prometheus")))
+        try:
+            prometheus.start()
+        except LocalMeshError as exc:
+            servers_unavailable(str(exc))
+        try:
+            yield exporter, prometheus.url
+        finally:
+            prometheus.stop()
+
+
+@pytest.fixture
+def world(kube, namespace, istio_metrics):
+    exporter, url = istio_metrics
+    seed_service(kube, namespace)
+    exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
+    driver = Driver(kube, namespace, url)
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", STEPS))
+    driver.until(phase("Healthy"))  # first sight adopts the running Deployment as stable
+    return driver, exporter
+
+
+def start(driver: Driver, image: str) -> None:
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web",
+                            {"spec": {"template": {"spec": {"containers": [
+                                {"name": "web", "image": image}]}}}})
+
+
+def test_passing_canary_ends_healthy_with_the_new_version_stable(world):
+    driver, _ = world
+    start(driver, "web:2")
+    obj = driver.until(phase("Healthy"))
+    status = obj["status"]
+    assert status["weights"]["stable"] == 100 and status["weights"]["canary"] == 0
+    stable = driver.deployment("web")
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == "web:2"
+    assert stable["spec"]["template"]["metadata"]["labels"]["meshctl.io/track"] == "stable"
+    assert driver.deployment("web-canary")["spec"]["replicas"] == 0
+    vs = driver.vs()
+    assert weights(vs) == {"stable": 100, "canary": 0}
+    assert vs["spec"]["http"][0] == ADMIN_ROUTE  # the route meshctl does not manage
+    passed = [r for r in status["analysis"] if r["verdict"] == "Passing"]
+    assert {r["name"] for r in passed} == {"step-1", "step-3"}
+
+
+def test_failing_slo_returns_traffic_to_stable_and_degrades(world):
+    driver, exporter = world
+    exporter.set(driver.ns, "web", "web-canary", error_rate=0.2)
+    start(driver, "web:3")
+    obj = driver.until(phase("Degraded"))
+    status = obj["status"]
+    assert weights(driver.vs()) == {"stable": 100, "canary": 0}
+    assert status["abort"]["reason"] == "AnalysisFailed"
+    assert "availability" in status["message"] and "0.8" in status["message"]
+    assert driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"] == "web:1"
+    # the canary is scaled down after abortScaleDownDelaySeconds, not before
+    assert driver.deployment("web-canary")["spec"]["replicas"] > 0
+    driver.until(lambda o: driver.deployment("web-canary")["spec"]["replicas"] == 0, timeout=20)
+
+
+def test_invalid_rollout_gets_the_condition_and_nothing_is_written(world):
+    driver, _ = world
+    vs_before = driver.vs()
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"spec": {
+        "template": {"spec": {"containers": [{"name": "web", "image": "web:9"}]}},
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["nope"]}}}}})
+    driver.once()
+    obj = driver.get()
+    condition = next(c for c in obj["status"]["conditions"] if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    assert "route 'nope' is not in VirtualService web" in condition["message"]
+    assert driver.vs()["spec"] == vs_before["spec"]
+    assert driver.deployment("web-canary") is None
+
+
+def test_other_writers_keep_their_routes_and_lose_the_weights(world):
+    driver, _ = world
+    start(driver, "web:4")
+    driver.until(lambda o: o["status"].get("currentStep") == 1)
+    vs = driver.vs()
+    vs["spec"]["http"][0]["timeout"] = "3s"  # someone edits the unmanaged route
+    primary = vs["spec"]["http"][1]
+    primary["route"][0]["weight"], primary["route"][1]["weight"] = 50, 50  # and the weights
+    driver.kube.replace("networking.istio.io", "v1", driver.ns, "virtualservices", vs)
+    driver.once()
+    fixed = driver.vs()
+    assert weights(fixed) == {"stable": 80, "canary": 20}
+    assert fixed["spec"]["http"][0]["timeout"] == "3s"
+    events = driver.kube.list("events.k8s.io", "v1", driver.ns, "events")
+    assert any(e.get("reason") == "TrafficCorrected" for e in events)
+
+
+def test_deleting_the_rollout_restores_the_virtual_service_it_found(world):
+    driver, _ = world
+    original = driver.vs()["spec"]
+    start(driver, "web:5")
+    driver.until(lambda o: o["status"].get("currentStep") == 1)
+    assert driver.vs()["spec"] != original
+    driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "web")
+    driver.once()
+    vs = driver.vs()
+    assert vs["spec"] == original
+    assert "meshctl.io/original-spec" not in (vs["metadata"].get("annotations") or {})
+    assert driver.deployment("web-canary") is None
+    assert driver.kube.get_or_none(GROUP, VERSION, driver.ns, "rollouts", "web") is None
+    dr = driver.get("destinationrules", "web", "networking.istio.io", "v1")
+    assert [s["name"] for s in dr["spec"]["subsets"]] == ["stable"]
+    assert json.dumps(dr)  # the restored DR is a plain object
