@@ -612,3 +612,13 @@ def test_mtls_gate(findings, share, is_open, fragment):
     opened, reason = mtls_gate(findings, share)
     assert opened is is_open
     assert fragment in reason
+
+
+def test_the_cli_spells_the_domain_values():
+    """The policy command writes severities and the root namespace out to stay cheap to
+    import; they must be the domain's."""
+    import meshctl.cli.policy as policy_cli
+    from meshctl.domain.audit import ROOT_NAMESPACE
+
+    assert [s.value for s in Severity] == policy_cli.SEVERITIES
+    assert policy_cli.ROOT_NAMESPACE == ROOT_NAMESPACE
