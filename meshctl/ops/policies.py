@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from meshctl.adapters.errors import AlreadyExists, Forbidden, NotFound, translated
+from meshctl.adapters.errors import AlreadyExists, Forbidden, NotFound
 from meshctl.adapters.files import Document, FileProblem, iter_documents
 from meshctl.domain.audit import ROOT_NAMESPACE, Finding, Scope, audit, findings_for, mtls_gate
 from meshctl.domain.istio import baseline_destination_rule
@@ -76,18 +76,8 @@ def _listed(kube: Kube, kind: str, namespace: str | None) -> list[Obj]:
     if namespace is not None:
         items = kube.list(group, version, namespace, plural)
     else:
-        items = _list_all_namespaces(kube, group, version, plural)
+        items, _ = kube.list_all(group, version, plural)
     return [{"apiVersion": f"{group}/{version}", "kind": kind, **item} for item in items]
-
-
-def _list_all_namespaces(kube: Kube, group: str, version: str, plural: str) -> list[Obj]:
-    # The adapter lists one namespace at a time; its client lists across all of them.
-    # (To move into Kube as a public method with the adapter's next change.)
-    with translated():
-        found = kube._custom.list_cluster_custom_object(
-            group, version, plural, _request_timeout=kube.timeout_seconds
-        )
-    return [dict(item) for item in found.get("items", [])]
 
 
 def observe(kube: Kube, namespace: str) -> list[Obj]:
