@@ -154,9 +154,11 @@ def demo(as_json: bool) -> None:
         click.echo(demo_summary([s.to_json() for s in scenarios]))
 
 
+from meshctl.cli.controller import controller  # noqa: E402
 from meshctl.cli.policy import policy  # noqa: E402
 
 cli.add_command(policy)
+cli.add_command(controller)
 
 
 def main() -> None:

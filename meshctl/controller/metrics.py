@@ -1,0 +1,51 @@
+"""The controller's own metrics (``/metrics``), on prometheus-client, in one registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from meshctl.domain.engine import Decision, Event
+from meshctl.domain.phases import Phase
+
+
+class ControllerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconcile_seconds = Histogram(
+            "meshctl_reconcile_duration_seconds", "Time of one reconcile pass.", ["result"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry)
+        self.rollouts = Gauge("meshctl_rollouts", "Rollouts by phase.", ["phase"],
+                              registry=self.registry)
+        self.verdicts = Counter("meshctl_analysis_verdicts_total",
+                                "Analysis verdicts reached (passed or failed).", ["verdict"],
+                                registry=self.registry)
+        self.weight_changes = Counter("meshctl_weight_changes_total",
+                                      "Traffic weight changes written.", registry=self.registry)
+        self.api_errors = Counter("meshctl_api_errors_total",
+                                  "Errors talking to the API server or Prometheus.", ["kind"],
+                                  registry=self.registry)
+        self.leader = Gauge("meshctl_leader", "1 while this process holds the lease.",
+                            registry=self.registry)
+        self._phases: dict[str, Phase] = {}
+
+    def observe(self, key: str, decision: Decision | None, events: Iterable[Event] = ()) -> None:
+        if decision is not None:
+            self._phases[key] = decision.status.phase
+        for event in events:
+            if event.reason == "WeightChanged":
+                self.weight_changes.inc()
+            elif event.reason in ("AnalysisPassed", "AnalysisFailed"):
+                self.verdicts.labels("Passing" if event.reason == "AnalysisPassed"
+                                     else "Failing").inc()
+        for phase in Phase:
+            self.rollouts.labels(phase.value).set(
+                sum(1 for p in self._phases.values() if p is phase))
+
+    def forget(self, key: str) -> None:
+        self._phases.pop(key, None)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,96 @@
+"""A work queue for reconcile keys.
+
+- a key is queued at most once (adding it again only moves its time earlier);
+- a key being processed is never handed to a second worker; if it is added meanwhile, it
+  is queued again when the first worker is done;
+- ``add_after`` schedules a key (``requeue_after``); ``backoff`` schedules it after an
+  error, doubling per consecutive error (0.5 s, 1 s, ... up to 60 s); ``forget`` resets.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Hashable
+
+Key = Hashable
+
+
+class WorkQueue:
+    def __init__(self, base_backoff: float = 0.5, max_backoff: float = 60.0) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[Key, float] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._seq = 0
+        self._active: set[Key] = set()
+        self._dirty: dict[Key, float] = {}
+        self._failures: dict[Key, int] = {}
+        self._base, self._max = base_backoff, max_backoff
+        self._closed = False
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def add(self, key: Key) -> None:
+        self.add_after(key, 0.0)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        at = time.monotonic() + max(0.0, delay)
+        with self._cond:
+            if key in self._active:
+                self._dirty[key] = min(at, self._dirty.get(key, at))
+                return
+            if key in self._due and self._due[key] <= at:
+                return
+            self._due[key] = at
+            self._seq += 1
+            heapq.heappush(self._heap, (at, self._seq, key))
+            self._cond.notify()
+
+    def backoff(self, key: Key) -> float:
+        with self._cond:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+        delay = float(min(self._max, self._base * 2 ** (failures - 1)))
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Key) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def get(self, timeout: float | None = None) -> Key | None:
+        """The next due key (marked active), or None on timeout or close."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded entry
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    self._active.add(key)
+                    return key
+                wait = self._heap[0][0] - now if self._heap else None
+                if deadline is not None:
+                    left = deadline - now
+                    if left <= 0:
+                        return None
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+            return None
+
+    def done(self, key: Key) -> None:
+        with self._cond:
+            self._active.discard(key)
+            at = self._dirty.pop(key, None)
+        if at is not None:
+            self.add_after(key, at - time.monotonic())
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
