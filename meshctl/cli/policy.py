@@ -39,8 +39,8 @@ def _fail(ctx: click.Context, code: int, lines: list[str]) -> NoReturn:
 @contextmanager
 def _cluster(ctx: click.Context) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
-    cannot be reached or used, 2: it rejected what meshctl sent)."""
-    from meshctl.adapters.errors import AdapterError, Invalid
+    cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
+    from meshctl.adapters.errors import AdapterError, Invalid, NotFound
     from meshctl.adapters.kube import Kube
 
     try:
@@ -48,6 +48,8 @@ def _cluster(ctx: click.Context) -> Iterator[Kube]:
             yield kube
     except Invalid as exc:
         _fail(ctx, exitcodes.INVALID, [f"rejected by the API server: {exc.message}"])
+    except NotFound as exc:
+        _fail(ctx, exitcodes.INVALID, [f"not found: {exc.message}"])
     except AdapterError as exc:
         _fail(ctx, exitcodes.UNREACHABLE, [f"cannot use the cluster: {exc.message}"])
 

@@ -144,6 +144,8 @@ def _execute(kube: Kube, rollout: str, action: Action) -> Outcome:
         return Outcome(action, written=False,
                        note="created meanwhile by someone else; the next pass decides")
     except NotFound:
+        if action.verb is Verb.CREATE:
+            raise  # the namespace does not exist: the caller must know
         return Outcome(action, written=False, note="gone meanwhile")
     return Outcome(action, written=True)
 

@@ -355,3 +355,14 @@ def test_cli_invalid_input_is_exit_2(kube, tmp_path):
 
     assert result.exit_code == 2
     assert "spec.security.allow[0].from[0]: set namespace, serviceAccount or both" in result.stderr
+
+
+def test_cli_apply_into_a_missing_namespace_is_exit_2(kube, tmp_path):
+    path = tmp_path / "rollout.yaml"
+    path.write_text(dump_yaml(secured_document("no-such-namespace")))
+
+    result = run(kube, "policy", "apply", "-f", str(path))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("not found:")
+    assert len(result.stderr.strip().splitlines()) == 1

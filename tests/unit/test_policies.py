@@ -9,6 +9,7 @@ server and expect the same findings.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -622,3 +623,53 @@ def test_the_cli_spells_the_domain_values():
 
     assert [s.value for s in Severity] == policy_cli.SEVERITIES
     assert policy_cli.ROOT_NAMESPACE == ROOT_NAMESPACE
+
+
+# --- the command line, offline -----------------------------------------------------------
+
+
+def run(*args: str):
+    from click.testing import CliRunner
+
+    from meshctl.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_offline_plan_lists_what_would_be_written():
+    result = run("-o", "json", "policy", "plan", "--offline", "-f", str(SECURED))
+    assert result.exit_code == 0, result.output
+    actions = json.loads(result.output)["rollouts"][0]["actions"]
+    assert [(a["action"], a["name"], a["borrowed"]) for a in actions] == [
+        ("create", "orders-meshctl-mtls", False), ("create", "orders-meshctl-deny-all", False),
+        ("create", "orders-meshctl-allow-0", False), ("create", "orders-meshctl-allow-1", False),
+        ("update", "orders", True)]
+
+
+def test_audit_of_files_reads_lists_and_fails_on_severity(tmp_path):
+    """A ``kubectl get -o yaml`` List is unpacked; exit 1 only at or above --fail-on."""
+    listed = {"apiVersion": "v1", "kind": "List", "items": [
+        *clean_world("shop", "istio-system"),
+        ap("shop", "health", ORDERS, "ALLOW", [{"to": [{"operation": {"paths": ["/h"]}}]}])]}
+    path = tmp_path / "objects.yaml"
+    path.write_text(dump_all([listed]))
+
+    passing = run("policy", "audit", "-f", str(path))
+    failing = run("policy", "audit", "-f", str(path), "--fail-on", "low")
+
+    assert passing.exit_code == 0, passing.output
+    assert "LOW    allow-any-source  AuthorizationPolicy shop/health" in passing.output
+    assert passing.output.strip().endswith("1 finding(s): 0 high, 0 medium, 1 low")
+    assert failing.exit_code == 1
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("kind: [unclosed", "YAML syntax error"),
+    ("- a\n- list\n", "not a Kubernetes object"),
+])
+def test_audit_of_bad_files_is_exit_2_in_one_line(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = run("policy", "audit", "-f", str(path))
+    assert result.exit_code == 2
+    assert fragment in result.stderr and "Traceback" not in result.output
