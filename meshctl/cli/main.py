@@ -163,7 +163,10 @@ cli.add_command(controller)
 
 def main() -> None:
     try:
-        cli.main(prog_name="meshctl", standalone_mode=False)
+        # not standalone: click returns ctx.exit()'s code instead of exiting, and leaves
+        # the errors below to us
+        code = cli.main(prog_name="meshctl", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else exitcodes.OK)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

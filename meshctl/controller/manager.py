@@ -94,6 +94,7 @@ class Manager:
         self.elector = LeaderElector(kube, lease_namespace, lease_name, self.identity,
                                      lease_seconds, renew_seconds, on_change=self._leadership)
         self.health = HealthServer(health_host, health_port, self.ready, self.metrics.exposition)
+        self._workers = workers
         self._threads = [threading.Thread(target=self._worker, name=f"meshctl-worker-{i}",
                                           daemon=True) for i in range(workers)]
         self._threads += [
@@ -132,10 +133,11 @@ class Manager:
         """Stop taking work, let passes in flight finish, give up the lease."""
         self._stop.set()
         self.queue.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for thread in self._threads[: self._workers]:
+            thread.join(timeout=30)  # passes in flight finish under the lease
         self.elector.stop(release=release)
         self.health.stop()
+        # watch threads end with their long poll (daemon threads: they never block exit)
 
     def metrics_provider(self, address: str | None) -> MetricProvider:
         target = address or self._prometheus_url

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import LocalMeshError
+from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
+from testworld.istio_exporter import IstioExporter
 
 # --- Local mesh: real Envoy, real Prometheus -------------------------------------------
 #
@@ -63,3 +66,26 @@ def local_mesh_with_prometheus() -> Iterator[LocalMesh]:
         yield mesh
     finally:
         mesh.stop()
+
+
+# --- Istio-named series in a real Prometheus ----------------------------------------------
+#
+# ``istio_metrics`` (session): a stand-in for the sidecars (testworld/istio_exporter.py)
+# serving istio_requests_total and istio_request_duration_milliseconds per workload, and a
+# real Prometheus scraping it every second. Yields (exporter, prometheus URL); tests set the
+# behaviour of their own namespace's workloads with ``exporter.set(...)``.
+
+
+@pytest.fixture(scope="session")
+def istio_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IstioExporter, str]]:
+    with IstioExporter() as exporter:
+        prometheus = Prometheus([ScrapeTarget("istio", exporter.address)],
+                                workdir=Path(tmp_path_factory.mktemp("prometheus")))
+        try:
+            prometheus.start()
+        except LocalMeshError as exc:
+            servers_unavailable(str(exc))
+        try:
+            yield exporter, prometheus.url
+        finally:
+            prometheus.stop()

@@ -4,36 +4,15 @@ Istio-named series (scraped from a stand-in for the sidecars)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.localmesh.procs import LocalMeshError
-from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
-from testworld.istio_exporter import IstioExporter
 
 from .cluster_world import ADMIN_ROUTE, Driver, phase, rollout, seed_service, weights
-from .conftest import servers_unavailable
 
 pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
 STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
-
-
-@pytest.fixture(scope="module")
-def istio_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IstioExporter, str]]:
-    with IstioExporter() as exporter:
-        prometheus = Prometheus([ScrapeTarget("istio", exporter.address)],
-                                workdir=Path(tmp_path_factory.mktemp("prometheus")))
-        try:
-            prometheus.start()
-        except LocalMeshError as exc:
-            servers_unavailable(str(exc))
-        try:
-            yield exporter, prometheus.url
-        finally:
-            prometheus.stop()
 
 
 @pytest.fixture
@@ -133,3 +112,29 @@ def test_deleting_the_rollout_restores_the_virtual_service_it_found(world):
     dr = driver.get("destinationrules", "web", "networking.istio.io", "v1")
     assert [s["name"] for s in dr["spec"]["subsets"]] == ["stable"]
     assert json.dumps(dr)  # the restored DR is a plain object
+
+
+def test_blue_green_cuts_over_and_switches_back_on_the_real_objects(world):
+    driver, exporter = world
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"spec": {
+        "strategy": {"canary": None, "blueGreen": {
+            "previewRoute": {"name": "preview", "match": [
+                {"headerName": "x-preview", "headerValue": {"exact": "1"}}]},
+            "postPromotionAnalysis": {}, "scaleDownDelaySeconds": 30}},
+        "template": {"spec": {"containers": [{"name": "web", "image": "web:6"}]}}}})
+    obj = driver.until(phase("Paused"))
+    assert obj["status"]["pauseReason"] == "AwaitingPromotion"
+    vs = driver.vs()
+    assert vs["spec"]["http"][1]["name"] == "meshctl-primary-preview"  # before the weights
+    assert vs["spec"]["http"][1]["match"] == [{"headers": {"x-preview": {"exact": "1"}}}]
+    assert weights(vs) == {"stable": 100, "canary": 0}
+    exporter.set(driver.ns, "web", "web-canary", error_rate=0.3)  # green breaks after cut-over
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"metadata": {
+        "annotations": {"meshctl.io/intent-promote": "p1"}}})
+    driver.until(lambda o: weights(driver.vs()) == {"stable": 0, "canary": 100})
+    obj = driver.until(phase("Degraded"))
+    assert weights(driver.vs()) == {"stable": 100, "canary": 0}  # switched back in one write
+    assert obj["status"]["abort"]["reason"] == "AnalysisFailed"
+    blue = driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert blue == "web:1"  # the old version was kept warm, never replaced
+    exporter.set(driver.ns, "web", "web-canary", error_rate=0.0)

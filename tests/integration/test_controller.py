@@ -1,0 +1,162 @@
+"""The controller process (Manager) against the real API server, running as the
+meshctl-controller ServiceAccount bound by manifests/rbac: restarts, leader election."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from meshctl.adapters.kube import Kube
+from meshctl.controller.manager import Manager
+from meshctl.domain.spec import GROUP, VERSION
+
+from .cluster_world import Driver, rollout, seed_service, weights
+
+pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 40}, {"analysis": {}},
+         {"setWeight": 60}, {"pause": {}}, {"setWeight": 80}]
+
+
+class Kubelet:
+    """Marks the service's Deployments ready in the background, and records the Rollout's
+    step and the VirtualService weights as they change."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.steps: list[int] = []
+        self.weights: list[dict[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Kubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.driver.kubelet()
+            status = self.driver.get().get("status") or {}
+            step = status.get("currentStep")
+            if step is not None and (not self.steps or self.steps[-1] != step):
+                self.steps.append(step)
+            w = weights(self.driver.vs())
+            if not self.weights or self.weights[-1] != w:
+                self.weights.append(w)
+            self._stop.wait(0.2)
+
+
+def controller_kube(kube) -> Kube:
+    return Kube.from_kubeconfig(kube.service_account_kubeconfig("meshctl-system",
+                                                                 "meshctl-controller"))
+
+
+def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:
+    return Manager(controller_kube(kube), prometheus_url=prometheus_url, identity=identity,
+                   namespace=namespace, lease_name=f"meshctl-{namespace}"[:60], lease_seconds=3,
+                   renew_seconds=0.5, resync_seconds=10)
+
+
+@pytest.fixture
+def setup(kube, namespace, istio_metrics) -> Iterator[tuple[Driver, str]]:
+    exporter, url = istio_metrics
+    seed_service(kube, namespace)
+    exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
+    driver = Driver(kube, namespace, url)
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", STEPS))
+    yield driver, url
+
+
+def wait(condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def set_image(driver: Driver, image: str) -> None:
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"spec": {"template": {
+        "spec": {"containers": [{"name": "web", "image": image}]}}}})
+
+
+def status(driver: Driver) -> dict:
+    return driver.get().get("status") or {}
+
+
+def test_killed_mid_rollout_the_controller_resumes_without_repeating_or_skipping(kube, setup):
+    driver, url = setup
+    first = manager(kube, url, "first", driver.ns).start()
+    with Kubelet(driver) as kubelet:
+        wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
+        set_image(driver, "web:2")
+        wait(lambda: status(driver).get("currentStep") == 1, what="the timed pause")
+        first.stop(release=False)  # killed at a pause: no graceful release of the lease
+        second = manager(kube, url, "second", driver.ns).start()
+        wait(lambda: status(driver).get("currentStep") == 3, what="analysis step")
+        second.stop(release=False)  # killed during analysis
+        third = manager(kube, url, "third", driver.ns).start()
+        wait(lambda: status(driver).get("pauseReason") == "PausedAtStep", timeout=90,
+             what="the indefinite pause")
+        driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"metadata": {
+            "annotations": {"meshctl.io/intent-promote": "go"}}})
+        wait(lambda: status(driver).get("phase") == "Healthy", timeout=90, what="promotion")
+        third.stop()
+    assert kubelet.steps == sorted(kubelet.steps)  # never went back to a step
+    assert set(range(0, 8)) <= set(kubelet.steps) or kubelet.steps[-1] == 7
+    events = sorted(driver.kube.list("events.k8s.io", "v1", driver.ns, "events"),
+                    key=lambda e: e["eventTime"])
+    changes = [e["note"] for e in events if e["reason"] == "WeightChanged"]
+    assert changes == ["stable/canary 80/20", "stable/canary 60/40", "stable/canary 40/60",
+                       "stable/canary 20/80", "stable/canary 100/0"]  # each step once, in order
+    run = next(r for r in status(driver)["analysis"] if r["name"] == "step-3")
+    assert [m["count"] for m in run["metrics"]] == [2, 2]  # measured the count, not more
+    assert driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"] == "web:2"
+
+
+def test_only_the_leader_works_and_the_other_takes_over(kube, setup):
+    driver, url = setup
+    a = manager(kube, url, "a", driver.ns).start()
+    b = manager(kube, url, "b", driver.ns).start()
+    try:
+        wait(lambda: a.is_leader or b.is_leader, what="a leader")
+        leader, other = (a, b) if a.is_leader else (b, a)
+        with Kubelet(driver):
+            wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
+        assert not other.is_leader
+        assert b"meshctl_reconcile_duration_seconds_count" not in other.metrics.exposition() or \
+            b'meshctl_reconcile_duration_seconds_count{result="ok"} 0.0' in other.metrics.exposition()
+        leader.stop(release=False)  # killed: the lease is left to expire (3 s)
+        wait(lambda: other.is_leader, timeout=3 + 5, what="takeover within the lease time")
+        with Kubelet(driver):
+            set_image(driver, "web:2")
+            wait(lambda: status(driver).get("currentStep", 0) >= 1, what="the new leader to work")
+    finally:
+        for m in (a, b):
+            m.stop()
+
+
+def test_health_and_metrics_endpoints(kube, setup):
+    import urllib.request
+
+    driver, url = setup
+    m = manager(kube, url, "solo", driver.ns).start()
+    try:
+        wait(lambda: m.is_leader and m.ready(), what="ready")
+        with Kubelet(driver):
+            wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
+        assert urllib.request.urlopen(m.health_url + "/healthz").status == 200
+        assert urllib.request.urlopen(m.health_url + "/readyz").status == 200
+        text = urllib.request.urlopen(m.health_url + "/metrics").read().decode()
+        assert 'meshctl_rollouts{phase="Healthy"} 1.0' in text
+        assert "meshctl_reconcile_duration_seconds_bucket" in text
+        assert "meshctl_leader 1.0" in text
+    finally:
+        m.stop()
