@@ -47,6 +47,7 @@ from meshctl.domain.traffic import TrafficSplit
 
 BACKGROUND_RUN = "background"
 VERIFY_REQUEUE = 1.0
+GATE_REQUEUE = 5.0
 READY_REQUEUE = 2.0
 
 
@@ -80,6 +81,14 @@ class AnalysisPlans:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """An outside condition every step must meet before it advances (the mTLS gate)."""
+
+    open: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Observation:
     revision: str
     stable: WorkloadState
@@ -90,6 +99,7 @@ class Observation:
     measurements: tuple[TakenMeasurement, ...] = ()
     plans: AnalysisPlans = AnalysisPlans()
     generation: int = 0
+    gate: Gate | None = None  # security.requireMutualTLS: None when it does not apply
 
 
 @dataclass(frozen=True)
@@ -180,7 +190,14 @@ class _Pass:
         self.update(abort=AbortStatus(reason=reason, at=self.now, message=message),
                     pause_reason=None)
 
-    def advance(self) -> None:
+    def advance(self) -> bool:
+        """Move to the next step (or promotion); False while the gate holds the step."""
+        gate = self.obs.gate
+        if gate is not None and not gate.open:
+            self.update(message=f"step {self.status.current_step} held by the mutual TLS "
+                        f"gate: {gate.reason}")
+            self.requeue(GATE_REQUEUE)
+            return False
         nxt = self.status.current_step + 1
         self.update(current_step=nxt, step_started_at=self.now, promoted=False)
         self.requeue(0)
@@ -191,6 +208,7 @@ class _Pass:
         else:
             kind = self.steps[nxt].kind.value
             self.move(Phase.PROGRESSING, "StepStarted", f"step {nxt} ({kind}) started")
+        return True
 
     def pause(self, reason: str, message: str) -> None:
         self.move(Phase.PAUSED, reason, message)
@@ -397,9 +415,10 @@ def _traffic_step(p: _Pass, step: PlannedStep) -> None:
     p.traffic = step.traffic
     if p.observed(step.traffic):
         w = step.traffic.weights
-        p.events.append(Event("Normal", "TrafficVerified",
-                              f"step {step.index}: data plane at {w.stable}/{w.canary}"))
-        p.advance()
+        verified = Event("Normal", "TrafficVerified",
+                         f"step {step.index}: data plane at {w.stable}/{w.canary}")
+        if p.advance():
+            p.events.append(verified)
     else:
         w = step.traffic.weights
         p.update(message=f"step {step.index}: waiting for the data plane to apply "
@@ -439,8 +458,8 @@ def _analysis_step(p: _Pass, step: PlannedStep) -> None:
     run = p.run_analysis(step.run_name, plans)
     label = f"step {step.index} ({step.kind.value})"
     if run.verdict is Verdict.PASSING:
-        p.events.append(Event("Normal", "AnalysisPassed", f"{label}: {run.reason}"))
-        p.advance()
+        if p.advance():
+            p.events.append(Event("Normal", "AnalysisPassed", f"{label}: {run.reason}"))
     elif run.verdict is Verdict.FAILING:
         p.begin_abort("AnalysisFailed", f"{label}: {run.reason}")
     elif run.verdict is Verdict.INCONCLUSIVE:
@@ -589,6 +608,10 @@ def _conditions(p: _Pass) -> tuple[StatusCondition, ...]:
                    p.status.pause_reason or "NotPaused"),
         "Healthy": ("True" if phase is Phase.HEALTHY else "False", phase.value),
     }
+    gate = p.obs.gate
+    if gate is not None:
+        wanted["MutualTLS"] = ("True" if gate.open else "False",
+                               "Enforced" if gate.open else "Blocking")
     return set_conditions(p.status.conditions, wanted, p.status.message, p.now)
 
 

@@ -5,7 +5,8 @@
     2. make sure the finalizer is there (so deletion comes through step 1);
     3. validate: the spec, the live VirtualService/DestinationRule, the analysis templates;
        an invalid Rollout gets the InvalidSpec condition and nothing else is touched;
-    4. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
+    4. zero trust: converge the Rollout's policies; with ``requireMutualTLS`` the gate;
+    5. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ from meshctl.adapters.cluster import (
     emit_event,
 )
 from meshctl.adapters.kube import Kube
-from meshctl.domain.engine import Decision, Event, invalid_spec, valid_spec
+from meshctl.domain import queries
+from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
-from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.resolve import MeshKind, Target, analysis_plans
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
+from meshctl.ops import policies
 from meshctl.ops.reconcile import Ports, reconcile
 
 MetricsFactory = Callable[[str | None], MetricProvider]
@@ -62,11 +65,33 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     except InvalidSpec as exc:
         return _mark_invalid(kube, obj, exc.problems, now)
     store = KubeStatusStore(kube, obj)
+    gate = _zero_trust(kube, rollout, store, metrics)
     ports = Ports(IstioRouter(kube, rollout), KubeWorkloads(kube, rollout), metrics,
                   _ValidStore(store, now))
     assert rollout.spec.template is not None
-    decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now)
+    decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
+                         gate)
     return Outcome(requeue_after=decision.requeue_after, decision=decision)
+
+
+def _zero_trust(kube: Kube, rollout: Rollout, store: KubeStatusStore,
+                metrics: MetricsFactory) -> Gate | None:
+    """Converge the Rollout's mTLS and authorization policies (drift is corrected and named
+    in an event); with ``requireMutualTLS``, the gate every step must pass."""
+    security = rollout.spec.security
+    if security is None:
+        return None
+    changed = [o for o in policies.converge(kube, rollout) if o.written]
+    store.record(Event("Normal" if o.action.verb == "create" else "Warning", "PolicyConverged",
+                       f"{o.action.verb.value} {o.action.kind} {o.action.name}: {o.action.reason}")
+                 for o in changed)
+    if not security.require_mutual_tls:
+        return None
+    target = Target.of(rollout, MeshKind.ISTIO)
+    query = queries.ISTIO_MTLS_SHARE.render(target.variables(rollout.spec.slo.window.text))
+    share = metrics(None).measure(query, 10.0)
+    is_open, reason = policies.gate(kube, rollout, share)
+    return Gate(is_open, reason)
 
 
 class _ValidStore:
@@ -155,6 +180,8 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
             router.restore()
         if rollout.spec.workload_ref is not None:
             KubeWorkloads(kube, rollout).delete_canary()
+        if rollout.spec.security is not None:
+            policies.cleanup(kube, rollout)
         emit_event(kube, obj, Event("Normal", "Finalized",
                                     "restored the VirtualService and DestinationRule as found"))
     finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]

@@ -25,6 +25,7 @@ from meshctl.domain.engine import (
     Decision,
     DesiredWorkloads,
     Event,
+    Gate,
     Intents,
     Observation,
     WorkloadState,
@@ -78,12 +79,13 @@ def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | Non
 
 
 def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Ports,
-              now: datetime) -> Decision:
+              now: datetime, gate: Gate | None = None) -> Decision:
     status, intents = ports.store.load()
     stable, canary = ports.workloads.observe()
     obs = Observation(revision=revision, stable=stable, canary=canary,
                       written=ports.router.written(), observed=ports.router.observed(),
-                      intents=intents, plans=plans, generation=rollout.metadata.generation)
+                      intents=intents, plans=plans, generation=rollout.metadata.generation,
+                      gate=gate)
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
     events = list(decision.events)

@@ -138,3 +138,25 @@ def test_blue_green_cuts_over_and_switches_back_on_the_real_objects(world):
     blue = driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert blue == "web:1"  # the old version was kept warm, never replaced
     exporter.set(driver.ns, "web", "web-canary", error_rate=0.0)
+
+
+def test_mutual_tls_gate_holds_while_canary_traffic_is_plaintext(world):
+    driver, exporter = world
+    exporter.set(driver.ns, "web", "web-canary", mtls=False)
+    driver.kube.merge_patch(GROUP, VERSION, driver.ns, "rollouts", "web", {"spec": {
+        "security": {"mtls": "STRICT", "requireMutualTLS": True,
+                     "allow": [{"from": [{"namespace": driver.ns, "serviceAccount": "frontend"}]}]},
+        "template": {"spec": {"containers": [{"name": "web", "image": "web:7"}]}}}})
+    obj = driver.until(lambda o: "held by the mutual TLS gate" in o["status"].get("message", ""))
+    assert obj["status"]["currentStep"] == 0
+    gate = next(c for c in obj["status"]["conditions"] if c["type"] == "MutualTLS")
+    assert gate["status"] == "False"
+    kinds = {p["kind"] for plural in ("peerauthentications", "authorizationpolicies")
+             for p in driver.kube.list("security.istio.io", "v1", driver.ns, plural)}
+    assert kinds == {"PeerAuthentication", "AuthorizationPolicy"}  # converged with the rollout
+    for _ in range(3):
+        driver.once()
+    assert driver.get()["status"]["currentStep"] == 0  # still held
+    exporter.set(driver.ns, "web", "web-canary", mtls=True)
+    driver.until(lambda o: o["status"].get("currentStep", 0) >= 2, timeout=60)
+    exporter.set(driver.ns, "web", "web-canary", mtls=True)

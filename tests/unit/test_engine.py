@@ -311,3 +311,25 @@ def test_blue_green_auto_promotion_waits_its_seconds():
         until=lambda s: s.written is not None and s.written.weights.canary == 100)
     cutover = sim.decisions[-1].status.step_started_at
     assert sim.now - cutover >= timedelta(seconds=120)
+
+
+def test_a_closed_mutual_tls_gate_holds_the_step_and_says_why():
+    from meshctl.domain.engine import Gate
+
+    class GatedSim(Sim):
+        gate: Gate | None = None
+
+        def observation(self):
+            return dataclasses.replace(super().observation(), gate=self.gate)
+
+    sim = GatedSim(canary({"setWeight": 10}, {"setWeight": 50}))
+    sim.gate = Gate(False, "canary traffic without mutual_tls: mTLS share 0.8")
+    sim.run(passes=20)
+    assert sim.status.current_step == 0 and sim.weights_written()[-1] == (90, 10)
+    assert "held by the mutual TLS gate: canary traffic without mutual_tls" in sim.status.message
+    assert sim.status.condition("MutualTLS").status == "False"
+    assert not any(e.reason == "TrafficVerified" for d in sim.decisions for e in d.events)
+    sim.gate = Gate(True, "")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.status.condition("MutualTLS").status == "True"
