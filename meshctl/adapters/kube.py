@@ -117,6 +117,22 @@ class Kube:
             return cls.in_cluster(**options)
         return cls.from_kubeconfig(kubeconfig, context, **options)
 
+    @staticmethod
+    def default_namespace(kubeconfig: str | Path | None = None, context: str | None = None) -> str:
+        """The namespace a user means by none: the kubeconfig context's (or, in a pod with
+        no kubeconfig, the pod's own), else ``default``."""
+        from kubernetes import config
+
+        in_pod = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        if kubeconfig is None and context is None and not os.environ.get("KUBECONFIG") \
+                and os.environ.get("KUBERNETES_SERVICE_HOST") and in_pod.exists():
+            return in_pod.read_text().strip() or "default"
+        with translated():
+            contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig is not None else None)
+        chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+        return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
     def close(self) -> None:
         self.api_client.close()
 
@@ -177,19 +193,26 @@ class Kube:
 
     def watch(
         self, group: str, version: str, plural: str, resource_version: str,
-        timeout_seconds: int = 60,
+        timeout_seconds: int = 60, *, namespace: str | None = None,
+        field_selector: str | None = None,
     ) -> Iterator[tuple[str, Object]]:
-        """(type, object) changes in every namespace after ``resource_version``, until the
-        server ends the watch (``timeout_seconds``). A 410 Gone raises ``NotFound``: list
-        again."""
+        """(type, object) changes in every namespace (or in ``namespace``, of the objects
+        ``field_selector`` picks, e.g. ``metadata.name=web``) after ``resource_version``,
+        until the server ends the watch (``timeout_seconds``). A 410 Gone raises
+        ``NotFound``: list again."""
         from kubernetes import watch as k8s_watch
 
         stream = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        lister = self._custom.list_cluster_custom_object
+        where: tuple[str, ...] = ()
+        if namespace is not None:
+            lister, where = self._custom.list_namespaced_custom_object, (namespace,)
         with translated():
             for event in stream.stream(  # type: ignore[no-untyped-call]
-                self._custom.list_cluster_custom_object, group, version, plural,
+                lister, group, version, *where, plural,
                 resource_version=resource_version, timeout_seconds=timeout_seconds,
-                allow_watch_bookmarks=False,
+                allow_watch_bookmarks=False, field_selector=field_selector,
+                _request_timeout=timeout_seconds + self.timeout_seconds,
             ):
                 kind = str(event.get("type", ""))
                 obj = event.get("raw_object") or event.get("object")
