@@ -29,12 +29,17 @@ def _write_atomically(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
+def state_paths(directory: Path, namespace: str, name: str) -> tuple[Path, Path]:
+    """The status file and the intents file of a local run of ``namespace/name``."""
+    base = f"{namespace}.{name}"
+    return directory / f"{base}.status.json", directory / f"{base}.intents.json"
+
+
 class FileStatusStore:
     def __init__(self, directory: Path, rollout: Rollout,
                  on_event: Callable[[Event], None] | None = None) -> None:
-        base = f"{rollout.namespace}.{rollout.name}"
-        self.status_path = directory / f"{base}.status.json"
-        self.intents_path = directory / f"{base}.intents.json"
+        self.status_path, self.intents_path = state_paths(directory, rollout.namespace,
+                                                          rollout.name)
         self._on_event = on_event
         self.events: list[Event] = []
 
