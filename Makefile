@@ -13,7 +13,7 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 
-lint: install
+lint: install verify-protos
 	$(BIN)/ruff check meshctl tests testworld $(wildcard bench)
 	$(BIN)/mypy meshctl
 	$(BIN)/lint-imports
@@ -34,6 +34,14 @@ demo: install
 
 crds: install
 	$(PY) -m meshctl.ops.manifests manifests/crds
+
+# meshctl/api/gen/ from protos/ (grpcio-tools, pinned in pyproject.toml); never hand-edited.
+protos: install
+	$(PY) protos/generate.py
+
+# Regenerates into a temporary directory and fails if meshctl/api/gen/ differs.
+verify-protos: install
+	$(PY) protos/generate.py --check
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RolloutRef(_message.Message):
+    __slots__ = ("namespace", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRolloutsRequest(_message.Message):
+    __slots__ = ("namespace",)
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
+
+class ListRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts",)
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[Rollout]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
+
+class WatchRolloutRequest(_message.Message):
+    __slots__ = ("namespace", "name", "timeout_seconds")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    timeout_seconds: float
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("namespace", "name", "full")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    full: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., full: _Optional[bool] = ...) -> None: ...
+
+class Weights(_message.Message):
+    __slots__ = ("stable", "canary")
+    STABLE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    stable: int
+    canary: int
+    def __init__(self, stable: _Optional[int] = ..., canary: _Optional[int] = ...) -> None: ...
+
+class Measurement(_message.Message):
+    __slots__ = ("metric", "run", "value", "outcome", "at")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    run: str
+    value: float
+    outcome: str
+    at: str
+    def __init__(self, metric: _Optional[str] = ..., run: _Optional[str] = ..., value: _Optional[float] = ..., outcome: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("type", "status", "reason", "message", "last_transition_time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str
+    def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_time: _Optional[str] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("name", "namespace", "phase", "step", "total_steps", "weights", "observed_weights", "measurements", "message", "conditions", "abort_reason", "pause_reason", "revision", "stable_revision", "image", "paused", "generation", "observed_generation", "pending_intents")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_REASON_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    STABLE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    PENDING_INTENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    namespace: str
+    phase: str
+    step: int
+    total_steps: int
+    weights: Weights
+    observed_weights: Weights
+    measurements: _containers.RepeatedCompositeFieldContainer[Measurement]
+    message: str
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    abort_reason: str
+    pause_reason: str
+    revision: str
+    stable_revision: str
+    image: str
+    paused: bool
+    generation: int
+    observed_generation: int
+    pending_intents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., phase: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., observed_weights: _Optional[_Union[Weights, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., abort_reason: _Optional[str] = ..., pause_reason: _Optional[str] = ..., revision: _Optional[str] = ..., stable_revision: _Optional[str] = ..., image: _Optional[str] = ..., paused: _Optional[bool] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., pending_intents: _Optional[_Iterable[str]] = ...) -> None: ...

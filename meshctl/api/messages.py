@@ -1,0 +1,56 @@
+"""Between the views of :mod:`meshctl.ops.rollouts` and the messages of
+``protos/meshctl/v1/rollouts.proto``: one field for one field, the same names."""
+
+from __future__ import annotations
+
+from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
+from meshctl.ops.rollouts import ConditionView, MeasurementView, RolloutView, WeightsView
+
+
+def to_message(view: RolloutView) -> pb.Rollout:
+    message = pb.Rollout(
+        name=view.name, namespace=view.namespace, phase=view.phase, step=view.step,
+        total_steps=view.total_steps,
+        weights=pb.Weights(stable=view.weights.stable, canary=view.weights.canary),
+        measurements=[_measurement(m) for m in view.measurements], message=view.message,
+        conditions=[pb.Condition(type=c.type, status=c.status, reason=c.reason,
+                                 message=c.message, last_transition_time=c.last_transition_time)
+                    for c in view.conditions],
+        abort_reason=view.abort_reason, pause_reason=view.pause_reason,
+        revision=view.revision, stable_revision=view.stable_revision, image=view.image,
+        paused=view.paused, generation=view.generation,
+        observed_generation=view.observed_generation, pending_intents=view.pending_intents,
+    )
+    if view.observed_weights is not None:
+        message.observed_weights.CopyFrom(pb.Weights(stable=view.observed_weights.stable,
+                                                     canary=view.observed_weights.canary))
+    return message
+
+
+def _measurement(m: MeasurementView) -> pb.Measurement:
+    out = pb.Measurement(metric=m.metric, run=m.run, outcome=m.outcome, at=m.at)
+    if m.value is not None:
+        out.value = m.value
+    return out
+
+
+def from_message(message: pb.Rollout) -> RolloutView:
+    observed = (WeightsView(message.observed_weights.stable, message.observed_weights.canary)
+                if message.HasField("observed_weights") else None)
+    return RolloutView(
+        name=message.name, namespace=message.namespace, phase=message.phase,
+        step=message.step, total_steps=message.total_steps,
+        weights=WeightsView(message.weights.stable, message.weights.canary),
+        observed_weights=observed,
+        measurements=tuple(MeasurementView(m.metric, m.run,
+                                           m.value if m.HasField("value") else None,
+                                           m.outcome, m.at) for m in message.measurements),
+        message=message.message,
+        conditions=tuple(ConditionView(c.type, c.status, c.reason, c.message,
+                                       c.last_transition_time) for c in message.conditions),
+        abort_reason=message.abort_reason, pause_reason=message.pause_reason,
+        revision=message.revision, stable_revision=message.stable_revision,
+        image=message.image, paused=message.paused, generation=message.generation,
+        observed_generation=message.observed_generation,
+        pending_intents=tuple(message.pending_intents),
+    )
