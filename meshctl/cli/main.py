@@ -156,6 +156,10 @@ def demo(as_json: bool) -> None:
 
 from meshctl.cli.controller import controller  # noqa: E402
 from meshctl.cli.policy import policy  # noqa: E402
+from meshctl.cli.rollouts import COMMANDS as ROLLOUT_COMMANDS  # noqa: E402
+
+for _command in ROLLOUT_COMMANDS:
+    rollout.add_command(_command)
 
 cli.add_command(policy)
 cli.add_command(controller)
