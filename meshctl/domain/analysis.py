@@ -210,3 +210,12 @@ def apply_measurements(
     ordered = tuple(metrics[m.name] for m in run.metrics)
     verdict, reason = combine((m.verdict, m.reason) for m in ordered)
     return dataclasses.replace(run, metrics=ordered, verdict=verdict, reason=reason)
+
+
+def without_pending_runs(runs: Iterable[AnalysisRunStatus]) -> tuple[AnalysisRunStatus, ...]:
+    """The runs that reached a verdict; runs still measuring start again from scratch.
+
+    For a metrics source that restarted empty (the local mesh's own Prometheus after the
+    process was killed): measurements of a pending run came from data that is gone.
+    """
+    return tuple(r for r in runs if r.verdict is not Verdict.PENDING)

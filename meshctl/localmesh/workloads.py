@@ -25,11 +25,14 @@ def _answers(upstream: Upstream) -> bool:
 
 
 class LocalWorkloads:
-    def __init__(self, mesh: LocalMesh, stable_revision: str, canary_revision: str) -> None:
+    def __init__(self, mesh: LocalMesh, stable_revision: str, canary_revision: str,
+                 canary_replicas: int = 0) -> None:
+        """``canary_replicas``: the logical count to start from (a resumed run passes what
+        its saved status implies, so the canary does not look scaled to zero)."""
         self._mesh = mesh
         self._revisions = {"stable": stable_revision, "canary": canary_revision}
         self._stable_serves = stable_revision
-        self._canary_replicas = 0
+        self._canary_replicas = canary_replicas
 
     def observe(self) -> tuple[WorkloadState, WorkloadState]:
         layout = self._mesh.xds.layout

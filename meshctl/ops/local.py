@@ -9,6 +9,7 @@ process and running the command again resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import sys
 import time
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.domain.analysis import without_pending_runs
 from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
 from meshctl.domain.phases import Phase
@@ -94,11 +96,19 @@ class LocalRollout:
         self.canary_revision = self.canary_revision or canary
         self.plans = analysis_plans(self.rollout, self.templates, MeshKind.ENVOY)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
-        self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision)
-        self._providers: dict[str | None, MetricProvider] = {}
         status, _ = self.store.load()
+        running = status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
+                                   Phase.ABORTING)
+        self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision,
+                                        canary_replicas=1 if running else 0)
+        self._providers: dict[str | None, MetricProvider] = {}
         if status.stable_revision == self.canary_revision:  # resumed after promotion began
             self.workloads.point_stable_at(self.canary_revision)
+        if status.analysis and without_pending_runs(status.analysis) != status.analysis:
+            # this mesh's Prometheus is new: measurements in flight started from data that
+            # is gone, so those runs measure again (finished verdicts stand)
+            self.store.save(dataclasses.replace(
+                status, analysis=without_pending_runs(status.analysis)))
 
     def metrics(self, address: str | None) -> MetricProvider:
         if address not in self._providers:

@@ -1,0 +1,127 @@
+"""Whole rollouts on the embedded local mesh: real Envoy, real Prometheus, real traffic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshctl.cli.main import cli
+from meshctl.domain.phases import Phase
+from meshctl.localmesh.load import LoadGenerator, run_load
+from meshctl.localmesh.mesh import LocalMesh, SampleApp
+from meshctl.localmesh.procs import LocalMeshError
+from meshctl.ops.demo import demo_rollout
+from meshctl.ops.local import LocalRollout
+
+from ..integration.conftest import servers_unavailable
+
+pytestmark = [pytest.mark.envoy, pytest.mark.prometheus]
+
+
+def mesh_with(canary: SampleApp) -> LocalMesh:
+    mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0), canary=canary)
+    try:
+        mesh.start()
+    except LocalMeshError as exc:
+        servers_unavailable(str(exc))
+    return mesh
+
+
+def driver(mesh: LocalMesh, state: Path, name: str = "web") -> LocalRollout:
+    stable, canary = mesh.stable_app, mesh.canary_app
+    rollout = demo_rollout(name, f"{stable.host}:{stable.port}", f"{canary.host}:{canary.port}")
+    version = canary.version
+    return LocalRollout(rollout, {}, mesh, state, stable_revision="v1", canary_revision=version)
+
+
+@pytest.mark.parametrize("fault", [{"error_rate": 0.05}, {"latency_ms": 80.0}],
+                         ids=["5%-errors", "p95-above-50ms"])
+def test_slo_breach_is_rolled_back_and_all_traffic_returns_to_stable(tmp_path, fault):
+    mesh = mesh_with(SampleApp("v2", **{"latency_ms": 5.0, **fault}))
+    try:
+        run = driver(mesh, tmp_path)
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            decision = run.run(timeout=120, max_sleep=0.25)
+        assert decision.status.phase is Phase.DEGRADED
+        assert decision.status.abort.reason == "AnalysisFailed"
+        after = run_load(mesh.url, 400)
+        assert after.by_version == {"v1": 400}  # 100% of requests reach stable
+    finally:
+        mesh.stop()
+
+
+def test_healthy_canary_is_promoted_and_then_serves_everything(tmp_path):
+    mesh = mesh_with(SampleApp("v2", latency_ms=5.0))
+    try:
+        run = driver(mesh, tmp_path)
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            decision = run.run(timeout=180, max_sleep=0.25)
+        assert decision.status.phase is Phase.HEALTHY
+        after = run_load(mesh.url, 400)
+        assert after.by_version == {"v2": 400}
+    finally:
+        mesh.stop()
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    """The process dies mid-rollout; a new process (and a new mesh) continues from the state
+    file with no step repeated or skipped."""
+    weight_changes: list[str] = []
+    mesh = mesh_with(SampleApp("v2", latency_ms=5.0))
+    try:
+        first = driver(mesh, tmp_path)
+        first.store._on_event = lambda e: weight_changes.append(e.message) \
+            if e.reason == "WeightChanged" else None
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            first.run(timeout=120, max_sleep=0.25,
+                      on_pass=lambda d: _stop_at(d, step=3))
+    except _Killed:
+        pass
+    finally:
+        mesh.stop()
+    saved = json.loads(first.store.status_path.read_text())
+    assert saved["currentStep"] == 3
+    mesh = mesh_with(SampleApp("v2", latency_ms=5.0))
+    try:
+        second = driver(mesh, tmp_path)
+        second.store._on_event = lambda e: weight_changes.append(e.message) \
+            if e.reason == "WeightChanged" else None
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            decision = second.run(timeout=180, max_sleep=0.25)
+    finally:
+        mesh.stop()
+    assert decision.status.phase is Phase.HEALTHY, (decision.status.message, weight_changes)
+    assert weight_changes == ["stable/canary 90/10", "stable/canary 70/30",
+                              "stable/canary 40/60", "stable/canary 0/100",
+                              "stable/canary 100/0"]
+
+
+class _Killed(Exception):
+    pass
+
+
+def _stop_at(decision, step: int) -> None:
+    if decision.status.current_step >= step:
+        raise _Killed
+
+
+def test_rollout_run_command_exits_0_on_promotion(tmp_path):
+    result = CliRunner().invoke(cli, ["rollout", "run", "-f", "rollouts/local-demo.yaml",
+                                      "--state-dir", str(tmp_path), "--timeout", "180"])
+    assert result.exit_code == 0, result.output
+    assert "Healthy" in result.stderr
+    status = json.loads(next(Path(tmp_path).glob("*.status.json")).read_text())
+    assert status["phase"] == "Healthy"
+
+
+def test_demo_json_promotes_then_rolls_back():
+    result = CliRunner().invoke(cli, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    scenarios = json.loads(result.stdout)["scenarios"]
+    assert [s["result"] for s in scenarios] == ["promoted", "rolled_back"]
+    assert scenarios[0]["time_to_rollback_seconds"] is None
+    assert scenarios[1]["time_to_rollback_seconds"] > 0
+    assert {"name", "result", "time_to_rollback_seconds", "steps"} <= set(scenarios[1])
