@@ -27,9 +27,22 @@ def controller() -> None:
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")
 @click.option("--resync-seconds", type=float, default=30.0, show_default=True)
+@click.option("--grpc-addr", default=None, help="Serve the gRPC API (meshctl.v1.Rollouts) "
+              "at HOST:PORT, mutual TLS required (port 0: any free port).")
+@click.option("--grpc-cert", type=click.Path(dir_okay=False), help="gRPC server certificate.")
+@click.option("--grpc-key", type=click.Path(dir_okay=False), help="gRPC server key.")
+@click.option("--grpc-client-ca", type=click.Path(dir_okay=False),
+              help="CA bundle that signs the clients' certificates.")
+@click.option("--grpc-reader", "grpc_readers", multiple=True, help="An identity (certificate "
+              "CN or SAN) that may list, get and watch. Repeatable.")
+@click.option("--grpc-operator", "grpc_operators", multiple=True, help="An identity that may "
+              "also promote, abort, pause, resume and retry. Repeatable.")
 @click.pass_context
 def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
-        lease_namespace: str, identity: str | None, resync_seconds: float) -> None:
+        lease_namespace: str, identity: str | None, resync_seconds: float,
+        grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
+        grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
+        grpc_operators: tuple[str, ...]) -> None:
     from meshctl.adapters.errors import AdapterError
     from meshctl.adapters.kube import Kube
     from meshctl.controller.manager import Manager
@@ -49,11 +62,44 @@ def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
                       workers=workers, health_host=host or "0.0.0.0", health_port=int(port),
                       resync_seconds=resync_seconds)
+    api = None
+    if grpc_addr is not None:
+        api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),
+                        grpc_readers, grpc_operators)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     manager.start()
     click.echo(f"meshctl controller {manager.identity}: health on {manager.health_url}", err=True)
+    if api is not None:
+        click.echo(f"meshctl controller {manager.identity}: gRPC API on {api.address} "
+                   "(mutual TLS)", err=True)
     stopping.wait()
     click.echo("shutting down: finishing passes in flight, releasing the lease", err=True)
+    if api is not None:
+        api.stop(grace=5)
     manager.stop()
+
+
+def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None, ...],
+              readers: tuple[str, ...], operators: tuple[str, ...]) -> Any:
+    """The gRPC API, started; it serves from every replica (intents are only recorded,
+    the leader acts on them)."""
+    from meshctl.api.server import Access, RolloutServer, ServerTLS
+    from meshctl.ops.rollouts import ClusterRollouts
+
+    cert, key, client_ca = files
+    if cert is None or key is None or client_ca is None:
+        click.echo("--grpc-addr needs --grpc-cert, --grpc-key and --grpc-client-ca (mutual "
+                   "TLS is required)", err=True)
+        ctx.exit(exitcodes.INVALID)
+    if not readers and not operators:
+        click.echo("--grpc-addr needs at least one --grpc-reader or --grpc-operator", err=True)
+        ctx.exit(exitcodes.INVALID)
+    try:
+        tls = ServerTLS.from_files(cert, key, client_ca)
+        return RolloutServer(ClusterRollouts(kube), addr, tls, Access.of(readers, operators),
+                             default_namespace=ctx.obj.get("namespace") or "default")
+    except (OSError, RuntimeError) as exc:
+        click.echo(f"cannot serve the gRPC API on {addr}: {exc}", err=True)
+        ctx.exit(exitcodes.INVALID)

@@ -234,3 +234,46 @@ def test_the_cli_speaks_grpc_with_server(api):
                                   "--timeout", "60"])
     assert watched.exit_code == 0, watched.stderr
     assert "Promoting" in watched.stderr and "is Healthy" in watched.stderr
+
+
+def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, namespace, tmp_path):
+    """The composition a Deployment runs: `meshctl controller run --grpc-addr ...`."""
+    import signal
+    import subprocess
+    import sys
+
+    from .cluster_world import rollout, seed_service
+
+    certs = Certs(tmp_path)
+    server_cert, server_key = certs.server.write(tmp_path / "server")
+    seed_service(kube, namespace)
+    with Kube.from_kubeconfig(kube.kubeconfig_path) as admin:
+        admin.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", PAUSING))
+    sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
+    command = [str(Path(sys.executable).parent / "meshctl"), "--kubeconfig", str(sa),
+               "-n", namespace, "controller", "run", "--prometheus-url", "http://127.0.0.1:9",
+               "--health-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+               "--grpc-cert", str(server_cert), "--grpc-key", str(server_key),
+               "--grpc-client-ca", str(certs.ca_path), "--grpc-reader", "dashboard"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        address = ""
+        deadline = time.monotonic() + 30
+        while not address and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            assert line or process.poll() is None, "controller run exited"
+            if "gRPC API on " in line:
+                address = line.split("gRPC API on ")[1].split()[0]
+        assert address, "no gRPC address announced"
+        reader = certs.files(certs.reader, "reader")
+        shown = CliRunner().invoke(cli, ["--server", address, *reader, "-n", namespace,
+                                         "-o", "json", "rollout", "status", "web"])
+        assert shown.exit_code == 0, shown.stderr
+        assert json.loads(shown.stdout)["name"] == "web"
+        denied = CliRunner().invoke(cli, ["--server", address, *reader, "-n", namespace,
+                                          "rollout", "abort", "web"])
+        assert denied.exit_code == 5 and "PERMISSION_DENIED" in denied.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        process.stderr.close()
