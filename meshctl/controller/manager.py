@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from meshctl.adapters.cache import CachedKube, ObjectCache
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
@@ -34,6 +35,11 @@ from meshctl.ops.cluster import reconcile_object
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+WATCHED = ("rollouts", "deployments", "virtualservices", "destinationrules", "analysistemplates")
+
+
+def _no_keys(kind: str, obj: dict[str, Any]) -> Iterable[Key]:
+    return ()
 
 
 def default_identity() -> str:
@@ -80,7 +86,8 @@ class Manager:
                  health_host: str = "127.0.0.1", health_port: int = 0,
                  resync_seconds: float = 30.0, lease_seconds: int = 15,
                  renew_seconds: float = 5.0) -> None:
-        self.kube = kube
+        self.cache = ObjectCache()
+        self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
         self.namespace = namespace
         self.identity = identity or default_identity()
         self.metrics = ControllerMetrics()
@@ -107,6 +114,12 @@ class Manager:
                                                        "virtualservices",
                                                        self._on_used("virtualservices")),
                              name="meshctl-watch-virtualservices", daemon=True),
+            threading.Thread(target=self._watch, args=("networking.istio.io", "v1",
+                                                       "destinationrules", _no_keys),
+                             name="meshctl-watch-destinationrules", daemon=True),
+            threading.Thread(target=self._watch, args=(GROUP, VERSION, "analysistemplates",
+                                                       self._on_template),
+                             name="meshctl-watch-analysistemplates", daemon=True),
         ]
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -162,6 +175,10 @@ class Manager:
             return []
         return [key]
 
+    def _on_template(self, kind: str, obj: dict[str, Any]) -> Iterable[Key]:
+        namespace = obj["metadata"].get("namespace", "default")
+        return [k for k in self.index.rollouts() if k[0] == namespace]
+
     def _on_used(self, plural: str) -> Callable[[str, dict[str, Any]], Iterable[Key]]:
         def keys(kind: str, obj: dict[str, Any]) -> Iterable[Key]:
             meta = obj["metadata"]
@@ -175,11 +192,13 @@ class Manager:
         while not self._stop.is_set():
             try:
                 items, version_seen = self.kube.list_all(group, version, plural)
+                items = [i for i in items if self._wanted(i)]
+                self.cache.replace(plural, items)
                 for item in items:
                     if self._wanted(item):
                         for key in to_keys("ADDED", item):
                             self.queue.add(key)
-                if plural == "rollouts":
+                if self.synced():
                     self._synced.set()
                 failures = 0
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
@@ -187,6 +206,10 @@ class Manager:
                     if self._stop.is_set():
                         return
                     if self._wanted(obj):
+                        if kind == "DELETED":
+                            self.cache.delete(plural, obj)
+                        else:
+                            self.cache.put(plural, obj)
                         for key in to_keys(kind, obj):
                             self.queue.add(key)
             except NotFound:
@@ -196,6 +219,9 @@ class Manager:
                 self.metrics.api_errors.labels("watch").inc()
                 log.warning("watch %s: %s", plural, exc)
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+
+    def synced(self) -> bool:
+        return all(self.cache.synced(p) for p in WATCHED)
 
     def _wanted(self, obj: dict[str, Any]) -> bool:
         return self.namespace is None or obj["metadata"].get("namespace") == self.namespace
