@@ -15,7 +15,7 @@ class ControllerMetrics:
         self.registry = CollectorRegistry()
         self.reconcile_seconds = Histogram(
             "meshctl_reconcile_duration_seconds", "Time of one reconcile pass.", ["result"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry)
         self.rollouts = Gauge("meshctl_rollouts", "Rollouts by phase.", ["phase"],
                               registry=self.registry)
