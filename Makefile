@@ -32,6 +32,9 @@ demo: install
 	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
 	$(BIN)/meshctl demo
 
+e2e-kind: install
+	bash hack/e2e-kind.sh
+
 crds: install
 	$(PY) -m meshctl.ops.manifests manifests/crds
 

@@ -132,3 +132,13 @@ def test_help_lists_the_exit_codes():
     assert result.exit_code == 0
     assert "4 paused waiting for a human" in result.output
     assert BASE  # the shared fixture module imported cleanly
+
+
+def test_the_kustomization_lists_existing_manifests():
+    import yaml
+
+    kustomization = yaml.safe_load(Path("manifests/kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert Path("manifests", resource).is_file(), resource
+    deployment = yaml.safe_load(Path("manifests/controller/deployment.yaml").read_text())
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "meshctl-controller"
