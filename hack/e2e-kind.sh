@@ -65,4 +65,4 @@ spec:
     canary:
       steps: [{setWeight: 20}, {pause: {duration: 30s}}, {setWeight: 60}, {pause: {duration: 30s}}]
 YAML
-.venv/bin/meshctl -n demo rollout start web --image hashicorp/http-echo:1.0 --wait --timeout 600
+.venv/bin/meshctl -n demo rollout start web --image hashicorp/http-echo:0.2.3 --wait --timeout 600
