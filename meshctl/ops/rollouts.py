@@ -1,7 +1,7 @@
 """Rollouts in a cluster as the CLI and the gRPC API see them: views, start, the user's
 intents, undo, watch and wait. The front-ends call one of these and render the result.
 
-May: read and write Rollout objects through :class:`meshctl.adapters.kube.Kube`; record
+May: read and write Rollout objects through a Kubernetes client of the adapters; record
 intents (annotations ``meshctl.io/intent-<action>: <id>``) and ``spec.paused``; change
 ``spec.template`` (start, undo).
 May not: act on a rollout. Promote, abort, retry and resume are requests the controller
@@ -14,6 +14,7 @@ one table each, so both front-ends fail the same way for the same cause.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import math
@@ -34,7 +35,8 @@ from meshctl.adapters.errors import (
     MeshctlError,
     NotFound,
 )
-from meshctl.adapters.kube import Kube, Object
+from meshctl.adapters.kube import Kube, Mutation, Object, Updated
+from meshctl.adapters.rest import RestKube
 from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.schedule import schedule
@@ -91,10 +93,47 @@ def translated() -> Iterator[None]:
         raise RolloutError(Failure.UNAVAILABLE, f"cannot reach the cluster: {exc.message}") from exc
 
 
+class Objects(Protocol):
+    """What these operations need of a Kubernetes client: :class:`Kube`, or the CLI's
+    quicker :class:`RestKube` (same methods, same objects, same errors)."""
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str
+            ) -> Object: ...
+
+    def get_or_none(self, group: str, version: str, namespace: str, plural: str, name: str
+                    ) -> Object | None: ...
+
+    def list(self, group: str, version: str, namespace: str, plural: str,
+             label_selector: str | None = None) -> list[Object]: ...
+
+    def list_all(self, group: str, version: str, plural: str,
+                 label_selector: str | None = None) -> tuple[builtins.list[Object], str]: ...
+
+    def watch(self, group: str, version: str, plural: str, resource_version: str,
+              timeout_seconds: int = 60, *, namespace: str | None = None,
+              field_selector: str | None = None) -> Iterator[tuple[str, Object]]: ...
+
+    def merge_patch(self, group: str, version: str, namespace: str, plural: str, name: str,
+                    patch: Object) -> Object: ...
+
+    def apply(self, group: str, version: str, namespace: str, plural: str, body: Object, *,
+              force: bool = False) -> Object: ...
+
+    def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
+                          name: str, mutate: Mutation) -> Updated: ...
+
+    def close(self) -> None: ...
+
+
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None
-            ) -> tuple[Kube, str]:
-    """A client and the namespace to use (``namespace``, or the context's)."""
+            ) -> tuple[Objects, str]:
+    """A client and the namespace to use (``namespace``, or the context's). The quick
+    standard-library client when the kubeconfig allows it (no ``kubernetes`` import: the
+    CLI answers in a fraction of the time), the full client otherwise."""
     with translated():
+        quick = RestKube.connect(kubeconfig, context, max_attempts=2)
+        if quick is not None:
+            return quick, namespace or quick.namespace
         kube = Kube.connect(kubeconfig, context, max_attempts=2)
         return kube, namespace or Kube.default_namespace(kubeconfig, context)
 
@@ -251,12 +290,12 @@ def _pending_intents(meta: Mapping[str, Any], status: RolloutStatus) -> tuple[st
                  and status.handled(action.replace("-", "_")) != annotations[INTENT_PREFIX + action])
 
 
-def get(kube: Kube, namespace: str, name: str) -> RolloutView:
+def get(kube: Objects, namespace: str, name: str) -> RolloutView:
     with translated():
         return view_of(kube.get(GROUP, VERSION, namespace, PLURAL, name))
 
 
-def list_rollouts(kube: Kube, namespace: str | None) -> list[RolloutView]:
+def list_rollouts(kube: Objects, namespace: str | None) -> list[RolloutView]:
     """The rollouts of ``namespace`` (None: of every namespace), by namespace and name."""
     with translated():
         if namespace is None:
@@ -299,7 +338,7 @@ class History:
                             "message": e.message} for e in self.events]}
 
 
-def history(kube: Kube, namespace: str, name: str) -> History:
+def history(kube: Objects, namespace: str, name: str) -> History:
     """The revisions the Rollout knows (current, stable, the template before the last
     start) and its events, oldest first (every phase change is an event)."""
     from meshctl.domain.workloads import template_revision
@@ -339,7 +378,7 @@ def _previous_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 # --- start and undo ----------------------------------------------------------------------
 
 
-def start(kube: Kube, namespace: str, name: str, image: str) -> RolloutView:
+def start(kube: Objects, namespace: str, name: str, image: str) -> RolloutView:
     """Roll out ``image``: the first container of ``spec.template`` gets it (a Rollout with
     no template starts from its Deployment's). The template it replaces is kept in the
     annotation ``meshctl.io/previous-template`` for :func:`undo`."""
@@ -354,7 +393,7 @@ def start(kube: Kube, namespace: str, name: str, image: str) -> RolloutView:
     return view_of(updated.object)
 
 
-def apply(kube: Kube, body: Mapping[str, Any], namespace: str,
+def apply(kube: Objects, body: Mapping[str, Any], namespace: str,
           name: str | None = None) -> RolloutView:
     """Server-side apply of a Rollout read from a file (validated first; an invalid one is
     refused and nothing is written). The template it replaces is kept, as by :func:`start`."""
@@ -372,7 +411,7 @@ def apply(kube: Kube, body: Mapping[str, Any], namespace: str,
         return view_of(kube.apply(GROUP, VERSION, namespace, PLURAL, doc, force=True))
 
 
-def apply_files(kube: Kube, files: Sequence[str], namespace: str,
+def apply_files(kube: Objects, files: Sequence[str], namespace: str,
                 name: str | None = None) -> RolloutView:
     """Apply the one Rollout in ``files`` ("-": standard input) and the AnalysisTemplates
     with it, after checking them all; any problem and nothing is written."""
@@ -419,7 +458,7 @@ def _placed(body: Mapping[str, Any], namespace: str, name: str | None) -> dict[s
     return doc
 
 
-def undo(kube: Kube, namespace: str, name: str) -> RolloutView:
+def undo(kube: Objects, namespace: str, name: str) -> RolloutView:
     """Put back the template from before the last start (undo twice: forward again)."""
     with translated():
         obj = kube.get(GROUP, VERSION, namespace, PLURAL, name)
@@ -433,7 +472,7 @@ def undo(kube: Kube, namespace: str, name: str) -> RolloutView:
     return view_of(updated.object)
 
 
-def _deployment_template(kube: Kube, obj: Mapping[str, Any]) -> dict[str, Any]:
+def _deployment_template(kube: Objects, obj: Mapping[str, Any]) -> dict[str, Any]:
     ref = (obj.get("spec") or {}).get("workloadRef") or {}
     if not ref.get("name"):
         raise RolloutError(Failure.PRECONDITION, "the Rollout has neither spec.template nor "
@@ -500,7 +539,7 @@ ALLOWED: dict[Action, tuple[Phase, ...]] = {
 }
 
 
-def request(kube: Kube, namespace: str, name: str, action: Action) -> RolloutView:
+def request(kube: Objects, namespace: str, name: str, action: Action) -> RolloutView:
     """Record the user's ``action`` on the Rollout for the controller to carry out.
 
     An action the rollout's phase makes meaningless is refused, unless the controller has
@@ -535,7 +574,7 @@ def _check_allowed(view: RolloutView, action: Action) -> None:
 # --- watch and wait ----------------------------------------------------------------------
 
 
-def watch(kube: Kube, namespace: str, name: str, timeout: float | None = None,
+def watch(kube: Objects, namespace: str, name: str, timeout: float | None = None,
           stop: Callable[[], bool] = lambda: False) -> Iterator[RolloutView]:
     """The rollout's view now, then each time it changes, until ``timeout`` seconds pass
     or ``stop()`` is true (checked at least every few seconds). Every stored status is
@@ -575,7 +614,7 @@ def watch(kube: Kube, namespace: str, name: str, timeout: float | None = None,
                     yield view
 
 
-def list_changes(kube: Kube, namespace: str, name: str, version: str,
+def list_changes(kube: Objects, namespace: str, name: str, version: str,
                  seconds: int) -> Iterator[tuple[str, Object]]:
     return kube.watch(GROUP, VERSION, PLURAL, version, seconds, namespace=namespace,
                       field_selector=f"metadata.name={name}")
@@ -660,7 +699,7 @@ class Rollouts(Protocol):
 class ClusterRollouts:
     """Rollouts in the cluster, through the API server."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Objects) -> None:
         self.kube = kube
 
     def get(self, namespace: str, name: str) -> RolloutView:
