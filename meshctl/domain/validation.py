@@ -9,8 +9,8 @@ against live objects (a route that must exist, a subset the DestinationRule must
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from meshctl.domain.conditions import Condition
 from meshctl.domain.fields import from_json
@@ -26,6 +26,7 @@ from meshctl.domain.spec import (
 )
 
 ROLLOUT_KINDS = ("Rollout", "AnalysisTemplate")
+S = TypeVar("S")
 
 
 def load_document(doc: Any) -> Rollout | AnalysisTemplate:
@@ -41,20 +42,24 @@ def load_document(doc: Any) -> Rollout | AnalysisTemplate:
         raise InvalidSpec(problems)
     metadata = _metadata(doc.get("metadata"), problems)
     if kind == "Rollout":
-        spec, spec_problems = from_json(RolloutSpec, doc.get("spec"), "spec")
-        problems += spec_problems
-        if spec is not None:
-            problems += list(rollout_problems(spec))
+        spec = _spec(RolloutSpec, doc, rollout_problems, problems)
         if problems or spec is None or metadata is None:
             raise InvalidSpec(problems)
         return Rollout(metadata, spec)
-    tspec, spec_problems = from_json(AnalysisTemplateSpec, doc.get("spec"), "spec")
-    problems += spec_problems
-    if tspec is not None:
-        problems += list(template_problems(tspec))
+    tspec = _spec(AnalysisTemplateSpec, doc, template_problems, problems)
     if problems or tspec is None or metadata is None:
         raise InvalidSpec(problems)
     return AnalysisTemplate(metadata, tspec)
+
+
+def _spec(cls: type[S], doc: Mapping[str, Any], rules: Callable[[S], Iterable[Problem]],
+          problems: list[Problem]) -> S | None:
+    """``doc.spec`` parsed into ``cls`` and checked by ``rules``; problems are appended."""
+    spec, found = from_json(cls, doc.get("spec"), "spec")
+    problems += found
+    if spec is not None:
+        problems += list(rules(spec))
+    return spec
 
 
 def _metadata(raw: Any, problems: list[Problem]) -> Metadata | None:
