@@ -114,7 +114,7 @@ def main() -> None:
                     if status.get("readyReplicas", 0) != item["spec"].get("replicas", 1) or \
                             status.get("observedGeneration") != item["metadata"]["generation"]:
                         world.mark_deployment_ready(ns, item["metadata"]["name"])
-                stop.wait(1.0)
+                stop.wait(5.0)  # seldom: it shares this process's interpreter lock
 
         ready = threading.Thread(target=kubelet, daemon=True)
         ready.start()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -162,9 +164,11 @@ class KubeWorkloads:
 class KubeStatusStore:
     """Status in the Rollout's status subresource; intents in its annotations; events."""
 
-    def __init__(self, kube: Kube, obj: Mapping[str, Any]) -> None:
+    def __init__(self, kube: Kube, obj: Mapping[str, Any],
+                 events: EventWriter | None = None) -> None:
         self.kube = kube
         self.obj = obj
+        self.events = events
         meta = obj["metadata"]
         self.namespace, self.name = meta.get("namespace", "default"), meta["name"]
 
@@ -180,10 +184,45 @@ class KubeStatusStore:
                                                 self.name, {"status": patch})
 
     def record(self, events: Iterable[Event]) -> None:
+        if self.events is not None:
+            for event in events:
+                self.events.put(self.obj, event)
+            return
         for event in events:
             try:
                 emit_event(self.kube, self.obj, event)
             except AdapterError as exc:  # events are best effort: never fail a pass
+                log.warning("cannot record event %s: %s", event.reason, exc)
+
+
+class EventWriter:
+    """Writes Events from a background thread, off the reconcile path (best effort, in
+    order, bounded: when the API server is slower than the events, the oldest wait and the
+    newest beyond ``limit`` are dropped with a log line)."""
+
+    def __init__(self, kube: Kube, limit: int = 10_000) -> None:
+        self.kube = kube
+        self._queue: queue.Queue[tuple[Mapping[str, Any], Event] | None] = queue.Queue(limit)
+        self._thread = threading.Thread(target=self._run, name="meshctl-events", daemon=True)
+        self._thread.start()
+
+    def put(self, obj: Mapping[str, Any], event: Event) -> None:
+        try:
+            self._queue.put_nowait((obj, event))
+        except queue.Full:
+            log.warning("event queue full: dropped %s %s", event.reason, event.message[:80])
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout``), then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            obj, event = item
+            try:
+                emit_event(self.kube, obj, event)
+            except AdapterError as exc:
                 log.warning("cannot record event %s: %s", event.reason, exc)
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.cache import CachedKube, ObjectCache
+from meshctl.adapters.cluster import EventWriter
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
@@ -88,6 +89,7 @@ class Manager:
                  renew_seconds: float = 5.0) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
+        self.events = EventWriter(kube)
         self.namespace = namespace
         self.identity = identity or default_identity()
         self.metrics = ControllerMetrics()
@@ -149,6 +151,7 @@ class Manager:
         for thread in self._threads[: self._workers]:
             thread.join(timeout=30)  # passes in flight finish under the lease
         self.elector.stop(release=release)
+        self.events.close()
         self.health.stop()
         # watch threads end with their long poll (daemon threads: they never block exit)
 
@@ -249,7 +252,8 @@ class Manager:
             obj = self.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", name)
             if obj is None or not self.elector.is_leader:
                 return
-            outcome = reconcile_object(self.kube, obj, self.metrics_provider, datetime.now(UTC))
+            outcome = reconcile_object(self.kube, obj, self.metrics_provider, datetime.now(UTC),
+                                       self.events)
             self.queue.forget(key)
             events = outcome.decision.events if outcome.decision else ()
             self.metrics.observe(f"{namespace}/{name}", outcome.decision, events)

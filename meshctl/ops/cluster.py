@@ -20,6 +20,7 @@ from typing import Any
 from meshctl.adapters.cluster import (
     FINALIZER,
     ISTIO,
+    EventWriter,
     IstioRouter,
     KubeStatusStore,
     KubeWorkloads,
@@ -51,7 +52,8 @@ class Outcome:
 
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
-                     now: datetime) -> Outcome:
+                     now: datetime, events: EventWriter | None = None) -> Outcome:
+    """``events``: write Events from that writer's thread (default: in this pass)."""
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         finalize(kube, obj)
@@ -64,7 +66,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         rollout, plans = _validated(kube, obj)
     except InvalidSpec as exc:
         return _mark_invalid(kube, obj, exc.problems, now)
-    store = KubeStatusStore(kube, obj)
+    store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
     ports = Ports(IstioRouter(kube, rollout), KubeWorkloads(kube, rollout), metrics,
                   _ValidStore(store, now))
