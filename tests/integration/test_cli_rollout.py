@@ -192,6 +192,24 @@ def test_wrong_requests_exit_2_with_one_line_and_write_nothing(run):
     assert both.exit_code == 2 and "exactly one of" in one_line(both.stderr)
 
 
+@pytest.mark.kube
+@pytest.mark.prometheus
+def test_a_spec_the_controller_finds_invalid_exits_2_with_its_reason(run):
+    """Valid on its own, invalid against the cluster (a route the VirtualService lacks):
+    the controller marks InvalidSpec and touches nothing; --wait reports it and exits 2."""
+    doc = run.file("web:8", [{"setWeight": 50}],
+                   trafficRouting={"istio": {"virtualService": {"name": "web", "routes": ["nope"]},
+                                             "destinationRule": {"name": "web",
+                                                                 "stableSubset": "stable",
+                                                                 "canarySubset": "canary"}}})
+    before = run.c.driver.vs()["spec"]
+    result = run("rollout", "start", "-f", doc, "--wait", "--timeout", "30")
+    assert result.exit_code == 2, result.stderr
+    assert "has an invalid spec" in result.stderr and "route 'nope'" in result.stderr
+    assert run.c.driver.vs()["spec"] == before
+    assert run.c.driver.deployment("web-canary") is None
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
