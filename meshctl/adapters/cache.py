@@ -37,11 +37,17 @@ class ObjectCache:
         meta = obj["metadata"]
         return plural, meta.get("namespace", ""), meta["name"]
 
-    def replace(self, plural: str, items: builtins.list[Object]) -> None:
-        """A fresh list: the plural's whole content."""
+    def replace(self, plural: str, items: builtins.list[Object], list_version: str = "") -> None:
+        """A fresh list: the plural's whole content, except objects written after the list
+        was taken (their resourceVersion is newer than the list's)."""
+        try:
+            taken = int(list_version)
+        except ValueError:
+            taken = 0
         with self._lock:
             for key in [k for k in self._objects if k[0] == plural]:
-                del self._objects[key]
+                if not taken or _version(self._objects[key]) <= taken:
+                    del self._objects[key]
             for item in items:
                 self._objects[self._key(plural, item)] = item
             self._synced.add(plural)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.errors import AdapterError, NotFound
+from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
 from meshctl.domain.istio import (
@@ -141,10 +141,16 @@ class KubeWorkloads:
         canary = self._get(self.canary_name)
         if desired.canary_revision is not None and (desired.canary_replicas > 0 or canary):
             want = canary_deployment(stable, template, desired.canary_replicas, self.rollout.name)
+            created = False
             if canary is None:
-                self.kube.create(*APPS, ns, "deployments", want)
-            elif (canary["spec"].get("replicas") != want["spec"]["replicas"]
-                  or workload_state(canary).revision != desired.canary_revision):
+                try:
+                    self.kube.create(*APPS, ns, "deployments", want)
+                    created = True
+                except AlreadyExists:  # a read from a cache that had not seen it yet
+                    pass
+            if not created and (canary is None
+                                or canary["spec"].get("replicas") != want["spec"]["replicas"]
+                                or workload_state(canary).revision != desired.canary_revision):
                 self.kube.update_with_retry(*APPS, ns, "deployments", self.canary_name,
                                             lambda d: {**d, "spec": {**d["spec"], **{
                                                 "replicas": want["spec"]["replicas"],

@@ -196,7 +196,7 @@ class Manager:
             try:
                 items, version_seen = self.kube.list_all(group, version, plural)
                 items = [i for i in items if self._wanted(i)]
-                self.cache.replace(plural, items)
+                self.cache.replace(plural, items, version_seen)
                 for item in items:
                     if self._wanted(item):
                         for key in to_keys("ADDED", item):
