@@ -67,7 +67,10 @@ class Driver:
 
     def __init__(self, world: KubeWorld, ns: str, prometheus_url: str) -> None:
         self.world, self.ns = world, ns
-        self.kube = Kube.from_kubeconfig(world.kubeconfig_path)
+        self.kube = Kube.from_kubeconfig(world.kubeconfig_path)  # the user (admin)
+        # the controller's passes run as its ServiceAccount: manifests/rbac must be enough
+        self.controller = Kube.from_kubeconfig(
+            world.service_account_kubeconfig("meshctl-system", "meshctl-controller"))
         self.provider = PrometheusProvider(prometheus_url)
         self.outcomes: list[Outcome] = []
 
@@ -94,7 +97,7 @@ class Driver:
             obj = self.get()
         except NotFound:
             return Outcome(deleted=True)
-        outcome = reconcile_object(self.kube, obj, self.metrics, datetime.now(UTC))
+        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC))
         self.outcomes.append(outcome)
         self.kubelet()
         return outcome
