@@ -36,6 +36,7 @@ from meshctl.ops.cluster import reconcile_object
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+WATCH_SECONDS = 300
 WATCHED = ("rollouts", "deployments", "virtualservices", "destinationrules", "analysistemplates")
 
 
@@ -122,6 +123,7 @@ class Manager:
             threading.Thread(target=self._watch, args=(GROUP, VERSION, "analysistemplates",
                                                        self._on_template),
                              name="meshctl-watch-analysistemplates", daemon=True),
+            threading.Thread(target=self._resync, name="meshctl-resync", daemon=True),
         ]
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -188,9 +190,17 @@ class Manager:
             return self.index.users(plural, meta.get("namespace", "default"), meta["name"])
         return keys
 
+    def _resync(self) -> None:
+        """Every ``resync_seconds``, every Rollout is reconciled again (from the cache: a
+        resync costs no list), so a change no watch reported is still noticed."""
+        while not self._stop.wait(self.resync_seconds):
+            for key in self.index.rollouts():
+                self.queue.add(key)
+
     def _watch(self, group: str, version: str, plural: str,
                to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> None:
-        """List (enqueue everything: the resync), then watch until the server ends it."""
+        """List, then watch until the server ends the watch (``WATCH_SECONDS``) or says
+        410 Gone; then list again."""
         failures = 0
         while not self._stop.is_set():
             try:
@@ -205,7 +215,7 @@ class Manager:
                     self._synced.set()
                 failures = 0
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
-                                                 timeout_seconds=int(self.resync_seconds)):
+                                                 timeout_seconds=WATCH_SECONDS):
                     if self._stop.is_set():
                         return
                     if self._wanted(obj):
