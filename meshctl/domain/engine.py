@@ -375,8 +375,8 @@ def _progressing(p: _Pass) -> None:
         _HANDLERS[p.status.phase](p)
         return
     step = p.step
-    if step is None:
-        p.advance() if p.status.current_step < len(p.steps) else _to_promoting(p)
+    if step is None:  # past the last step (or no steps at all)
+        _to_promoting(p)
         _HANDLERS[p.status.phase](p)
         return
     p.canary_replicas = _canary_replicas_for_step(p)
