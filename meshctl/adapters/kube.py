@@ -242,36 +242,20 @@ class Kube:
         self, group: str, version: str, namespace: str, plural: str, name: str, patch: Object
     ) -> Object:
         """JSON merge patch (RFC 7386): maps merge, lists and scalars replace, None deletes."""
-        with translated():
-            patched = self._custom.patch_namespaced_custom_object(
-                group,
-                version,
-                namespace,
-                plural,
-                name,
-                patch,
-                field_manager=self.field_manager,
-                _content_type=MERGE_PATCH,
-                _request_timeout=self.timeout_seconds,
-            )
-        return _as_object(patched)
+        return self._merge_patch(self._custom.patch_namespaced_custom_object,
+                                 group, version, namespace, plural, name, patch=patch)
 
     def merge_patch_status(
         self, group: str, version: str, namespace: str, plural: str, name: str, patch: Object
     ) -> Object:
         """JSON merge patch of the ``status`` subresource."""
+        return self._merge_patch(self._custom.patch_namespaced_custom_object_status,
+                                 group, version, namespace, plural, name, patch=patch)
+
+    def _merge_patch(self, call: Callable[..., Any], *where: str, patch: Object) -> Object:
         with translated():
-            patched = self._custom.patch_namespaced_custom_object_status(
-                group,
-                version,
-                namespace,
-                plural,
-                name,
-                patch,
-                field_manager=self.field_manager,
-                _content_type=MERGE_PATCH,
-                _request_timeout=self.timeout_seconds,
-            )
+            patched = call(*where, patch, field_manager=self.field_manager,
+                           _content_type=MERGE_PATCH, _request_timeout=self.timeout_seconds)
         return _as_object(patched)
 
     def replace(
