@@ -33,6 +33,7 @@ from meshctl.domain.engine import (
     measurements_due,
 )
 from meshctl.domain.measurements import Error
+from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
@@ -103,7 +104,7 @@ def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Port
 
 def _drift(status: RolloutStatus, obs: Observation) -> str:
     """A message when someone else changed the weights meshctl last wrote."""
-    if obs.written is None or status.phase.value == "Pending":
+    if obs.written is None or status.phase is Phase.PENDING:
         return ""
     mine = (status.weights.stable, status.weights.canary)
     found = (obs.written.weights.stable, obs.written.weights.canary)
