@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import types
 import typing
@@ -141,8 +142,8 @@ class _Reader:
             self.fail(path, f"must be a mapping, got {type(raw).__name__}")
             return None
         before = len(self.problems)
-        hints = get_type_hints(cls)
-        fields = {f.metadata["json"]: f for f in dataclasses.fields(cls)}
+        hints = _hints(cls)
+        fields = _fields_by_json(cls)
         for key in raw:
             if key not in fields:
                 near = difflib.get_close_matches(str(key), list(fields), n=1)
@@ -163,6 +164,17 @@ class _Reader:
         except (TypeError, ValueError) as exc:
             self.fail(path, str(exc))
             return None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a spec class (resolving them is most of a parse's cost)."""
+    return get_type_hints(cls)
+
+
+@functools.cache
+def _fields_by_json(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    return {f.metadata["json"]: f for f in dataclasses.fields(cls)}
 
 
 def _join(path: str, key: str) -> str:
@@ -214,7 +226,7 @@ def to_json(value: Any) -> Any:
 
 def openapi_schema(cls: type) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of ``cls`` (as the CRD carries it)."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     props: dict[str, Any] = {}
     required: list[str] = []
     for f in dataclasses.fields(cls):
