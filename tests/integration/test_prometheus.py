@@ -76,7 +76,9 @@ def test_envoy_p95_and_availability_are_values_under_load(
     availability = provider.measure(ENVOY_AVAILABILITY.render(envoy(cluster)), TIMEOUT)
     requests = provider.measure(ENVOY_REQUESTS.render(envoy(cluster)), TIMEOUT)
 
-    assert isinstance(p95, Value) and 5.0 <= p95.value < 1000.0, p95  # apps answer in 5 ms
+    # apps answer in 5 ms; histogram_quantile interpolates inside Envoy's 1/5/10 ms buckets,
+    # so a 5 ms p95 can read a little under 5: what matters is a real, non-zero latency
+    assert isinstance(p95, Value) and 2.5 <= p95.value < 1000.0, p95
     assert availability == Value(1.0)
     assert isinstance(requests, Value) and requests.value > 50, requests  # ~50/s per cluster
 
