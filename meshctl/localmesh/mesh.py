@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,7 +35,13 @@ from typing import TypeVar
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.localmesh.app import AppProcess, Faults
 from meshctl.localmesh.envoy import Envoy
-from meshctl.localmesh.procs import LocalMeshError, ManagedProcess, http_get, wait_until
+from meshctl.localmesh.procs import (
+    LocalMeshError,
+    ManagedProcess,
+    accepts,
+    http_get,
+    wait_until,
+)
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from meshctl.localmesh.resources import LISTENER_NAME, MeshLayout, Upstream
 from meshctl.localmesh.router import LocalTrafficRouter
@@ -224,7 +229,7 @@ class LocalMesh:
         self._stack.callback(process.stop)
         process.start()
         wait_until(
-            lambda: _accepts("127.0.0.1", backend.port),
+            lambda: accepts("127.0.0.1", backend.port),
             timeout=30.0, what=f"port {backend.port}", process=process,
         )  # fmt: skip
         return Upstream(cluster, "127.0.0.1", backend.port)
@@ -280,12 +285,6 @@ class LocalMesh:
         if value is None or value == "":
             raise LocalMeshError("the local mesh is not running (or has no such part)")
         return value
-
-
-def _accepts(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _environ() -> dict[str, str]:

@@ -133,6 +133,13 @@ def _stop_leftovers() -> None:
         process.stop(timeout=2.0)
 
 
+def accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` right now."""
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (prefer binding port 0 where the server allows it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -11,17 +11,10 @@ A cluster has Deployments with replicas; the local mesh has one process per vers
 
 from __future__ import annotations
 
-import socket
-
 from meshctl.domain.engine import DesiredWorkloads, WorkloadState
 from meshctl.localmesh.mesh import LocalMesh
+from meshctl.localmesh.procs import accepts
 from meshctl.localmesh.resources import TYPE_CLUSTER, Upstream, cluster
-
-
-def _answers(upstream: Upstream) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((upstream.host, upstream.port)) == 0
 
 
 class LocalWorkloads:
@@ -37,8 +30,8 @@ class LocalWorkloads:
     def observe(self) -> tuple[WorkloadState, WorkloadState]:
         layout = self._mesh.xds.layout
         stable_up = self._stable_upstream()
-        stable = WorkloadState(1, 1 if _answers(stable_up) else 0, self._stable_serves)
-        ready = self._canary_replicas if _answers(layout.canary) else 0
+        stable = WorkloadState(1, 1 if accepts(stable_up.host, stable_up.port) else 0, self._stable_serves)
+        ready = self._canary_replicas if accepts(layout.canary.host, layout.canary.port) else 0
         canary = WorkloadState(self._canary_replicas, ready, self._revisions["canary"])
         return stable, canary
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from meshctl.domain.status import RolloutStatus
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
+from meshctl.localmesh.procs import free_port
 from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore
@@ -42,19 +42,13 @@ class LocalRunError(Exception):
     """The rollout cannot run locally (one line for the user)."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def backend_of(version: LocalVersion) -> Backend:
     """An address as is; a command gets a free port as ``{port}`` in its args and ``PORT``
     in its environment (``python`` as the first arg means meshctl's own interpreter)."""
     if version.address is not None:
         host, text = version.address.rsplit(":", 1)
         return Address(host, int(text))
-    port = _free_port()
+    port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in version.command]
     if argv and argv[0] in ("python", "python3"):  # the interpreter meshctl runs on
         argv[0] = sys.executable
