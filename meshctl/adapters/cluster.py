@@ -8,6 +8,7 @@ Translate, never decide: what to write comes from :mod:`meshctl.domain` (``istio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -39,7 +40,8 @@ ISTIO = ("networking.istio.io", "v1")
 APPS = ("apps", "v1")
 ORIGINAL = "meshctl.io/original-spec"
 INTENT_PREFIX = "meshctl.io/intent-"
-INTENT_ACTIONS = ("promote", "promote-full", "abort", "retry", "resume")
+# the annotation spelling of each Intents field: promote, promote-full, abort, retry, resume
+INTENT_ACTIONS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Intents))
 FINALIZER = "meshctl.io/cleanup"
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ it. Intents (promote, abort, ...) for such a run are a second file that
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -19,7 +20,7 @@ from meshctl.domain.engine import Event, Intents
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 
-INTENT_ACTIONS = ("promote", "promote_full", "abort", "retry", "resume")
+INTENT_ACTIONS = tuple(f.name for f in dataclasses.fields(Intents))  # promote, promote_full, ...
 
 
 def _write_atomically(path: Path, value: Any) -> None:
