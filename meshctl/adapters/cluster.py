@@ -197,10 +197,7 @@ class KubeStatusStore:
                 self.events.put(self.obj, event)
             return
         for event in events:
-            try:
-                emit_event(self.kube, self.obj, event)
-            except AdapterError as exc:  # events are best effort: never fail a pass
-                log.warning("cannot record event %s: %s", event.reason, exc)
+            _emit_best_effort(self.kube, self.obj, event)
 
 
 class EventWriter:
@@ -228,10 +225,15 @@ class EventWriter:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             obj, event = item
-            try:
-                emit_event(self.kube, obj, event)
-            except AdapterError as exc:
-                log.warning("cannot record event %s: %s", event.reason, exc)
+            _emit_best_effort(self.kube, obj, event)
+
+
+def _emit_best_effort(kube: Kube, obj: Mapping[str, Any], event: Event) -> None:
+    """Events are best effort: a failure to record one never fails a pass."""
+    try:
+        emit_event(kube, obj, event)
+    except AdapterError as exc:
+        log.warning("cannot record event %s: %s", event.reason, exc)
 
 
 def intents_of(obj: Mapping[str, Any]) -> Intents:
