@@ -179,27 +179,41 @@ class Kube:
             return None
 
     def list_all(
-        self, group: str, version: str, plural: str, label_selector: str | None = None
+        self, group: str, version: str, plural: str, label_selector: str | None = None,
+        page_size: int = 500,
     ) -> tuple[builtins.list[Object], str]:
-        """Objects in every namespace, and the list's resourceVersion (to watch from)."""
-        with translated():
-            found = self._custom.list_cluster_custom_object(
-                group, version, plural, label_selector=label_selector,
-                _request_timeout=self.timeout_seconds,
-            )
-        body = _as_object(found)
-        items = [_as_object(item) for item in body.get("items", [])]
-        return items, str(body.get("metadata", {}).get("resourceVersion", ""))
+        """Objects in every namespace, and the list's resourceVersion (to watch from).
+
+        Read in pages of ``page_size`` (``limit``/``continue``), so the API server and this
+        process never hold one response of 10,000 objects; all pages are one snapshot."""
+        items: builtins.list[Object] = []
+        token: str | None = None
+        while True:
+            with translated():
+                found = self._custom.list_cluster_custom_object(
+                    group, version, plural, label_selector=label_selector, limit=page_size,
+                    _continue=token, _request_timeout=self.timeout_seconds,
+                )
+            body = _as_object(found)
+            items += [_as_object(item) for item in body.get("items", [])]
+            meta = body.get("metadata", {})
+            token = meta.get("continue") or None
+            if token is None:
+                return items, str(meta.get("resourceVersion", ""))
 
     def watch(
         self, group: str, version: str, plural: str, resource_version: str,
         timeout_seconds: int = 60, *, namespace: str | None = None,
-        field_selector: str | None = None,
+        field_selector: str | None = None, bookmarks: bool = False,
     ) -> Iterator[tuple[str, Object]]:
         """(type, object) changes in every namespace (or in ``namespace``, of the objects
         ``field_selector`` picks, e.g. ``metadata.name=web``) after ``resource_version``,
         until the server ends the watch (``timeout_seconds``). A 410 Gone raises
-        ``NotFound``: list again."""
+        ``NotFound``: list again.
+
+        With ``bookmarks``, the server also sends ``("BOOKMARK", {"metadata":
+        {"resourceVersion": ...}})`` now and then: a version to watch again from, so a
+        watch that ends need not be followed by a list."""
         from kubernetes import watch as k8s_watch
 
         stream = k8s_watch.Watch()  # type: ignore[no-untyped-call]
@@ -208,19 +222,23 @@ class Kube:
         if namespace is not None:
             lister, where = self._custom.list_namespaced_custom_object, (namespace,)
         with translated():
+            # deserialize=False: the events are parsed once, as JSON (custom objects have no
+            # model class; the default parses each one twice)
             for event in stream.stream(  # type: ignore[no-untyped-call]
                 lister, group, version, *where, plural,
                 resource_version=resource_version, timeout_seconds=timeout_seconds,
-                allow_watch_bookmarks=False, field_selector=field_selector,
-                _request_timeout=timeout_seconds + self.timeout_seconds,
+                allow_watch_bookmarks=bookmarks, field_selector=field_selector,
+                deserialize=False, _request_timeout=timeout_seconds + self.timeout_seconds,
             ):
                 kind = str(event.get("type", ""))
-                obj = event.get("raw_object") or event.get("object")
+                obj = event.get("object")
                 if kind == "ERROR":
                     code = _as_object(obj).get("code", 500) if isinstance(obj, dict) else 500
                     raise (NotFound if code == 410 else TransientError)(
                         f"watch of {plural} ended: {obj}"
                     )
+                if kind == "BOOKMARK" and not bookmarks:
+                    continue
                 yield kind, _as_object(obj)
 
     # -- writes -------------------------------------------------------------------------

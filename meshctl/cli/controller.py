@@ -26,7 +26,9 @@ def controller() -> None:
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")
-@click.option("--resync-seconds", type=float, default=30.0, show_default=True)
+@click.option("--resync-seconds", type=float, default=0.0, show_default=True,
+              help="Reconcile every Rollout again this often, as a safety net (0: never; "
+              "the watches report every change).")
 @click.option("--grpc-addr", default=None, help="Serve the gRPC API (meshctl.v1.Rollouts) "
               "at HOST:PORT, mutual TLS required (port 0: any free port).")
 @click.option("--grpc-cert", type=click.Path(dir_okay=False), help="gRPC server certificate.")

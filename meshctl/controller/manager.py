@@ -86,7 +86,7 @@ class Manager:
                  namespace: str | None = None, lease_namespace: str = "meshctl-system",
                  lease_name: str = "meshctl-controller", workers: int = 2,
                  health_host: str = "127.0.0.1", health_port: int = 0,
-                 resync_seconds: float = 30.0, lease_seconds: int = 15,
+                 resync_seconds: float = 0.0, lease_seconds: int = 15,
                  renew_seconds: float = 5.0) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
@@ -191,47 +191,60 @@ class Manager:
         return keys
 
     def _resync(self) -> None:
-        """Every ``resync_seconds``, every Rollout is reconciled again (from the cache: a
-        resync costs no list), so a change no watch reported is still noticed."""
+        """Every ``resync_seconds`` (0: never), every Rollout is reconciled again (from the
+        cache: a resync costs no list). The watches already report every change, and a
+        Rollout waiting for time asks for its own requeue, so this is a safety net only:
+        off by default, since at 1,000 idle Rollouts each resync is 1,000 passes."""
+        if self.resync_seconds <= 0:
+            return
         while not self._stop.wait(self.resync_seconds):
             for key in self.index.rollouts():
                 self.queue.add(key)
 
     def _watch(self, group: str, version: str, plural: str,
                to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> None:
-        """List, then watch until the server ends the watch (``WATCH_SECONDS``) or says
-        410 Gone; then list again."""
+        """List once (in pages), then watch from the last version seen: each watch the
+        server ends (``WATCH_SECONDS``) is followed by another from the last event or
+        bookmark, with no list. Only a 410 Gone (that version is compacted) lists again."""
         failures = 0
+        version_seen = ""
         while not self._stop.is_set():
             try:
-                items, version_seen = self.kube.list_all(group, version, plural)
-                items = [i for i in items if self._wanted(i)]
-                self.cache.replace(plural, items, version_seen)
-                for item in items:
-                    if self._wanted(item):
-                        for key in to_keys("ADDED", item):
-                            self.queue.add(key)
-                if self.synced():
-                    self._synced.set()
+                if not version_seen:
+                    version_seen = self._list(group, version, plural, to_keys)
                 failures = 0
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
-                                                 timeout_seconds=WATCH_SECONDS):
+                                                 timeout_seconds=WATCH_SECONDS, bookmarks=True):
                     if self._stop.is_set():
                         return
-                    if self._wanted(obj):
-                        if kind == "DELETED":
-                            self.cache.delete(plural, obj)
-                        else:
-                            self.cache.put(plural, obj)
-                        for key in to_keys(kind, obj):
-                            self.queue.add(key)
+                    version_seen = obj["metadata"].get("resourceVersion") or version_seen
+                    if kind == "BOOKMARK" or not self._wanted(obj):
+                        continue
+                    if kind == "DELETED":
+                        self.cache.delete(plural, obj)
+                    else:
+                        self.cache.put(plural, obj)
+                    for key in to_keys(kind, obj):
+                        self.queue.add(key)
             except NotFound:
-                continue  # 410 Gone: list again
+                version_seen = ""  # 410 Gone: list again
             except AdapterError as exc:
                 failures += 1
                 self.metrics.api_errors.labels("watch").inc()
                 log.warning("watch %s: %s", plural, exc)
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+
+    def _list(self, group: str, version: str, plural: str,
+              to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:
+        items, version_seen = self.kube.list_all(group, version, plural)
+        items = [i for i in items if self._wanted(i)]
+        self.cache.replace(plural, items, version_seen)
+        for item in items:
+            for key in to_keys("ADDED", item):
+                self.queue.add(key)
+        if self.synced():
+            self._synced.set()
+        return version_seen
 
     def synced(self) -> bool:
         return all(self.cache.synced(p) for p in WATCHED)
