@@ -49,11 +49,13 @@ def default_identity() -> str:
 
 
 class _Index:
-    """Which Rollouts use which Deployment and VirtualService (from the Rollout cache)."""
+    """Which Rollouts use which Deployment and VirtualService (from the Rollout cache), both
+    ways, so an event on a Deployment finds its Rollouts without scanning them all."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._uses: dict[Key, set[tuple[str, str, str]]] = {}
+        self._users: dict[tuple[str, str, str], set[Key]] = {}
 
     def update(self, key: Key, obj: dict[str, Any] | None) -> None:
         refs: set[tuple[str, str, str]] = set()
@@ -68,9 +70,15 @@ class _Index:
             if vs:
                 refs.add(("virtualservices", key[0], vs))
         with self._lock:
-            self._uses[key] = refs
-            if obj is None:
-                del self._uses[key]
+            for ref in self._uses.pop(key, set()) - refs:
+                users = self._users.get(ref, set())
+                users.discard(key)
+                if not users:
+                    self._users.pop(ref, None)
+            for ref in refs:
+                self._users.setdefault(ref, set()).add(key)
+            if obj is not None:
+                self._uses[key] = refs
 
     def rollouts(self) -> list[Key]:
         with self._lock:
@@ -78,7 +86,7 @@ class _Index:
 
     def users(self, plural: str, namespace: str, name: str) -> list[Key]:
         with self._lock:
-            return [k for k, refs in self._uses.items() if (plural, namespace, name) in refs]
+            return list(self._users.get((plural, namespace, name), ()))
 
 
 class Manager:
