@@ -29,6 +29,15 @@ def controller() -> None:
 @click.option("--resync-seconds", type=float, default=0.0, show_default=True,
               help="Reconcile every Rollout again this often, as a safety net (0: never; "
               "the watches report every change).")
+@click.option("--lease-seconds", type=click.IntRange(min=2), default=15, show_default=True,
+              help="How long a Lease holds without renewal: the longest a dead replica's "
+              "Rollouts wait for a survivor (renewed every third of it).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info",
+              show_default=True, help="debug also logs every reconcile pass with its times.")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split the Rollouts into this many shards (a stable hash of namespace/name), "
+              "each owned through its own Lease; run several replicas with the same value. "
+              "Change it only with every replica stopped.")
 @click.option("--grpc-addr", default=None, help="Serve the gRPC API (meshctl.v1.Rollouts) "
               "at HOST:PORT, mutual TLS required (port 0: any free port).")
 @click.option("--grpc-cert", type=click.Path(dir_okay=False), help="gRPC server certificate.")
@@ -42,6 +51,7 @@ def controller() -> None:
 @click.pass_context
 def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
         lease_namespace: str, identity: str | None, resync_seconds: float,
+        lease_seconds: int, log_level: str, shards: int,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
         grpc_operators: tuple[str, ...]) -> None:
@@ -49,7 +59,8 @@ def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
     from meshctl.adapters.kube import Kube
     from meshctl.controller.manager import Manager
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=getattr(logging, log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = ctx.obj
     try:
         if options.get("kubeconfig") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -63,7 +74,8 @@ def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
     manager = Manager(kube, prometheus_url=prometheus_url, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
                       workers=workers, health_host=host or "0.0.0.0", health_port=int(port),
-                      resync_seconds=resync_seconds)
+                      resync_seconds=resync_seconds, shards=shards,
+                      lease_seconds=lease_seconds, renew_seconds=lease_seconds / 3)
     api = None
     if grpc_addr is not None:
         api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),

@@ -8,6 +8,14 @@
 
 Each worker: take a key, read the Rollout fresh, :func:`reconcile_object`, requeue after
 ``requeue_after`` or back off on error. Only while this process holds the Lease.
+
+With ``shards=N`` (several replicas sharing the work) each Rollout belongs to the shard
+:func:`meshctl.domain.shards.shard_of` names, each shard has its own Lease, and a process
+reconciles only the Rollouts of the shards whose Lease it holds; it takes a shard over when
+that Lease expires (its holder died) and queues the shard's Rollouts then. A free Lease
+(at start, or released) is taken after ``renew_seconds`` times the shards this process
+already holds, so replicas started together split the shards rather than the first taking
+all; nothing moves a shard from a live replica to an idle one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
 from meshctl.controller.queue import WorkQueue
 from meshctl.domain.ports import MetricProvider
+from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.cluster import reconcile_object
 
@@ -95,7 +104,7 @@ class Manager:
                  lease_name: str = "meshctl-controller", workers: int = 2,
                  health_host: str = "127.0.0.1", health_port: int = 0,
                  resync_seconds: float = 0.0, lease_seconds: int = 15,
-                 renew_seconds: float = 5.0) -> None:
+                 renew_seconds: float = 5.0, shards: int = 1) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
         self.events = EventWriter(kube)
@@ -109,8 +118,14 @@ class Manager:
         self._providers: dict[str, MetricProvider] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
-        self.elector = LeaderElector(kube, lease_namespace, lease_name, self.identity,
-                                     lease_seconds, renew_seconds, on_change=self._leadership)
+        self.shards = shards
+        claiming = threading.Lock()
+        self.electors = [
+            LeaderElector(kube, lease_namespace, name, self.identity, lease_seconds,
+                          renew_seconds, on_change=self._on_leadership(shard),
+                          claim_delay=lambda: renew_seconds * len(self.held_shards()),
+                          claim_lock=claiming)
+            for shard, name in enumerate(lease_names(lease_name, shards))]
         self.health = HealthServer(health_host, health_port, self.ready, self.metrics.exposition)
         self._workers = workers
         self._threads = [threading.Thread(target=self._worker, name=f"meshctl-worker-{i}",
@@ -138,7 +153,14 @@ class Manager:
 
     @property
     def is_leader(self) -> bool:
-        return self.elector.is_leader
+        """True while this process holds at least one shard's Lease."""
+        return any(e.is_leader for e in self.electors)
+
+    def held_shards(self) -> list[int]:
+        return [i for i, e in enumerate(self.electors) if e.is_leader]
+
+    def owns(self, key: Key) -> bool:
+        return self.electors[shard_of(key[0], key[1], self.shards)].is_leader
 
     @property
     def health_url(self) -> str:
@@ -149,7 +171,8 @@ class Manager:
 
     def start(self) -> Manager:
         self.health.start()
-        self.elector.start()
+        for elector in self.electors:
+            elector.start()
         for thread in self._threads:
             thread.start()
         return self
@@ -160,7 +183,8 @@ class Manager:
         self.queue.close()
         for thread in self._threads[: self._workers]:
             thread.join(timeout=30)  # passes in flight finish under the lease
-        self.elector.stop(release=release)
+        for elector in self.electors:
+            elector.stop(release=release)
         self.events.close()
         self.health.stop()
         # watch threads end with their long poll (daemon threads: they never block exit)
@@ -173,11 +197,14 @@ class Manager:
 
     # -- events in --------------------------------------------------------------------------
 
-    def _leadership(self, leader: bool) -> None:
-        self.metrics.leader.set(1 if leader else 0)
-        if leader:
-            for key in self.index.rollouts():
-                self.queue.add(key)
+    def _on_leadership(self, shard: int) -> Callable[[bool], None]:
+        def changed(leader: bool) -> None:
+            self.metrics.leader.set(len(self.held_shards()))
+            if leader:
+                for key in self.index.rollouts():
+                    if shard_of(key[0], key[1], self.shards) == shard:
+                        self.queue.add(key)
+        return changed
 
     def _on_rollout(self, kind: str, obj: dict[str, Any]) -> Iterable[Key]:
         meta = obj["metadata"]
@@ -264,25 +291,28 @@ class Manager:
 
     def _worker(self) -> None:
         while not self._stop.is_set():
-            if not self.elector.is_leader:
+            if not self.is_leader:
                 self._stop.wait(0.2)
                 continue
             key = self.queue.get(timeout=0.5)
             if key is None:
                 continue
             try:
-                self._process(key)  # type: ignore[arg-type]
+                if self.owns(key):  # type: ignore[arg-type]
+                    self._process(key)  # type: ignore[arg-type]
+                # else: another replica's shard; queued again if this one takes it over
             finally:
                 self.queue.done(key)
 
     def _process(self, key: Key) -> None:
         namespace, name = key
         started = time.perf_counter()
-        result = "ok"
+        result, acted = "ok", False
         try:
             obj = self.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", name)
-            if obj is None or not self.elector.is_leader:
+            if obj is None or not self.owns(key):
                 return
+            acted = True
             outcome = reconcile_object(self.kube, obj, self.metrics_provider, datetime.now(UTC),
                                        self.events)
             self.queue.forget(key)
@@ -300,4 +330,9 @@ class Manager:
             delay = self.queue.backoff(key)
             log.exception("reconcile %s/%s failed (retry in %.1fs)", namespace, name, delay)
         finally:
-            self.metrics.reconcile_seconds.labels(result).observe(time.perf_counter() - started)
+            ended = time.perf_counter()
+            self.metrics.reconcile_seconds.labels(result).observe(ended - started)
+            if acted and log.isEnabledFor(logging.DEBUG):  # CLOCK_MONOTONIC: comparable across processes
+                log.debug("pass %s/%s shard %d from %.6f to %.6f %s", namespace, name,
+                          shard_of(namespace, name, self.shards),
+                          time.monotonic() - (ended - started), time.monotonic(), result)

@@ -27,7 +27,8 @@ class ControllerMetrics:
         self.api_errors = Counter("meshctl_api_errors_total",
                                   "Errors talking to the API server or Prometheus.", ["kind"],
                                   registry=self.registry)
-        self.leader = Gauge("meshctl_leader", "1 while this process holds the lease.",
+        self.leader = Gauge("meshctl_leader", "Shards whose Lease this process holds "
+                            "(unsharded: 1 while it leads).",
                             registry=self.registry)
         self._phases: dict[str, Phase] = {}
 
