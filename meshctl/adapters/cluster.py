@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound
+from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
 from meshctl.domain.istio import (
     apply_split,
+    managed_route_names,
     read_split,
     with_canary_subset,
     without_canary_subset,
@@ -64,15 +66,18 @@ def _restore_original(obj: Object) -> Object:
 class IstioRouter:
     """TrafficRouter over the Rollout's VirtualService (and DestinationRule subsets).
 
-    ``observed()`` reads the VirtualService as the API server holds it: what istiod pushes.
+    ``written()`` reads the VirtualService as the API server holds it; ``observed()`` reads
+    the proxies through ``data_plane`` (istiod's debug API), never the stored object.
     """
 
-    def __init__(self, kube: Kube, rollout: Rollout) -> None:
+    def __init__(self, kube: Kube, rollout: Rollout, data_plane: DataPlane) -> None:
         self.kube, self.rollout = kube, rollout
         routing = rollout.spec.traffic_routing
         assert routing is not None and routing.istio is not None
         self.routing = routing.istio
+        self.data_plane = data_plane
         self._vs: Object | None = None
+        self._unobserved = ""
 
     def _get_vs(self) -> Object:
         self._vs = self.kube.get(*ISTIO, self.rollout.namespace, "virtualservices",
@@ -84,7 +89,16 @@ class IstioRouter:
 
     def observed(self) -> TrafficSplit | None:
         vs = self._vs if self._vs is not None else self._get_vs()
-        return read_split(vs, self.rollout)
+        names = managed_route_names(vs, self.routing)
+        if not names:
+            self._unobserved = "not observed: the VirtualService has no route meshctl manages"
+            return None
+        reading = self.data_plane.read(self.rollout, names[0], read_split(vs, self.rollout))
+        self._unobserved = reading.reason
+        return reading.split
+
+    def unobserved_reason(self) -> str:
+        return self._unobserved
 
     def apply(self, split: TrafficSplit) -> None:
         ns, rollout = self.rollout.namespace, self.rollout

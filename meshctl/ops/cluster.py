@@ -26,6 +26,7 @@ from meshctl.adapters.cluster import (
     KubeWorkloads,
     emit_event,
 )
+from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
@@ -52,8 +53,13 @@ class Outcome:
 
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
-                     now: datetime, events: EventWriter | None = None) -> Outcome:
-    """``events``: write Events from that writer's thread (default: in this pass)."""
+                     now: datetime, events: EventWriter | None = None, *,
+                     data_plane: DataPlane, observe_timeout: float | None = None) -> Outcome:
+    """``events``: write Events from that writer's thread (default: in this pass).
+    ``data_plane``: where the weights the proxies apply are read (istiod), or
+    :class:`StoredWeights` to proceed on written weights, reported as not observed.
+    ``observe_timeout``: seconds after which a step whose weights are not observed says
+    it is held."""
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         finalize(kube, obj)
@@ -68,8 +74,9 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         return _mark_invalid(kube, obj, exc.problems, now)
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
-    ports = Ports(IstioRouter(kube, rollout), KubeWorkloads(kube, rollout), metrics,
-                  _ValidStore(store, now))
+    ports = Ports(IstioRouter(kube, rollout, data_plane), KubeWorkloads(kube, rollout),
+                  metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
+                  observe_timeout=observe_timeout)
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
@@ -178,8 +185,7 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
     if isinstance(rollout, Rollout):
         routing = rollout.spec.traffic_routing
         if routing is not None and routing.istio is not None:
-            router = IstioRouter(kube, rollout)
-            router.restore()
+            IstioRouter(kube, rollout, StoredWeights()).restore()
         if rollout.spec.workload_ref is not None:
             KubeWorkloads(kube, rollout).delete_canary()
         if rollout.spec.security is not None:
