@@ -41,7 +41,6 @@ from meshctl.domain.status import (
     StatusCondition,
     Verdict,
     WeightPair,
-    WeightsStatus,
 )
 from meshctl.domain.traffic import TrafficSplit
 
@@ -612,8 +611,8 @@ def _finish(p: _Pass) -> Decision:
         p.events.append(Event("Normal", "WeightChanged",
                               f"stable/canary {traffic.weights.stable}/{traffic.weights.canary}"))
     p.update(
-        weights=WeightsStatus(traffic.weights.stable, traffic.weights.canary,
-                              p.status.weights.observed),
+        weights=dataclasses.replace(p.status.weights, stable=traffic.weights.stable,
+                                    canary=traffic.weights.canary),
         header_routes=tuple(r.name for r in traffic.header_routes),
         mirror_percent=traffic.mirror_percent,
         conditions=_conditions(p),
