@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -342,7 +343,10 @@ class IstioWorld:
         dump = self.envoy_admin.admin_json("/config_dump?resource=dynamic_route_configs")
         return [c.get("route_config", {}) for c in dump.get("configs", [])]
 
-    def envoy_stat(self, name: str) -> int:
-        status, body = _get(f"{self.envoy_admin.admin_url}/stats?filter=^{name}$&format=json")
-        stats = json.loads(body).get("stats", []) if status == 200 else []
-        return sum(int(s.get("value", 0)) for s in stats if "value" in s)
+    def envoy_counters(self, regex: str) -> int:
+        """The sum of the gateway Envoy's counters whose names match ``regex``."""
+        query = urllib.parse.urlencode({"filter": regex, "format": "json"})
+        status, body = _get(f"{self.envoy_admin.admin_url}/stats?{query}")
+        if status != 200:
+            raise WorldUnavailable(f"Envoy /stats answered {status}")
+        return sum(int(s["value"]) for s in json.loads(body).get("stats", []) if "value" in s)

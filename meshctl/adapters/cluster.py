@@ -198,10 +198,9 @@ class KubeStatusStore:
         return RolloutStatus.from_json(self.obj.get("status")), intents_of(self.obj)
 
     def save(self, status: RolloutStatus) -> None:
-        # status is written whole: fields the engine no longer sets must go away
-        current = self.obj.get("status") or {}
-        patch = {k: None for k in current if k not in status.to_json()}
-        patch.update(status.to_json())
+        # status is written whole: fields the engine no longer sets must go away, at any
+        # depth (a merge patch keeps what it does not name)
+        patch = _whole(self.obj.get("status") or {}, status.to_json())
         self.obj = self.kube.merge_patch_status(GROUP, VERSION, self.namespace, "rollouts",
                                                 self.name, {"status": patch})
 
@@ -212,6 +211,16 @@ class KubeStatusStore:
             return
         for event in events:
             _emit_best_effort(self.kube, self.obj, event)
+
+
+def _whole(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning ``current`` into exactly ``new`` (keys it lacks become null)."""
+    patch: dict[str, Any] = {k: None for k in current if k not in new}
+    for key, value in new.items():
+        old = current.get(key)
+        patch[key] = (_whole(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping)
+                      else value)
+    return patch
 
 
 class EventWriter:

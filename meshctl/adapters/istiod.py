@@ -80,11 +80,12 @@ class Istiod:
         dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "rds"})
         configs = []
         for section in dump.get("configs", []):
-            for entry in section.get("dynamicRouteConfigs", section.get("dynamic_route_configs",
-                                                                        [])):
-                config = entry.get("routeConfig", entry.get("route_config"))
-                if config:
-                    configs.append(config)
+            if str(section.get("@type", "")).endswith(".RouteConfiguration"):
+                configs.append(section)  # types=rds: the configurations themselves
+                continue
+            for entry in section.get("dynamicRouteConfigs", []):  # a whole config dump
+                if entry.get("routeConfig"):
+                    configs.append(entry["routeConfig"])
         return tuple(configs)
 
 
