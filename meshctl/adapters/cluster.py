@@ -13,11 +13,12 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound
+from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
@@ -45,6 +46,7 @@ INTENT_PREFIX = "meshctl.io/intent-"
 # the annotation spelling of each Intents field: promote, promote-full, abort, retry, resume
 INTENT_ACTIONS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Intents))
 FINALIZER = "meshctl.io/cleanup"
+SUBSET_TIMEOUT = 10.0  # seconds a new DestinationRule subset may take to reach the proxies
 log = logging.getLogger(__name__)
 
 
@@ -102,14 +104,29 @@ class IstioRouter:
 
     def apply(self, split: TrafficSplit) -> None:
         ns, rollout = self.rollout.namespace, self.rollout
-        if self.routing.destination_rule is not None:  # the subset exists before routes use it
+        dr = self.routing.destination_rule
+        if dr is not None:  # the subset exists before routes use it
             self.kube.update_with_retry(
-                *ISTIO, ns, "destinationrules", self.routing.destination_rule.name,
-                lambda dr: with_canary_subset(_remember_original(dr), rollout))
+                *ISTIO, ns, "destinationrules", dr.name,
+                lambda obj: with_canary_subset(_remember_original(obj), rollout))
+            uses_canary = (split.weights.canary > 0 or split.header_routes
+                           or split.mirror_percent > 0)
+            if uses_canary:
+                self._wait_for_subset(dr.canary_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(_remember_original(vs), rollout, split))
         self._vs = updated.object
+
+    def _wait_for_subset(self, subset: str) -> None:
+        """A route to a subset the proxies do not have yet answers 503 (no cluster): wait
+        until the data plane has it (istiod pushes it about 100 ms after the write)."""
+        deadline = time.monotonic() + SUBSET_TIMEOUT
+        while not self.data_plane.has_subset(self.rollout, subset):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"subset {subset!r} has not reached the proxies after "
+                                  f"{SUBSET_TIMEOUT:g} s; the route to it is not written yet")
+            time.sleep(0.05)
 
     def restore(self) -> None:
         """Put back what meshctl found (the Rollout is being deleted)."""

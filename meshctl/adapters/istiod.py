@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meshctl.adapters.errors import AdapterError, Forbidden, Unavailable
-from meshctl.domain.dataplane import NOT_OBSERVED, ProxyRoutes, Reading, read
+from meshctl.domain.dataplane import NOT_OBSERVED, ProxyRoutes, Reading, has_subset, read
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import TrafficSplit
 
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 
 class DataPlane(Protocol):
     """Where a cluster's data plane is read (istiod), or the choice not to read it."""
 
     trusts_written: bool
+
+    def has_subset(self, rollout: Rollout, subset: str) -> bool:
+        """Every proxy that routes the service has the subset's cluster (and its endpoints)
+        and acknowledged them: a route may now send traffic to it."""
 
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
         """The split the proxies serving the Rollout's route apply, or why it is unknown."""
@@ -65,15 +71,29 @@ class Istiod:
         except (OSError, ValueError) as exc:
             raise Unavailable(f"istiod {path}: {type(exc).__name__}: {exc}") from exc
 
-    def acknowledged(self) -> dict[str, bool]:
-        """Each connected proxy: has it acknowledged the last routes istiod sent it?"""
+    def acknowledged(self, *types: str) -> dict[str, bool]:
+        """Each connected proxy: has it acknowledged the last push of each of ``types``
+        (default: routes) istiod sent it?"""
         out = {}
         for entry in self._get("/debug/syncz") or []:
-            routes = (entry.get("resources") or {}).get(ROUTE_TYPE) or {}
-            sent = routes.get("sent", entry.get("route_sent", ""))
-            out[str(entry.get("proxy", ""))] = bool(sent) and sent == routes.get(
-                "acked", entry.get("route_acked"))
+            resources = entry.get("resources") or {}
+            acked = True
+            for kind in types or (ROUTE_TYPE,):
+                sent = (resources.get(kind) or {}).get("sent", "")
+                acked &= bool(sent) and sent == (resources.get(kind) or {}).get("acked")
+            out[str(entry.get("proxy", ""))] = acked
         return out
+
+    def cluster_names(self, proxy: str) -> tuple[str, ...]:
+        """The names of the Envoy clusters istiod generates for ``proxy`` now."""
+        dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "cds"})
+        names = []
+        for section in dump.get("configs", []):
+            if str(section.get("@type", "")).endswith(".Cluster"):
+                names.append(str(section.get("name", "")))
+            for entry in section.get("dynamicActiveClusters", []):
+                names.append(str((entry.get("cluster") or {}).get("name", "")))
+        return tuple(names)
 
     def route_configs(self, proxy: str) -> tuple[dict[str, Any], ...]:
         """The Envoy RouteConfigurations istiod generates for ``proxy`` now."""
@@ -107,6 +127,17 @@ class IstiodDataPlane:
                            f"{self.istiod.url} ({exc.message})")
         return read(proxies, rollout, route_name, written)
 
+    def has_subset(self, rollout: Rollout, subset: str) -> bool:
+        found = []
+        try:
+            for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
+                present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
+                if present is not None:  # a proxy that routes the service
+                    found.append(present and acked)
+        except AdapterError:
+            return False
+        return bool(found) and all(found)
+
 
 class StoredWeights:
     """No data plane to read (the controller runs without ``--istiod-debug-url``, by the
@@ -118,3 +149,6 @@ class StoredWeights:
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
         return Reading(None, f"{NOT_OBSERVED}: the controller runs without istiod "
                        "(--trust-stored-weights)")
+
+    def has_subset(self, rollout: Rollout, subset: str) -> bool:
+        return True  # cannot know; the route is written right after the subset

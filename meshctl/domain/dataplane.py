@@ -161,6 +161,24 @@ def splits_in(route_configs: Iterable[Mapping[str, Any]], rollout: Rollout,
     return found
 
 
+def has_subset(cluster_names: Iterable[str], rollout: Rollout, subset: str) -> bool | None:
+    """Whether one proxy's clusters include ``subset`` of the Rollout's service (None: the
+    proxy has no cluster of that service at all, so it does not route it)."""
+    service = rollout.spec.service.split(".")[0]
+    seen = False
+    for name in cluster_names:
+        parts = name.split("|")
+        if len(parts) != 4 or parts[0] != "outbound":
+            continue
+        host = parts[3].split(".")
+        if host[0] != service or (len(host) > 1 and host[1] != rollout.namespace):
+            continue
+        seen = True
+        if parts[2] == subset:
+            return True
+    return False if seen else None
+
+
 def _aligned(split: TrafficSplit, written: TrafficSplit | None) -> TrafficSplit:
     """Istio sorts a route's header matchers by name; give them the written order back
     when they are the same matchers, so equal splits compare equal."""

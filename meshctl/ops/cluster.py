@@ -31,11 +31,13 @@ from meshctl.adapters.kube import Kube
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
+from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.resolve import MeshKind, Target, analysis_plans
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
-from meshctl.domain.status import RolloutStatus
+from meshctl.domain.status import RolloutStatus, WeightPair
+from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
 from meshctl.ops import policies
@@ -74,13 +76,25 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         return _mark_invalid(kube, obj, exc.problems, now)
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
-    ports = Ports(IstioRouter(kube, rollout, data_plane), KubeWorkloads(kube, rollout),
+    router = IstioRouter(kube, rollout, data_plane)
+    ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
                   observe_timeout=observe_timeout)
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
+    if _settled(decision, data_plane):
+        router.drop_canary_subset()  # no route uses it, at the proxies too: nothing written twice
     return Outcome(requeue_after=decision.requeue_after, decision=decision)
+
+
+def _settled(decision: Decision, data_plane: DataPlane) -> bool:
+    """The rollout is over and every proxy sends all traffic to stable: the canary subset
+    meshctl added may go (removing it earlier would leave a route without its cluster)."""
+    status = decision.status
+    return (status.phase in (Phase.HEALTHY, Phase.DEGRADED)
+            and decision.traffic == TrafficSplit.stable_only()
+            and (status.weights.observed == WeightPair(100, 0) or data_plane.trusts_written))
 
 
 def _zero_trust(kube: Kube, rollout: Rollout, store: KubeStatusStore,
