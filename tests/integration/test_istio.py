@@ -344,7 +344,9 @@ def test_a_blue_green_rollout_cuts_over_at_once_and_loses_no_request(kube, istio
 
 def test_a_weight_written_while_istiod_is_down_is_not_observed_and_the_step_holds(
         kube, istio, namespace):
-    svc = Service(kube, istio, namespace)
+    """Host-level: the weight is written at once. (Subset-level, the route to a new subset
+    is not even written while istiod cannot confirm the proxies have the subset.)"""
+    svc = Service(kube, istio, namespace, host_level=True)
     driver = Driver(kube, namespace, "http://127.0.0.1:9", data_plane=data_plane(istio),
                     observe_timeout=2.0)
     svc.rollout({"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}})
