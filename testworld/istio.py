@@ -66,6 +66,18 @@ defaultConfig:
   discoveryAddress: istiod.{ISTIO_NAMESPACE}.svc:15012
 """
 
+# istio-proxy's stats tags (its bootstrap), not Envoy's defaults: Istio's cluster names hold
+# dots (outbound|80|canary|web.shop.svc.cluster.local), which Envoy's default extractor cuts
+# at the first dot. So the label is cluster_name, the whole name, and the response code
+# class reads 2xx/5xx, as a real istio-proxy exports them. (istiod gives each cluster an
+# alt_stat_name ending in ";", hence the ";?".)
+STATS_CONFIG = {"use_all_default_tags": False, "stats_tags": [
+    {"tag_name": "cluster_name",
+     "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?);?\.)"},
+    {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+    {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+]}
+
 ISTIOD_ENV = {
     "POD_NAMESPACE": ISTIO_NAMESPACE,
     # Istio-only Envoy extensions (istio.alpn, metadata exchange): upstream Envoy lacks them
@@ -150,6 +162,13 @@ class Backend:
 
     def stats(self) -> dict[str, int]:
         return dict(json.loads(_get(f"{self.url}/admin/stats")[1]))
+
+    def set_faults(self, **faults: float) -> None:
+        """``latency_ms`` / ``error_rate`` of the running app."""
+        request = urllib.request.Request(f"{self.url}/admin/faults", method="POST",
+                                         data=json.dumps(faults).encode())
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
 
     def stop(self) -> None:
         self.process.stop()
@@ -291,7 +310,7 @@ class IstioWorld:
                       node_id=f"router~127.0.0.1~{name}-0.{ISTIO_NAMESPACE}~"
                               f"{ISTIO_NAMESPACE}.svc.{DOMAIN}",
                       node_cluster=f"{name}.{ISTIO_NAMESPACE}", node_metadata=metadata,
-                      concurrency=2)
+                      stats_config=STATS_CONFIG, concurrency=2)
         self.envoy = envoy
         envoy.start(timeout=60)
         _wait("the gateway listener", lambda: envoy.listener_port(f"0.0.0.0_{self.gateway_port}"),

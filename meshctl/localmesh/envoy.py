@@ -126,6 +126,7 @@ class Envoy:
         log_level: str = "warning",
         binary: Path | None = None,
         node_metadata: dict[str, Any] | None = None,
+        stats_config: dict[str, Any] | None = None,
     ) -> None:
         host, _, port = xds_address.rpartition(":")
         self.node_id = node_id
@@ -134,6 +135,8 @@ class Envoy:
             node_id=node_id, node_cluster=node_cluster, xds_host=host, xds_port=int(port),
             node_metadata=node_metadata,
         )
+        if stats_config:
+            self._bootstrap["stats_config"] = stats_config
         self._concurrency = concurrency
         self._log_level = log_level
         self._binary = binary

@@ -87,7 +87,7 @@ class Service:
         return any(self.host in h.get("domains", []) for c in self.istio.envoy_routes()
                    for h in c.get("virtual_hosts", []))
 
-    def rollout(self, strategy: dict[str, Any]) -> None:
+    def rollout(self, strategy: dict[str, Any], slo: dict[str, Any] | None = None) -> None:
         if self.host_level:
             routing = {"virtualService": {"name": "web", "routes": ["primary"]},
                        "stableService": "web", "canaryService": "web-canary"}
@@ -100,7 +100,8 @@ class Service:
             "metadata": {"name": "web", "namespace": self.ns},
             "spec": {"service": "web", "workloadRef": {"name": "web"},
                      "template": template("web:1"), "trafficRouting": {"istio": routing},
-                     "slo": {"window": "4s", "interval": "1s", "count": 2, "minRequests": 5},
+                     "slo": slo or {"window": "4s", "interval": "1s", "count": 2,
+                                    "minRequests": 5},
                      "abortScaleDownDelaySeconds": 1, "strategy": strategy}})
 
     def get(self) -> dict[str, Any]:
@@ -140,11 +141,12 @@ def data_plane(istio: IstioWorld) -> IstiodDataPlane:
 
 
 @contextlib.contextmanager
-def controller(kube: KubeWorld, istio: IstioWorld, svc: Service) -> Iterator[Manager]:
+def controller(kube: KubeWorld, istio: IstioWorld, svc: Service,
+               prometheus_url: str = "http://127.0.0.1:9") -> Iterator[Manager]:
     """The real controller (as its ServiceAccount) observing through istiod, and the
     stand-in kubelet, for one namespace."""
     sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
-    manager = Manager(Kube.from_kubeconfig(sa), prometheus_url="http://127.0.0.1:9",
+    manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
                       data_plane=data_plane(istio), observe_timeout=20.0,
                       identity=f"test-{svc.ns}", namespace=svc.ns,
                       lease_name=f"meshctl-{svc.ns}"[:60], lease_seconds=3,
@@ -337,6 +339,48 @@ def test_a_blue_green_rollout_cuts_over_at_once_and_loses_no_request(kube, istio
     assert cut_over, [w for w, _ in recorder.windows]
     assert all(s.by_version == {"v2": s.answered} for s in cut_over)
     assert final.by_version == {"v2": final.answered} and final.answered > 100
+
+
+# --- SLO gates on the proxies' own stats, scraped by a real Prometheus -----------------------
+
+
+ENVOY_SLO = {"window": "4s", "interval": "1s", "count": 2, "minRequests": 5,
+             "latencyP95": "250ms", "availability": "99%", "metrics": "envoy"}
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("canary_error_rate", [0.0, 0.3], ids=["healthy", "failing"])
+def test_the_slo_gate_reads_the_canarys_envoy_cluster_at_the_gateway(
+        kube, istio, istio_prometheus, namespace, canary_error_rate):
+    """slo.metrics envoy: the availability of the canary's Istio cluster
+    (outbound|80|canary|web...) in the gateway's stats; stable's clusters never count."""
+    svc = Service(kube, istio, namespace)
+    svc.rollout({"canary": {"steps": [{"setWeight": 50}, {"analysis": {}}]}}, slo=ENVOY_SLO)
+    svc.v2.set_faults(error_rate=canary_error_rate)
+    svc.v1.set_faults(error_rate=0.0)
+    with controller(kube, istio, svc, istio_prometheus), svc.load(rate=100) as load:
+        deadline = time.monotonic() + 30
+        while not phase_is("Healthy")(svc.get()):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        svc.user.merge_patch(GROUP, VERSION, namespace, "rollouts", "web",
+                             {"spec": {"template": template("web:2")}})
+        want = "Degraded" if canary_error_rate else "Healthy"
+        deadline = time.monotonic() + 90
+        while not (phase_is(want)(svc.get()) and (want == "Degraded" or svc.promoted)):
+            assert time.monotonic() < deadline, svc.status()
+            time.sleep(0.2)
+        load.stop()
+    status = svc.status()
+    metrics = {m["name"]: m for run in status.get("analysis", []) for m in run["metrics"]}
+    availability = metrics["availability"]
+    assert availability["measurements"], availability
+    values = [m["value"] for m in availability["measurements"] if m.get("value") is not None]
+    if canary_error_rate:
+        assert availability["verdict"] == "Failing"
+        assert all(0.5 < v < 0.9 for v in values), values  # about 70 % of the canary's own
+    else:
+        assert availability["verdict"] == "Passing" and all(v == 1.0 for v in values), values
 
 
 # --- istiod gone: nothing is observed, nothing proceeds ------------------------------------
