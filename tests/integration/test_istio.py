@@ -21,9 +21,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
+from meshctl.cli.main import cli
 from meshctl.controller.manager import Manager
 from meshctl.domain.dataplane import splits_in
 from meshctl.domain.spec import GROUP, VERSION, Rollout
@@ -411,12 +413,23 @@ def test_a_weight_written_while_istiod_is_down_is_not_observed_and_the_step_hold
             "stored, not observed: cannot read istiod's debug API")
         assert status["message"].startswith("step 0 held: stable/canary 75/25 not observed")
         assert svc.envoy_split() == TrafficSplit(Weights(100, 0))  # Envoy never got it
+        shown = rollout_status(kube, namespace)
+        assert "stable/canary 75/25 (stored, not observed: cannot read istiod" in shown
     finally:
         istio.start_istiod()
     status = driver.until(phase_is("Paused"))["status"]
     assert status["weights"]["observed"] == {"stable": 75, "canary": 25}
     assert status["weights"].get("notObserved", "") == ""
     assert svc.envoy_split() == TrafficSplit(Weights(75, 25))
+    shown = rollout_status(kube, namespace)
+    assert "stable/canary 75/25" in shown and "not observed" not in shown
+
+
+def rollout_status(kube: KubeWorld, ns: str) -> str:
+    result = CliRunner().invoke(cli, ["--kubeconfig", str(kube.kubeconfig_path), "-n", ns,
+                                      "rollout", "status", "web"])
+    assert result.exit_code in (0, 4), result.output
+    return result.output
 
 
 # --- header routes, mirroring and the routes meshctl does not manage --------------------------
