@@ -40,7 +40,8 @@ class DataPlane(Protocol):
 
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
         """Every proxy that routes the service has the subset's cluster (and its endpoints)
-        and acknowledged them: a route may now send traffic to it."""
+        and acknowledged them: a route may now send traffic to it. Raises AdapterError
+        when that cannot be known."""
 
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
         """The split the proxies serving the Rollout's route apply, or why it is unknown."""
@@ -128,14 +129,11 @@ class IstiodDataPlane:
         return read(proxies, rollout, route_name, written)
 
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
-        found = []
-        try:
-            for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
-                present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
-                if present is not None:  # a proxy that routes the service
-                    found.append(present and acked)
-        except AdapterError:
-            return False
+        found = []  # istiod unreachable: the AdapterError says so (the pass is retried)
+        for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
+            present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
+            if present is not None:  # a proxy that routes the service
+                found.append(present and acked)
         return bool(found) and all(found)
 
 
