@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
@@ -126,7 +127,8 @@ def main() -> None:
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         controller = Kube.from_kubeconfig(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
-        manager = Manager(controller, prometheus_url="http://127.0.0.1:9", identity="bench",
+        manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
+                          data_plane=StoredWeights(), identity="bench",
                           namespace=ns, workers=args.workers, resync_seconds=args.resync,
                           renew_seconds=2.0).start()
         began = time.monotonic()

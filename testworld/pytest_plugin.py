@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from testworld.cluster import ClusterTier
+from testworld.istio import IstioWorld
 from testworld.kube import KubeWorld, WorldUnavailable
 
 
@@ -62,3 +63,21 @@ def namespace(kube: KubeWorld, request: pytest.FixtureRequest) -> Iterator[str]:
     name = kube.create_namespace(f"{slug}-{os.urandom(3).hex()}")
     yield name
     kube.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def istio(kube: KubeWorld) -> Iterator[IstioWorld]:
+    """istiod and an Envoy gateway it programs, on the session's API server
+    (testworld/istio.py). Missing istiod: skipped, or a failure in CI (either
+    MESHCTL_REQUIRE_KUBE=1 or MESHCTL_REQUIRE_SERVERS=1)."""
+    world = IstioWorld(kube)
+    try:
+        world.start()
+    except WorldUnavailable as exc:
+        if os.environ.get("MESHCTL_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"istiod is required here: {exc}", pytrace=False)
+        _unavailable(f"istiod: {exc}")
+    try:
+        yield world
+    finally:
+        world.stop()

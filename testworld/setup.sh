@@ -9,3 +9,5 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
 fi
 # Kubernetes components from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
 bash testworld/build-kube.sh
+# istiod (pilot-discovery) from the Go module proxy, cached in .cache/istio/<version>/.
+bash testworld/build-istiod.sh

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.errors import NotFound
+from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.spec import GROUP, VERSION
@@ -85,8 +86,14 @@ def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> di
 class Driver:
     """Runs reconcile passes like the controller would."""
 
-    def __init__(self, world: KubeWorld, ns: str, prometheus_url: str) -> None:
+    def __init__(self, world: KubeWorld, ns: str, prometheus_url: str,
+                 data_plane: DataPlane | None = None, observe_timeout: float | None = None
+                 ) -> None:
+        """``data_plane``: istiod to observe the weights at; by default none (this world
+        has no istiod unless a test starts one): steps proceed on the stored weights."""
         self.world, self.ns = world, ns
+        self.data_plane = data_plane or StoredWeights()
+        self.observe_timeout = observe_timeout
         self.kube = Kube.from_kubeconfig(world.kubeconfig_path)  # the user (admin)
         # the controller's passes run as its ServiceAccount: manifests/rbac must be enough
         self.controller = Kube.from_kubeconfig(
@@ -112,7 +119,9 @@ class Driver:
             obj = self.get()
         except NotFound:
             return Outcome(deleted=True)
-        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC))
+        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC),
+                                   data_plane=self.data_plane,
+                                   observe_timeout=self.observe_timeout)
         self.outcomes.append(outcome)
         return outcome
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
@@ -31,7 +32,9 @@ class RunningController:
         self.driver.kube.create(GROUP, VERSION, ns, "rollouts",
                                 rollout(ns, "web:1", steps or STEPS))
         sa = world.service_account_kubeconfig("meshctl-system", "meshctl-controller")
+        # no istiod in this world: proceed on the stored weights, reported as not observed
         self.manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
+                               data_plane=StoredWeights(),
                                identity=f"test-{ns}", namespace=ns,
                                lease_name=f"meshctl-{ns}"[:60], lease_seconds=3,
                                renew_seconds=0.5, resync_seconds=10)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
@@ -56,7 +57,8 @@ def controller_kube(kube) -> Kube:
 
 
 def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:
-    return Manager(controller_kube(kube), prometheus_url=prometheus_url, identity=identity,
+    return Manager(controller_kube(kube), prometheus_url=prometheus_url,
+                   data_plane=StoredWeights(), identity=identity,
                    namespace=namespace, lease_name=f"meshctl-{namespace}"[:60], lease_seconds=3,
                    renew_seconds=0.5, resync_seconds=10)
 
