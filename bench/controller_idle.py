@@ -2,11 +2,11 @@
 
 The controller runs as its own process (``meshctl controller run``, as the
 ``meshctl-controller`` ServiceAccount) against the test world's real kube-apiserver, so its
-CPU is read from ``/proc/<pid>/stat`` and nothing else (the API server, etcd, the stand-in
-kubelet) is counted. Once every Rollout is Healthy and a settle period has passed, it
-measures over ``--idle-seconds``: CPU seconds per minute, resident memory, and every write
-(resourceVersion of the Rollouts, VirtualServices, DestinationRules, the generation of
-the Deployments, the Events, the Leases).
+CPU is read from ``/proc/<pid>/stat`` and nothing else (the API server, etcd, the cluster
+tier's controllers and hollow nodes) is counted. Once every Rollout is Healthy and a
+settle period has passed, it measures over ``--idle-seconds``: CPU seconds per minute,
+resident memory, and every write (resourceVersion of the Rollouts, VirtualServices,
+DestinationRules, the generation of the Deployments, the Events, the Leases).
 
     nice python -m bench.controller_idle [--rollouts 1000] [--idle-seconds 120]
         [--resync-seconds 0] [--no-write]
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -27,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.controller_scale import kubelet, phases, resource_versions, service_objects
+from bench.controller_scale import phases, resource_versions, service_objects
 from bench.results import machine, write_section
 from meshctl.adapters.kube import Kube
+from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
 
 HEADING = "## Controller idle cost"
@@ -55,8 +55,8 @@ def stamp() -> str:
 
 
 def lagging(admin: Kube, ns: str) -> int:
-    """Deployments the stand-in kubelet has not marked ready yet (each mark is a change
-    the controller is told of: the world is not idle until there are none)."""
+    """Deployments the cluster tier has not made ready yet (each status change is one the
+    controller is told of: the world is not idle until there are none)."""
     return sum(1 for d in admin.list("apps", "v1", ns, "deployments")
                if (d.get("status") or {}).get("observedGeneration") != d["metadata"]["generation"]
                or (d.get("status") or {}).get("readyReplicas", 0) != d["spec"].get("replicas", 1))
@@ -84,23 +84,21 @@ def controller_process(world: KubeWorld, ns: str, log: Path, extra: list[str]) -
     sa = world.service_account_kubeconfig("meshctl-system", "meshctl-controller")
     meshctl = str(Path(sys.executable).parent / "meshctl")
     argv = [meshctl, "--kubeconfig", str(sa), "-n", ns, "controller", "run",
-            "--prometheus-url", "http://127.0.0.1:9", "--health-addr", "127.0.0.1:0", *extra]
+            "--trust-stored-weights", "--prometheus-url", "http://127.0.0.1:9",
+            "--health-addr", "127.0.0.1:0", *extra]
     return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def measure(n: int, idle_seconds: float, extra: list[str]) -> dict[str, Any]:
+def measure(n: int, idle_seconds: float, extra: list[str], nodes: int) -> dict[str, Any]:
     result: dict[str, Any] = {"rollouts": n, "controller_args": extra}
-    with KubeWorld() as world, tempfile.TemporaryDirectory() as tmp:
+    with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
+            tempfile.TemporaryDirectory() as tmp:
         ns = world.create_namespace("idle")
         admin = Kube.from_kubeconfig(world.kubeconfig_path)
         began = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         result["create_seconds"] = round(time.monotonic() - began, 1)
-        stop = multiprocessing.get_context("fork").Event()
-        ready = multiprocessing.get_context("fork").Process(
-            target=kubelet, args=(world, ns, stop), daemon=True)
-        ready.start()
         proc = controller_process(world, ns, Path(tmp) / "controller.log", extra)
         try:
             began = time.monotonic()
@@ -115,7 +113,7 @@ def measure(n: int, idle_seconds: float, extra: list[str]) -> dict[str, Any]:
             while lagging(admin, ns):
                 time.sleep(2.0)
             result["world_ready_seconds"] = round(time.monotonic() - began, 1)
-            time.sleep(15)  # the last status writes, events and the kubelet settle
+            time.sleep(15)  # the last status writes and events settle
             before, cpu_before, t0 = counts(admin, ns), cpu_seconds(proc.pid), time.monotonic()
             time.sleep(idle_seconds)
             cpu_after, t1, after = cpu_seconds(proc.pid), time.monotonic(), counts(admin, ns)
@@ -130,8 +128,6 @@ def measure(n: int, idle_seconds: float, extra: list[str]) -> dict[str, Any]:
         finally:
             proc.kill()
             proc.wait()
-            stop.set()
-            ready.join(timeout=10)
     return result
 
 
@@ -149,8 +145,8 @@ def section(results: list[dict[str, Any]]) -> str:
         HEADING, "",
         "`nice python -m bench.controller_idle`: the controller as its own process "
         "(`meshctl controller run`, as its ServiceAccount) against the test world's real "
-        "kube-apiserver; after every Rollout is Healthy, the stand-in kubelet has marked every "
-        "Deployment ready, and 15 s of settling, its CPU "
+        "kube-apiserver; after every Rollout is Healthy, the cluster tier (real Deployment controller, "
+        "scheduler, kubemark hollow nodes) has every Deployment ready, and 15 s of settling, its CPU "
         f"(utime + stime from /proc) over {idle:.0f} s, per minute. Target: at most 0.5 s "
         "per idle minute at 1,000 Rollouts, and no writes but Lease renewals.", "",
         stamp(), "", *rows, "",
@@ -164,10 +160,11 @@ def main() -> None:
     parser.add_argument("--controller-args", default="",
                         help="extra flags for `meshctl controller run`, e.g. "
                         "'--resync-seconds 30' to see what a periodic resync costs")
+    parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
     extra = args.controller_args.split()
-    results = [measure(n, args.idle_seconds, extra) for n in args.rollouts]
+    results = [measure(n, args.idle_seconds, extra, args.nodes) for n in args.rollouts]
     json.dump(results, sys.stdout, indent=2)
     print()
     if not args.no_write:

@@ -1,5 +1,6 @@
 """Shards across replicas: three `meshctl controller run --shards 3` processes against the real
-API server split the Rollouts by Lease; SIGKILLed one by one while Rollouts move, the
+API server (with the cluster tier: real Deployment controller, scheduler and hollow kubelets)
+split the Rollouts by Lease; SIGKILLed one by one while Rollouts move, the
 survivors take the dead one's shards over, every Rollout still finishes, and no Rollout is
 ever reconciled by two processes at once (each pass is logged with its times)."""
 
@@ -10,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +22,7 @@ from meshctl.adapters.kube import Kube
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION
 
-pytestmark = [pytest.mark.kube]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster]
 SHARDS, ROLLOUTS = 3, 18
 PASS = re.compile(r"pass (\S+)/(\S+) shard (\d+) from ([\d.]+) to ([\d.]+)")
 
@@ -54,32 +54,6 @@ def service(ns: str, i: int) -> list[dict[str, Any]]:
                       {"setWeight": 25}, {"pause": {"duration": "2s"}},
                       {"setWeight": 75}, {"pause": {"duration": "2s"}}]}}}},
     ]
-
-
-class Kubelet:
-    """Marks Deployments ready in the background (there is no real kubelet)."""
-
-    def __init__(self, world: Any, admin: Kube, ns: str) -> None:
-        self.world, self.admin, self.ns = world, admin, ns
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Kubelet:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for d in self.admin.list("apps", "v1", self.ns, "deployments"):
-                status = d.get("status") or {}
-                if status.get("observedGeneration") != d["metadata"]["generation"] or \
-                        status.get("readyReplicas", 0) != d["spec"].get("replicas", 1):
-                    self.world.mark_deployment_ready(self.ns, d["metadata"]["name"])
-            self._stop.wait(0.3)
 
 
 def wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -135,7 +109,7 @@ def overlaps(found: list[tuple[str, str, int, float, float]]) -> list[str]:
     return bad
 
 
-def test_three_replicas_killed_one_by_one_hand_their_shards_over(kube, tmp_path):
+def test_three_replicas_killed_one_by_one_hand_their_shards_over(kube, cluster, tmp_path):
     ns = kube.create_namespace("shards")
     admin = Kube.from_kubeconfig(kube.kubeconfig_path)
     for i in range(ROLLOUTS):
@@ -145,37 +119,38 @@ def test_three_replicas_killed_one_by_one_hand_their_shards_over(kube, tmp_path)
     meshctl = str(Path(sys.executable).parent / "meshctl")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, Path] = {}
-    with Kubelet(kube, admin, ns):
-        try:
-            for identity in ("replica-a", "replica-b", "replica-c"):
-                logs[identity] = tmp_path / f"{identity}.log"
+    # the cluster tier's controllers and hollow nodes run the Deployments
+    try:
+        for identity in ("replica-a", "replica-b", "replica-c"):
+            logs[identity] = tmp_path / f"{identity}.log"
+            with logs[identity].open("wb") as out:  # the child keeps its own copy
                 procs[identity] = subprocess.Popen(
                     [meshctl, "--kubeconfig", str(sa), "-n", ns, "controller", "run",
                      "--shards", str(SHARDS), "--lease-seconds", "9", "--identity", identity,
-                     "--log-level", "debug", "--prometheus-url", "http://127.0.0.1:9",
-                     "--health-addr", "127.0.0.1:0"],
-                    stdout=logs[identity].open("wb"), stderr=subprocess.STDOUT)
-            wait(lambda: all(holders(admin).values()), "every shard to have a holder")
-            wait(lambda: all_at(admin, ns, "app:1"), "every Rollout adopted")
-            held_at_start = holders(admin)
+                     "--log-level", "debug", "--trust-stored-weights",
+                     "--prometheus-url", "http://127.0.0.1:9", "--health-addr", "127.0.0.1:0"],
+                    stdout=out, stderr=subprocess.STDOUT)
+        wait(lambda: all(holders(admin).values()), "every shard to have a holder")
+        wait(lambda: all_at(admin, ns, "app:1"), "every Rollout adopted")
+        held_at_start = holders(admin)
 
-            # under load: every Rollout moving while the replicas die one by one
-            set_images(admin, ns, "app:2")
-            for _ in range(2):
-                counts = {who: list(holders(admin).values()).count(who) for who in procs}
-                victim = max(counts, key=lambda who: counts[who])  # the one holding most
-                procs.pop(victim).send_signal(signal.SIGKILL)
-                wait(lambda: held_by_the_living(admin, procs), f"{victim}'s shards taken over")
-            wait(lambda: all_at(admin, ns, "app:2"), "every Rollout at app:2")
-            survivor = next(iter(procs))
-            assert set(holders(admin).values()) == {survivor}
+        # under load: every Rollout moving while the replicas die one by one
+        set_images(admin, ns, "app:2")
+        for _ in range(2):
+            counts = {who: list(holders(admin).values()).count(who) for who in procs}
+            victim = max(counts, key=lambda who: counts[who])  # the one holding most
+            procs.pop(victim).send_signal(signal.SIGKILL)
+            wait(lambda: held_by_the_living(admin, procs), f"{victim}'s shards taken over")
+        wait(lambda: all_at(admin, ns, "app:2"), "every Rollout at app:2")
+        survivor = next(iter(procs))
+        assert set(holders(admin).values()) == {survivor}
 
-            set_images(admin, ns, "app:3")  # the survivor alone drives them all
-            wait(lambda: all_at(admin, ns, "app:3"), "every Rollout at app:3")
-        finally:
-            for proc in procs.values():
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+        set_images(admin, ns, "app:3")  # the survivor alone drives them all
+        wait(lambda: all_at(admin, ns, "app:3"), "every Rollout at app:3")
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     found = passes(logs)
     assert overlaps(found) == []
     assert len({who for who, *_ in found}) >= 2  # the work was handed over, at least
