@@ -56,13 +56,21 @@ def service(ns: str, i: int) -> list[dict[str, Any]]:
     ]
 
 
-def wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+def wait(check: Callable[[], bool], what: str, timeout: float = 300.0,
+         why: Callable[[], object] = lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}: {why()}")
+
+
+def not_done(admin: Kube, ns: str) -> list[str]:
+    return [f"{r['metadata']['name']}: {(r.get('status') or {}).get('phase')} "
+            f"{(r.get('status') or {}).get('message', '')}"
+            for r in admin.list(GROUP, VERSION, ns, "rollouts")
+            if (r.get("status") or {}).get("phase") != "Healthy"]
 
 
 def holders(admin: Kube) -> dict[str, str | None]:
@@ -131,7 +139,8 @@ def test_three_replicas_killed_one_by_one_hand_their_shards_over(kube, cluster, 
                      "--prometheus-url", "http://127.0.0.1:9", "--health-addr", "127.0.0.1:0"],
                     stdout=out, stderr=subprocess.STDOUT)
         wait(lambda: all(holders(admin).values()), "every shard to have a holder")
-        wait(lambda: all_at(admin, ns, "app:1"), "every Rollout adopted")
+        wait(lambda: all_at(admin, ns, "app:1"), why=lambda: not_done(admin, ns),
+             what="every Rollout adopted")
         held_at_start = holders(admin)
 
         # under load: every Rollout moving while the replicas die one by one
@@ -139,14 +148,18 @@ def test_three_replicas_killed_one_by_one_hand_their_shards_over(kube, cluster, 
         for _ in range(2):
             counts = {who: list(holders(admin).values()).count(who) for who in procs}
             victim = max(counts, key=lambda who: counts[who])  # the one holding most
-            procs.pop(victim).send_signal(signal.SIGKILL)
+            killed = procs.pop(victim)
+            killed.send_signal(signal.SIGKILL)
+            killed.wait()
             wait(lambda: held_by_the_living(admin, procs), f"{victim}'s shards taken over")
-        wait(lambda: all_at(admin, ns, "app:2"), "every Rollout at app:2")
+        wait(lambda: all_at(admin, ns, "app:2"), why=lambda: not_done(admin, ns),
+             what="every Rollout at app:2")
         survivor = next(iter(procs))
         assert set(holders(admin).values()) == {survivor}
 
         set_images(admin, ns, "app:3")  # the survivor alone drives them all
-        wait(lambda: all_at(admin, ns, "app:3"), "every Rollout at app:3")
+        wait(lambda: all_at(admin, ns, "app:3"), why=lambda: not_done(admin, ns),
+             what="every Rollout at app:3")
     finally:
         for proc in procs.values():
             proc.send_signal(signal.SIGKILL)
