@@ -9,7 +9,7 @@ and first measured one window after the step began:
 
 Beside them runs a *fast availability check*, a guard (:class:`MetricPlan` ``guard``): the
 availability over a short window (:func:`fast_window`), measured every ``slo.interval``
-from the moment the run starts, failing when the error ratio is more than
+once that short window has passed, failing when the error ratio is more than
 ``HARD_FAILURE_FACTOR`` times the SLO's error budget, with the same ``minRequests``
 guard. It can only fail the run, so a hard failure (errors far above the SLO, with enough
 requests) rolls back within a few scrapes instead of waiting for the latency window; the
@@ -90,11 +90,13 @@ HARD_FAILURE_FACTOR = 2.0
 
 
 def fast_window(window_seconds: float, interval_seconds: float) -> str:
-    """The fast check's rate window: four measurement intervals, at most the SLO window.
+    """The fast check's rate window: two measurement intervals, at most the SLO window. It is
+    also the check's initial delay, so it never reads errors from before its run (a retry
+    right after a failure would otherwise fail again on the old errors).
 
-    ``fast_window(4, 1) == "4s"``; ``fast_window(60, 10) == "40s"``;
-    ``fast_window(60, 0.5) == "2s"``; ``fast_window(1.5, 1) == "1500ms"``."""
-    seconds = min(window_seconds, 4 * interval_seconds)
+    ``fast_window(4, 1) == "2s"``; ``fast_window(60, 10) == "20s"``;
+    ``fast_window(60, 0.5) == "1s"``; ``fast_window(1.5, 1) == "1500ms"``."""
+    seconds = min(window_seconds, 2 * interval_seconds)
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{round(seconds * 1000)}ms"
@@ -134,6 +136,7 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
                    failure=Condition.parse(
                        f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
                    interval=slo.interval.seconds, count=slo.count,
+                   initial_delay=min(slo.window.seconds, 2 * slo.interval.seconds),
                    failure_limit=slo.failure_limit, guard=True),
     )
 
