@@ -67,9 +67,9 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         f"{load} (1, 5, 15 min) at the end.", "",
         *rows, "",
         "A hard failure is caught by the fast availability check (the availability over "
-        "four measurement intervals, from the start of the run, failing above twice the "
-        "error budget with at least minRequests requests): Envoy's 1 s stats flush, one "
-        "1 s scrape, one measurement, one pass. The demo's breach sends one error every "
+        "two measurement intervals, first measured once those have passed, failing above "
+        "twice the error budget with at least minRequests requests): its 2 s window, "
+        "Envoy's 1 s stats flush and 1 s scrape, one pass. The demo's breach sends one error every "
         "~3 s to the canary, too few for the fast check, so it still waits for the latency "
         "window (p95 over 4 s, first measured one window after the run began).", "",
     ])
