@@ -36,6 +36,7 @@ from meshctl.adapters.errors import (
     PermanentError,
     TransientError,
     Unavailable,
+    describe,
     from_http_status,
 )
 from meshctl.adapters.kube import APPLY_PATCH, FIELD_MANAGER, MERGE_PATCH, Mutation, Object, Updated
@@ -198,7 +199,7 @@ class RestKube:
             return connection.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            raise Unavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise Unavailable(describe(exc)) from exc
 
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str | None = None) -> Any:
@@ -213,7 +214,7 @@ class RestKube:
             raise
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise Unavailable(describe(exc)) from exc
         if response.status >= 400:
             raise from_http_status(response.status, raw, response.reason)
         return json.loads(raw) if raw else {}
@@ -268,7 +269,7 @@ class RestKube:
                 try:
                     line = response.readline()
                 except (OSError, http.client.HTTPException) as exc:
-                    raise Unavailable(f"watch of {plural}: {type(exc).__name__}: {exc}") from exc
+                    raise Unavailable(f"watch of {plural}: {describe(exc)}") from exc
                 if not line:
                     return
                 if not line.strip():

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from meshctl.cli import exitcodes
+from meshctl.cli.options import fail
 
 
 @click.group(help="The in-cluster controller.")
@@ -55,8 +56,7 @@ def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
         else:
             kube = Kube.in_cluster()
     except AdapterError as exc:
-        click.echo(f"cannot reach the cluster: {exc}", err=True)
-        ctx.exit(exitcodes.UNREACHABLE)
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot reach the cluster: {exc}")
     host, _, port = health_addr.rpartition(":")
     manager = Manager(kube, prometheus_url=prometheus_url, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
@@ -90,16 +90,14 @@ def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None,
 
     cert, key, client_ca = files
     if cert is None or key is None or client_ca is None:
-        click.echo("--grpc-addr needs --grpc-cert, --grpc-key and --grpc-client-ca (mutual "
-                   "TLS is required)", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs --grpc-cert, --grpc-key and "
+             "--grpc-client-ca (mutual TLS is required)")
     if not readers and not operators:
-        click.echo("--grpc-addr needs at least one --grpc-reader or --grpc-operator", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs at least one --grpc-reader or "
+             "--grpc-operator")
     try:
         tls = ServerTLS.from_files(cert, key, client_ca)
         return RolloutServer(ClusterRollouts(kube), addr, tls, Access.of(readers, operators),
                              default_namespace=ctx.obj.get("namespace") or "default")
     except (OSError, RuntimeError) as exc:
-        click.echo(f"cannot serve the gRPC API on {addr}: {exc}", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, f"cannot serve the gRPC API on {addr}: {exc}")

@@ -35,8 +35,8 @@ def test_lint_reports_one_line_per_problem_with_file_and_path(tmp_path):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{bad}: spec.strategy.canary.steps[0].setWeight: 120 is above 100; use 100 or less",
-        f"{bad}: spec.strategy.canary.steps[1].pase: unknown field; did you mean pause?",
+        f"error: {bad}: spec.strategy.canary.steps[0].setWeight: 120 is above 100; use 100 or less",
+        f"error: {bad}: spec.strategy.canary.steps[1].pase: unknown field; did you mean pause?",
     ]
 
 
@@ -56,7 +56,7 @@ def test_lint_reads_stdin_and_never_shows_a_traceback(text, fragment):
 def test_lint_of_a_missing_file_is_one_line():
     result = run("lint", "no/such/file.yaml")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "no/such/file.yaml: cannot read: No such file or directory"
+    assert result.stderr.strip() == "error: no/such/file.yaml: cannot read: No such file or directory"
 
 
 def test_plan_json_has_the_documented_shape():
