@@ -9,3 +9,5 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
 fi
 # kube-apiserver from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
 bash testworld/build-kube-apiserver.sh
+# helm and kubectl for the chart and plugin tests (cached in .cache/).
+bash testworld/build-helm.sh && bash testworld/build-kubectl.sh

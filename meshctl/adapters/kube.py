@@ -179,14 +179,22 @@ class Kube:
             return None
 
     def list_all(
-        self, group: str, version: str, plural: str, label_selector: str | None = None
+        self, group: str, version: str, plural: str, label_selector: str | None = None,
+        *, namespace: str | None = None,
     ) -> tuple[builtins.list[Object], str]:
-        """Objects in every namespace, and the list's resourceVersion (to watch from)."""
+        """Objects in every namespace (or in ``namespace``: a Role there is enough), and the
+        list's resourceVersion (to watch from)."""
         with translated():
-            found = self._custom.list_cluster_custom_object(
-                group, version, plural, label_selector=label_selector,
-                _request_timeout=self.timeout_seconds,
-            )
+            if namespace is not None:
+                found = self._custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, label_selector=label_selector,
+                    _request_timeout=self.timeout_seconds,
+                )
+            else:
+                found = self._custom.list_cluster_custom_object(
+                    group, version, plural, label_selector=label_selector,
+                    _request_timeout=self.timeout_seconds,
+                )
         body = _as_object(found)
         items = [_as_object(item) for item in body.get("items", [])]
         return items, str(body.get("metadata", {}).get("resourceVersion", ""))

@@ -247,8 +247,9 @@ class RestKube:
         return [_as_object(item) for item in _as_object(found).get("items", [])]
 
     def list_all(self, group: str, version: str, plural: str,
-                 label_selector: str | None = None) -> tuple[builtins.list[Object], str]:
-        body = _as_object(self.request("GET", self._path(group, version, None, plural,
+                 label_selector: str | None = None, *,
+                 namespace: str | None = None) -> tuple[builtins.list[Object], str]:
+        body = _as_object(self.request("GET", self._path(group, version, namespace, plural,
                                                          labelSelector=label_selector)))
         items = [_as_object(item) for item in body.get("items", [])]
         return items, str(body.get("metadata", {}).get("resourceVersion", ""))

@@ -124,6 +124,7 @@ def test_crd_manifests_are_generated_from_the_model():
     """`make crds` output is committed; this fails when the model and the files differ."""
     for name, text in render().items():
         assert Path(f"manifests/crds/{name}").read_text() == text, f"run make crds ({name} is stale)"
+        assert Path(f"manifests/helm/meshctl/crds/{name}").read_text() == text, "run make crds"
     assert crds()["rollouts.yaml"]["spec"]["versions"][0]["subresources"] == {"status": {}}
 
 
