@@ -83,16 +83,12 @@ def name_argument(required: bool = True) -> Decorator:
 
 
 @contextmanager
-def _rollouts(ctx: click.Context, state_dir: str | None = None,
-              cluster_only: str = "") -> Iterator[tuple[Any, str]]:
+def _rollouts(ctx: click.Context, state_dir: str | None = None) -> Iterator[tuple[Any, str]]:
     """Where rollouts are (see the module docstring) and the namespace to use. Every
     failure inside becomes one line on stderr and its exit code."""
     from meshctl.ops.rollouts import RolloutError
 
     obj = ctx.obj
-    if cluster_only and (obj["server"] or state_dir):
-        _fail(ctx, exitcodes.INVALID, f"rollout {cluster_only} works on the API server only "
-              "(not through --server or --state-dir)")
     source: Any = None
     try:
         if state_dir is not None:
@@ -268,7 +264,7 @@ def start(ctx: click.Context, name: str | None, image: str | None, files: tuple[
         _fail(ctx, exitcodes.INVALID, "rollout start --image needs the Rollout's NAME")
     from meshctl.ops.rollouts import wait as wait_for
 
-    with _rollouts(ctx, cluster_only="start") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         view = (rollouts.start(namespace, name, image) if image
                 else rollouts.apply_files(expand_files(files), namespace, name))
         if not wait:
@@ -320,7 +316,7 @@ def list_(ctx: click.Context, all_namespaces: bool, state_dir: str | None) -> No
 @name_argument()
 @click.pass_context
 def history(ctx: click.Context, name: str) -> None:
-    with _rollouts(ctx, cluster_only="history") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         found = rollouts.history(namespace, name)
     if ctx.obj["output"] == "table":
         click.echo(_history_text(found))
@@ -336,7 +332,7 @@ def history(ctx: click.Context, name: str) -> None:
 def undo(ctx: click.Context, name: str, wait: bool, timeout: float | None) -> None:
     from meshctl.ops.rollouts import wait as wait_for
 
-    with _rollouts(ctx, cluster_only="undo") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         view = rollouts.undo(namespace, name)
         if not wait:
             return _show(ctx, view)

@@ -722,6 +722,10 @@ class ClusterRollouts:
                     ) -> RolloutView:
         return apply_files(self.kube, files, namespace, name)
 
+    def apply(self, namespace: str, body: Mapping[str, Any], name: str | None = None
+              ) -> RolloutView:
+        return apply(self.kube, body, namespace, name)
+
     def undo(self, namespace: str, name: str) -> RolloutView:
         return undo(self.kube, namespace, name)
 
