@@ -194,3 +194,14 @@ def test_the_kubectl_plugin_entry_point_is_installed():
     assert plugin is not None
     result = subprocess.run([plugin, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("Usage: kubectl meshctl")
+
+
+@pytest.mark.parametrize(("expected", "result", "as_expected"), [
+    ("promoted", "promoted", True),
+    ("rolled_back", "rolled_back", True),
+    ("rolled_back", "promoted", False),  # a breaking version that got through: exit 1
+])
+def test_a_demo_scenario_knows_whether_it_ended_as_it_should(expected, result, as_expected):
+    from meshctl.ops.demo import Scenario
+
+    assert Scenario("s", expected, result=result).as_expected is as_expected
