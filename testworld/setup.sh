@@ -7,7 +7,9 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
-# kube-apiserver from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
-bash testworld/build-kube-apiserver.sh
-# helm and kubectl for the chart and plugin tests (cached in .cache/).
-bash testworld/build-helm.sh && bash testworld/build-kubectl.sh
+# Kubernetes components from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
+bash testworld/build-kube.sh
+# istiod (pilot-discovery) from the Go module proxy, cached in .cache/istio/<version>/.
+bash testworld/build-istiod.sh
+# helm for the chart's tests, from the Go module proxy (cached in .cache/helm/).
+bash testworld/build-helm.sh

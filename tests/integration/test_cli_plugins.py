@@ -1,5 +1,5 @@
 """meshctl where Kubernetes users reach for it: as a plugin of the real kubectl (built from the
-Go module proxy by testworld/build-kubectl.sh) and through shell completion that offers the
+Go module proxy by testworld/build-kube.sh) and through shell completion that offers the
 cluster's Rollout names."""
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def test_kustomize_is_the_chart_rendered_with_its_defaults(helm, tmp_path):
           "ServiceAccount"]),
     (("watchNamespace=shop",), ["Deployment", "Role", "Role", "RoleBinding", "RoleBinding",
                                 "Service", "ServiceAccount"]),  # nothing cluster-wide
-    (("serviceMonitor.enabled=true", "createNamespace=true"),
+    (("serviceMonitor.enabled=true", "createNamespace=true", "istiod.debugUrl=",
+      "trustStoredWeights=true"),
      ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "Role", "RoleBinding",
       "Service", "ServiceAccount", "ServiceMonitor"]),
 ])
@@ -94,9 +95,13 @@ def test_values_reach_the_controller_arguments(helm):
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert deployment["spec"]["replicas"] == 3
-    assert {"--namespace=shop", "--grpc-reader=dashboard", "--grpc-addr=0.0.0.0:9443",
-            "--istiod-debug-url=https://istiod.istio-system:15014"} <= set(container["args"])
-    assert container["env"][0] == {"name": "MESHCTL_PROMETHEUS_URL", "value": "http://p:9090"}
+    assert {"--namespace=shop", "--grpc-reader=dashboard", "--grpc-addr=0.0.0.0:9443"} \
+        <= set(container["args"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MESHCTL_PROMETHEUS_URL"] == "http://p:9090"
+    assert env["MESHCTL_ISTIOD_DEBUG_URL"] == "https://istiod.istio-system:15014"
+    token = next(v for v in pod["volumes"] if v["name"] == "istiod-token")
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "istio-ca"
     assert container["resources"]["limits"]["memory"] == "1Gi"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -108,11 +113,17 @@ def test_values_reach_the_controller_arguments(helm):
     assert secret["secretName"] == "meshctl-grpc-tls"
 
 
-def test_grpc_without_any_identity_is_refused_at_render(helm):
-    done = subprocess.run([str(helm), "template", "meshctl", str(CHART),
-                           "--set", "grpc.operators=null"], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode != 0 and "grpc.readers or grpc.operators" in done.stderr
+@pytest.mark.parametrize(("sets", "message"), [
+    (["grpc.operators=null"], "grpc.readers or grpc.operators"),
+    (["trustStoredWeights=true"], "exactly one of istiod.debugUrl"),
+    (["istiod.debugUrl="], "exactly one of istiod.debugUrl"),
+])
+def test_values_that_cannot_run_are_refused_at_render(helm, sets, message):
+    args = [str(helm), "template", "meshctl", str(CHART)]
+    for each in sets:
+        args += ["--set", each]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and message in done.stderr
 
 
 # --- installed on the test world ----------------------------------------------------------
@@ -144,17 +155,21 @@ def local_args(args: list[str], cert_dir: Path, health: int, grpc: int) -> list[
 
 
 @pytest.fixture
-def installed(kube, namespace, helm, istio_metrics, tmp_path) -> Iterator[dict[str, Any]]:
+def installed(kube, cluster, namespace, helm, istio_metrics, tmp_path
+              ) -> Iterator[dict[str, Any]]:
     exporter, url = istio_metrics
     exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
     system = kube.create_namespace()
+    # no istiod in this world: the controller proceeds on the stored weights
     objects = render(helm, f"watchNamespace={namespace}", f"prometheusUrl={url}",
-                     "grpc.readers={dashboard}", namespace=system)
+                     "grpc.readers={dashboard}", "istiod.debugUrl=", "trustStoredWeights=true",
+                     namespace=system)
     kube.apply(objects)  # server-side apply of every rendered object
     yield {"objects": objects, "system": system, "namespace": namespace}
 
 
 @pytest.mark.kube
+@pytest.mark.cluster
 @pytest.mark.prometheus
 def test_the_rendered_chart_installs_and_its_controller_runs_a_rollout(kube, installed, tmp_path):
     ns, system = installed["namespace"], installed["system"]
@@ -180,12 +195,12 @@ def test_the_rendered_chart_installs_and_its_controller_runs_a_rollout(kube, ins
                                text=True)
     try:
         try:
-            wait_phase(kube, admin, ns, "Healthy", process)
+            wait_phase(admin, ns, "Healthy", process)
         except AssertionError:
             process.kill()
             raise AssertionError(process.communicate(timeout=30)[1][-4000:]) from None
         ClusterRollouts(admin).start(ns, "web", "web:2")
-        found = wait_phase(kube, admin, ns, "Healthy", process, image="web:2")
+        found = wait_phase(admin, ns, "Healthy", process, image="web:2")
         weights = found["status"]["weights"]
         assert (weights["stable"], weights["canary"]) == (100, 0)
         client = ca.issue("dashboard")
@@ -203,14 +218,11 @@ def test_the_rendered_chart_installs_and_its_controller_runs_a_rollout(kube, ins
     assert "Traceback" not in stderr, stderr[-3000:]
 
 
-def wait_phase(kube: Any, admin: Kube, ns: str, phase: str, process: subprocess.Popen[str],
+def wait_phase(admin: Kube, ns: str, phase: str, process: subprocess.Popen[str],
                image: str | None = None, timeout: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "the controller exited"
-        for name in ("web", "web-canary"):  # no kubelet in the test world: play it
-            if admin.get_or_none("apps", "v1", ns, "deployments", name) is not None:
-                kube.mark_deployment_ready(ns, name)
         obj = admin.get(GROUP, VERSION, ns, "rollouts", "web")
         status = obj.get("status") or {}
         seen = status.get("observedGeneration") == obj["metadata"]["generation"]

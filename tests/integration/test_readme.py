@@ -35,7 +35,7 @@ def readme_lines(kind: str) -> list[str]:
     for lang, body in BLOCK.findall(text):
         if lang != kind:
             continue
-        for line in body.splitlines():
+        for line in body.replace("\\\n", " ").splitlines():  # join continued lines
             command = line.split("  #", 1)[0].strip()  # a comment after two spaces
             if command.startswith("meshctl "):
                 lines.append(command)
@@ -75,7 +75,7 @@ def test_an_offline_example_runs_as_printed(line, workdir):
 
 
 @pytest.fixture
-def world(kube, namespace, istio_metrics, workdir) -> Iterator[dict[str, str]]:
+def world(kube, cluster, namespace, istio_metrics, workdir) -> Iterator[dict[str, str]]:
     """The test world holding the README's Rollout `web`, a controller acting on it, and a
     pipeline's rollout.yaml in the working directory."""
     exporter, url = istio_metrics
@@ -89,6 +89,7 @@ def world(kube, namespace, istio_metrics, workdir) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.kube
+@pytest.mark.cluster
 @pytest.mark.prometheus
 def test_the_cluster_examples_run_as_printed_in_order(world, workdir):
     for line in IN_CLUSTER:
