@@ -2,7 +2,11 @@
 
 ``kube`` (session): a running :class:`testworld.kube.KubeWorld`, started the first time a test
 asks for it and stopped at the end of the session. ``namespace``: a fresh namespace for one
-test (with its ``default`` ServiceAccount), deleted afterwards.
+test (with its ``default`` ServiceAccount), deleted afterwards. ``cluster`` (session): the same
+world with its cluster tier running (:class:`testworld.cluster.ClusterTier`: controller-manager,
+scheduler and ``MESHCTL_HOLLOW_NODES`` hollow nodes, default 2), started the first time a test
+asks for it; from then on the world's Deployments get real Pods. Tests using it are marked
+``cluster``.
 
 If the world cannot start (binary missing: run ``make testenv``), tests that need it are
 skipped with the reason, except when ``MESHCTL_REQUIRE_KUBE=1`` (CI): then they fail.
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from testworld.cluster import ClusterTier
 from testworld.istio import IstioWorld
 from testworld.kube import KubeWorld, WorldUnavailable
 
@@ -37,6 +42,19 @@ def kube() -> Iterator[KubeWorld]:
         yield world
     finally:
         world.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(kube: KubeWorld) -> Iterator[KubeWorld]:
+    tier = ClusterTier(kube, nodes=int(os.environ.get("MESHCTL_HOLLOW_NODES", "2")))
+    try:
+        tier.start()
+    except WorldUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield kube
+    finally:
+        tier.stop()
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ istiod programs a real Envoy gateway, and real backend processes answer.
 Every test has its own namespace with a service ``web``: stable answers ``v1`` and canary
 ``v2`` (the ``x-version`` header), either subset-level (one Service selecting two
 WorkloadEntries, DestinationRule subsets) or host-level (Services ``web`` and
-``web-canary``, each with an EndpointSlice). The stand-in kubelet makes Deployments ready
-and, when the stable Deployment takes the new template (promotion), points the stable
-endpoint at the ``v2`` process, as a rolling update of real Pods would.
+``web-canary``, each with an EndpointSlice). The world's cluster tier runs the Deployments'
+Pods (hollow nodes: they serve nothing), so the backends are processes the tests route to by
+hand: when the stable Deployment takes the new template (promotion), the stable endpoint is
+pointed at the ``v2`` process, as a rolling update of real Pods would.
 
 "Observed" here always comes from istiod (its /debug/syncz and the routes it generated for
 the gateway); the split is measured at the backends, under continuous load.
@@ -40,14 +41,20 @@ from meshctl.ops.rollouts import Action, ClusterRollouts
 from testworld.istio import GATEWAY, Backend, IstioWorld
 from testworld.kube import KubeWorld
 
-from .cluster_world import Driver, template
+from .cluster_world import Driver, template, wait_available
 
-pytestmark = [pytest.mark.kube, pytest.mark.istio, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.istio,
+              pytest.mark.timeout(300)]
 
 ADMIN_ROUTE = {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
                "route": [{"destination": {"host": "web-admin"}}]}
 # Envoy response flags that mean a request met no route, no cluster or no healthy host
 NO_ROUTE_STATS = r"http\..*\.(no_route|no_cluster)$|cluster\..*\.upstream_cx_none_healthy$"
+
+
+@pytest.fixture(autouse=True)
+def _pods(cluster: KubeWorld) -> None:
+    """The Deployments here get their Pods from the cluster tier."""
 
 
 class Service:
@@ -81,7 +88,7 @@ class Service:
              "spec": {"hosts": ["web"], "gateways": [GATEWAY],
                       "http": routes if routes is not None else [primary, ADMIN_ROUTE]}},
         ])
-        kube.mark_deployment_ready(ns, "web")
+        wait_available(kube, ns, "web", 2)
         self.user = Kube.from_kubeconfig(kube.kubeconfig_path)
         self.promoted = False
         deadline = time.monotonic() + 30
@@ -116,11 +123,9 @@ class Service:
     def status(self) -> dict[str, Any]:
         return self.get().get("status") or {}
 
-    def play_kubelet(self) -> None:
-        """Deployments ready; on promotion the stable endpoint becomes the v2 process."""
-        for name in ("web", "web-canary"):
-            if self.user.get_or_none("apps", "v1", self.ns, "deployments", name) is not None:
-                self.kube.mark_deployment_ready(self.ns, name)
+    def follow_promotion(self) -> None:
+        """By hand, what the Pods' addresses would do: once the stable Deployment has the
+        new template (promotion), the stable endpoint becomes the v2 process."""
         web = self.user.get("apps", "v1", self.ns, "deployments", "web")
         image = web["spec"]["template"]["spec"]["containers"][0]["image"]
         if image == "web:2" and not self.promoted:
@@ -150,7 +155,7 @@ def data_plane(istio: IstioWorld) -> IstiodDataPlane:
 def controller(kube: KubeWorld, istio: IstioWorld, svc: Service,
                prometheus_url: str = "http://127.0.0.1:9") -> Iterator[Manager]:
     """The real controller (as its ServiceAccount) observing through istiod, and the
-    stand-in kubelet, for one namespace."""
+    stable endpoint following promotion (Service.follow_promotion), for one namespace."""
     sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
     manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
                       data_plane=data_plane(istio), observe_timeout=20.0,
@@ -159,13 +164,13 @@ def controller(kube: KubeWorld, istio: IstioWorld, svc: Service,
                       renew_seconds=0.5, resync_seconds=5)
     stop = threading.Event()
 
-    def kubelet() -> None:
+    def follow() -> None:
         while not stop.is_set():
             with contextlib.suppress(Exception):  # the namespace may be going away
-                svc.play_kubelet()
+                svc.follow_promotion()
             stop.wait(0.2)
 
-    thread = threading.Thread(target=kubelet, daemon=True)
+    thread = threading.Thread(target=follow, daemon=True)
     manager.start()
     thread.start()
     try:
