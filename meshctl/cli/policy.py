@@ -55,13 +55,10 @@ def _cluster(ctx: click.Context) -> Iterator[Kube]:
 
 
 def _rollouts(ctx: click.Context, files: tuple[str, ...]) -> list[Rollout]:
-    from meshctl.domain.policies import security_problems
     from meshctl.ops.documents import load
 
     loaded = load(list(files))
     lines = [str(p) for p in loaded.problems]
-    for rollout in loaded.rollouts:
-        lines += [f"{rollout.namespace}/{rollout.name}: {p}" for p in security_problems(rollout)]
     if not lines and not loaded.rollouts:
         lines.append(f"no Rollout in {', '.join(files)}")
     if lines:

@@ -15,6 +15,7 @@ import functools
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
@@ -40,11 +41,22 @@ def field(
     doc: str = "",
     min_items: int | None = None,
     opaque: bool = False,
+    max_length: int | None = None,
+    items: Mapping[str, Any] | None = None,
+    hint: str = "",
+    multiline: bool = False,
 ) -> Any:
-    """A spec field; ``opaque`` objects (a PodTemplateSpec) are kept as given."""
+    """A spec field; ``opaque`` objects (a PodTemplateSpec) are kept as given.
+
+    ``items`` holds the bounds of each item of a list (``minimum``, ``maximum``, ``pattern``,
+    ``max_length``); ``hint`` says how to fix a missing or too short value; only
+    ``multiline`` strings may hold line breaks (no string may hold other control characters).
+    """
     meta = {
         "json": json, "required": required, "minimum": minimum, "maximum": maximum,
         "pattern": pattern, "doc": doc, "min_items": min_items, "opaque": opaque,
+        "max_length": max_length, "items": dict(items or {}), "hint": hint,
+        "multiline": multiline,
     }
     if default is _MISSING and not required:
         default = None
@@ -83,9 +95,10 @@ class _Reader:
                 self.fail(path, f"must be a list, got {type(raw).__name__}")
                 return None
             if meta.get("min_items") and len(raw) < meta["min_items"]:
-                self.fail(path, f"needs at least {meta['min_items']} item(s)")
-            item_tp = get_args(tp)[0]
-            items = [self.value(item_tp, item, f"{path}[{i}]", {}) for i, item in enumerate(raw)]
+                self.fail(path, meta.get("hint") or f"needs at least {meta['min_items']} item(s)")
+            item_tp, item_meta = get_args(tp)[0], meta.get("items") or {}
+            items = [self.value(item_tp, item, f"{path}[{i}]", item_meta)
+                     for i, item in enumerate(raw)]
             return tuple(items)
         if origin is dict or tp is dict:
             if not isinstance(raw, dict):
@@ -131,11 +144,23 @@ class _Reader:
             self.fail(path, f"{raw} is below {meta['minimum']}; use {meta['minimum']} or more")
         if meta.get("maximum") is not None and raw > meta["maximum"]:
             self.fail(path, f"{raw} is above {meta['maximum']}; use {meta['maximum']} or less")
+        if isinstance(raw, str):
+            self.text(raw, path, meta)
+        return float(raw) if tp is float else raw
+
+    def text(self, raw: str, path: str, meta: Mapping[str, Any]) -> None:
+        allowed = "\t\n\r" if meta.get("multiline") else ""
+        if any(unicodedata.category(c) in ("Cc", "Cf") and c not in allowed for c in raw):
+            self.fail(path, f"{raw!r} holds control or bidirectional characters; "
+                      "write plain text")
+            return
+        limit = meta.get("max_length")
+        if limit is not None and len(raw) > limit:
+            self.fail(path, f"is longer than {limit} characters; shorten it")
         pattern = meta.get("pattern")
-        if pattern is not None and isinstance(raw, str) and not re.search(pattern, raw):
+        if pattern is not None and not re.search(pattern, raw):
             self.fail(path, f"{raw!r} does not match {pattern}" + (
                 "; use lower case letters, digits and '-'" if "a-z0-9" in pattern else ""))
-        return float(raw) if tp is float else raw
 
     def obj(self, cls: type, raw: Any, path: str) -> Any:
         if not isinstance(raw, dict):
@@ -154,7 +179,8 @@ class _Reader:
             sub = _join(path, json_name)
             if json_name not in raw or raw[json_name] is None:
                 if f.metadata["required"]:
-                    self.fail(sub, "is required")
+                    fix = f.metadata.get("hint")
+                    self.fail(sub, f"is required: {fix}" if fix else "is required")
                 continue
             values[f.name] = self.value(hints[f.name], raw[json_name], sub, f.metadata)
         if len(self.problems) > before:
@@ -251,7 +277,7 @@ def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(tp) and tp is not Duration:
         out = openapi_schema(typing.cast(type, tp))
     elif get_origin(tp) is tuple:
-        out = {"type": "array", "items": _schema_of(get_args(tp)[0], {})}
+        out = {"type": "array", "items": _schema_of(get_args(tp)[0], meta.get("items") or {})}
         if meta.get("min_items"):
             out["minItems"] = meta["min_items"]
     elif meta.get("opaque"):
@@ -266,7 +292,8 @@ def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         out = {"type": "string", "enum": [m.value for m in tp]}
     else:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
-    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern")):
+    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern"),
+                      ("max_length", "maxLength")):
         if meta.get(key) is not None:
             out[name] = meta[key]
     if meta.get("doc"):

@@ -18,6 +18,9 @@ GROUP = "meshctl.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# Kubernetes' limits: a DNS label (namespace, most names) 63, a DNS subdomain 253.
+LABEL_MAX, SUBDOMAIN_MAX = 63, 253
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -158,15 +161,18 @@ class Strategy:
 class VirtualServiceRef:
     name: str = field("name", required=True, pattern=DNS_LABEL)
     routes: tuple[str, ...] = field(
-        "routes", default=(), doc="Named HTTP routes meshctl manages; empty: the only route."
+        "routes", default=(), items={"max_length": SUBDOMAIN_MAX},
+        doc="Named HTTP routes meshctl manages; empty: the only route."
     )
 
 
 @dataclass(frozen=True)
 class DestinationRuleRef:
     name: str = field("name", required=True, pattern=DNS_LABEL)
-    stable_subset: str = field("stableSubset", required=True)
-    canary_subset: str = field("canarySubset", required=True)
+    stable_subset: str = field("stableSubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
+    canary_subset: str = field("canarySubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
 
 
 @dataclass(frozen=True)
@@ -175,8 +181,10 @@ class IstioRouting:
 
     virtual_service: VirtualServiceRef = field("virtualService", required=True)
     destination_rule: DestinationRuleRef | None = field("destinationRule")
-    stable_service: str | None = field("stableService")
-    canary_service: str | None = field("canaryService")
+    stable_service: str | None = field("stableService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
+    canary_service: str | None = field("canaryService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
 
 
 @dataclass(frozen=True)
@@ -219,16 +227,25 @@ class MtlsMode(str, Enum):
 
 @dataclass(frozen=True)
 class Source:
-    namespace: str | None = field("namespace")
-    service_account: str | None = field("serviceAccount")
+    """A caller: a namespace, a service account (in the Rollout's namespace), or both."""
+
+    namespace: str | None = field("namespace", pattern=DNS_LABEL, max_length=LABEL_MAX)
+    service_account: str | None = field(
+        "serviceAccount", pattern=DNS_SUBDOMAIN, max_length=SUBDOMAIN_MAX
+    )
+
+    __schema_extra__ = {"minProperties": 1}
 
 
 @dataclass(frozen=True)
 class AllowRule:
-    from_: tuple[Source, ...] = field("from", default=())
+    from_: tuple[Source, ...] = field(
+        "from", required=True, min_items=1,
+        hint="name at least one caller; an empty list would allow any caller",
+    )
     methods: tuple[str, ...] = field("methods", default=())
     paths: tuple[str, ...] = field("paths", default=())
-    ports: tuple[int, ...] = field("ports", default=())
+    ports: tuple[int, ...] = field("ports", default=(), items={"minimum": 1, "maximum": 65535})
 
 
 @dataclass(frozen=True)
@@ -243,7 +260,7 @@ class LocalVersion:
     """A local endpoint: an address meshctl routes to, or a command meshctl starts."""
 
     address: str | None = field("address", pattern=r"^[^\s:]+:[0-9]{1,5}$")
-    command: tuple[str, ...] = field("command", default=())
+    command: tuple[str, ...] = field("command", default=(), items={"multiline": True})
 
 
 @dataclass(frozen=True)
@@ -279,8 +296,9 @@ class RolloutSpec:
 
 @dataclass(frozen=True)
 class Metadata:
-    name: str = field("name", required=True, pattern=DNS_LABEL)
-    namespace: str = field("namespace", default="default")
+    name: str = field("name", required=True, pattern=DNS_LABEL, max_length=LABEL_MAX)
+    namespace: str = field("namespace", default="default", pattern=DNS_LABEL,
+                           max_length=LABEL_MAX)
     generation: int = field("generation", default=0)
     annotations: dict[str, str] | None = field("annotations")
 
@@ -304,7 +322,7 @@ class Rollout:
 
 @dataclass(frozen=True)
 class PrometheusProvider:
-    query: str = field("query", required=True)
+    query: str = field("query", required=True, multiline=True)
     address: str | None = field("address", doc="Defaults to the controller's Prometheus.")
     timeout: Duration = field("timeout", default=Duration("10s"))
 

@@ -38,7 +38,6 @@ from meshctl.domain.policies import (
     diff,
     pod_labels,
     policy_plan,
-    security_problems,
     spec_hash,
     with_mutual_tls,
     without_mutual_tls,
@@ -354,18 +353,6 @@ def test_no_security_no_objects():
     rollout = load_document(doc)
     assert isinstance(rollout, Rollout)
     assert desired_policies(rollout) == DesiredPolicies("orders", "shop")
-
-
-@pytest.mark.parametrize("allow, path, fragment", [
-    ([{"from": []}], "spec.security.allow[0].from", "name at least one caller"),
-    ([{"from": [{}]}], "spec.security.allow[0].from[0]", "set namespace, serviceAccount"),
-    ([{"from": [{"namespace": "web"}], "ports": [70000]}], "spec.security.allow[0].ports",
-     "70000 is not a port"),
-])
-def test_security_that_cannot_become_a_policy_is_refused(allow, path, fragment):
-    problems = security_problems(rollout_from({"security": {"allow": allow}}))
-    assert [p.path for p in problems] == [path]
-    assert fragment in problems[0].message
 
 
 # --- the borrowed DestinationRule ----------------------------------------------------------
