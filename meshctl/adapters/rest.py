@@ -68,14 +68,14 @@ def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
 def endpoint_from_kubeconfig(path: str | Path | None, context: str | None) -> Endpoint | None:
     """The endpoint of ``context`` (default: the current one), or None when this client
     cannot use the kubeconfig (see the module docstring). Missing files raise OSError."""
-    import yaml
+    from meshctl.adapters.files import read_yaml
 
     if path is None:
         env = os.environ.get("KUBECONFIG", "")
         if os.pathsep in env.strip(os.pathsep):
             return None  # several files to merge: leave it to the full client
         path = env.strip(os.pathsep) or os.path.expanduser("~/.kube/config")
-    config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    config = read_yaml(str(path)) or {}
     base = Path(path).resolve().parent
     name = context or config.get("current-context")
 
@@ -152,12 +152,14 @@ class RestKube:
                 **options: Any) -> RestKube | None:
         """A client like :meth:`Kube.connect` picks (in-cluster in a pod when nothing is
         named), or None when only the full client can use the configuration."""
+        from meshctl.adapters.files import FileProblem
+
         try:
             in_pod = kubeconfig is None and context is None and not os.environ.get("KUBECONFIG")
             endpoint = endpoint_in_cluster() if in_pod else None
             endpoint = endpoint or endpoint_from_kubeconfig(kubeconfig, context)
             return None if endpoint is None else cls(endpoint, **options)
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except (OSError, ValueError, ssl.SSLError, FileProblem) as exc:
             raise PermanentError(f"cannot load the kubeconfig: {exc}") from exc
 
     @property

@@ -41,7 +41,7 @@ def test_lint_reports_one_line_per_problem_with_file_and_path(tmp_path):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("spec: [unclosed", "YAML syntax error: expected"),
+    ("spec: [unclosed", "-:2:1: YAML syntax error: "),
     ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "kind: must be Rollout or AnalysisTemplate"),
     ("- just\n- a list\n", "not a Rollout or AnalysisTemplate document"),
 ])
