@@ -8,7 +8,8 @@ Every YAML or JSON document meshctl reads from a file or standard input comes th
   a mark) is refused, not guessed;
 - nesting: at most :data:`MAX_DEPTH` levels (PyYAML's composer recurses);
 - aliases: the document with every alias expanded has at most :data:`MAX_NODES` nodes
-  (ten aliases of ten aliases of ... is a small file and a billion nodes).
+  (ten aliases of ten aliases of ... is a small file and a billion nodes), and no alias
+  points into its own anchor (a recursive value that no JSON can hold).
 
 The checks read PyYAML's event stream once (libyaml's parser where it is installed), so a
 hostile file is refused in well under a second and in bounded memory. A problem becomes a
@@ -133,6 +134,9 @@ def _check_costs(text: str, source: str) -> None:
         if isinstance(event, yaml.CollectionEndEvent):
             anchor, size = stack.pop()
         elif isinstance(event, yaml.AliasEvent):
+            if any(open_anchor == event.anchor for open_anchor, _ in stack):
+                raise FileProblem(f"{source}{_line(event)}: alias *{event.anchor} refers to "
+                                  "itself (a document cannot contain itself)")
             anchor, size = None, sizes.get(event.anchor or "", 1)
         elif isinstance(event, yaml.ScalarEvent):
             anchor, size = event.anchor, 1

@@ -22,10 +22,13 @@ from enum import Enum
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from meshctl.domain.durations import PATTERN as DURATION_PATTERN
-from meshctl.domain.durations import Duration, parse_duration
+from meshctl.domain.durations import Duration, format_duration, parse_duration
 from meshctl.domain.problems import Problem
 
 T = TypeVar("T")
+
+# Integers without their own bound are int32, as Kubernetes stores them.
+INT32_MAX = 2**31 - 1
 
 _MISSING: Any = dataclasses.MISSING
 
@@ -123,10 +126,15 @@ class _Reader:
                 self.fail(path, "must be a duration string like 30s, 5m or 1h30m")
                 return None
             try:
-                parse_duration(raw)
+                seconds = parse_duration(raw)
             except ValueError as exc:
                 self.fail(path, str(exc))
                 return None
+            least, pattern = meta.get("minimum"), meta.get("pattern")
+            if least is not None and seconds < least:
+                self.fail(path, f"{raw!r} is too short; use at least {format_duration(least)}")
+            elif pattern is not None and not re.search(pattern, raw):
+                self.fail(path, f"{raw!r} has a fraction; write whole units like 1m30s")
             return Duration(raw)
         if isinstance(tp, type) and issubclass(tp, Enum):
             allowed = [m.value for m in tp]
@@ -142,8 +150,11 @@ class _Reader:
             return None
         if meta.get("minimum") is not None and raw < meta["minimum"]:
             self.fail(path, f"{raw} is below {meta['minimum']}; use {meta['minimum']} or more")
-        if meta.get("maximum") is not None and raw > meta["maximum"]:
-            self.fail(path, f"{raw} is above {meta['maximum']}; use {meta['maximum']} or less")
+        most = meta.get("maximum")
+        if most is None and tp is int:
+            most = INT32_MAX
+        if most is not None and raw > most:
+            self.fail(path, f"{raw} is above {most}; use {most} or less")
         if isinstance(raw, str):
             self.text(raw, path, meta)
         return float(raw) if tp is float else raw
@@ -285,13 +296,16 @@ def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     elif get_origin(tp) is dict or tp is dict:
         out = {"type": "object", "additionalProperties": {"type": "string"}}
     elif tp is Duration:
-        out = {"type": "string", "pattern": DURATION_PATTERN}
+        out = {"type": "string", "pattern": meta.get("pattern") or DURATION_PATTERN}
+        meta = {k: v for k, v in meta.items() if k not in ("minimum", "pattern")}
     elif tp is datetime:
         out = {"type": "string", "format": "date-time"}
     elif isinstance(tp, type) and issubclass(tp, Enum):
         out = {"type": "string", "enum": [m.value for m in tp]}
     else:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
+        if tp is int and meta.get("maximum") is None:
+            out["maximum"] = INT32_MAX
     for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern"),
                       ("max_length", "maxLength")):
         if meta.get(key) is not None:

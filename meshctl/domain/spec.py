@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.durations import Duration
+from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
 
 GROUP = "meshctl.io"
@@ -121,7 +121,11 @@ class Step:
 
 @dataclass(frozen=True)
 class CanaryStrategy:
-    steps: tuple[Step, ...] = field("steps", default=())
+    steps: tuple[Step, ...] = field(
+        "steps", required=True, min_items=1,
+        hint="give at least one step, e.g. [{setWeight: 20}]; to switch all at once use "
+             "blueGreen with autoPromotionSeconds: 0",
+    )
     analysis: BackgroundAnalysis | None = field("analysis")
 
 
@@ -199,16 +203,19 @@ class TrafficRouting:
 class Slo:
     """The objectives every analysis step checks unless it names templates."""
 
-    latency_p95: Duration = field("latencyP95", default=Duration("50ms"))
+    latency_p95: Duration = field("latencyP95", default=Duration("50ms"), minimum=0.001)
     availability: str = field(
         "availability", default="99.99%", pattern=r"^[0-9]{1,3}(\.[0-9]+)?%$"
     )
-    window: Duration = field("window", default=Duration("1m"))
+    window: Duration = field(
+        "window", default=Duration("1m"), minimum=1, pattern=WHOLE_PATTERN,
+        doc="The rate window of every SLO query (a PromQL range: whole units).",
+    )
     min_requests: int = field(
         "minRequests", default=20, minimum=0,
         doc="Below this many requests in the window a measurement is no data.",
     )
-    interval: Duration = field("interval", default=Duration("10s"))
+    interval: Duration = field("interval", default=Duration("10s"), minimum=1)
     count: int = field("count", default=3, minimum=1)
     failure_limit: int = field("failureLimit", default=0, minimum=0)
     inconclusive_limit: int = field(
@@ -324,7 +331,7 @@ class Rollout:
 class PrometheusProvider:
     query: str = field("query", required=True, multiline=True)
     address: str | None = field("address", doc="Defaults to the controller's Prometheus.")
-    timeout: Duration = field("timeout", default=Duration("10s"))
+    timeout: Duration = field("timeout", default=Duration("10s"), minimum=0.001)
 
 
 @dataclass(frozen=True)
@@ -338,7 +345,7 @@ class MetricSpec:
     provider: Provider = field("provider", required=True)
     success_condition: str | None = field("successCondition", doc="e.g. result < 50")
     failure_condition: str | None = field("failureCondition", doc="e.g. result >= 0.05")
-    interval: Duration = field("interval", default=Duration("10s"))
+    interval: Duration = field("interval", default=Duration("10s"), minimum=1)
     count: int = field("count", default=1, minimum=1)
     failure_limit: int = field("failureLimit", default=0, minimum=0)
     inconclusive_limit: int = field("inconclusiveLimit", default=0, minimum=0)

@@ -87,6 +87,10 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
             local = getattr(spec.local, version)
             if (local.address is None) == (not local.command):
                 yield Problem(f"spec.local.{version}", "give exactly one of address or command")
+            port = int(local.address.rsplit(":", 1)[1]) if local.address else 1
+            if not 0 < port <= 65535:
+                yield Problem(f"spec.local.{version}.address",
+                              f"port {port} is out of range; use 1-65535")
 
 
 def _strategy_problems(spec: RolloutSpec) -> Iterator[Problem]:
