@@ -94,7 +94,8 @@ def plan(ctx: click.Context, files: tuple[str, ...], mesh: str) -> None:
 @click.option("--mesh", type=click.Choice(["local", "istio"]), default="local", show_default=True)
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
               show_default=True, help="Where the status of local runs is kept.")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option("--timeout", type=float, default=1800.0, show_default=True,
+              help="Give up after this many seconds (exit 3).")
 @click.option("--load", "load_rate", type=float, default=50.0, show_default=True,
               help="Local mesh: requests per second meshctl sends through Envoy so the SLO "
                    "gates have traffic to judge (0: none, bring your own).")

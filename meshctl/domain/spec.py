@@ -260,6 +260,10 @@ class Security:
     mtls: MtlsMode = field("mtls", default=MtlsMode.STRICT)
     allow: tuple[AllowRule, ...] = field("allow", default=())
     require_mutual_tls: bool = field("requireMutualTLS", default=True)
+    mtls_gate_opens_without_traffic: bool = field(
+        "mtlsGateOpensWithoutTraffic", default=False,
+        doc="Let a step advance when no canary request shows whether traffic is mutual TLS.",
+    )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from meshctl.adapters.errors import (
 )
 from meshctl.adapters.kube import Kube, Mutation, Object, Updated
 from meshctl.adapters.rest import RestKube
-from meshctl.domain.phases import Phase
+from meshctl.domain.phases import HUMAN_PAUSES, Phase
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.schedule import schedule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
@@ -48,8 +48,6 @@ from meshctl.ops.state import read_intents, state_paths, write_intent
 
 PLURAL = "rollouts"
 PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
-# Paused for one of these reasons, a rollout waits for a person: `--wait` exits 4.
-HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused")
 WATCH_CHUNK_SECONDS = 5  # one server-side watch lasts at most this; then it is renewed
 
 
