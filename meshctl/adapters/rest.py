@@ -38,7 +38,15 @@ from meshctl.adapters.errors import (
     Unavailable,
     from_http_status,
 )
-from meshctl.adapters.kube import APPLY_PATCH, FIELD_MANAGER, MERGE_PATCH, Mutation, Object, Updated
+from meshctl.adapters.kube import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    MERGE_PATCH,
+    Mutation,
+    Object,
+    Updated,
+    request_budget,
+)
 
 IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -138,6 +146,8 @@ class RestKube:
         self.endpoint = endpoint
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
+        # A time.monotonic() instant no request may outlast (a command's --timeout).
+        self.deadline: float | None = None
         self.max_attempts = max_attempts
         url = urllib.parse.urlsplit(endpoint.server)
         if url.scheme != "https" or not url.hostname:
@@ -205,8 +215,12 @@ class RestKube:
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str | None = None) -> Any:
         """One call; the decoded JSON answer, or the error tree's exception."""
+        timeout = request_budget(self.timeout_seconds, self.deadline)
         if self._connection is None:
-            self._connection = self._open(self.timeout_seconds)
+            self._connection = self._open(timeout)
+        self._connection.timeout = timeout
+        if self._connection.sock is not None:
+            self._connection.sock.settimeout(timeout)
         try:
             response = self._send(self._connection, method, path, body, content_type)
             raw = response.read()
@@ -261,7 +275,8 @@ class RestKube:
         path = self._path(group, version, namespace, plural, watch="true",
                           resourceVersion=resource_version, timeoutSeconds=timeout_seconds,
                           allowWatchBookmarks="false", fieldSelector=field_selector)
-        connection = self._open(timeout_seconds + self.timeout_seconds)
+        connection = self._open(request_budget(timeout_seconds + self.timeout_seconds,
+                                               self.deadline))
         try:
             response = self._send(connection, "GET", path, None, None)
             if response.status >= 400:

@@ -41,10 +41,10 @@ def _cluster(ctx: click.Context) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
     cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
     from meshctl.adapters.errors import AdapterError, Invalid, NotFound
-    from meshctl.adapters.kube import Kube
+    from meshctl.ops.rollouts import cli_kube
 
     try:
-        with Kube.connect(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
+        with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
             yield kube
     except Invalid as exc:
         _fail(ctx, exitcodes.INVALID, [f"rejected by the API server: {exc.message}"])
