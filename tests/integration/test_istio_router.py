@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from meshctl.adapters.cluster import IstioRouter
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
@@ -42,7 +43,7 @@ def seed(kube: Kube, ns: str, routes: list[str], subsets: list[dict[str, Any]] |
     doc["spec"]["trafficRouting"]["istio"]["virtualService"]["routes"] = routes
     value = load_document(doc)
     assert isinstance(value, Rollout)
-    return value, IstioRouter(kube, value)
+    return value, IstioRouter(kube, value, StoredWeights())
 
 
 @pytest.fixture
@@ -107,6 +108,7 @@ def test_the_canary_subset_leaves_once_no_route_uses_it(admin, namespace):
     router.apply(TrafficSplit(Weights.canary_at(20)))
     assert subsets(admin, namespace) == ["stable", "canary"]
     router.apply(TrafficSplit.stable_only())  # promoted (or aborted): 100% stable
+    router.drop_canary_subset()  # what the pass does once that is settled at the proxies
     assert subsets(admin, namespace) == ["stable"]
     router.apply(TrafficSplit(Weights.all_stable(), (BETA,)))  # a header route needs it again
     assert subsets(admin, namespace) == ["stable", "canary"]
@@ -118,6 +120,7 @@ def test_a_canary_subset_the_user_defined_is_kept(admin, namespace):
     _, router = seed(admin, namespace, ["api"], subsets=own)
     router.apply(TrafficSplit(Weights.canary_at(20)))
     router.apply(TrafficSplit.stable_only())
+    router.drop_canary_subset()
     assert subsets(admin, namespace) == ["stable", "canary"]
     router.restore()
     assert subsets(admin, namespace) == ["stable", "canary"]

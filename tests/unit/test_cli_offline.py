@@ -153,3 +153,14 @@ def test_an_allow_rule_without_callers_is_refused_by_every_entry_point(tmp_path,
     result = run(*command, str(path))
     assert result.exit_code == 2, result.output
     assert "spec.security.allow[0].from[0]: set namespace, serviceAccount or both" in result.stderr
+
+
+def test_the_controller_will_not_start_without_saying_where_weights_are_observed():
+    """No istiod and no explicit --trust-stored-weights: exit 2, one line naming both."""
+    result = run("controller", "run", "--prometheus-url", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "--istiod-debug-url is required" in result.output
+    assert "--trust-stored-weights" in result.output
+    both = run("controller", "run", "--prometheus-url", "http://127.0.0.1:9",
+               "--istiod-debug-url", "http://istiod:15014", "--trust-stored-weights")
+    assert both.exit_code == 2 and "exclude each other" in both.output
