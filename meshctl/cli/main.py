@@ -114,7 +114,7 @@ def plan(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]
               "'meshctl rollout start').")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
               show_default=True, help="Where the status of local runs is kept.")
-@timeout_option("Give up after this long; exit 3.")
+@timeout_option("Give up after this long; exit 3.", default="30m")
 @click.option("--load", "load_rate", type=float, default=50.0, show_default=True,
               help="Local mesh: requests per second meshctl sends through Envoy so the SLO "
                    "gates have traffic to judge (0: none, bring your own).")

@@ -40,10 +40,10 @@ def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
     cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
     from meshctl.adapters.errors import AdapterError, Invalid, NotFound
-    from meshctl.adapters.kube import Kube
+    from meshctl.ops.rollouts import cli_kube
 
     try:
-        with Kube.connect(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
+        with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
             yield kube
     except Invalid as exc:
         _fail(ctx, exitcodes.INVALID, [f"rejected by the API server: {exc.message}"])
@@ -55,7 +55,6 @@ def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
 
 
 def _rollouts(ctx: click.Context, *files: tuple[str, ...]) -> list[Rollout]:
-    from meshctl.domain.policies import security_problems
     from meshctl.ops.documents import load
 
     sources = expand_files(*files)
@@ -63,8 +62,6 @@ def _rollouts(ctx: click.Context, *files: tuple[str, ...]) -> list[Rollout]:
         _fail(ctx, exitcodes.INVALID, ["no files given"], "-f FILE (repeatable, or a directory)")
     loaded = load(sources)
     lines = [str(p) for p in loaded.problems]
-    for rollout in loaded.rollouts:
-        lines += [f"{rollout.namespace}/{rollout.name}: {p}" for p in security_problems(rollout)]
     if not lines and not loaded.rollouts:
         lines.append(f"no Rollout in {', '.join(sources)}")
     if lines:

@@ -263,7 +263,7 @@ def test_the_gate_reads_the_cluster(adapter, namespace, root):
     rollout = secured_rollout_in(namespace)
 
     assert gate(adapter, rollout, Value(1.0), root) == (True, "all canary traffic is mutual TLS")
-    assert gate(adapter, rollout, NoData(), root)[0] is True
+    assert gate(adapter, rollout, NoData(), root)[0] is False  # no traffic proves nothing
     assert gate(adapter, rollout, Value(0.5), root)[0] is False
 
     create(adapter, dr(namespace, "orders-edge", "orders", "SIMPLE"))
