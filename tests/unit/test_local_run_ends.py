@@ -41,4 +41,4 @@ def test_a_pause_for_a_person_ends_a_local_run(phase, reason, requeue, finished)
 
 def test_a_local_run_has_a_default_timeout():
     result = CliRunner().invoke(cli, ["rollout", "run", "--help"])
-    assert "--timeout" in result.output and "1800" in result.output
+    assert "--timeout" in result.output and "default: 30m" in result.output
