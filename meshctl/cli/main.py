@@ -121,8 +121,12 @@ def run(ctx: click.Context, files: tuple[str, ...], mesh: str, state_dir: str,
         ctx.exit(exitcodes.INVALID)
     rollout_ = loaded.rollouts[0]
     printer = ProgressPrinter()
+    _terminate_like_interrupt()
     try:
-        with local_mesh_for(rollout_, Path(state_dir), load_rate) as local_mesh:
+        with local_mesh_for(rollout_, Path(state_dir), load_rate,
+                            on_leftover=lambda what: click.echo(
+                                f"stopped what a killed earlier run left: {what}",
+                                err=True)) as local_mesh:
             driver = LocalRollout(rollout_, loaded.templates, local_mesh, Path(state_dir),
                                   on_event=printer.event)
             decision = driver.run(timeout=timeout, on_pass=printer)
@@ -140,18 +144,47 @@ def run(ctx: click.Context, files: tuple[str, ...], mesh: str, state_dir: str,
 @cli.command(help="Run a whole canary on this machine: real Envoy, real Prometheus, live "
              "load; a healthy version is promoted, a breaking one is rolled back.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(as_json: bool) -> None:
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
+              show_default=True, help="Where the demo records the processes it starts (so "
+              "a later demo stops what a killed one left).")
+@click.pass_context
+def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
     import json
+    from pathlib import Path
 
     from meshctl.cli.progress import ProgressPrinter, demo_summary
+    from meshctl.localmesh.procs import LocalMeshError
     from meshctl.ops.demo import run_demo
 
     printer = ProgressPrinter()
-    scenarios = run_demo(printer, printer.event, lambda text: click.echo(f"\n== {text}", err=True))
+    _terminate_like_interrupt()
+    try:
+        scenarios = run_demo(printer, printer.event,
+                             lambda text: click.echo(f"\n== {text}", err=True), Path(state_dir))
+    except LocalMeshError as exc:
+        click.echo(f"cannot run the demo: {exc}", err=True)
+        ctx.exit(exitcodes.UNREACHABLE)
     if as_json:
         click.echo(json.dumps({"scenarios": [s.to_json() for s in scenarios]}, indent=2))
     else:
         click.echo(demo_summary([s.to_json() for s in scenarios]))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: context managers unwind and stop what they started."""
+
+
+def _terminate_like_interrupt() -> None:
+    """For commands that start processes (``rollout run``, ``demo``): SIGTERM raises
+    :class:`Terminated` in the main thread; a second one during the clean-up is ignored so
+    the clean-up finishes."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 from meshctl.cli.controller import controller  # noqa: E402
@@ -176,7 +209,10 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exitcodes.INVALID)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, Terminated) as exc:  # click turns Ctrl-C into Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("terminated", err=True)
+            sys.exit(143)
         click.echo("interrupted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
