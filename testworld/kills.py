@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
 import signal
@@ -268,7 +269,11 @@ def _phases(rollouts: list[dict[str, Any]], findings: Findings) -> None:
     """Each saved phase follows from the one before by legal moves (one pass may make
     several: a pass that finds the abort's traffic already back on stable goes from
     Progressing through Aborting to Degraded and saves once)."""
-    phases = _deduped([(r.get("status") or {}).get("phase") for r in rollouts])
+    _phase_moves([(r.get("status") or {}).get("phase") for r in rollouts], findings)
+
+
+def _phase_moves(seen: list[str | None], findings: Findings) -> None:
+    phases = _deduped(seen)
     for before, after in itertools.pairwise(phases):
         if before and after and Phase(after) not in _reachable(Phase(before)):
             findings.inconsistent += 1
@@ -473,6 +478,106 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
                          list(range(len(LONG_STEPS) + 1)), "Healthy")
     kube.close()
     return run
+
+
+# --- the local mesh: ``meshctl rollout run --mesh local`` killed ------------------------
+
+LOCAL_FILE = "rollouts/local-demo.yaml"  # steps 10%, analysis, 50%, analysis, 100%
+LOCAL_WEIGHTS = [0, 10, 50, 100, 0]
+LOCAL_STEPS = list(range(6))
+LOCAL_FAILPOINTS = ("scaled", "traffic-written", "status-saved", "traffic-written",
+                    "promotion", "status-saved")
+
+
+class StatusFiles:
+    """Every status a local run saved (its file is replaced atomically), polled often."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.seen: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StatusFiles:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            for path in self.state_dir.glob("*.status.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    status = json.loads(path.read_text(encoding="utf-8"))
+                    if not self.seen or self.seen[-1] != status:
+                        self.seen.append(status)
+
+
+def local_run(state_dir: Path, log: Path, failpoints: str = "") -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MESHCTL_FAILPOINTS": failpoints}
+    with open(log, "ab") as out:
+        out.write(f"--- start failpoints={failpoints!r}\n".encode())
+        out.flush()
+        return subprocess.Popen([MESHCTL, "rollout", "run", "-f", LOCAL_FILE, "--state-dir",
+                                 str(state_dir), "--timeout", "600", "--load", "60"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def local_kill_run(state_dir: Path, log: Path, failpoints: Sequence[str] = (),
+                   kills: int = 0, seed_value: int = 0, timeout: float = 300) -> Run:
+    """A local canary: its process ended at each of ``failpoints`` in turn, then SIGKILLed
+    ``kills`` times after a random (seeded) 2-8 s of life; each time run again."""
+    rng = random.Random(seed_value)
+    run = Run(Findings())
+    with StatusFiles(state_dir) as statuses:
+        for point in failpoints:
+            process = local_run(state_dir, log, point)
+            try:
+                code = process.wait(90)
+            except subprocess.TimeoutExpired:
+                code = None
+            (run.fired if code == 137 else run.missed).append(point)
+            run.kills += code == 137
+            _sigkill(process)
+        for _ in range(kills):
+            process = local_run(state_dir, log)
+            time.sleep(rng.uniform(2.0, 8.0))
+            if process.poll() is not None:
+                break  # finished before the kill
+            _sigkill(process)
+            run.kills += 1
+        process = local_run(state_dir, log)
+        try:
+            code = process.wait(timeout)
+        finally:
+            _sigkill(process)
+        time.sleep(0.2)
+    findings = run.findings
+    if code != 0:
+        findings.inconsistent += 1
+        findings.notes.append(f"the last run exited {code}")
+    seen = statuses.seen
+    _align(_deduped([0, *((s.get("weights") or {}).get("canary", 0) for s in seen)]),
+           LOCAL_WEIGHTS, "weights", findings)
+    _align(_deduped([0, *(s.get("currentStep", 0) for s in seen)]), LOCAL_STEPS, "steps",
+           findings)
+    _phase_moves([s.get("phase") for s in seen], findings)
+    last = seen[-1] if seen else {}
+    if last.get("phase") != "Healthy" or (last.get("weights") or {}).get("canary") != 0:
+        findings.inconsistent += 1
+        findings.notes.append(f"ended {last.get('phase')} with weights {last.get('weights')}")
+    return run
+
+
+def _sigkill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run alone: its children stay, for the next run to stop."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
