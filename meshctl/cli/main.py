@@ -6,8 +6,10 @@ commands that need them, so ``meshctl --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -121,12 +123,12 @@ def run(ctx: click.Context, files: tuple[str, ...], mesh: str, state_dir: str,
         ctx.exit(exitcodes.INVALID)
     rollout_ = loaded.rollouts[0]
     printer = ProgressPrinter()
-    _terminate_like_interrupt()
     try:
-        with local_mesh_for(rollout_, Path(state_dir), load_rate,
-                            on_leftover=lambda what: click.echo(
-                                f"stopped what a killed earlier run left: {what}",
-                                err=True)) as local_mesh:
+        def leftover(what: str) -> None:
+            click.echo(f"stopped what a killed earlier run left: {what}", err=True)
+
+        with _terminate_like_interrupt(), \
+                local_mesh_for(rollout_, Path(state_dir), load_rate, leftover) as local_mesh:
             driver = LocalRollout(rollout_, loaded.templates, local_mesh, Path(state_dir),
                                   on_event=printer.event)
             decision = driver.run(timeout=timeout, on_pass=printer)
@@ -157,10 +159,11 @@ def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
     from meshctl.ops.demo import run_demo
 
     printer = ProgressPrinter()
-    _terminate_like_interrupt()
     try:
-        scenarios = run_demo(printer, printer.event,
-                             lambda text: click.echo(f"\n== {text}", err=True), Path(state_dir))
+        with _terminate_like_interrupt():
+            scenarios = run_demo(printer, printer.event,
+                                 lambda text: click.echo(f"\n== {text}", err=True),
+                                 Path(state_dir))
     except LocalMeshError as exc:
         click.echo(f"cannot run the demo: {exc}", err=True)
         ctx.exit(exitcodes.UNREACHABLE)
@@ -174,17 +177,22 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: context managers unwind and stop what they started."""
 
 
-def _terminate_like_interrupt() -> None:
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
     """For commands that start processes (``rollout run``, ``demo``): SIGTERM raises
     :class:`Terminated` in the main thread; a second one during the clean-up is ignored so
-    the clean-up finishes."""
+    the clean-up finishes. The previous handler is put back after."""
     import signal
 
     def terminate(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated
 
-    signal.signal(signal.SIGTERM, terminate)
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 from meshctl.cli.controller import controller  # noqa: E402
