@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,14 @@ class ControllerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, signal.SIGKILL)
             self._popen.wait(10)
+
+
+@contextlib.contextmanager
+def _killed_at_exit(process: ControllerProcess) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        process.kill()
 
 
 class Readiness:
@@ -151,9 +159,13 @@ class History:
             thread.join(timeout=5)
         self.kube.close()
 
+    def _list(self, group: str, version: str, plural: str) -> tuple[list[dict[str, Any]], int]:
+        items, rv = self.kube.list_all(group, version, plural)
+        mine = [i for i in items if i["metadata"].get("namespace") == self.namespace]
+        return mine, int(rv)
+
     def _watch(self, group: str, version: str, plural: str) -> None:
-        items = self.kube.list(group, version, self.namespace, plural)
-        rv = max((int(i["metadata"]["resourceVersion"]) for i in items), default=1)
+        items, rv = self._list(group, version, plural)
         with self._lock:
             for item in items:
                 self.initial[(plural, item["metadata"]["name"])] = item
@@ -162,14 +174,23 @@ class History:
                 for _, obj in self.kube.watch(group, version, plural, str(rv), timeout_seconds=2,
                                               namespace=self.namespace):
                     rv = int(obj["metadata"]["resourceVersion"])
-                    with self._lock:
-                        self.changes.append(Change(rv, plural, obj["metadata"]["name"], obj))
+                    self._add(plural, obj)
                     if self._stop.is_set():
                         return
-            except NotFound:
-                return  # 410: the history has a hole; judge() would notice nothing, so stop
+            except NotFound:  # 410 (a restarted API server): list again; each object as it
+                with contextlib.suppress(AdapterError):  # is now counts as one change
+                    items, rv = self._list(group, version, plural)
+                    for item in items:
+                        self._add(plural, item)
             except AdapterError:
                 self._stop.wait(0.2)
+
+    def _add(self, plural: str, obj: dict[str, Any]) -> None:
+        change = Change(int(obj["metadata"]["resourceVersion"]), plural,
+                        obj["metadata"]["name"], obj)
+        with self._lock:
+            if change not in self.changes:
+                self.changes.append(change)
 
     def ordered(self) -> list[Change]:
         with self._lock:
@@ -416,14 +437,16 @@ class Run:
 
 
 def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
-                  failpoints: Sequence[str], rollback: bool, timeout: float = 120) -> Run:
+                  failpoints: Sequence[str], rollback: bool, timeout: float = 120,
+                  stop_at_miss: bool = False) -> Run:
     """A canary (or, with ``rollback``, a canary whose analysis fails) during which the
-    controller process is killed at each failpoint in turn and started again."""
+    controller process is killed at each failpoint in turn and started again (with
+    ``stop_at_miss``, arming ends at the first failpoint not reached within 40 s)."""
     steps = ROLLBACK_STEPS if rollback else CANARY_STEPS
     kube = seed(world, ns, steps)
     process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
     run = Run(Findings())
-    with Readiness(world, ns, ("web", "web-canary")):
+    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
@@ -435,6 +458,8 @@ def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
                 if process.wait_exit(timeout=40) is None:  # never reached: the run moved on
                     process.kill()
                     run.missed.append(point)
+                    if stop_at_miss:
+                        break
                 else:
                     run.fired.append(point)
                     run.kills += 1
@@ -459,7 +484,7 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
     kube = seed(world, ns, LONG_STEPS)
     process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
     run = Run(Findings())
-    with Readiness(world, ns, ("web", "web-canary")):
+    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
