@@ -7,12 +7,14 @@ Against the test world's real kube-apiserver and a real Prometheus, with
   during which the controller is killed at that failpoint every time it is reached, up to
   ``--per-failpoint`` times, and started again;
 - random kills: one canary with ``--random-kills`` seeded SIGKILLs;
+- faults: kube-apiserver restarted mid-canary; Prometheus stopped, or hung (SIGSTOP:
+  slower than any query timeout), during analysis;
 - the local mesh: ``meshctl rollout run --mesh local`` ended at each failpoint in turn and
   SIGKILLed at random.
 
 Each row counts steps repeated, steps skipped, unsafe states (weight on a canary with no
 ready pods, or the canary scaled to 0 under weight) and inconsistent end states. Writes the
-section "Crash safety: kills" of bench/RESULTS.md (through bench/results.py).
+section "Crash safety: kills and faults" of bench/RESULTS.md (through bench/results.py).
 
     python -m bench.kills [--per-failpoint 3] [--random-kills 20] [--seed 12]
 """
@@ -31,10 +33,18 @@ from bench.results import machine, write_section
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from meshctl.ops.failpoints import NAMES
 from testworld.istio_exporter import IstioExporter
-from testworld.kills import LOCAL_FAILPOINTS, Run, failpoint_run, local_kill_run, random_kill_run
+from testworld.kills import (
+    LOCAL_FAILPOINTS,
+    Run,
+    apiserver_restart_run,
+    failpoint_run,
+    local_kill_run,
+    prometheus_fault_run,
+    random_kill_run,
+)
 from testworld.kube import KubeWorld
 
-HEADING = "## Crash safety: kills"
+HEADING = "## Crash safety: kills and faults"
 NOT_IN = {"canary": {"abort"}, "rollback": {"promotion"}}  # never reached in that scenario
 
 
@@ -85,6 +95,26 @@ def main() -> None:
             timed(f"controller, canary, {args.random_kills} random SIGKILLs (seed {args.seed})",
                   lambda: random_kill_run(world, ns, prometheus.url, work, args.seed,
                                           args.random_kills))
+            ns = world.create_namespace("faults-apiserver")
+            exporter.set(ns, "web", "web", rps=40, error_rate=0.0, latency_ms=5)
+            exporter.set(ns, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
+            timed("fault: kube-apiserver SIGKILLed mid-canary, back 3 s later (same etcd)",
+                  lambda: apiserver_restart_run(world, ns, prometheus.url, work))
+            for fault in ("stopped", "hung"):
+                ns = world.create_namespace(f"faults-prometheus-{fault}")
+                exporter.set(ns, "web", "web", rps=40, error_rate=0.0, latency_ms=5)
+                exporter.set(ns, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
+                own = Prometheus([ScrapeTarget("istio", exporter.address)],
+                                 workdir=work / f"p-{fault}")
+                own.start()
+                try:
+                    timed(f"fault: Prometheus {fault} during analysis (pause, resume when back)",
+                          lambda own=own, fault=fault, ns=ns: prometheus_fault_run(
+                              world, ns, own, lambda port, fault=fault: Prometheus(
+                                  [ScrapeTarget("istio", exporter.address)],
+                                  workdir=work / f"p-{fault}-2", port=port), work, fault))
+                finally:
+                    own.stop()
         finally:
             prometheus.stop()
     timed(f"`rollout run --mesh local`, each failpoint in turn + {args.local_kills} random "

@@ -36,6 +36,7 @@ from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube
 from meshctl.domain.phases import TRANSITIONS, Phase
 from meshctl.domain.spec import GROUP, VERSION
+from meshctl.localmesh.prometheus import Prometheus
 from testworld.kube import KubeWorld
 
 MESHCTL = str(Path(sys.executable).with_name("meshctl"))
@@ -342,10 +343,11 @@ def _end_state(history: History, rollouts: list[dict[str, Any]], end_phase: str,
 CANARY_STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"setWeight": 40}, {"analysis": {}},
                                       {"setWeight": 60}, {"setWeight": 80}]
 ROLLBACK_STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 60}]
-LONG_STEPS: list[dict[str, Any]] = [
-    {"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 20}, {"analysis": {}},
-    {"setWeight": 40}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
-    {"pause": {"duration": "2s"}}, {"setWeight": 80}, {"pause": {"duration": "2s"}}]
+LONG_STEPS: list[dict[str, Any]] = [  # long enough for 20 kills 0.3-2.5 s apart
+    {"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 20}, {"analysis": {}},
+    {"setWeight": 40}, {"pause": {"duration": "5s"}}, {"setWeight": 60},
+    {"pause": {"duration": "5s"}}, {"setWeight": 80}, {"pause": {"duration": "5s"}}]
+FAULT_STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 60}]
 # the order the failpoints are armed in, one process each
 CANARY_FAILPOINTS = ("policy-written", "scaled", "traffic-written", "status-saved",
                      "traffic-written", "status-saved", "promotion", "scaled")
@@ -503,6 +505,91 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
                          list(range(len(LONG_STEPS) + 1)), "Healthy")
     kube.close()
     return run
+
+
+# --- faults: servers restarted, stopped or hung under a running canary --------------------
+
+
+def status_of(kube: Kube, ns: str) -> dict[str, Any]:
+    return kube.get(GROUP, VERSION, ns, "rollouts", "web").get("status") or {}
+
+
+def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
+                          log_dir: Path) -> Run:
+    """A canary during which kube-apiserver is SIGKILLed and started again 3 s later (same
+    port, same etcd); the controller process lives on."""
+    kube = seed(world, ns, CANARY_STEPS)
+    process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
+    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+        process.start()
+        wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
+        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        with History(world, ns) as history:
+            start_canary(kube, ns)
+            wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60, "step 1")
+            world.restart_apiserver(down_seconds=3)
+            wait_for(lambda: promoted(kube, ns), 150, "promotion")
+        alive = process.alive
+    run = Run(judge(history, events_of(kube, ns, before), weights_of(CANARY_STEPS),
+                    list(range(len(CANARY_STEPS) + 1)), "Healthy"))
+    if not alive:
+        run.findings.inconsistent += 1
+        run.findings.notes.append("the controller process died with the API server")
+    kube.close()
+    return run
+
+
+def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus,
+                         replacement: Callable[[int], Prometheus], log_dir: Path,
+                         fault: str) -> Run:
+    """A canary whose Prometheus is ``stopped`` (then a new one on its port, from
+    ``replacement(port)``) or ``hung`` (SIGSTOP: it accepts connections and never answers,
+    then SIGCONT) during the analysis step. It must pause (InconclusiveAnalysis) without
+    promoting or aborting, and promote after ``resume`` once Prometheus is back."""
+    kube = seed(world, ns, FAULT_STEPS)
+    process = ControllerProcess(world, ns, prometheus.url, log_dir / f"controller-{ns}.log")
+    port = int(prometheus.url.rsplit(":", 1)[1])
+    started: list[Prometheus] = []
+    findings = Findings()
+    try:
+        with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+            process.start()
+            wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
+            with History(world, ns) as history:
+                start_canary(kube, ns)
+                wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60,
+                         "the analysis step")
+                pid = prometheus.process.pid
+                assert pid is not None
+                if fault == "stopped":
+                    prometheus.stop()
+                else:
+                    os.kill(pid, signal.SIGSTOP)
+                wait_for(lambda: status_of(kube, ns).get("pauseReason")
+                         == "InconclusiveAnalysis", 120, "the pause")
+                if "did not answer" not in status_of(kube, ns).get("message", ""):
+                    findings.inconsistent += 1
+                    findings.notes.append(f"pause message: {status_of(kube, ns).get('message')}")
+                if fault == "stopped":
+                    started.append(replacement(port))
+                    started[-1].start()
+                else:
+                    os.kill(pid, signal.SIGCONT)
+                kube.merge_patch(GROUP, VERSION, ns, "rollouts", "web", {"metadata": {
+                    "annotations": {"meshctl.io/intent-resume": f"prometheus-{fault}-back"}}})
+                wait_for(lambda: promoted(kube, ns), 120, "promotion")
+    finally:
+        for server in started:
+            server.stop()
+    phases = [(c.obj.get("status") or {}).get("phase") for c in history.ordered()
+              if c.plural == "rollouts"]
+    before_pause = phases[:phases.index("Paused")] if "Paused" in phases else phases
+    if "Promoting" in before_pause or "Aborting" in phases:
+        findings.unsafe += 1
+        findings.notes.append(f"promoted or aborted on measurements not taken: {phases}")
+    findings.add(judge(history, [], weights_of(FAULT_STEPS), [0, 1, 2, 3], "Healthy"))
+    kube.close()
+    return Run(findings)
 
 
 # --- the local mesh: ``meshctl rollout run --mesh local`` killed ------------------------
