@@ -220,12 +220,12 @@ def main() -> None:
     except (click.exceptions.Abort, Terminated) as exc:  # click turns Ctrl-C into Abort
         if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
             click.echo("terminated", err=True)
-            sys.exit(143)
+            sys.exit(exitcodes.TERMINATED)
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except Exception as exc:  # a bug: one line, the traceback only on request
         if os.environ.get("MESHCTL_DEBUG"):
             raise
