@@ -12,8 +12,6 @@ Needs the test world (`make testenv`).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import machine, write_section  # noqa: E402
 from testworld.kube import KubeWorld  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## CLI start-up"
 TARGETS_MS = {"meshctl --help": 150.0, "meshctl rollout status web": 400.0}
 
@@ -73,18 +71,6 @@ def measure(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]
     return samples
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs (nproc), {cpu}; Python {platform.python_version()}; "
-            f"{platform.system()} {platform.release()}")
-
-
 def table(samples: dict[str, list[float]]) -> str:
     base = statistics.median(samples["python -c pass"])
     lines = ["| command | median | min | max | ratio to `python -c pass` | target | met |",
@@ -98,18 +84,6 @@ def table(samples: dict[str, list[float]]) -> str:
             f"{f'{target:.0f} ms' if target else '-'} | "
             f"{('yes' if median * 1000 < target else 'no') if target else '-'} |")
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else \
-        "# Benchmark results\n\nEach section is written by its script in bench/.\n"
-    start = current.find(SECTION)
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + (current[end + 1:] if end >= 0 else "")
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -138,7 +112,7 @@ def main() -> None:
             f"Machine: {machine()}.\n\n{result}\n")
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,38 @@
-"""Controller scale: N Rollouts on one controller against the real API server.
+"""Controller scale: N Rollouts on one controller against the real API server, with real
+Pods: the test world's cluster tier (kube-controller-manager, kube-scheduler and kubemark
+hollow nodes) runs every Deployment, one replica each.
 
-Measures, in one run: time until every Rollout is adopted (Healthy), reconcile time
-percentiles (from the controller's own histogram, upper bucket bounds), the controller's
-resident memory, and the writes an idle controller makes per Rollout over two resyncs
-(target: 0). Then starts a canary on 50 of them and measures reconcile time under load.
+Measures, in one run: the cluster tier's bring-up and each hollow node's memory; time until
+every Deployment is available; time until every Rollout is adopted (Healthy; adoption
+labels the stable template, so each Deployment rolls its Pod); reconcile time percentiles
+(from the controller's own histogram, upper bucket bounds); the controller's resident
+memory; and the writes an idle controller makes per Rollout over two resyncs (target: 0).
+Then starts a canary on 50 of them and measures how long until they reach their first pause.
 
-    python -m bench.controller_scale [--rollouts 1000] [--workers 4]
+    python -m bench.controller_scale [--rollouts 1000] [--workers 2] [--nodes 6] [--no-write]
+
+Writes bench/RESULTS.md, section "Controller scale" (other sections are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.results import machine, write_section
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
+from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
+
+SECTION = "## Controller scale"
 
 
 def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
@@ -51,16 +61,30 @@ def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
     ]
 
 
-def kubelet(world: KubeWorld, ns: str, stop: Any) -> None:
-    """Marks Deployments ready whose status lags their spec (there is no real kubelet)."""
-    admin = Kube.from_kubeconfig(world.kubeconfig_path)
-    while not stop.is_set():
-        for item in admin.list("apps", "v1", ns, "deployments"):
-            status = item.get("status") or {}
-            if status.get("readyReplicas", 0) != item["spec"].get("replicas", 1) or \
-                    status.get("observedGeneration") != item["metadata"]["generation"]:
-                world.mark_deployment_ready(ns, item["metadata"]["name"])
-        stop.wait(1.0)
+def available(kube: Kube, ns: str) -> int:
+    """Deployments whose controller reports their current spec available."""
+    count = 0
+    for item in kube.list("apps", "v1", ns, "deployments"):
+        status = item.get("status") or {}
+        if status.get("observedGeneration") == item["metadata"]["generation"] and \
+                status.get("availableReplicas", 0) == status.get("updatedReplicas", -1) == \
+                item["spec"].get("replicas", 1):
+            count += 1
+    return count
+
+
+def running_pods(world: KubeWorld, ns: str) -> int:
+    pods = world.request("GET", f"/api/v1/namespaces/{ns}/pods", timeout=120)["items"]
+    return sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
+
+
+def wait_until(what: str, done: Any, timeout: float) -> float:
+    began = time.monotonic()
+    while not done():
+        if time.monotonic() - began > timeout:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1.0)
+    return round(time.monotonic() - began, 1)
 
 
 def percentiles(text: str, name: str) -> dict[str, float]:
@@ -81,7 +105,7 @@ def percentiles(text: str, name: str) -> dict[str, float]:
 
 def resource_versions(kube: Kube, ns: str) -> dict[str, str]:
     """What identifies a write by the controller: resourceVersion of its objects, and the
-    generation of Deployments (the bench's stand-in kubelet writes their status)."""
+    generation of Deployments (their status is the Deployment controller's to write)."""
     out = {}
     for group, version, plural in ((GROUP, VERSION, "rollouts"),
                                    ("networking.istio.io", "v1", "virtualservices"),
@@ -105,38 +129,39 @@ def phases(kube: Kube, ns: str) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rollouts", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resync", type=float, default=15.0)
+    parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--no-write", action="store_true", help="leave bench/RESULTS.md")
     args = parser.parse_args()
     n = args.rollouts
-    result: dict[str, Any] = {"rollouts": n, "workers": args.workers}
-    with KubeWorld() as world:
+    result: dict[str, Any] = {"rollouts": n, "workers": args.workers, "nodes": args.nodes}
+    with KubeWorld() as world, ClusterTier(world, nodes=args.nodes) as tier:
+        result["cluster_tier_up_seconds"] = round(tier.startup_seconds, 1)
+        result["idle_node_rss_mb"] = node_rss(tier)
         ns = world.create_namespace("scale")
         admin = Kube.from_kubeconfig(world.kubeconfig_path)
         began = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         result["create_seconds"] = round(time.monotonic() - began, 1)
-        stop = multiprocessing.get_context("fork").Event()
-        # the stand-in kubelet runs in a process of its own (forked before the controller
-        # starts any thread), so it does not share the controller's interpreter lock
-        ready = multiprocessing.get_context("fork").Process(
-            target=kubelet, args=(world, ns, stop), daemon=True)
-        ready.start()
+        result["deployments_available_seconds"] = result["create_seconds"] + wait_until(
+            "every Deployment available", lambda: available(admin, ns) >= n, 1800)
+        wait_until("every Pod Running", lambda: running_pods(world, ns) >= n, 300)
+        result["pods_running"] = running_pods(world, ns)  # Ready comes a moment before Running
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         controller = Kube.from_kubeconfig(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
-        manager = Manager(controller, prometheus_url="http://127.0.0.1:9", identity="bench",
+        manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
+                          data_plane=StoredWeights(), identity="bench",
                           namespace=ns, workers=args.workers, resync_seconds=args.resync,
                           renew_seconds=2.0).start()
-        began = time.monotonic()
-        while phases(admin, ns).get("Healthy", 0) < n:
-            time.sleep(1.0)
-            if time.monotonic() - began > 1800:
-                raise SystemExit(f"not all adopted: {phases(admin, ns)}")
-        result["adopt_all_seconds"] = round(time.monotonic() - began, 1)
+        result["adopt_all_seconds"] = wait_until(
+            "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 1800)
         result["reconcile_adoption"] = percentiles(manager.metrics.exposition().decode(),
                                                    "meshctl_reconcile_duration_seconds")
+        result["rolled_pods_available_seconds"] = result["adopt_all_seconds"] + wait_until(
+            "every adopted Deployment available", lambda: available(admin, ns) >= n, 1800)
         time.sleep(3)  # let the last status writes and events settle
         before = resource_versions(admin, ns)
         idle = 2 * args.resync + 2
@@ -150,26 +175,85 @@ def main() -> None:
         reconciles_before = percentiles(manager.metrics.exposition().decode(),
                                         "meshctl_reconcile_duration_seconds")["count"]
         result["idle_reconciles"] = reconciles_before - result["reconcile_adoption"]["count"]
-        # a canary on 50 of them
-        for i in range(min(50, n)):
+        # a canary on 50 of them: each gets a canary Deployment whose Pod must become ready
+        canaries = min(50, n)
+        for i in range(canaries):
             admin.merge_patch(GROUP, VERSION, ns, "rollouts", f"svc-{i}", {"spec": {"template": {
                 "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
-        began = time.monotonic()
-        while phases(admin, ns).get("Paused", 0) < min(50, n):
-            time.sleep(1.0)
-            if time.monotonic() - began > 600:
-                break
-        result["canary_50_to_first_pause_seconds"] = round(time.monotonic() - began, 1)
+        result["canary_50_to_first_pause_seconds"] = wait_until(
+            "the canaries' first pause", lambda: phases(admin, ns).get("Paused", 0) >= canaries,
+            900)
         result["reconcile_all"] = percentiles(manager.metrics.exposition().decode(),
                                               "meshctl_reconcile_duration_seconds")
+        result["pods_running_at_end"] = running_pods(world, ns)
+        result["loaded_node_rss_mb"] = node_rss(tier)
+        result["tier_rss_mb"] = {k: round(v) for k, v in tier.rss_mib().items()
+                                 if not k.startswith("hollow-node")}
         # ru_maxrss is KiB on Linux: the peak of this process (controller + the bench's lists)
         result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
         manager.stop()
-        stop.set()
-        ready.join(timeout=10)
     json.dump(result, sys.stdout, indent=2)
     print()
+    if not args.no_write:
+        write_section(SECTION, report(result))
+
+
+def node_rss(tier: ClusterTier) -> list[float]:
+    """Resident memory of each hollow node, MiB."""
+    return sorted(round(v) for k, v in tier.rss_mib().items() if k.startswith("hollow-node"))
+
+
+def report(r: dict[str, Any]) -> str:
+    def pcts(key: str) -> str:
+        p = r[key]
+        return f"{p['p50'] * 1000:.0f} ms / {p['p90'] * 1000:.0f} ms / {p['p99'] * 1000:.0f} ms"
+
+    n, nodes = r["rollouts"], r["nodes"]
+    p99_ms = r["reconcile_all"]["p99"] * 1000
+    idle_rss, loaded_rss = r["idle_node_rss_mb"], r["loaded_node_rss_mb"]
+    return (
+        f"{SECTION}\n\n"
+        f"`python -m bench.controller_scale --rollouts {n} --workers {r['workers']} "
+        f"--nodes {nodes}` against the test world: real kube-apiserver v1.34.4 and etcd, and "
+        f"its cluster tier (kube-controller-manager, kube-scheduler and {nodes} kubemark "
+        "hollow nodes: the Deployment controller makes every Pod, the scheduler places it "
+        "and a hollow kubelet runs it). Everything, the benchmark and the controller "
+        "included, shares the same cores. The controller runs in the benchmark process as "
+        "the `meshctl-controller` ServiceAccount, reading from its watch caches, resync "
+        f"(from the cache) every 15 s. Each service's Deployment has one replica: "
+        f"{r['pods_running']:,} Pods running before adoption, {r['pods_running_at_end']:,} at "
+        "the end (with the 50 canaries). Reconcile times are the controller's own histogram "
+        "(upper bucket bounds).\n\n"
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}.\n\n"
+        f"| measure | {n:,} Rollouts | target |\n| --- | ---: | --- |\n"
+        f"| cluster tier up (controller-manager, scheduler, {nodes} nodes Ready) | "
+        f"{r['cluster_tier_up_seconds']} s | |\n"
+        f"| create {n:,} services (Deployment, VirtualService, DestinationRule, Rollout) | "
+        f"{r['create_seconds']} s | |\n"
+        f"| ... every Deployment available (its Pod Running and Ready) | "
+        f"{r['deployments_available_seconds']} s | |\n"
+        f"| all {n:,} adopted (Healthy) | {r['adopt_all_seconds']} s | |\n"
+        f"| ... every adopted Deployment's rolled Pod available again | "
+        f"{r['rolled_pods_available_seconds']} s | |\n"
+        f"| reconcile p50 / p90 / p99, all passes ({r['reconcile_all']['count']:,.0f}) | "
+        f"{pcts('reconcile_all')} | p99 under 100 ms: "
+        f"{'met' if p99_ms < 100 else '**not met**'} |\n"
+        f"| reconcile p50 / p90 / p99 during adoption | {pcts('reconcile_adoption')} | |\n"
+        f"| writes per idle Rollout over {r['idle_seconds']:.0f} s (two resyncs, "
+        f"{r['idle_reconciles']:,.0f} passes) | {r['idle_writes_per_rollout']:g} | 0: "
+        f"{'met' if r['idle_writes'] == 0 else '**not met**'} |\n"
+        f"| peak resident memory of the controller's process (with the benchmark's lists) | "
+        f"{r['max_rss_mb']:.0f} MB ({r['rss_before_controller_mb']:.0f} MB before the "
+        f"controller started) | under 300 MB: {'met' if r['max_rss_mb'] < 300 else '**not met**'} |\n"
+        f"| 50 canaries started at once, to their first pause (canary Pods ready) | "
+        f"{r['canary_50_to_first_pause_seconds']} s | |\n"
+        f"| each hollow node's resident memory, idle / at the end | "
+        f"{min(idle_rss)}-{max(idle_rss)} MB / {min(loaded_rss)}-{max(loaded_rss)} MB | |\n"
+        f"| kube-controller-manager / kube-scheduler resident memory at the end | "
+        f"{r['tier_rss_mb']['kube-controller-manager']} MB / "
+        f"{r['tier_rss_mb']['kube-scheduler']} MB | |\n"
+    )
 
 
 if __name__ == "__main__":

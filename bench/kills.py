@@ -1,6 +1,7 @@
 """Crash safety in numbers: kills and faults, and what they broke (goal: nothing).
 
-Against the test world's real kube-apiserver and a real Prometheus, with
+Against the test world's real kube-apiserver with its cluster tier (Deployment controller,
+scheduler, hollow nodes: real Pods and readiness) and a real Prometheus, with
 ``meshctl controller run`` as its own process (testworld/kills.py):
 
 - failpoints x kills: for each failpoint, a canary (and a failing canary, rolled back)
@@ -32,6 +33,7 @@ from pathlib import Path
 from bench.results import machine, write_section
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from meshctl.ops.failpoints import NAMES
+from testworld.cluster import ClusterTier
 from testworld.istio_exporter import IstioExporter
 from testworld.kills import (
     LOCAL_FAILPOINTS,
@@ -73,7 +75,7 @@ def main() -> None:
         rows.append(row(scenario, run, time.monotonic() - began))
         print(rows[-1], file=sys.stderr, flush=True)
 
-    with KubeWorld() as world, IstioExporter() as exporter:
+    with KubeWorld() as world, ClusterTier(world, nodes=2), IstioExporter() as exporter:
         prometheus = Prometheus([ScrapeTarget("istio", exporter.address)], workdir=work)
         prometheus.start()
         try:

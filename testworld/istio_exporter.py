@@ -1,10 +1,17 @@
-"""A stand-in for Istio's sidecars as Prometheus sees them: an HTTP endpoint serving
-``istio_requests_total`` and ``istio_request_duration_milliseconds_bucket`` with the labels
-Istio uses (``reporter="destination"``, ``destination_workload`` ...), advancing as time
-passes at the rate, error share and latency set per workload (changeable while it runs).
+"""A stand-in for Istio's sidecars as Prometheus sees them, in the shape a real istio-proxy
+reports: ``istio_requests_total`` and ``istio_request_duration_milliseconds`` for each
+request twice, once by the caller's proxy (``reporter="source"``) and once by the
+workload's (``reporter="destination"``), with Istio's standard labels (``response_flags``,
+``connection_security_policy`` -- ``unknown`` at the source, as Istio reports it there --,
+``destination_service_name``, ``destination_workload`` ...), Istio's default latency
+buckets, and latencies spread around the set value rather than one value. The counters
+advance as time passes at the rate, error share and latency set per workload (changeable
+while it runs).
 
-The real Prometheus scrapes it, so meshctl's Istio queries run unchanged against real
-series: this replaces the sidecars, not Prometheus.
+Only for tests that say so: SLO gates over real data run on the proxies' own Envoy stats
+(testworld/istio.py). This exporter serves tests of Istio's standard metrics, which need
+sidecars with Istio's telemetry filters (upstream Envoy has none). The real Prometheus
+scrapes it, so meshctl's Istio queries run unchanged against real series.
 """
 
 from __future__ import annotations
@@ -14,7 +21,14 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+# Istio's default buckets for istio_request_duration_milliseconds
+BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+           300000, 600000, 1800000, 3600000)
+# How latencies spread around the set value: (share of requests, factor); the mean is ~1x
+# and the 95th percentile between 1.2x and 2x.
+SPREAD = ((0.1, 0.5), (0.3, 0.8), (0.3, 1.0), (0.2, 1.2), (0.1, 2.0))
+SOURCE = "istio-ingressgateway"  # the caller every request comes from
+SOURCE_NAMESPACE = "istio-system"
 
 
 @dataclass
@@ -27,8 +41,8 @@ class Behaviour:
 
 @dataclass
 class _Counters:
-    requests: dict[tuple[str, str], float] = field(default_factory=dict)  # (code, policy)
-    buckets: dict[int, float] = field(default_factory=lambda: {b: 0.0 for b in BUCKETS})
+    requests: dict[str, float] = field(default_factory=dict)  # by response code
+    buckets: dict[float, float] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0.0))
     count: float = 0.0
     total_ms: float = 0.0
 
@@ -89,14 +103,14 @@ class IstioExporter:
         for key, b in self._behaviour.items():
             c = self._counters[key]
             n = b.rps * elapsed
-            policy = "mutual_tls" if b.mtls else "none"
             for code, share in (("200", 1 - b.error_rate), ("503", b.error_rate)):
-                c.requests[(code, policy)] = c.requests.get((code, policy), 0.0) + n * share
+                c.requests[code] = c.requests.get(code, 0.0) + n * share
             c.count += n
             c.total_ms += n * b.latency_ms
-            for bound in BUCKETS:
-                if b.latency_ms <= bound:
-                    c.buckets[bound] += n
+            for share, factor in SPREAD:
+                for bound in BUCKETS:
+                    if b.latency_ms * factor <= bound:
+                        c.buckets[bound] += n * share
 
     def render(self) -> str:
         with self._lock:
@@ -104,16 +118,39 @@ class IstioExporter:
             lines = ["# TYPE istio_requests_total counter",
                      "# TYPE istio_request_duration_milliseconds histogram"]
             for key, c in self._counters.items():
-                base = (f'reporter="destination",destination_service_namespace="{key.namespace}",'
-                        f'destination_service_name="{key.service}",'
-                        f'destination_workload="{key.workload}"')
-                for (code, policy), value in sorted(c.requests.items()):
-                    lines.append(f'istio_requests_total{{{base},response_code="{code}",'
-                                 f'connection_security_policy="{policy}"}} {value:.3f}')
-                for bound in BUCKETS:
-                    lines.append(f'istio_request_duration_milliseconds_bucket{{{base},le="{bound}"}} '
-                                 f'{c.buckets[bound]:.3f}')
-                lines.append(f'istio_request_duration_milliseconds_bucket{{{base},le="+Inf"}} {c.count:.3f}')
-                lines.append(f"istio_request_duration_milliseconds_sum{{{base}}} {c.total_ms:.3f}")
-                lines.append(f"istio_request_duration_milliseconds_count{{{base}}} {c.count:.3f}")
+                mtls = self._behaviour[key].mtls
+                for reporter in ("source", "destination"):
+                    lines += _series(key, c, reporter, mtls)
             return "\n".join(lines) + "\n"
+
+
+def _labels(key: Workload, reporter: str, mtls: bool) -> str:
+    fqdn = f"{key.service}.{key.namespace}.svc.cluster.local"
+    # the source cannot know the server's policy: Istio reports "unknown" there
+    policy = ("mutual_tls" if mtls else "none") if reporter == "destination" else "unknown"
+    principal = (f"spiffe://cluster.local/ns/{key.namespace}/sa/{key.service}"
+                 if mtls else "unknown")
+    return (f'reporter="{reporter}",source_workload="{SOURCE}",'
+            f'source_workload_namespace="{SOURCE_NAMESPACE}",source_app="{SOURCE}",'
+            f'source_principal="spiffe://cluster.local/ns/{SOURCE_NAMESPACE}/sa/{SOURCE}",'
+            f'source_cluster="Kubernetes",destination_service="{fqdn}",'
+            f'destination_service_name="{key.service}",'
+            f'destination_service_namespace="{key.namespace}",'
+            f'destination_workload="{key.workload}",'
+            f'destination_workload_namespace="{key.namespace}",'
+            f'destination_app="{key.service}",destination_principal="{principal}",'
+            f'destination_cluster="Kubernetes",request_protocol="http",'
+            f'connection_security_policy="{policy}"')
+
+
+def _series(key: Workload, c: _Counters, reporter: str, mtls: bool) -> list[str]:
+    base = _labels(key, reporter, mtls)
+    lines = [f'istio_requests_total{{{base},response_code="{code}",response_flags="-"}} '
+             f"{value:.3f}" for code, value in sorted(c.requests.items())]
+    for bound in BUCKETS:
+        lines.append(f'istio_request_duration_milliseconds_bucket{{{base},le="{bound}"}} '
+                     f"{c.buckets[bound]:.3f}")
+    lines.append(f'istio_request_duration_milliseconds_bucket{{{base},le="+Inf"}} {c.count:.3f}')
+    lines.append(f"istio_request_duration_milliseconds_sum{{{base}}} {c.total_ms:.3f}")
+    lines.append(f"istio_request_duration_milliseconds_count{{{base}}} {c.count:.3f}")
+    return lines

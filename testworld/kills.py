@@ -10,8 +10,8 @@ the record that shows whether a rollout survived it.
   states (weight on a canary with no ready pods; the canary scaled to 0 while it has weight)
   and an inconsistent end status. The goal is zero of each.
 
-Readiness of Pods comes from :class:`Readiness` (today the test world writes Deployment
-status; a kube-controller-manager with hollow nodes can take its place here alone).
+Pods and their readiness come from the world's cluster tier (the Deployment controller,
+the scheduler and hollow nodes: the ``cluster`` fixture, or :class:`ClusterTier`).
 Used by tests/integration/test_kills.py and bench/kills.py.
 """
 
@@ -58,7 +58,7 @@ class ControllerProcess:
     def start(self, failpoints: str = "") -> ControllerProcess:
         env = {**os.environ, "MESHCTL_FAILPOINTS": failpoints}
         argv = [MESHCTL, "--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace,
-                "controller", "run", "--prometheus-url", self.prometheus_url,
+                "controller", "run", "--prometheus-url", self.prometheus_url, "--trust-stored-weights",
                 "--health-addr", "127.0.0.1:0", "--workers", "2", "--identity", "crash-test",
                 "--lease-name", f"meshctl-{self.namespace}"[:60], "--resync-seconds", "5"]
         with open(self.log_path, "ab") as log:
@@ -95,34 +95,6 @@ def _killed_at_exit(process: ControllerProcess) -> Iterator[None]:
         yield
     finally:
         process.kill()
-
-
-class Readiness:
-    """Plays the part of the kubelet for the namespace's Deployments, in the background."""
-
-    def __init__(self, world: KubeWorld, namespace: str, names: Sequence[str]) -> None:
-        self.world, self.namespace, self.names = world, namespace, names
-        self.kube = Kube.from_kubeconfig(world.kubeconfig_path)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Readiness:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.kube.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name in self.names:
-                with contextlib.suppress(Exception):  # not there yet, or being replaced
-                    if self.kube.get_or_none("apps", "v1", self.namespace, "deployments",
-                                             name) is not None:
-                        self.world.mark_deployment_ready(self.namespace, name)
-            self._stop.wait(0.2)
 
 
 @dataclass(frozen=True)
@@ -386,7 +358,7 @@ def seed(world: KubeWorld, ns: str, steps: list[dict[str, Any]]) -> Kube:
          "spec": {"host": "web", "subsets": [
              {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
     ])
-    world.mark_deployment_ready(ns, "web")
+    wait_available(world, ns, "web", 2)
     kube = Kube.from_kubeconfig(world.kubeconfig_path)
     kube.create(GROUP, VERSION, ns, "rollouts", {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
@@ -402,6 +374,18 @@ def seed(world: KubeWorld, ns: str, steps: list[dict[str, Any]]) -> Kube:
             "abortScaleDownDelaySeconds": 2,
             "strategy": {"canary": {"steps": steps}}}})
     return kube
+
+
+def wait_available(world: KubeWorld, ns: str, name: str, replicas: int,
+                   timeout: float = 60.0) -> None:
+    """Until the Deployment controller reports ``replicas`` of the current spec available."""
+    def available() -> bool:
+        obj = world.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+        status = obj.get("status") or {}
+        return bool(status.get("observedGeneration") == obj["metadata"]["generation"]
+                    and status.get("updatedReplicas") == status.get("availableReplicas")
+                    == replicas)
+    wait_for(available, timeout, f"Deployment {name} available")
 
 
 def phase_of(kube: Kube, ns: str) -> str | None:
@@ -448,7 +432,7 @@ def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
     kube = seed(world, ns, steps)
     process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
     run = Run(Findings())
-    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+    with _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
@@ -486,7 +470,7 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
     kube = seed(world, ns, LONG_STEPS)
     process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
     run = Run(Findings())
-    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+    with _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
@@ -520,7 +504,7 @@ def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
     port, same etcd); the controller process lives on."""
     kube = seed(world, ns, CANARY_STEPS)
     process = ControllerProcess(world, ns, prometheus_url, log_dir / f"controller-{ns}.log")
-    with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+    with _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
@@ -552,7 +536,7 @@ def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus,
     started: list[Prometheus] = []
     findings = Findings()
     try:
-        with Readiness(world, ns, ("web", "web-canary")), _killed_at_exit(process):
+        with _killed_at_exit(process):
             process.start()
             wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
             with History(world, ns) as history:

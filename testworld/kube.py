@@ -1,6 +1,6 @@
 """A real Kubernetes API server for tests and benchmarks: etcd + kube-apiserver on loopback.
 
-``testworld/build-kube-apiserver.sh`` (run by ``make testenv``) builds the server binary and
+``testworld/build-kube.sh`` (run by ``make testenv``) builds the server binary and
 fetches Istio's CRDs into ``.cache/``; etcd is the Debian ``etcd-server`` package.
 :class:`KubeWorld` starts both on free loopback ports with a throw-away data directory, with
 RBAC on, real TLS, ServiceAccount token signing and an admin identity (a client certificate
@@ -13,8 +13,8 @@ meshctl's RBAC (``manifests/rbac/``)::
         world.apply({"apiVersion": "v1", "kind": "ConfigMap", ...})
         sa = world.service_account_client("meshctl-system", "meshctl-controller")
 
-There is no kubelet and no controller-manager: nothing creates Pods, ReplicaSets or default
-ServiceAccounts by itself. :meth:`KubeWorld.mark_deployment_ready` stands in for them.
+On its own the world has no controller-manager and no nodes: nothing creates Pods,
+ReplicaSets or default ServiceAccounts. :class:`testworld.cluster.ClusterTier` adds them.
 
 Environment: ``MESHCTL_KUBE_APISERVER`` and ``MESHCTL_ETCD`` name the binaries explicitly;
 ``MESHCTL_KEEP_WORLD=1`` keeps the data directory (and its logs) after ``stop()``.
@@ -26,7 +26,6 @@ import atexit
 import base64
 import contextlib
 import datetime
-import hashlib
 import ipaddress
 import json
 import os
@@ -83,7 +82,7 @@ class ApiError(RuntimeError):
 
 
 def find_kube_apiserver(root: Path = REPO_ROOT) -> Path:
-    """The kube-apiserver built by ``testworld/build-kube-apiserver.sh``."""
+    """The kube-apiserver built by ``testworld/build-kube.sh``."""
     explicit = os.environ.get("MESHCTL_KUBE_APISERVER")
     candidates = [Path(explicit)] if explicit else []
     candidates.append(root / ".cache" / "kube" / KUBE_VERSION / "kube-apiserver")
@@ -93,7 +92,7 @@ def find_kube_apiserver(root: Path = REPO_ROOT) -> Path:
             return candidate
     raise WorldUnavailable(
         f"no kube-apiserver binary in {root / '.cache' / 'kube'}: run `make testenv` "
-        "(testworld/build-kube-apiserver.sh) to build it"
+        "(testworld/build-kube.sh) to build it"
     )
 
 
@@ -713,7 +712,7 @@ class KubeWorld:
         self, name: str | None = None, labels: dict[str, str] | None = None
     ) -> str:
         """Create a namespace (a fresh random name by default) and its ``default``
-        ServiceAccount (no controller-manager creates it here)."""
+        ServiceAccount (unless the cluster tier's controller-manager already has)."""
         name = name or f"t-{uuid.uuid4().hex[:10]}"
         self.request(
             "POST",
@@ -724,100 +723,22 @@ class KubeWorld:
                 "metadata": {"name": name, "labels": labels or {}},
             },
         )
-        self.request(
-            "POST",
-            f"/api/v1/namespaces/{name}/serviceaccounts",
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
-        )
+        try:
+            self.request(
+                "POST",
+                f"/api/v1/namespaces/{name}/serviceaccounts",
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+            )
+        except ApiError as exc:
+            if exc.status != 409:  # the cluster tier's controller made it first
+                raise
         return name
 
     def delete_namespace(self, name: str) -> None:
-        """Delete a namespace. Without a namespace controller it stays Terminating and its
-        objects stay in etcd; that is harmless to other tests."""
+        """Delete a namespace. Without the cluster tier's namespace controller it stays
+        Terminating and its objects stay in etcd; that is harmless to other tests."""
         with contextlib.suppress(ApiError):
             self.request("DELETE", f"/api/v1/namespaces/{name}")
-
-    def mark_deployment_ready(
-        self, namespace: str, name: str, replicas: int | None = None
-    ) -> dict[str, Any]:
-        """Do what the controllers and kubelets would: make ``replicas`` (default:
-        ``spec.replicas``) Pods of the Deployment exist and be Running and Ready, and write
-        the Deployment's status (observedGeneration, replicas, updated/ready/available,
-        the Available condition) through the status subresource. Returns the Deployment."""
-        base = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-        deployment = self.request("GET", base)
-        spec = deployment["spec"]
-        count = spec.get("replicas", 1) if replicas is None else replicas
-        template = spec["template"]
-        template_hash = hashlib.sha256(
-            json.dumps(template, sort_keys=True).encode()
-        ).hexdigest()[:10]
-        labels = {**template["metadata"].get("labels", {}), "pod-template-hash": template_hash}
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        pods = self.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector}
-        )["items"]
-        existing = {p["metadata"]["name"] for p in pods}
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for index in range(count):
-            pod_name = f"{name}-{template_hash}-{index}"
-            if pod_name not in existing:
-                self.request(
-                    "POST",
-                    f"/api/v1/namespaces/{namespace}/pods",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Pod",
-                        "metadata": {
-                            "name": pod_name,
-                            "labels": labels,
-                            "annotations": template["metadata"].get("annotations", {}),
-                        },
-                        "spec": {**template["spec"], "nodeName": "testworld-node"},
-                    },
-                )
-            self.request(
-                "PATCH",
-                f"/api/v1/namespaces/{namespace}/pods/{pod_name}/status",
-                {
-                    "status": {
-                        "phase": "Running",
-                        "podIP": f"10.244.0.{index + 2}",
-                        "hostIP": "10.0.0.10",
-                        "startTime": now,
-                        "conditions": [
-                            {"type": t, "status": "True", "lastTransitionTime": now}
-                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-                        ],
-                    }
-                },
-                content_type="application/merge-patch+json",
-            )
-        condition = {
-            "type": "Available",
-            "status": "True",
-            "reason": "MinimumReplicasAvailable",
-            "message": "Deployment has minimum availability.",
-            "lastUpdateTime": now,
-            "lastTransitionTime": now,
-        }
-        updated: dict[str, Any] = self.request(
-            "PATCH",
-            base + "/status",
-            {
-                "status": {
-                    "observedGeneration": deployment["metadata"]["generation"],
-                    "replicas": count,
-                    "updatedReplicas": count,
-                    "readyReplicas": count,
-                    "availableReplicas": count,
-                    "unavailableReplicas": None,
-                    "conditions": [condition],
-                }
-            },
-            content_type="application/merge-patch+json",
-        )
-        return updated
 
 
 def _load_yaml(path: Path) -> Iterator[dict[str, Any]]:

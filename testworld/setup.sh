@@ -7,5 +7,7 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
-# kube-apiserver from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
-bash testworld/build-kube-apiserver.sh
+# Kubernetes components from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
+bash testworld/build-kube.sh
+# istiod (pilot-discovery) from the Go module proxy, cached in .cache/istio/<version>/.
+bash testworld/build-istiod.sh

@@ -13,15 +13,18 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound
+from meshctl.adapters.errors import AdapterError, AlreadyExists, NotFound, Unavailable
+from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
 from meshctl.domain.istio import (
     apply_split,
+    managed_route_names,
     read_split,
     with_canary_subset,
     without_canary_subset,
@@ -43,6 +46,7 @@ INTENT_PREFIX = "meshctl.io/intent-"
 # the annotation spelling of each Intents field: promote, promote-full, abort, retry, resume
 INTENT_ACTIONS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Intents))
 FINALIZER = "meshctl.io/cleanup"
+SUBSET_TIMEOUT = 10.0  # seconds a new DestinationRule subset may take to reach the proxies
 log = logging.getLogger(__name__)
 
 
@@ -64,15 +68,18 @@ def _restore_original(obj: Object) -> Object:
 class IstioRouter:
     """TrafficRouter over the Rollout's VirtualService (and DestinationRule subsets).
 
-    ``observed()`` reads the VirtualService as the API server holds it: what istiod pushes.
+    ``written()`` reads the VirtualService as the API server holds it; ``observed()`` reads
+    the proxies through ``data_plane`` (istiod's debug API), never the stored object.
     """
 
-    def __init__(self, kube: Kube, rollout: Rollout) -> None:
+    def __init__(self, kube: Kube, rollout: Rollout, data_plane: DataPlane) -> None:
         self.kube, self.rollout = kube, rollout
         routing = rollout.spec.traffic_routing
         assert routing is not None and routing.istio is not None
         self.routing = routing.istio
+        self.data_plane = data_plane
         self._vs: Object | None = None
+        self._unobserved = ""
 
     def _get_vs(self) -> Object:
         self._vs = self.kube.get(*ISTIO, self.rollout.namespace, "virtualservices",
@@ -84,18 +91,42 @@ class IstioRouter:
 
     def observed(self) -> TrafficSplit | None:
         vs = self._vs if self._vs is not None else self._get_vs()
-        return read_split(vs, self.rollout)
+        names = managed_route_names(vs, self.routing)
+        if not names:
+            self._unobserved = "not observed: the VirtualService has no route meshctl manages"
+            return None
+        reading = self.data_plane.read(self.rollout, names[0], read_split(vs, self.rollout))
+        self._unobserved = reading.reason
+        return reading.split
+
+    def unobserved_reason(self) -> str:
+        return self._unobserved
 
     def apply(self, split: TrafficSplit) -> None:
         ns, rollout = self.rollout.namespace, self.rollout
-        if self.routing.destination_rule is not None:  # the subset exists before routes use it
+        dr = self.routing.destination_rule
+        if dr is not None:  # the subset exists before routes use it
             self.kube.update_with_retry(
-                *ISTIO, ns, "destinationrules", self.routing.destination_rule.name,
-                lambda dr: with_canary_subset(_remember_original(dr), rollout))
+                *ISTIO, ns, "destinationrules", dr.name,
+                lambda obj: with_canary_subset(_remember_original(obj), rollout))
+            uses_canary = (split.weights.canary > 0 or split.header_routes
+                           or split.mirror_percent > 0)
+            if uses_canary:
+                self._wait_for_subset(dr.canary_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(_remember_original(vs), rollout, split))
         self._vs = updated.object
+
+    def _wait_for_subset(self, subset: str) -> None:
+        """A route to a subset the proxies do not have yet answers 503 (no cluster): wait
+        until the data plane has it (istiod pushes it about 100 ms after the write)."""
+        deadline = time.monotonic() + SUBSET_TIMEOUT
+        while not self.data_plane.has_subset(self.rollout, subset):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"subset {subset!r} has not reached the proxies after "
+                                  f"{SUBSET_TIMEOUT:g} s; the route to it is not written yet")
+            time.sleep(0.05)
 
     def restore(self) -> None:
         """Put back what meshctl found (the Rollout is being deleted)."""
@@ -184,10 +215,9 @@ class KubeStatusStore:
         return RolloutStatus.from_json(self.obj.get("status")), intents_of(self.obj)
 
     def save(self, status: RolloutStatus) -> None:
-        # status is written whole: fields the engine no longer sets must go away
-        current = self.obj.get("status") or {}
-        patch = {k: None for k in current if k not in status.to_json()}
-        patch.update(status.to_json())
+        # status is written whole: fields the engine no longer sets must go away, at any
+        # depth (a merge patch keeps what it does not name)
+        patch = _whole(self.obj.get("status") or {}, status.to_json())
         self.obj = self.kube.merge_patch_status(GROUP, VERSION, self.namespace, "rollouts",
                                                 self.name, {"status": patch})
 
@@ -198,6 +228,16 @@ class KubeStatusStore:
             return
         for event in events:
             _emit_best_effort(self.kube, self.obj, event)
+
+
+def _whole(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning ``current`` into exactly ``new`` (keys it lacks become null)."""
+    patch: dict[str, Any] = {k: None for k in current if k not in new}
+    for key, value in new.items():
+        old = current.get(key)
+        patch[key] = (_whole(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping)
+                      else value)
+    return patch
 
 
 class EventWriter:

@@ -20,6 +20,7 @@ def to_message(view: RolloutView) -> pb.Rollout:
         revision=view.revision, stable_revision=view.stable_revision, image=view.image,
         paused=view.paused, generation=view.generation,
         observed_generation=view.observed_generation, pending_intents=view.pending_intents,
+        not_observed=view.not_observed,
     )
     if view.observed_weights is not None:
         message.observed_weights.CopyFrom(pb.Weights(stable=view.observed_weights.stable,
@@ -41,7 +42,7 @@ def from_message(message: pb.Rollout) -> RolloutView:
         name=message.name, namespace=message.namespace, phase=message.phase,
         step=message.step, total_steps=message.total_steps,
         weights=WeightsView(message.weights.stable, message.weights.canary),
-        observed_weights=observed,
+        observed_weights=observed, not_observed=message.not_observed,
         measurements=tuple(MeasurementView(m.metric, m.run,
                                            m.value if m.HasField("value") else None,
                                            m.outcome, m.at) for m in message.measurements),

@@ -21,6 +21,19 @@ def controller() -> None:
 @controller.command("run", help="Watch Rollouts and drive them (leader-elected).")
 @click.option("--prometheus-url", envvar="MESHCTL_PROMETHEUS_URL", required=True,
               help="Prometheus the analysis queries go to (e.g. http://prometheus:9090).")
+@click.option("--istiod-debug-url", envvar="MESHCTL_ISTIOD_DEBUG_URL", default=None,
+              help="istiod's debug API, where the weights the proxies apply are read "
+              "(what istioctl proxy-status reads), e.g. https://istiod.istio-system:15014.")
+@click.option("--istiod-token-file", envvar="MESHCTL_ISTIOD_TOKEN_FILE", default=None,
+              type=click.Path(dir_okay=False),
+              help="A bearer token for istiod's debug API (a projected ServiceAccount token "
+              "with audience istio-ca); re-read on every request.")
+@click.option("--trust-stored-weights", is_flag=True, envvar="MESHCTL_TRUST_STORED_WEIGHTS",
+              help="Run without istiod: steps proceed on the weights as written, and status "
+              "says 'stored, not observed'. One of this or --istiod-debug-url is required.")
+@click.option("--observe-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a step waits for its weights at the data plane before it says "
+              "it is held (it keeps waiting; it never proceeds on a write alone).")
 @click.option("--health-addr", default="0.0.0.0:8080", show_default=True,
               help="Where /healthz, /readyz and /metrics are served.")
 @click.option("--workers", type=int, default=4, show_default=True)
@@ -39,14 +52,32 @@ def controller() -> None:
 @click.option("--grpc-operator", "grpc_operators", multiple=True, help="An identity that may "
               "also promote, abort, pause, resume and retry. Repeatable.")
 @click.pass_context
-def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
+def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
+        istiod_token_file: str | None, trust_stored_weights: bool, observe_timeout: float,
+        health_addr: str, workers: int,
         lease_namespace: str, lease_name: str, identity: str | None, resync_seconds: float,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
         grpc_operators: tuple[str, ...]) -> None:
     from meshctl.adapters.errors import AdapterError
+    from meshctl.adapters.istiod import DataPlane, Istiod, IstiodDataPlane, StoredWeights
     from meshctl.adapters.kube import Kube
     from meshctl.controller.manager import Manager
+
+    data_plane: DataPlane
+    if istiod_debug_url and trust_stored_weights:
+        click.echo("--istiod-debug-url and --trust-stored-weights exclude each other: "
+                   "drop one", err=True)
+        ctx.exit(exitcodes.INVALID)
+    if istiod_debug_url:
+        data_plane = IstiodDataPlane(Istiod(istiod_debug_url, istiod_token_file))
+    elif trust_stored_weights:
+        data_plane = StoredWeights()
+    else:
+        click.echo("--istiod-debug-url is required (the weights the proxies apply are read "
+                   "there); or pass --trust-stored-weights to proceed on stored weights, "
+                   "reported as 'stored, not observed'", err=True)
+        ctx.exit(exitcodes.INVALID)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = ctx.obj
@@ -59,7 +90,8 @@ def run(ctx: click.Context, prometheus_url: str, health_addr: str, workers: int,
         click.echo(f"cannot reach the cluster: {exc}", err=True)
         ctx.exit(exitcodes.UNREACHABLE)
     host, _, port = health_addr.rpartition(":")
-    manager = Manager(kube, prometheus_url=prometheus_url, identity=identity,
+    manager = Manager(kube, prometheus_url=prometheus_url, data_plane=data_plane,
+                      observe_timeout=observe_timeout, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
                       lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",
                       health_port=int(port), resync_seconds=resync_seconds)

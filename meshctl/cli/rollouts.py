@@ -112,6 +112,8 @@ def _weights(view: RolloutView) -> str:
     seen = view.observed_weights
     if seen is not None and seen != view.weights:
         text += f" (observed {seen.stable}/{seen.canary})"
+    elif seen is None and view.not_observed:
+        text += f" ({view.not_observed})"
     return text
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    Manager(kube, prometheus_url=..., identity=...).start()   # returns; threads work
+    Manager(kube, prometheus_url=..., data_plane=..., identity=...).start()   # threads work
     ...
     manager.stop()                                              # graceful: finish, release
 
@@ -24,6 +24,7 @@ from typing import Any
 from meshctl.adapters.cache import CachedKube, ObjectCache
 from meshctl.adapters.cluster import EventWriter
 from meshctl.adapters.errors import AdapterError, NotFound
+from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.controller.health import HealthServer
@@ -82,7 +83,8 @@ class _Index:
 
 
 class Manager:
-    def __init__(self, kube: Kube, *, prometheus_url: str, identity: str | None = None,
+    def __init__(self, kube: Kube, *, prometheus_url: str, data_plane: DataPlane,
+                 observe_timeout: float | None = 30.0, identity: str | None = None,
                  namespace: str | None = None, lease_namespace: str = "meshctl-system",
                  lease_name: str = "meshctl-controller", workers: int = 2,
                  health_host: str = "127.0.0.1", health_port: int = 0,
@@ -98,6 +100,8 @@ class Manager:
         self.index = _Index()
         self.resync_seconds = resync_seconds
         self._prometheus_url = prometheus_url
+        self.data_plane = data_plane
+        self.observe_timeout = observe_timeout
         self._providers: dict[str, MetricProvider] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -263,7 +267,8 @@ class Manager:
             if obj is None or not self.elector.is_leader:
                 return
             outcome = reconcile_object(self.kube, obj, self.metrics_provider, datetime.now(UTC),
-                                       self.events)
+                                       self.events, data_plane=self.data_plane,
+                                       observe_timeout=self.observe_timeout)
             self.queue.forget(key)
             events = outcome.decision.events if outcome.decision else ()
             self.metrics.observe(f"{namespace}/{name}", outcome.decision, events)

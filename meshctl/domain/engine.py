@@ -41,7 +41,6 @@ from meshctl.domain.status import (
     StatusCondition,
     Verdict,
     WeightPair,
-    WeightsStatus,
 )
 from meshctl.domain.traffic import TrafficSplit
 
@@ -94,7 +93,12 @@ class Observation:
     stable: WorkloadState
     canary: WorkloadState = WorkloadState()
     written: TrafficSplit | None = None
-    observed: TrafficSplit | None = None
+    observed: TrafficSplit | None = None  # at the data plane; None: not known
+    unobserved: str = ""  # why ``observed`` is None, one sentence ("" when not known why)
+    # The operator chose to run without a data plane to read: steps proceed on ``written``.
+    trust_written: bool = False
+    # After this many seconds in a step without its weights observed, say the step is held.
+    observe_timeout: float | None = None
     intents: Intents = Intents()
     measurements: tuple[TakenMeasurement, ...] = ()
     plans: AnalysisPlans = AnalysisPlans()
@@ -174,7 +178,14 @@ class _Pass:
                 and self.obs.canary.ready >= self.needed_canary(scale))
 
     def observed(self, traffic: TrafficSplit) -> bool:
-        return self.obs.observed == traffic
+        obs = self.obs
+        if obs.observed is None and obs.trust_written:
+            return obs.written == traffic
+        return obs.observed == traffic
+
+    def not_observed(self, what: str) -> str:
+        """``what`` (a waiting message), with the reason the data plane is not there yet."""
+        return f"{what}: {self.obs.unobserved}" if self.obs.unobserved else what
 
     # -- rollouts begin and end ---------------------------------------------------------
 
@@ -295,8 +306,10 @@ def _promotion_underway(p: _Pass) -> None:
 def _record_observation(p: _Pass) -> None:
     observed = p.obs.observed
     pair = WeightPair.of(observed.weights) if observed is not None else None
-    if pair != p.status.weights.observed:
-        p.update(weights=dataclasses.replace(p.status.weights, observed=pair))
+    note = p.obs.unobserved if observed is None else ""
+    if pair != p.status.weights.observed or note != p.status.weights.not_observed:
+        p.update(weights=dataclasses.replace(p.status.weights, observed=pair,
+                                             not_observed=note))
     if p.status.observed_generation != p.obs.generation:
         p.update(observed_generation=p.obs.generation)
 
@@ -436,10 +449,25 @@ def _traffic_step(p: _Pass, step: PlannedStep) -> None:
         if p.advance():
             p.events.append(verified)
     else:
-        w = step.traffic.weights
-        p.update(message=f"step {step.index}: waiting for the data plane to apply "
-                 f"stable/canary {w.stable}/{w.canary}")
-        p.requeue(VERIFY_REQUEUE)
+        _hold_for_data_plane(p, step)
+
+
+def _hold_for_data_plane(p: _Pass, step: PlannedStep) -> None:
+    """The step's weights are written but not seen at the data plane: the step waits, and
+    after ``observe_timeout`` says it is held (a Warning event, once)."""
+    w = step.traffic.weights
+    held = f"step {step.index} held"
+    timeout = p.obs.observe_timeout
+    if timeout is not None and p.elapsed(p.status.step_started_at) >= timeout:
+        message = p.not_observed(f"{held}: stable/canary {w.stable}/{w.canary} not observed "
+                                 f"at the data plane after {timeout:g} s")
+        if not p.status.message.startswith(held):
+            p.events.append(Event("Warning", "TrafficNotObserved", message))
+    else:
+        message = p.not_observed(f"step {step.index}: waiting for the data plane to apply "
+                                 f"stable/canary {w.stable}/{w.canary}")
+    p.update(message=message)
+    p.requeue(VERIFY_REQUEUE)
 
 
 def _wait_step(p: _Pass, step: PlannedStep) -> None:
@@ -516,7 +544,8 @@ def _promoting(p: _Pass) -> None:
     target = TrafficSplit.stable_only()
     p.traffic = target
     if not p.observed(target):
-        p.update(message="promoting: waiting for the data plane to send 100% to stable")
+        p.update(message=p.not_observed("promoting: waiting for the data plane to send 100% "
+                                        "to stable"))
         p.requeue(VERIFY_REQUEUE)
         return
     p.canary_replicas = 0
@@ -598,8 +627,8 @@ def _finish(p: _Pass) -> Decision:
         p.events.append(Event("Normal", "WeightChanged",
                               f"stable/canary {traffic.weights.stable}/{traffic.weights.canary}"))
     p.update(
-        weights=WeightsStatus(traffic.weights.stable, traffic.weights.canary,
-                              p.status.weights.observed),
+        weights=dataclasses.replace(p.status.weights, stable=traffic.weights.stable,
+                                    canary=traffic.weights.canary),
         header_routes=tuple(r.name for r in traffic.header_routes),
         mirror_percent=traffic.mirror_percent,
         conditions=_conditions(p),

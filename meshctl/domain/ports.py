@@ -20,6 +20,9 @@ class TrafficRouter(Protocol):
     def observed(self) -> TrafficSplit | None:
         """The split the data plane is applying now (None: cannot tell yet)."""
 
+    def unobserved_reason(self) -> str:
+        """Why the last ``observed()`` was None, one sentence ('' when it was not None)."""
+
     def apply(self, split: TrafficSplit) -> None:
         """Write the whole split in one write. Raises on failure; never half-applies."""
 

@@ -213,6 +213,11 @@ _ISTIO = (
     'destination_service_name="{{service}}", destination_workload="{{workload}}"'
 )
 _W = "[{{window}}]"
+# An istio-proxy's own stats, as its bootstrap tags them: label cluster_name (Istio's
+# cluster name outbound|<port>|<subset>|<host FQDN>), response_code_class "5xx". The port is
+# the Service's, which the Rollout does not name, so any port matches. canaryCluster is
+# "<subset>|<host>" (host-level: "|<canaryService FQDN>"), escaped to match itself.
+_ISTIO_ENVOY = 'cluster_name=~"outbound\\\\|[0-9]+\\\\|{{canaryCluster}}"'
 
 ENVOY_LATENCY_P95 = QueryTemplate(
     name="envoy-latency-p95",
@@ -234,6 +239,28 @@ ENVOY_REQUESTS = QueryTemplate(
     name="envoy-requests",
     text=f"sum(increase(envoy_cluster_upstream_rq_total{{{_ENVOY}}}{_W}))",
     description="requests sent to one Envoy cluster over the window (for minRequests)",
+    unit="requests",
+)
+ISTIO_ENVOY_LATENCY_P95 = QueryTemplate(
+    name="istio-envoy-latency-p95",
+    text="histogram_quantile(0.95, sum by (le) "
+    f"(rate(envoy_cluster_upstream_rq_time_bucket{{{_ISTIO_ENVOY}}}{_W})))",
+    description="95th percentile of upstream request time to the canary, at the proxies",
+    unit="ms",
+)
+ISTIO_ENVOY_AVAILABILITY = QueryTemplate(
+    name="istio-envoy-availability",
+    text=_availability(
+        total=f"envoy_cluster_upstream_rq_total{{{_ISTIO_ENVOY}}}{_W}",
+        errors=f'envoy_cluster_upstream_rq{{{_ISTIO_ENVOY}, response_code_class="5xx"}}{_W}',
+    ),
+    description="share of the proxies' requests to the canary answered without a 5xx",
+    unit="ratio",
+)
+ISTIO_ENVOY_REQUESTS = QueryTemplate(
+    name="istio-envoy-requests",
+    text=f"sum(increase(envoy_cluster_upstream_rq_total{{{_ISTIO_ENVOY}}}{_W}))",
+    description="requests the proxies sent to the canary over the window",
     unit="requests",
 )
 ISTIO_LATENCY_P95 = QueryTemplate(
@@ -279,6 +306,9 @@ BUILTIN_TEMPLATES: Mapping[str, QueryTemplate] = {
         ENVOY_LATENCY_P95,
         ENVOY_AVAILABILITY,
         ENVOY_REQUESTS,
+        ISTIO_ENVOY_LATENCY_P95,
+        ISTIO_ENVOY_AVAILABILITY,
+        ISTIO_ENVOY_REQUESTS,
         ISTIO_LATENCY_P95,
         ISTIO_AVAILABILITY,
         ISTIO_REQUESTS,

@@ -25,7 +25,7 @@ from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import AnalysisPlans
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
-from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, TemplateRef
+from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
 
 
 class MeshKind(str, Enum):
@@ -42,6 +42,8 @@ class Target:
     service: str
     workload: str  # istio: the canary Deployment; envoy: the canary cluster
     stable_workload: str
+    # istio: "<subset>|<host FQDN>" of the canary's Envoy cluster outbound|<port>|<subset>|<host>
+    canary_cluster: str = ""
 
     @classmethod
     def of(cls, rollout: Rollout, mesh: MeshKind) -> Target:
@@ -49,20 +51,36 @@ class Target:
             return cls(mesh, rollout.namespace, rollout.spec.service, "canary", "stable")
         ref = rollout.spec.workload_ref
         base = ref.name if ref is not None else rollout.spec.service
-        return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base)
+        return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base,
+                   _canary_cluster(rollout))
 
     def variables(self, window: str) -> dict[str, str]:
-        return {"namespace": self.namespace, "service": self.service, "workload": self.workload,
-                "cluster": self.workload, "stableWorkload": self.stable_workload,
-                "window": window}
+        found = {"namespace": self.namespace, "service": self.service, "workload": self.workload,
+                 "cluster": self.workload, "stableWorkload": self.stable_workload,
+                 "window": window}
+        if self.canary_cluster:
+            found["canaryCluster"] = self.canary_cluster
+        return found
+
+
+def _canary_cluster(rollout: Rollout) -> str:
+    """How Istio names the canary in a proxy's cluster names, after the port:
+    ``canary|web.shop.svc.cluster.local`` (subset-level) or ``|web-canary.shop.svc...``."""
+    routing = rollout.spec.traffic_routing
+    istio = routing.istio if routing is not None else None
+    if istio is None:
+        return ""
+    ns = rollout.namespace
+    if istio.destination_rule is not None:
+        host = rollout.spec.service.split(".")[0]
+        return f"{istio.destination_rule.canary_subset}|{host}.{ns}.svc.cluster.local"
+    host = str(istio.canary_service or "").split(".")[0]
+    return f"|{host}.{ns}.svc.cluster.local" if host else ""
 
 
 def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
     slo = rollout.spec.slo
-    istio = target.mesh is MeshKind.ISTIO
-    latency = queries.ISTIO_LATENCY_P95 if istio else queries.ENVOY_LATENCY_P95
-    availability = queries.ISTIO_AVAILABILITY if istio else queries.ENVOY_AVAILABILITY
-    requests = queries.ISTIO_REQUESTS if istio else queries.ENVOY_REQUESTS
+    latency, availability, requests = _slo_templates(target.mesh, slo.metrics)
     variables = target.variables(slo.window.text)
 
     def guarded(template: queries.QueryTemplate) -> str:
@@ -83,6 +101,17 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
     )
+
+
+def _slo_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTemplate, ...]:
+    """(latency, availability, requests) templates: the local mesh's Envoy clusters, the
+    proxies' Envoy clusters in Istio, or Istio's standard metrics."""
+    if mesh is MeshKind.ENVOY:
+        return queries.ENVOY_LATENCY_P95, queries.ENVOY_AVAILABILITY, queries.ENVOY_REQUESTS
+    if metrics is SloMetrics.ENVOY:
+        return (queries.ISTIO_ENVOY_LATENCY_P95, queries.ISTIO_ENVOY_AVAILABILITY,
+                queries.ISTIO_ENVOY_REQUESTS)
+    return queries.ISTIO_LATENCY_P95, queries.ISTIO_AVAILABILITY, queries.ISTIO_REQUESTS
 
 
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],

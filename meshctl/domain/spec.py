@@ -187,6 +187,13 @@ class TrafficRouting:
 # --- objectives, security, local --------------------------------------------------------
 
 
+class SloMetrics(str, Enum):
+    """Whose numbers the SLO reads in a cluster."""
+
+    ISTIO = "istio"  # istio_requests_total / istio_request_duration from the sidecars
+    ENVOY = "envoy"  # the proxies' own Envoy cluster stats (no Istio telemetry needed)
+
+
 @dataclass(frozen=True)
 class Slo:
     """The objectives every analysis step checks unless it names templates."""
@@ -206,6 +213,12 @@ class Slo:
     inconclusive_limit: int = field(
         "inconclusiveLimit", default=1, minimum=0,
         doc="No-data measurements tolerated before pausing for a human.",
+    )
+    metrics: SloMetrics = field(
+        "metrics", default=SloMetrics.ISTIO,
+        doc="In a cluster: istio (Istio's standard metrics) or envoy (the proxies' own "
+        "Envoy stats of the canary's cluster, outbound|<port>|<subset>|<host>). The local "
+        "mesh always uses Envoy's.",
     )
 
     @property

@@ -112,6 +112,9 @@ class WeightsStatus:
     stable: int = field("stable", default=100)
     canary: int = field("canary", default=0)
     observed: WeightPair | None = field("observed", doc="As last seen at the data plane.")
+    not_observed: str = field("notObserved", default="", doc="Why the data plane's weights "
+                              "are not known, e.g. 'stored, not observed: ...'; empty when "
+                              "they are.")
 
 
 @dataclass(frozen=True)

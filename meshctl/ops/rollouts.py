@@ -179,6 +179,7 @@ class RolloutView:
     total_steps: int = 0
     weights: WeightsView = WeightsView(100, 0)
     observed_weights: WeightsView | None = None
+    not_observed: str = ""  # why observed_weights is None ("stored, not observed: ...")
     measurements: tuple[MeasurementView, ...] = ()
     message: str = ""
     conditions: tuple[ConditionView, ...] = ()
@@ -210,6 +211,7 @@ class RolloutView:
             "weights": {"stable": self.weights.stable, "canary": self.weights.canary},
             "observedWeights": None if observed is None else {
                 "stable": observed.stable, "canary": observed.canary},
+            "notObserved": self.not_observed,
             "measurements": [{"metric": m.metric, "run": m.run, "value": m.value,
                               "outcome": m.outcome, "at": m.at} for m in self.measurements],
             "message": self.message,
@@ -269,6 +271,7 @@ def view_of(obj: Mapping[str, Any]) -> RolloutView:
         weights=WeightsView(status.weights.stable, status.weights.canary),
         observed_weights=None if observed is None else WeightsView(observed.stable,
                                                                    observed.canary),
+        not_observed=status.weights.not_observed,
         measurements=_measurements(status), message=message,
         conditions=tuple(ConditionView(c.type, c.status, c.reason, c.message,
                                        _iso(c.last_transition_time))

@@ -1,6 +1,8 @@
 """A service in the test world's API server, as a user would have it before meshctl: a
 Deployment, a VirtualService (with a route meshctl does not manage) and a DestinationRule;
-and a driver that runs the controller's reconcile on a Rollout and plays the kubelet."""
+and a driver that runs the controller's reconcile on a Rollout. The world's cluster tier (the
+``cluster`` fixture) makes the Pods: the Deployment controller, the scheduler and hollow nodes,
+so readiness is what a user's cluster reports."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.errors import NotFound
+from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.spec import GROUP, VERSION
@@ -26,6 +29,7 @@ def template(image: str) -> dict[str, Any]:
 
 
 def seed_service(kube: KubeWorld, ns: str, replicas: int = 2) -> None:
+    """Create the service and wait until the cluster has its Pods ready."""
     kube.apply([
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": "web", "namespace": ns},
@@ -41,7 +45,24 @@ def seed_service(kube: KubeWorld, ns: str, replicas: int = 2) -> None:
          "spec": {"host": "web", "subsets": [
              {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
     ])
-    kube.mark_deployment_ready(ns, "web")
+    wait_available(kube, ns, "web", replicas)
+
+
+def wait_available(kube: KubeWorld, ns: str, name: str, replicas: int,
+                   timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the Deployment controller reports ``replicas`` of the current spec
+    available; returns the Deployment."""
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
+    deadline = time.monotonic() + timeout
+    while True:
+        obj: dict[str, Any] = kube.request("GET", path)
+        status = obj.get("status") or {}
+        if status.get("observedGeneration") == obj["metadata"]["generation"] and \
+                status.get("updatedReplicas") == status.get("availableReplicas") == replicas:
+            return obj
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Deployment {name} not available: {status}")
+        time.sleep(0.2)
 
 
 def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -63,10 +84,16 @@ def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> di
 
 
 class Driver:
-    """Runs reconcile passes like the controller would, and plays the kubelet."""
+    """Runs reconcile passes like the controller would."""
 
-    def __init__(self, world: KubeWorld, ns: str, prometheus_url: str) -> None:
+    def __init__(self, world: KubeWorld, ns: str, prometheus_url: str,
+                 data_plane: DataPlane | None = None, observe_timeout: float | None = None
+                 ) -> None:
+        """``data_plane``: istiod to observe the weights at; by default none (this world
+        has no istiod unless a test starts one): steps proceed on the stored weights."""
         self.world, self.ns = world, ns
+        self.data_plane = data_plane or StoredWeights()
+        self.observe_timeout = observe_timeout
         self.kube = Kube.from_kubeconfig(world.kubeconfig_path)  # the user (admin)
         # the controller's passes run as its ServiceAccount: manifests/rbac must be enough
         self.controller = Kube.from_kubeconfig(
@@ -87,19 +114,15 @@ class Driver:
     def deployment(self, name: str) -> dict[str, Any] | None:
         return self.kube.get_or_none("apps", "v1", self.ns, "deployments", name)
 
-    def kubelet(self) -> None:
-        for name in ("web", "web-canary"):
-            if self.deployment(name) is not None:
-                self.world.mark_deployment_ready(self.ns, name)
-
     def once(self) -> Outcome:
         try:
             obj = self.get()
         except NotFound:
             return Outcome(deleted=True)
-        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC))
+        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC),
+                                   data_plane=self.data_plane,
+                                   observe_timeout=self.observe_timeout)
         self.outcomes.append(outcome)
-        self.kubelet()
         return outcome
 
     def until(self, done: Callable[[dict[str, Any]], bool], timeout: float = 90.0) -> dict[str, Any]:

@@ -68,6 +68,27 @@ def local_mesh_with_prometheus() -> Iterator[LocalMesh]:
         mesh.stop()
 
 
+# --- The Istio world's gateway Envoy in a real Prometheus --------------------------------------
+#
+# ``istio_prometheus`` (session): Prometheus scraping the stats of the Envoy istiod programs
+# (testworld/istio.py, fixture ``istio``) every second; yields its URL.
+
+
+@pytest.fixture(scope="session")
+def istio_prometheus(istio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    prometheus = Prometheus([ScrapeTarget("istio-gateway", istio.envoy_admin.admin_address,
+                                          "/stats/prometheus")],
+                            workdir=Path(tmp_path_factory.mktemp("istio-prometheus")))
+    try:
+        prometheus.start()
+    except LocalMeshError as exc:
+        servers_unavailable(str(exc))
+    try:
+        yield prometheus.url
+    finally:
+        prometheus.stop()
+
+
 # --- Istio-named series in a real Prometheus ----------------------------------------------
 #
 # ``istio_metrics`` (session): a stand-in for the sidecars (testworld/istio_exporter.py)

@@ -1,15 +1,14 @@
 """A service with a Rollout and the real controller (Manager) driving it, for tests of the
 front-ends: the CLI and the gRPC API only record intents and read status, so something has
-to act. The controller runs as its ServiceAccount; a background thread plays the kubelet."""
+to act. The controller runs as its ServiceAccount; the world's cluster tier runs the Pods."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
@@ -33,32 +32,23 @@ class RunningController:
         self.driver.kube.create(GROUP, VERSION, ns, "rollouts",
                                 rollout(ns, "web:1", steps or STEPS))
         sa = world.service_account_kubeconfig("meshctl-system", "meshctl-controller")
+        # no istiod in this world: proceed on the stored weights, reported as not observed
         self.manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
+                               data_plane=StoredWeights(),
                                identity=f"test-{ns}", namespace=ns,
                                lease_name=f"meshctl-{ns}"[:60], lease_seconds=3,
                                renew_seconds=0.5, resync_seconds=10)
-        self._stop = threading.Event()
-        self._kubelet = threading.Thread(target=self._play_kubelet, daemon=True)
 
     def __enter__(self) -> RunningController:
         self.manager.start()
-        self._kubelet.start()
         self.wait_for(lambda obj: (obj.get("status") or {}).get("phase") == "Healthy",
                       what="the Rollout to be adopted")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._kubelet.join()
         self.manager.stop()
         self.manager.kube.close()
         self.driver.kube.close()
-
-    def _play_kubelet(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # the namespace may be going away
-                self.driver.kubelet()
-            self._stop.wait(0.2)
 
     @property
     def kubeconfig(self) -> str:

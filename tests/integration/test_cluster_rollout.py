@@ -12,12 +12,12 @@ from meshctl.domain.spec import GROUP, VERSION
 
 from .cluster_world import ADMIN_ROUTE, Driver, phase, rollout, seed_service, weights
 
-pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
 
 
 @pytest.fixture
-def world(kube, namespace, istio_metrics):
+def world(kube, cluster, namespace, istio_metrics):
     exporter, url = istio_metrics
     seed_service(kube, namespace)
     exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
@@ -16,14 +17,13 @@ from testworld.kills import History, judge
 
 from .cluster_world import Driver, rollout, seed_service, weights
 
-pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 40}, {"analysis": {}},
          {"setWeight": 60}, {"pause": {}}, {"setWeight": 80}]
 
 
-class Kubelet:
-    """Marks the service's Deployments ready in the background, and records the Rollout's
-    step and the VirtualService weights as they change."""
+class Recorder:
+    """Records the Rollout's step and the VirtualService weights as they change."""
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
@@ -32,7 +32,7 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Kubelet:
+    def __enter__(self) -> Recorder:
         self._thread.start()
         return self
 
@@ -42,7 +42,6 @@ class Kubelet:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.driver.kubelet()
             status = self.driver.get().get("status") or {}
             step = status.get("currentStep")
             if step is not None and (not self.steps or self.steps[-1] != step):
@@ -59,13 +58,14 @@ def controller_kube(kube) -> Kube:
 
 
 def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:
-    return Manager(controller_kube(kube), prometheus_url=prometheus_url, identity=identity,
+    return Manager(controller_kube(kube), prometheus_url=prometheus_url,
+                   data_plane=StoredWeights(), identity=identity,
                    namespace=namespace, lease_name=f"meshctl-{namespace}"[:60], lease_seconds=3,
                    renew_seconds=0.5, resync_seconds=10)
 
 
 @pytest.fixture
-def setup(kube, namespace, istio_metrics) -> Iterator[tuple[Driver, str]]:
+def setup(kube, cluster, namespace, istio_metrics) -> Iterator[tuple[Driver, str]]:
     exporter, url = istio_metrics
     seed_service(kube, namespace)
     exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
@@ -95,7 +95,7 @@ def status(driver: Driver) -> dict:
 def test_killed_mid_rollout_the_controller_resumes_without_repeating_or_skipping(kube, setup):
     driver, url = setup
     first = manager(kube, url, "first", driver.ns).start()
-    with Kubelet(driver) as kubelet, History(kube, driver.ns) as history:
+    with Recorder(driver) as recorded, History(kube, driver.ns) as history:
         wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
         set_image(driver, "web:2")
         wait(lambda: status(driver).get("currentStep") == 1, what="the timed pause")
@@ -110,13 +110,13 @@ def test_killed_mid_rollout_the_controller_resumes_without_repeating_or_skipping
             "annotations": {"meshctl.io/intent-promote": "go"}}})
         wait(lambda: status(driver).get("phase") == "Healthy", timeout=90, what="promotion")
         third.stop()
-    assert kubelet.steps == sorted(kubelet.steps)  # never went back to a step
+    assert recorded.steps == sorted(recorded.steps)  # never went back to a step
     # every write, as watched: each step once and in order, no unsafe state
     findings = judge(history, [], [0, 20, 40, 60, 80, 0], list(range(8)), "Healthy")
     assert findings.clean, findings.notes
-    events = sorted(driver.kube.list("events.k8s.io", "v1", driver.ns, "events"),
-                    key=lambda e: e["eventTime"])
-    changes = [e["note"] for e in events if e["reason"] == "WeightChanged"]
+    events = [e for e in driver.kube.list("events.k8s.io", "v1", driver.ns, "events")
+              if e["reason"] == "WeightChanged"]  # the cluster's controllers write events too
+    changes = [e["note"] for e in sorted(events, key=lambda e: e["eventTime"])]
     assert changes == ["stable/canary 80/20", "stable/canary 60/40", "stable/canary 40/60",
                        "stable/canary 20/80", "stable/canary 100/0"]  # each step once, in order
     run = next(r for r in status(driver)["analysis"] if r["name"] == "step-3")
@@ -131,14 +131,14 @@ def test_only_the_leader_works_and_the_other_takes_over(kube, setup):
     try:
         wait(lambda: a.is_leader or b.is_leader, what="a leader")
         leader, other = (a, b) if a.is_leader else (b, a)
-        with Kubelet(driver):
+        with Recorder(driver):
             wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
         assert not other.is_leader
         assert b"meshctl_reconcile_duration_seconds_count" not in other.metrics.exposition() or \
             b'meshctl_reconcile_duration_seconds_count{result="ok"} 0.0' in other.metrics.exposition()
         leader.stop(release=False)  # killed: the lease is left to expire (3 s)
         wait(lambda: other.is_leader, timeout=3 + 5, what="takeover within the lease time")
-        with Kubelet(driver):
+        with Recorder(driver):
             set_image(driver, "web:2")
             wait(lambda: status(driver).get("currentStep", 0) >= 1, what="the new leader to work")
     finally:
@@ -153,7 +153,7 @@ def test_health_and_metrics_endpoints(kube, setup):
     m = manager(kube, url, "solo", driver.ns).start()
     try:
         wait(lambda: m.is_leader and m.ready(), what="ready")
-        with Kubelet(driver):
+        with Recorder(driver):
             wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
         assert urllib.request.urlopen(m.health_url + "/healthz").status == 200
         assert urllib.request.urlopen(m.health_url + "/readyz").status == 200

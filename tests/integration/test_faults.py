@@ -13,7 +13,7 @@ import pytest
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from testworld.kills import apiserver_restart_run, prometheus_fault_run
 
-pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 
 
 def traffic(istio_metrics, ns: str) -> None:
@@ -23,7 +23,7 @@ def traffic(istio_metrics, ns: str) -> None:
 
 
 def test_kube_apiserver_restarted_mid_rollout_the_canary_goes_on_with_every_step_once(
-        kube, namespace, istio_metrics, tmp_path):
+        kube, cluster, namespace, istio_metrics, tmp_path):
     traffic(istio_metrics, namespace)
     run = apiserver_restart_run(kube, namespace, istio_metrics[1], tmp_path)
     assert run.findings.clean, run.findings.notes
@@ -41,7 +41,7 @@ def prometheus(istio_metrics, tmp_path) -> Iterator[Prometheus]:
 
 @pytest.mark.parametrize("fault", ["stopped", "hung"])
 def test_prometheus_stopped_or_hung_pauses_the_analysis_never_promotes_and_resumes(
-        kube, namespace, istio_metrics, prometheus, tmp_path, fault):
+        kube, cluster, namespace, istio_metrics, prometheus, tmp_path, fault):
     traffic(istio_metrics, namespace)
 
     def replacement(port: int) -> Prometheus:

@@ -25,7 +25,7 @@ from testworld.certs import CertificateAuthority, Issued
 
 from .running_controller import RunningController
 
-pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 ONCALL_SPIFFE = "spiffe://cluster.local/ns/ops/sa/oncall"
 PAUSING = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]
 
@@ -74,7 +74,7 @@ class Api:
 
 
 @pytest.fixture
-def api(kube, namespace, istio_metrics, tmp_path) -> Iterator[Api]:
+def api(kube, cluster, namespace, istio_metrics, tmp_path) -> Iterator[Api]:
     exporter, url = istio_metrics
     exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
     certs = Certs(tmp_path)
@@ -236,7 +236,7 @@ def test_the_cli_speaks_grpc_with_server(api):
     assert "Promoting" in watched.stderr and "is Healthy" in watched.stderr
 
 
-def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, namespace, tmp_path):
+def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, namespace, tmp_path):
     """The composition a Deployment runs: `meshctl controller run --grpc-addr ...`."""
     import signal
     import subprocess
@@ -252,6 +252,7 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, namespace, tmp
     sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
     command = [str(Path(sys.executable).parent / "meshctl"), "--kubeconfig", str(sa),
                "-n", namespace, "controller", "run", "--prometheus-url", "http://127.0.0.1:9",
+               "--trust-stored-weights",  # no istiod in this world
                "--health-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
                "--grpc-cert", str(server_cert), "--grpc-key", str(server_key),
                "--grpc-client-ca", str(certs.ca_path), "--grpc-reader", "dashboard"]

@@ -15,7 +15,7 @@ from testworld.kills import (
     random_kill_run,
 )
 
-pytestmark = [pytest.mark.kube, pytest.mark.prometheus]
+pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 
 
 def canary_traffic(exporter, ns: str, error_rate: float) -> None:
@@ -24,7 +24,7 @@ def canary_traffic(exporter, ns: str, error_rate: float) -> None:
 
 
 def test_killed_at_each_failpoint_in_turn_a_canary_is_promoted_with_every_step_once(
-        kube, namespace, istio_metrics, tmp_path):
+        kube, cluster, namespace, istio_metrics, tmp_path):
     exporter, url = istio_metrics
     canary_traffic(exporter, namespace, error_rate=0.0)
     run = failpoint_run(kube, namespace, url, tmp_path, CANARY_FAILPOINTS, rollback=False)
@@ -33,7 +33,7 @@ def test_killed_at_each_failpoint_in_turn_a_canary_is_promoted_with_every_step_o
 
 
 def test_killed_at_each_failpoint_in_turn_a_failing_canary_is_rolled_back_safely(
-        kube, namespace, istio_metrics, tmp_path):
+        kube, cluster, namespace, istio_metrics, tmp_path):
     exporter, url = istio_metrics
     canary_traffic(exporter, namespace, error_rate=0.5)
     run = failpoint_run(kube, namespace, url, tmp_path, ROLLBACK_FAILPOINTS, rollback=True)
@@ -43,7 +43,7 @@ def test_killed_at_each_failpoint_in_turn_a_failing_canary_is_rolled_back_safely
 
 @pytest.mark.timeout(600)
 def test_twenty_random_sigkills_during_one_canary_repeat_or_skip_nothing(
-        kube, namespace, istio_metrics, tmp_path):
+        kube, cluster, namespace, istio_metrics, tmp_path):
     exporter, url = istio_metrics
     canary_traffic(exporter, namespace, error_rate=0.0)
     run = random_kill_run(kube, namespace, url, tmp_path, seed_value=12, kills=20)

@@ -265,36 +265,3 @@ def test_istio_crds_are_served(adapter: Kube, namespace: str) -> None:
         ("security.istio.io", "v1", "authorizationpolicies"),
     ]:
         assert adapter.list(group, version, namespace, plural) == []
-
-
-# -- the world's stand-ins for controllers and kubelets -------------------------------------
-
-
-def test_mark_deployment_ready_makes_ready_pods_and_status(
-    kube: KubeWorld, namespace: str
-) -> None:
-    labels = {"app": "reviews", "version": "v2"}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "reviews-v2", "namespace": namespace},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "reviews:v2"}]},
-            },
-        },
-    }
-    kube.apply(deployment)
-
-    status = kube.mark_deployment_ready(namespace, "reviews-v2")["status"]
-
-    assert (status["readyReplicas"], status["availableReplicas"]) == (2, 2)
-    with kube.api_client() as api:
-        pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=reviews")
-    ready = [
-        c.status for p in pods.items for c in p.status.conditions if c.type == "Ready"
-    ]
-    assert ready == ["True", "True"]

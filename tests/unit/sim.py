@@ -69,6 +69,9 @@ class Sim:
     canary: WorkloadState = WorkloadState(0, 0, None)
     intents: Intents = Intents()
     data_plane_applies: bool = True
+    unobserved: str = ""  # the reason given when the data plane cannot be read
+    trust_written: bool = False
+    observe_timeout: float | None = None
     canary_becomes_ready: bool = True
     metric: Callable[[str, str], Measurement] = lambda run, metric: Value(10.0)
     writes: list[TrafficSplit] = dataclasses.field(default_factory=list)
@@ -78,6 +81,9 @@ class Sim:
     def observation(self) -> Observation:
         return Observation(revision=self.revision, stable=self.stable, canary=self.canary,
                            written=self.written, observed=self.observed, intents=self.intents,
+                           unobserved=self.unobserved if self.observed is None else "",
+                           trust_written=self.trust_written,
+                           observe_timeout=self.observe_timeout,
                            plans=self.plans)
 
     def reconcile(self) -> Decision:

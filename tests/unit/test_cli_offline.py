@@ -142,3 +142,14 @@ def test_the_kustomization_lists_existing_manifests():
         assert Path("manifests", resource).is_file(), resource
     deployment = yaml.safe_load(Path("manifests/controller/deployment.yaml").read_text())
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "meshctl-controller"
+
+
+def test_the_controller_will_not_start_without_saying_where_weights_are_observed():
+    """No istiod and no explicit --trust-stored-weights: exit 2, one line naming both."""
+    result = run("controller", "run", "--prometheus-url", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "--istiod-debug-url is required" in result.output
+    assert "--trust-stored-weights" in result.output
+    both = run("controller", "run", "--prometheus-url", "http://127.0.0.1:9",
+               "--istiod-debug-url", "http://istiod:15014", "--trust-stored-weights")
+    assert both.exit_code == 2 and "exclude each other" in both.output

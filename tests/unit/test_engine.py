@@ -59,6 +59,31 @@ def test_step_waits_until_the_data_plane_applies_the_weight():
     assert "waiting for the data plane" in sim.status.message
 
 
+def test_a_step_unobserved_past_the_timeout_is_held_and_says_why_once():
+    """istiod cannot be read: the step never proceeds on the write, the status says the
+    weights are stored, not observed, and after the timeout one Warning names the hold."""
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 40}), data_plane_applies=False,
+              unobserved="stored, not observed: istiod is unreachable", observe_timeout=5.0)
+    sim.run(passes=30)
+    assert sim.status.current_step == 0
+    assert sim.status.weights.observed is None
+    assert sim.status.weights.not_observed == "stored, not observed: istiod is unreachable"
+    assert sim.status.message == ("step 0 held: stable/canary 80/20 not observed at the data "
+                                  "plane after 5 s: stored, not observed: istiod is unreachable")
+    held = [e for d in sim.decisions for e in d.events if e.reason == "TrafficNotObserved"]
+    assert len(held) == 1 and held[0].type == "Warning"
+
+
+def test_trusting_written_weights_proceeds_but_never_reports_them_observed():
+    """--trust-stored-weights: steps move on the written split; observed stays empty."""
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 40}), data_plane_applies=False,
+              trust_written=True, unobserved="stored, not observed: no istiod")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.status.weights.observed is None
+    assert sim.status.weights.not_observed == "stored, not observed: no istiod"
+
+
 def _failing_analysis_sim(**kw):
     spec = canary({"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "match": [
         {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}},

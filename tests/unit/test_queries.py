@@ -235,11 +235,32 @@ def test_istio_mtls_share_uses_connection_security_policy() -> None:
     assert rendered.endswith(f"/ sum(rate(istio_requests_total{{{ISTIO_SELECTOR}}}[1m]))")
 
 
+def test_the_istio_envoy_templates_select_the_canary_cluster_on_any_port_only() -> None:
+    """Istio's cluster names carry dots and pipes: the value matches itself, the port any
+    number, so the stable subset and other services' clusters are never counted."""
+    import re
+
+    rendered = BUILTIN_TEMPLATES["istio-envoy-requests"].render(
+        {"canaryCluster": "canary|web.shop.svc.cluster.local", "window": "1m"})
+    literal = rendered.split('=~"', 1)[1].split('"}', 1)[0].replace("\\\\", "\\")
+    pattern = re.compile(f"^(?:{literal})$")  # PromQL anchors regex matchers
+    assert pattern.match("outbound|80|canary|web.shop.svc.cluster.local")
+    assert pattern.match("outbound|8080|canary|web.shop.svc.cluster.local")
+    for other in ("outbound|80|stable|web.shop.svc.cluster.local",
+                  "outbound|80|canary|webXshop.svc.cluster.local",
+                  "outbound|80|canary|web.shop.svc.cluster.local.evil",
+                  "inbound|80|canary|web.shop.svc.cluster.local"):
+        assert not pattern.match(other), other
+
+
 def test_builtin_templates_declare_their_variables() -> None:
     assert {name: sorted(t.variables) for name, t in BUILTIN_TEMPLATES.items()} == {
         "envoy-latency-p95": ["cluster", "window"],
         "envoy-availability": ["cluster", "window"],
         "envoy-requests": ["cluster", "window"],
+        "istio-envoy-latency-p95": ["canaryCluster", "window"],
+        "istio-envoy-availability": ["canaryCluster", "window"],
+        "istio-envoy-requests": ["canaryCluster", "window"],
         "istio-latency-p95": ["namespace", "service", "window", "workload"],
         "istio-availability": ["namespace", "service", "window", "workload"],
         "istio-requests": ["namespace", "service", "window", "workload"],

@@ -110,6 +110,8 @@ def test_the_grpc_message_carries_the_whole_view():
     v = dataclasses.replace(view_of(ROLLOUT), conditions=INVALID)
     assert from_message(to_message(v)) == v
     assert from_message(to_message(view())).observed_weights is None
+    unknown = dataclasses.replace(view(), not_observed="stored, not observed: no istiod")
+    assert from_message(to_message(unknown)) == unknown
 
 
 def test_changing_the_template_records_the_previous_one_once():

@@ -83,7 +83,7 @@ class Condition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_time: _Optional[str] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("name", "namespace", "phase", "step", "total_steps", "weights", "observed_weights", "measurements", "message", "conditions", "abort_reason", "pause_reason", "revision", "stable_revision", "image", "paused", "generation", "observed_generation", "pending_intents")
+    __slots__ = ("name", "namespace", "phase", "step", "total_steps", "weights", "observed_weights", "measurements", "message", "conditions", "abort_reason", "pause_reason", "revision", "stable_revision", "image", "paused", "generation", "observed_generation", "pending_intents", "not_observed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Rollout(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     PENDING_INTENTS_FIELD_NUMBER: _ClassVar[int]
+    NOT_OBSERVED_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     phase: str
@@ -122,4 +123,5 @@ class Rollout(_message.Message):
     generation: int
     observed_generation: int
     pending_intents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., phase: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., observed_weights: _Optional[_Union[Weights, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., abort_reason: _Optional[str] = ..., pause_reason: _Optional[str] = ..., revision: _Optional[str] = ..., stable_revision: _Optional[str] = ..., image: _Optional[str] = ..., paused: _Optional[bool] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., pending_intents: _Optional[_Iterable[str]] = ...) -> None: ...
+    not_observed: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., phase: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., observed_weights: _Optional[_Union[Weights, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., abort_reason: _Optional[str] = ..., pause_reason: _Optional[str] = ..., revision: _Optional[str] = ..., stable_revision: _Optional[str] = ..., image: _Optional[str] = ..., paused: _Optional[bool] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., pending_intents: _Optional[_Iterable[str]] = ..., not_observed: _Optional[str] = ...) -> None: ...

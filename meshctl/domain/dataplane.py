@@ -1,0 +1,229 @@
+"""What the data plane applies, read from the routes istiod generated for each proxy.
+
+In a cluster the data plane is Envoy, programmed by istiod. ``istioctl proxy-status`` reads
+two things from istiod's debug API, and so does meshctl: which route push each proxy has
+acknowledged (``/debug/syncz``), and the Envoy route configuration istiod generated for it
+(``/debug/config_dump?proxyID=...``). This module turns those into a :class:`TrafficSplit`
+(or says why it cannot), as plain values: the adapter fetches, this module judges.
+
+Istio names Envoy clusters ``outbound|<port>|<subset>|<fqdn>``, keeps the VirtualService's
+HTTP route names on the Envoy routes, and marks each route with the VirtualService it came
+from (``metadata.filter_metadata.istio.config``). So a managed route at 90/10, subset-level::
+
+    route "primary" of /apis/networking.istio.io/v1/namespaces/shop/virtual-service/web
+      weighted_clusters: outbound|80|stable|web.shop.svc.cluster.local  90
+                         outbound|80|canary|web.shop.svc.cluster.local  10
+      ->  TrafficSplit(Weights(90, 10))
+
+and host-level (``stableService: web``, ``canaryService: web-canary``), one destination::
+
+      cluster: outbound|80||web.shop.svc.cluster.local  ->  TrafficSplit(Weights(100, 0))
+
+Both spellings of a field are read: istiod's config dump is protobuf JSON (``weightedClusters``),
+Envoy's own admin dump uses the proto names (``weighted_clusters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshctl.domain.istio import HEADER_ROUTE_PREFIX
+from meshctl.domain.spec import IstioRouting, Rollout
+from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
+
+NOT_OBSERVED = "stored, not observed"
+_DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
+
+
+@dataclass(frozen=True)
+class ProxyRoutes:
+    """One proxy as istiod knows it: whether it acknowledged the last routes istiod sent,
+    and the Envoy route configurations istiod generates for it (plain JSON)."""
+
+    proxy: str
+    acknowledged: bool
+    route_configs: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The split the data plane applies, or None and the reason (one sentence)."""
+
+    split: TrafficSplit | None
+    reason: str = ""
+
+
+def _f(obj: Mapping[str, Any], snake: str) -> Any:
+    """A field by its proto name or its JSON (camelCase) name."""
+    if snake in obj:
+        return obj[snake]
+    head, *rest = snake.split("_")
+    return obj.get(head + "".join(w.title() for w in rest))
+
+
+def config_path(rollout: Rollout) -> str:
+    """How Istio names the VirtualService a route came from, in the route's metadata."""
+    name = _istio(rollout).virtual_service.name
+    return f"/apis/networking.istio.io/v1/namespaces/{rollout.namespace}/virtual-service/{name}"
+
+
+def _track(cluster: str, rollout: Rollout) -> str | None:
+    """'stable', 'canary' or None for an Envoy cluster name ``outbound|port|subset|host``."""
+    parts = cluster.split("|")
+    if len(parts) != 4 or parts[0] != "outbound":
+        return None
+    subset, short = parts[2], parts[3].split(".")[0]
+    routing = _istio(rollout)
+    if routing.destination_rule is not None:
+        if short != rollout.spec.service.split(".")[0]:
+            return None
+        dr = routing.destination_rule
+        return {dr.stable_subset: "stable", dr.canary_subset: "canary"}.get(subset)
+    if subset:
+        return None
+    hosts = {str(routing.stable_service).split(".")[0]: "stable",
+             str(routing.canary_service).split(".")[0]: "canary"}
+    return hosts.get(short)
+
+
+def _weights(action: Mapping[str, Any], rollout: Rollout) -> Weights | None:
+    weighted = _f(action, "weighted_clusters")
+    pairs = ([(c.get("name", ""), int(c.get("weight", 0))) for c in weighted.get("clusters", [])]
+             if weighted else [(str(_f(action, "cluster") or ""), 100)])
+    sums = {"stable": 0, "canary": 0}
+    for cluster, weight in pairs:
+        track = _track(cluster, rollout)
+        if track is None:
+            return None  # not meshctl's shape: a destination it does not manage
+        sums[track] += weight
+    if sums["stable"] + sums["canary"] != 100:
+        return None
+    return Weights(sums["stable"], sums["canary"])
+
+
+def _mirror_percent(action: Mapping[str, Any], rollout: Rollout) -> int:
+    for policy in _f(action, "request_mirror_policies") or []:
+        if _track(str(policy.get("cluster", "")), rollout) != "canary":
+            continue
+        fraction = _f(policy, "runtime_fraction")
+        if not fraction:
+            return 100
+        value = _f(fraction, "default_value") or {}
+        denominator = _DENOMINATORS.get(str(value.get("denominator", "HUNDRED")), 100)
+        return round(int(value.get("numerator", 0)) * 100 / denominator)
+    return 0
+
+
+def _header_matches(match: Mapping[str, Any]) -> tuple[HeaderMatch, ...]:
+    found = []
+    for header in match.get("headers", []):
+        string = _f(header, "string_match") or {}
+        if "exact" in string:
+            found.append(HeaderMatch(header["name"], string["exact"], MatchKind.EXACT))
+        elif "prefix" in string:
+            found.append(HeaderMatch(header["name"], string["prefix"], MatchKind.PREFIX))
+        elif _f(string, "safe_regex"):
+            regex = _f(string, "safe_regex").get("regex", "")
+            found.append(HeaderMatch(header["name"], regex, MatchKind.REGEX))
+    return tuple(found)
+
+
+def _virtual_hosts(route_configs: Iterable[Mapping[str, Any]]) -> Iterator[Sequence[Any]]:
+    for config in route_configs:
+        for host in _f(config, "virtual_hosts") or []:
+            yield host.get("routes", [])
+
+
+def splits_in(route_configs: Iterable[Mapping[str, Any]], rollout: Rollout,
+              route_name: str) -> list[TrafficSplit | None]:
+    """The split of the managed route in each virtual host that has it (None where the
+    route is there but not in meshctl's shape)."""
+    source = config_path(rollout)
+    header_prefix = f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-"
+    found: list[TrafficSplit | None] = []
+    for routes in _virtual_hosts(route_configs):
+        ours = [r for r in routes
+                if ((_f(r, "metadata") or {}).get("filterMetadata")
+                    or (_f(r, "metadata") or {}).get("filter_metadata") or {})
+                .get("istio", {}).get("config") == source]
+        managed = next((r for r in ours if r.get("name", "") == route_name), None)
+        if managed is None:
+            continue
+        action = managed.get("route", {})
+        weights = _weights(action, rollout)
+        headers = tuple(HeaderRoute(r["name"][len(header_prefix):],
+                                    _header_matches(r.get("match", {})))
+                        for r in ours if str(r.get("name", "")).startswith(header_prefix))
+        found.append(None if weights is None else
+                     TrafficSplit(weights, headers, _mirror_percent(action, rollout)))
+    return found
+
+
+def has_subset(cluster_names: Iterable[str], rollout: Rollout, subset: str) -> bool | None:
+    """Whether one proxy's clusters include ``subset`` of the Rollout's service (None: the
+    proxy has no cluster of that service at all, so it does not route it)."""
+    service = rollout.spec.service.split(".")[0]
+    seen = False
+    for name in cluster_names:
+        parts = name.split("|")
+        if len(parts) != 4 or parts[0] != "outbound":
+            continue
+        host = parts[3].split(".")
+        if host[0] != service or (len(host) > 1 and host[1] != rollout.namespace):
+            continue
+        seen = True
+        if parts[2] == subset:
+            return True
+    return False if seen else None
+
+
+def _aligned(split: TrafficSplit, written: TrafficSplit | None) -> TrafficSplit:
+    """Istio sorts a route's header matchers by name; give them the written order back
+    when they are the same matchers, so equal splits compare equal."""
+    if written is None:
+        return split
+    order = {h.name: h.matches for h in written.header_routes}
+    routes = tuple(HeaderRoute(h.name, order[h.name])
+                   if h.name in order and set(order[h.name]) == set(h.matches) else h
+                   for h in split.header_routes)
+    return TrafficSplit(split.weights, routes, split.mirror_percent)
+
+
+def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
+         written: TrafficSplit | None) -> Reading:
+    """The split every proxy serving the route applies, or why there is none to report:
+    no proxy serves the route, a proxy has not acknowledged its latest routes, or the
+    proxies disagree."""
+    seen: dict[str, TrafficSplit | None] = {}
+    for proxy in proxies:
+        splits = splits_in(proxy.route_configs, rollout, route_name)
+        if not splits:
+            continue
+        if not proxy.acknowledged:
+            return Reading(None, f"not observed: proxy {proxy.proxy} has not acknowledged "
+                           "the latest routes istiod sent")
+        if len(set(splits)) > 1 or splits[0] is None:
+            return Reading(None, f"not observed: proxy {proxy.proxy} routes "
+                           f"{route_name or 'the route'} in a shape meshctl does not manage")
+        seen[proxy.proxy] = splits[0]
+    vs = _istio(rollout).virtual_service.name
+    if not seen:
+        return Reading(None, f"not observed: no proxy connected to istiod serves route "
+                       f"{route_name!r} of VirtualService {rollout.namespace}/{vs} "
+                       f"({len(proxies)} connected)")
+    if len(set(seen.values())) > 1:
+        shown = ", ".join(f"{p} at {s.weights.stable}/{s.weights.canary}"
+                          for p, s in sorted(seen.items()) if s is not None)
+        return Reading(None, f"not observed: proxies disagree ({shown})")
+    split = next(iter(seen.values()))
+    assert split is not None
+    return Reading(_aligned(split, written))
+
+
+def _istio(rollout: Rollout) -> IstioRouting:
+    routing = rollout.spec.traffic_routing
+    if routing is None or routing.istio is None:
+        raise ValueError("spec.trafficRouting.istio is required for Istio routing")
+    return routing.istio
