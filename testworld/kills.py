@@ -408,8 +408,9 @@ def start_canary(kube: Kube, ns: str) -> None:
 
 def events_of(kube: Kube, ns: str, after: set[str]) -> list[dict[str, Any]]:
     found = kube.list("events.k8s.io", "v1", ns, "events")
-    return sorted((e for e in found if e["metadata"]["name"] not in after),
-                  key=lambda e: e["eventTime"])
+    mine = [e for e in found if e["metadata"]["name"] not in after  # the cluster's
+            and (e.get("regarding") or {}).get("kind") == "Rollout"]  # controllers write too
+    return sorted(mine, key=lambda e: e.get("eventTime") or "")
 
 
 @dataclass
