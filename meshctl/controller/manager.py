@@ -208,7 +208,9 @@ class Manager:
         failures = 0
         while not self._stop.is_set():
             try:
-                items, version_seen = self.kube.list_all(group, version, plural)
+                # one watched namespace: list and watch there only, so a Role is enough
+                items, version_seen = self.kube.list_all(group, version, plural,
+                                                         namespace=self.namespace)
                 items = [i for i in items if self._wanted(i)]
                 self.cache.replace(plural, items, version_seen)
                 for item in items:
@@ -219,7 +221,8 @@ class Manager:
                     self._synced.set()
                 failures = 0
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
-                                                 timeout_seconds=WATCH_SECONDS):
+                                                 timeout_seconds=WATCH_SECONDS,
+                                                 namespace=self.namespace):
                     if self._stop.is_set():
                         return
                     if self._wanted(obj):

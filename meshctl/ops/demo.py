@@ -53,6 +53,7 @@ def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
 @dataclass
 class Scenario:
     name: str
+    expected: str  # the result the scenario must end with: "promoted" or "rolled_back"
     result: str = ""
     time_to_rollback_seconds: float | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -60,8 +61,12 @@ class Scenario:
     measurements: list[dict[str, Any]] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def as_expected(self) -> bool:
+        return self.result == self.expected
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "result": self.result,
+        return {"name": self.name, "result": self.result, "expected": self.expected,
                 "time_to_rollback_seconds": self.time_to_rollback_seconds,
                 "steps": self.steps, "decisions": self.decisions,
                 "measurements": self.measurements, "requests": self.requests}
@@ -87,11 +92,12 @@ def _finish(scenario: Scenario, decision: Decision, events: list[Event]) -> None
                     "outcome": m.outcome.value, "message": m.message})
 
 
-def run_scenario(name: str, canary: SampleApp, on_pass: Callable[[Decision], None],
+def run_scenario(name: str, expected: str, canary: SampleApp,
+                 on_pass: Callable[[Decision], None],
                  on_event: Callable[[Event], None], state_dir: Path,
                  fault_at_step: int | None = None, fault: dict[str, float] | None = None,
                  timeout: float = 240.0) -> Scenario:
-    scenario = Scenario(name)
+    scenario = Scenario(name, expected)
     events: list[Event] = []
     with LocalMesh(stable=SampleApp("v1"), canary=canary) as mesh:
         stable_app, canary_app = mesh.stable_app, mesh.canary_app
@@ -143,11 +149,11 @@ def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], No
             announce(f"stopped what a killed earlier demo left: {', '.join(leftovers)}")
         note_workdir(Path(tmp))
         announce("scenario 1: a healthy version v2, promoted step by step under live load")
-        healthy = run_scenario("healthy-canary", SampleApp("v2", latency_ms=5.0), on_pass,
-                               on_event, Path(tmp))
+        healthy = run_scenario("healthy-canary", "promoted", SampleApp("v2", latency_ms=5.0),
+                               on_pass, on_event, Path(tmp))
         announce("scenario 2: version v3 turns slow (+80 ms) and fails 5% of requests once "
                  "it takes traffic")
-        breach = run_scenario("slo-breach", SampleApp("v3", latency_ms=5.0), on_pass, on_event,
-                              Path(tmp), fault_at_step=1,
+        breach = run_scenario("slo-breach", "rolled_back", SampleApp("v3", latency_ms=5.0),
+                              on_pass, on_event, Path(tmp), fault_at_step=1,
                               fault={"latency_ms": 85.0, "error_rate": 0.05})
     return [healthy, breach]

@@ -21,7 +21,7 @@ from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import without_pending_runs
 from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
-from meshctl.domain.phases import Phase
+from meshctl.domain.phases import HUMAN_PAUSES, Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.resolve import MeshKind, analysis_plans
 from meshctl.domain.revisions import revision_of
@@ -66,10 +66,12 @@ def revisions(rollout: Rollout) -> tuple[str, str]:
 
 
 def is_finished(decision: Decision) -> bool:
-    """A local run ends at Healthy or Degraded, or paused with nothing scheduled."""
-    phase = decision.status.phase
-    return phase in (Phase.HEALTHY, Phase.DEGRADED) or (
-        phase is Phase.PAUSED and decision.requeue_after is None)
+    """A local run ends at Healthy or Degraded, paused for a person (as the cluster's
+    ``--wait``), or paused with nothing scheduled."""
+    status = decision.status
+    return status.phase in (Phase.HEALTHY, Phase.DEGRADED) or (
+        status.phase is Phase.PAUSED
+        and (status.pause_reason in HUMAN_PAUSES or decision.requeue_after is None))
 
 
 @dataclass

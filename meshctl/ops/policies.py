@@ -234,4 +234,6 @@ def gate(kube: Kube, rollout: Rollout, canary_mtls_share: Measurement,
     about its service and pods) and the measured mTLS share of its canary traffic."""
     objects = read_cluster(kube, rollout.namespace, root_namespace)
     findings = audit(objects, rollouts=[rollout], root_namespace=root_namespace)
-    return mtls_gate(findings_for(findings, rollout), canary_mtls_share)
+    security = rollout.spec.security
+    opens = security is not None and security.mtls_gate_opens_without_traffic
+    return mtls_gate(findings_for(findings, rollout), canary_mtls_share, opens)
