@@ -39,6 +39,7 @@ def controller() -> None:
               help="Where /healthz, /readyz and /metrics are served.")
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
+@click.option("--lease-name", default="meshctl-controller", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")
 @click.option("--resync-seconds", type=float, default=30.0, show_default=True)
 @click.option("--grpc-addr", default=None, help="Serve the gRPC API (meshctl.v1.Rollouts) "
@@ -55,7 +56,7 @@ def controller() -> None:
 def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         istiod_token_file: str | None, trust_stored_weights: bool, observe_timeout: float,
         health_addr: str, workers: int,
-        lease_namespace: str, identity: str | None, resync_seconds: float,
+        lease_namespace: str, lease_name: str, identity: str | None, resync_seconds: float,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
         grpc_operators: tuple[str, ...]) -> None:
@@ -90,8 +91,8 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
     manager = Manager(kube, prometheus_url=prometheus_url, data_plane=data_plane,
                       observe_timeout=observe_timeout, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
-                      workers=workers, health_host=host or "0.0.0.0", health_port=int(port),
-                      resync_seconds=resync_seconds)
+                      lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",
+                      health_port=int(port), resync_seconds=resync_seconds)
     api = None
     if grpc_addr is not None:
         api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),

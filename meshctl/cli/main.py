@@ -6,8 +6,10 @@ commands that need them, so ``meshctl --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -134,7 +136,11 @@ def run(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
     rollout_ = loaded.rollouts[0]
     printer = ProgressPrinter()
     try:
-        with local_mesh_for(rollout_, Path(state_dir), load_rate) as local_mesh:
+        def leftover(what: str) -> None:
+            click.echo(f"stopped what a killed earlier run left: {what}", err=True)
+
+        with _terminate_like_interrupt(), \
+                local_mesh_for(rollout_, Path(state_dir), load_rate, leftover) as local_mesh:
             driver = LocalRollout(rollout_, loaded.templates, local_mesh, Path(state_dir),
                                   on_event=printer.event)
             decision = driver.run(timeout=timeout, on_pass=printer)
@@ -151,17 +157,26 @@ def run(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
              "load; a healthy version is promoted, a breaking one is rolled back. Exits 1 "
              "when a scenario does not end as it should.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
+              show_default=True, help="Where the demo records the processes it starts (so "
+              "a later demo stops what a killed one left).")
 @click.pass_context
-def demo(ctx: click.Context, as_json: bool) -> None:
+def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
     import json
+    from pathlib import Path
 
     from meshctl.cli.progress import ProgressPrinter, demo_summary
+    from meshctl.localmesh.procs import LocalMeshError
     from meshctl.ops.demo import run_demo
 
     printer = ProgressPrinter()
     try:
-        scenarios = run_demo(printer, printer.event,
-                             lambda text: click.echo(f"\n== {text}", err=True))
+        with _terminate_like_interrupt():
+            scenarios = run_demo(printer, printer.event,
+                                 lambda text: click.echo(f"\n== {text}", err=True),
+                                 Path(state_dir))
+    except LocalMeshError as exc:
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot run the demo: {exc}")
     except TimeoutError as exc:
         fail(ctx, exitcodes.TIMED_OUT, f"demo: {exc}")
     if as_json:
@@ -188,6 +203,28 @@ def completion(ctx: click.Context, shell: str) -> None:
     assert script is not None  # the three choices are click's own
     # for meshctl itself, also under kubectl: kubectl completes its plugins by name only
     click.echo(script(cli, {}, "meshctl", COMPLETE_VAR).source())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: context managers unwind and stop what they started."""
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """For commands that start processes (``rollout run``, ``demo``): SIGTERM raises
+    :class:`Terminated` in the main thread; a second one during the clean-up is ignored so
+    the clean-up finishes. The previous handler is put back after."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 from meshctl.cli.controller import controller  # noqa: E402
@@ -223,9 +260,12 @@ def main(prog_name: str = "meshctl") -> None:
     except click.ClickException as exc:
         click.echo(ERROR + exc.format_message(), err=True)
         sys.exit(exitcodes.INVALID)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo(ERROR + "terminated", err=True)
+            sys.exit(exitcodes.TERMINATED)
         click.echo(ERROR + "interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except Exception as exc:  # a bug: one line, the traceback only on request
         if os.environ.get("MESHCTL_DEBUG"):
             raise

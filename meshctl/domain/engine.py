@@ -288,8 +288,24 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: date
     elif obs.revision != p.status.current_revision:
         _new_revision(p)
     _intents(p)
+    _promotion_underway(p)
     _HANDLERS[p.status.phase](p)
     return _finish(p)
+
+
+def _promotion_underway(p: _Pass) -> None:
+    """Only promotion gives the stable Deployment the new revision. Seeing it there while
+    the status is still Progressing or Paused means a pass began promoting and died before
+    its status was saved: promote on, never send the last step's weights back to the canary.
+
+    E.g. status step 4 (80% canary), stable Deployment at the new revision, 100/0 written:
+    the pass moves to Promoting and keeps 100/0 (it would otherwise rewrite 20/80)."""
+    rev = p.status.current_revision
+    if (p.status.phase in (Phase.PROGRESSING, Phase.PAUSED) and rev is not None
+            and rev != p.status.stable_revision and p.obs.stable.revision == rev):
+        p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
+        p.move(Phase.PROMOTING, "Promoting", f"promoting revision {rev} (the stable "
+               "Deployment already runs it: an earlier pass began the promotion)")
 
 
 def _record_observation(p: _Pass) -> None:

@@ -22,7 +22,8 @@ from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
-from meshctl.ops.local import LocalRollout
+from meshctl.localmesh.procs import note_workdir, recording_children
+from meshctl.ops.local import DEFAULT_STATE_DIR, LocalRollout
 
 LOAD_RATE = 60.0
 STEPS: list[dict[str, Any]] = [
@@ -138,8 +139,15 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
 
 
 def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], None],
-             announce: Callable[[str], None]) -> list[Scenario]:
-    with tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
+             announce: Callable[[str], None], state_dir: Path = DEFAULT_STATE_DIR
+             ) -> list[Scenario]:
+    """Both scenarios; what a demo killed earlier left (recorded in ``state_dir``) is
+    stopped first."""
+    with recording_children(state_dir / "demo.children.json") as leftovers, \
+            tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
+        if leftovers:
+            announce(f"stopped what a killed earlier demo left: {', '.join(leftovers)}")
+        note_workdir(Path(tmp))
         announce("scenario 1: a healthy version v2, promoted step by step under live load")
         healthy = run_scenario("healthy-canary", "promoted", SampleApp("v2", latency_ms=5.0),
                                on_pass, on_event, Path(tmp))

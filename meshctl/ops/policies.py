@@ -39,6 +39,7 @@ from meshctl.domain.policies import (
     without_mutual_tls,
 )
 from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.ops import failpoints
 
 if TYPE_CHECKING:
     from meshctl.adapters.kube import Kube
@@ -114,7 +115,12 @@ def cleanup(kube: Kube, rollout: Rollout) -> list[Outcome]:
 
 
 def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Outcome]:
-    return [_execute(kube, rollout, action) for action in actions]
+    outcomes = []
+    for action in actions:
+        outcomes.append(_execute(kube, rollout, action))
+        if outcomes[-1].written:
+            failpoints.hit("policy-written")
+    return outcomes
 
 
 def _mutation(rollout: str, action: Action) -> Callable[[Obj], Obj]:

@@ -360,6 +360,23 @@ def test_a_closed_mutual_tls_gate_holds_the_step_and_says_why():
     assert sim.status.condition("MutualTLS").status == "True"
 
 
+def test_a_promotion_whose_status_saves_were_lost_goes_on_and_never_sends_traffic_back():
+    """Given passes that began the promotion (the stable Deployment took the new template,
+    then traffic went back to it) and died before saving the status, the next pass finds
+    the stable Deployment at the new revision and continues promoting: it never writes the
+    last step's weights again."""
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 80}))
+    sim.run(until=lambda s: s.status.current_step == 1 and s.observed is not None
+            and s.observed.weights.canary == 80)
+    for _ in range(3):
+        saved = sim.status
+        sim.reconcile()
+        sim.status = saved  # killed before the status save: only the world changed
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (80, 20), (20, 80), (100, 0)]
+
+
 def _abort_while_stable_has_no_ready_pods() -> Sim:
     """Canary at 99/1 written but not yet applied (the data plane still shows 100/0), then
     stable loses every ready pod and the user aborts: the case hypothesis found."""
