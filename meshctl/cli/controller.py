@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from meshctl.cli import exitcodes
+from meshctl.cli.options import fail
 
 
 @click.group(help="The in-cluster controller.")
@@ -38,6 +39,7 @@ def controller() -> None:
               help="Where /healthz, /readyz and /metrics are served.")
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
+@click.option("--lease-name", default="meshctl-controller", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")
 @click.option("--resync-seconds", type=float, default=0.0, show_default=True,
               help="Reconcile every Rollout again this often, as a safety net (0: never; "
@@ -65,7 +67,7 @@ def controller() -> None:
 def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         istiod_token_file: str | None, trust_stored_weights: bool, observe_timeout: float,
         health_addr: str, workers: int,
-        lease_namespace: str, identity: str | None, resync_seconds: float,
+        lease_namespace: str, lease_name: str, identity: str | None, resync_seconds: float,
         lease_seconds: int, log_level: str, shards: int,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
@@ -77,18 +79,16 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
 
     data_plane: DataPlane
     if istiod_debug_url and trust_stored_weights:
-        click.echo("--istiod-debug-url and --trust-stored-weights exclude each other: "
-                   "drop one", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--istiod-debug-url and --trust-stored-weights exclude "
+             "each other: drop one")
     if istiod_debug_url:
         data_plane = IstiodDataPlane(Istiod(istiod_debug_url, istiod_token_file))
     elif trust_stored_weights:
         data_plane = StoredWeights()
     else:
-        click.echo("--istiod-debug-url is required (the weights the proxies apply are read "
-                   "there); or pass --trust-stored-weights to proceed on stored weights, "
-                   "reported as 'stored, not observed'", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--istiod-debug-url is required (the weights the proxies "
+             "apply are read there)", hint="or pass --trust-stored-weights to proceed on stored "
+             "weights, reported as 'stored, not observed'")
 
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -99,14 +99,13 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         else:
             kube = Kube.in_cluster()
     except AdapterError as exc:
-        click.echo(f"cannot reach the cluster: {exc}", err=True)
-        ctx.exit(exitcodes.UNREACHABLE)
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot reach the cluster: {exc}")
     host, _, port = health_addr.rpartition(":")
     manager = Manager(kube, prometheus_url=prometheus_url, data_plane=data_plane,
                       observe_timeout=observe_timeout, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
-                      workers=workers, health_host=host or "0.0.0.0", health_port=int(port),
-                      resync_seconds=resync_seconds, shards=shards,
+                      lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",
+                      health_port=int(port), resync_seconds=resync_seconds, shards=shards,
                       lease_seconds=lease_seconds, renew_seconds=lease_seconds / 3)
     api = None
     if grpc_addr is not None:
@@ -136,16 +135,14 @@ def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None,
 
     cert, key, client_ca = files
     if cert is None or key is None or client_ca is None:
-        click.echo("--grpc-addr needs --grpc-cert, --grpc-key and --grpc-client-ca (mutual "
-                   "TLS is required)", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs --grpc-cert, --grpc-key and "
+             "--grpc-client-ca (mutual TLS is required)")
     if not readers and not operators:
-        click.echo("--grpc-addr needs at least one --grpc-reader or --grpc-operator", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs at least one --grpc-reader or "
+             "--grpc-operator")
     try:
         tls = ServerTLS.from_files(cert, key, client_ca)
         return RolloutServer(ClusterRollouts(kube), addr, tls, Access.of(readers, operators),
                              default_namespace=ctx.obj.get("namespace") or "default")
     except (OSError, RuntimeError) as exc:
-        click.echo(f"cannot serve the gRPC API on {addr}: {exc}", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, f"cannot serve the gRPC API on {addr}: {exc}")

@@ -252,8 +252,10 @@ class Manager:
                 if not version_seen:
                     version_seen = self._list(group, version, plural, to_keys)
                 failures = 0
+                # one watched namespace: list and watch there only, so a Role is enough
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
-                                                 timeout_seconds=WATCH_SECONDS, bookmarks=True):
+                                                 timeout_seconds=WATCH_SECONDS, bookmarks=True,
+                                                 namespace=self.namespace):
                     if self._stop.is_set():
                         return
                     version_seen = obj["metadata"].get("resourceVersion") or version_seen
@@ -275,7 +277,8 @@ class Manager:
 
     def _list(self, group: str, version: str, plural: str,
               to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:
-        items, version_seen = self.kube.list_all(group, version, plural)
+        items, version_seen = self.kube.list_all(group, version, plural,
+                                                 namespace=self.namespace)
         items = [i for i in items if self._wanted(i)]
         self.cache.replace(plural, items, version_seen)
         for item in items:
