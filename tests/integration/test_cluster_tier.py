@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from testworld.cluster import set_pod_condition
+from testworld.cluster import set_pod_condition, wait_available
 from testworld.kube import KubeWorld
-
-from .cluster_world import wait_available
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster]
 GATE = "meshctl.io/test-ready"

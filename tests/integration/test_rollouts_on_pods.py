@@ -23,10 +23,10 @@ import pytest
 
 from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import GROUP, VERSION
-from testworld.cluster import set_pod_condition
+from testworld.cluster import set_pod_condition, wait_available
 from testworld.kube import ApiError, KubeWorld
 
-from .cluster_world import rollout, wait_available, weights
+from .cluster_world import rollout, weights
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus,
               pytest.mark.timeout(300)]
