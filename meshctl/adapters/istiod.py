@@ -17,6 +17,8 @@ says so, and lets steps proceed on the weights as written.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,22 +42,42 @@ class DataPlane(Protocol):
 
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
         """Every proxy that routes the service has the subset's cluster (and its endpoints)
-        and acknowledged them: a route may now send traffic to it."""
+        and acknowledged them: a route may now send traffic to it. Raises AdapterError
+        when that cannot be known."""
 
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
         """The split the proxies serving the Rollout's route apply, or why it is unknown."""
 
 
 class Istiod:
-    """A client of istiod's debug API at ``url`` (``http(s)://host:port``)."""
+    """A client of istiod's debug API at ``url`` (``http(s)://host:port``).
 
-    def __init__(self, url: str, token_file: str | None = None, timeout: float = 2.0) -> None:
+    Thread-safe. An answer is reused for ``reuse_seconds``, so the passes of many Rollouts
+    at the same moment cost istiod one /debug/syncz and one dump per proxy, not one each."""
+
+    def __init__(self, url: str, token_file: str | None = None, timeout: float = 2.0,
+                 reuse_seconds: float = 0.1) -> None:
         self.url = url.rstrip("/")
         self.token_file = token_file
         self.timeout = timeout
+        self.reuse_seconds = reuse_seconds
+        self._answers: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        with self._lock:
+            at, answer = self._answers.get(url, (0.0, None))
+        if time.monotonic() - at < self.reuse_seconds:
+            return answer
+        answer = self._fetch(path, url)
+        with self._lock:
+            if len(self._answers) > 1000:
+                self._answers.clear()
+            self._answers[url] = (time.monotonic(), answer)
+        return answer
+
+    def _fetch(self, path: str, url: str) -> Any:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         if self.token_file:  # re-read each time: projected tokens rotate
             token = Path(self.token_file).read_text().strip()
@@ -128,14 +150,11 @@ class IstiodDataPlane:
         return read(proxies, rollout, route_name, written)
 
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
-        found = []
-        try:
-            for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
-                present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
-                if present is not None:  # a proxy that routes the service
-                    found.append(present and acked)
-        except AdapterError:
-            return False
+        found = []  # istiod unreachable: the AdapterError says so (the pass is retried)
+        for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
+            present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
+            if present is not None:  # a proxy that routes the service
+                found.append(present and acked)
         return bool(found) and all(found)
 
 
