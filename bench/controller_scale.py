@@ -25,12 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.results import machine, write_section
+from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import ClusterTier
-from testworld.kube import KubeWorld
+from testworld.kube import ApiError, KubeWorld
 
 SECTION = "## Controller scale"
 
@@ -79,12 +80,18 @@ def running_pods(world: KubeWorld, ns: str) -> int:
 
 
 def wait_until(what: str, done: Any, timeout: float) -> float:
+    """Seconds until ``done()``; a check the loaded API server does not answer in time
+    counts as not yet."""
     began = time.monotonic()
-    while not done():
+    while True:
+        try:
+            if done():
+                return round(time.monotonic() - began, 1)
+        except (AdapterError, ApiError, OSError) as exc:
+            print(f"{what}: check failed, retrying: {exc}", file=sys.stderr)
         if time.monotonic() - began > timeout:
             raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(1.0)
-    return round(time.monotonic() - began, 1)
 
 
 def percentiles(text: str, name: str) -> dict[str, float]:

@@ -112,6 +112,17 @@ class Service:
         self.world, self.ns = world, ns
         self.user = Kube.from_kubeconfig(world.kubeconfig_path)
         self.gates = GateController(world, ns).__enter__()
+        self.controller: ControllerProcess | None = None
+        self.history: list[tuple[dict[str, int], int]] = []  # (VS weights, canary replicas)
+        try:
+            self._seed(prometheus_url, replicas, steps, spec)
+        except BaseException:
+            self.close()
+            raise
+
+    def _seed(self, prometheus_url: str, replicas: int, steps: list[dict[str, Any]],
+              spec: dict[str, Any]) -> None:
+        world, ns = self.world, self.ns
         world.apply([
             {"apiVersion": "apps/v1", "kind": "Deployment",
              "metadata": {"name": "web", "namespace": ns},
@@ -131,12 +142,12 @@ class Service:
         doc["spec"]["template"] = gated_template("web:1")
         self.user.create(GROUP, VERSION, ns, "rollouts", doc)
         self.controller = ControllerProcess(world, ns, prometheus_url)
-        self.history: list[tuple[dict[str, int], int]] = []  # (VS weights, canary replicas)
         self.wait(lambda s: s.get("phase") == "Healthy", "adoption")
 
     def close(self) -> None:
         try:
-            self.controller.stop()
+            if self.controller is not None:
+                self.controller.stop()
         finally:
             self.gates.__exit__()
             self.user.close()
@@ -180,7 +191,8 @@ class Service:
             status = self.status()
             if done(status):
                 return status
-            assert self.controller.process.poll() is None, "the controller process exited"
+            assert self.controller is not None and self.controller.process.poll() is None, \
+                "the controller process exited"
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}; status: {self.status()}")
 
