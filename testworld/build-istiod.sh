@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds istiod (pilot-discovery) from the Go module proxy for the test world (issue 10).
 #
-#   .cache/istio/<version>/pilot-discovery   the istiod binary (a warm machine skips the build)
+#   .cache/istio/<version>/pilot-discovery   istiod (a warm machine skips the build)
+#   .cache/istio/<version>/pilot-agent       istio-agent: certificates (SDS) for a sidecar Envoy
 #
 # istio.io/istio publishes only pseudo-versions, so we pin one and build it from a generated
 # wrapper module that requires it. The wrapper takes the go directive, godebug lines and any
@@ -23,9 +24,9 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 log() { printf '[build-istiod] %s\n' "$*" >&2; }
 
 out_dir="$ROOT/.cache/istio/$ISTIO_VERSION"
-bin="$out_dir/pilot-discovery"
-if [[ -x "$bin" && "${FORCE:-0}" != 1 ]]; then
-  log "cached: $bin"
+COMMANDS=(pilot-discovery pilot-agent)
+if [[ -x "$out_dir/pilot-discovery" && -x "$out_dir/pilot-agent" && "${FORCE:-0}" != 1 ]]; then
+  log "cached: $out_dir/{pilot-discovery,pilot-agent}"
   exit 0
 fi
 start=$SECONDS
@@ -59,12 +60,14 @@ for e in mod.get("Exclude") or []:
   cd "$src"
   "$GO" mod init meshctl.local/istiod-build 2>/dev/null
   "$GO" mod edit "${edits[@]}" -require="istio.io/istio@$ISTIO_VERSION"
-  log "building pilot-discovery (nice $NICE; cold: many minutes on 2 cores; cached afterwards)"
-  if ! nice -n "$NICE" "$GO" build -buildvcs=false -trimpath -ldflags='-s -w' -o "$bin.tmp" \
-      istio.io/istio/pilot/cmd/pilot-discovery >"$out_dir/build.log" 2>&1; then
-    tail -n 30 "$out_dir/build.log" >&2
-    exit 1
-  fi
+  for cmd in "${COMMANDS[@]}"; do
+    log "building $cmd (nice $NICE; cold: many minutes on 2 cores; cached afterwards)"
+    if ! nice -n "$NICE" "$GO" build -buildvcs=false -trimpath -ldflags='-s -w' \
+        -o "$out_dir/$cmd.tmp" "istio.io/istio/pilot/cmd/$cmd" >"$out_dir/build.log" 2>&1; then
+      tail -n 30 "$out_dir/build.log" >&2
+      exit 1
+    fi
+  done
 )
-mv "$bin.tmp" "$bin"
-log "built $bin in $((SECONDS - start)) s"
+for cmd in "${COMMANDS[@]}"; do mv "$out_dir/$cmd.tmp" "$out_dir/$cmd"; done
+log "built ${COMMANDS[*]} in $out_dir in $((SECONDS - start)) s"

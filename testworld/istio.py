@@ -33,9 +33,12 @@ Environment: ``MESHCTL_PILOT_DISCOVERY`` names the istiod binary explicitly;
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -45,7 +48,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from meshctl.localmesh.envoy import Envoy
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meshctl.localmesh.envoy import Envoy, envoy_binary
 from meshctl.localmesh.procs import LocalMeshError, ManagedProcess, free_port
 from testworld.kube import REPO_ROOT, KubeWorld, WorldUnavailable
 
@@ -80,6 +87,8 @@ STATS_CONFIG = {"use_all_default_tags": False, "stats_tags": [
 
 ISTIOD_ENV = {
     "POD_NAMESPACE": ISTIO_NAMESPACE,
+    # istiod's serving certificate also names "localhost": istio-agent reaches it there
+    "ISTIOD_CUSTOM_HOST": "localhost",
     # Istio-only Envoy extensions (istio.alpn, metadata exchange): upstream Envoy lacks them
     "PILOT_ENABLE_ALPN_FILTER": "false",
     "PILOT_ENABLE_METADATA_EXCHANGE": "false",
@@ -92,6 +101,13 @@ def find_pilot_discovery(root: Path = REPO_ROOT) -> Path:
     if not path.is_file():
         raise WorldUnavailable(f"no istiod binary at {path}: run `make testenv` "
                                "(testworld/build-istiod.sh) or set MESHCTL_PILOT_DISCOVERY")
+    return path
+
+
+def find_pilot_agent(root: Path = REPO_ROOT) -> Path:
+    path = root / ".cache" / "istio" / ISTIO_VERSION / "pilot-agent"
+    if not path.is_file():
+        raise WorldUnavailable(f"no istio-agent binary at {path}: run `make testenv`")
     return path
 
 
@@ -172,6 +188,87 @@ class Backend:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class Sidecar:
+    """istio-agent (``pilot-agent proxy sidecar``) and the Envoy it starts, for one backend.
+
+    No traffic capture (no iptables here): a ``Sidecar`` resource gives the namespace's
+    proxies an inbound listener on ``port`` (``captureMode: NONE``) in front of the backend.
+    The agent gets a ServiceAccount token (audience ``istio-ca``), asks istiod's CA for its
+    workload certificate and serves it to Envoy over SDS."""
+
+    def __init__(self, world: IstioWorld, ns: str, service_account: str,
+                 labels: dict[str, str], backend: Backend, port: int) -> None:
+        self.world, self.ns, self.port, self.backend = world, ns, port, backend
+        self.service_account, self.labels = service_account, labels
+        self.dir = world._workdir / f"sidecar-{ns}"
+        self.status_port, self.admin_port = free_port(), free_port()
+        self.process: ManagedProcess | None = None
+        self.address = ""
+
+    def start(self) -> None:
+        kube, d = self.world.kube, self.dir
+        for sub in ("var/run/secrets/tokens", "var/run/secrets/istio", "etc/istio/proxy"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": self.service_account, "namespace": self.ns}})
+        token = kube.request(
+            "POST", f"/api/v1/namespaces/{self.ns}/serviceaccounts/{self.service_account}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+             "spec": {"audiences": ["istio-ca"], "expirationSeconds": 3600}})
+        (d / "var/run/secrets/tokens/istio-token").write_text(token["status"]["token"])
+        root = _wait("the namespace's istio-ca-root-cert", lambda: kube.request(
+            "GET", f"/api/v1/namespaces/{self.ns}/configmaps/istio-ca-root-cert"), 30)
+        (d / "var/run/secrets/istio/root-cert.pem").write_text(root["data"]["root-cert.pem"])
+        kube.apply({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+                    "metadata": {"name": "default", "namespace": self.ns},
+                    "spec": {"ingress": [{
+                        "port": {"number": self.port, "protocol": "HTTP", "name": "http"},
+                        "defaultEndpoint": f"127.0.0.1:{self.backend.port}",
+                        "captureMode": "NONE"}]}})
+        xds = f"localhost:{self.world._ports['secure_grpc']}"
+        env = {**os.environ, "POD_NAME": f"{self.service_account}-0", "POD_NAMESPACE": self.ns,
+               "SERVICE_ACCOUNT": self.service_account, "INSTANCE_IP": self.world.ip,
+               "ISTIO_META_CLUSTER_ID": CLUSTER_ID, "ISTIO_METAJSON_LABELS": json.dumps(
+                   self.labels), "CA_ADDR": xds, "JWT_POLICY": "third-party-jwt",
+               "PILOT_CERT_PROVIDER": "istiod",
+               "PROXY_CONFIG": json.dumps({
+                   "discoveryAddress": xds, "binaryPath": str(envoy_binary()),
+                   "configPath": "./etc/istio/proxy", "proxyAdminPort": self.admin_port,
+                   "statusPort": self.status_port, "concurrency": 1})}
+        template = Path(_istio_module()) / "tools/packaging/common/envoy_bootstrap.json"
+        self.process = ManagedProcess(
+            "istio-agent", [str(find_pilot_agent()), "proxy", "sidecar",
+                            f"--templateFile={template}"], env=env, cwd=d,
+            log_path=d / "istio-agent.log")
+        self.process.start()
+        process = self.process
+
+        def listening() -> str:
+            if not process.alive:
+                raise WorldUnavailable(str(process.failure("exited")))
+            status, body = _get(f"http://127.0.0.1:{self.admin_port}/listeners")
+            names = body.decode().split() if status == 200 else []
+            return next((n.split("::")[1] for n in names if n.endswith(f":{self.port}")), "")
+
+        self.address = _wait("the sidecar's inbound listener", listening, 60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+def _istio_module() -> str:
+    """Where the Go module cache holds the pinned istio.io/istio (its bootstrap template)."""
+    out = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    path = Path(out or Path.home() / "go/pkg/mod") / f"istio.io/istio@{ISTIO_VERSION}"
+    if not path.is_dir():
+        raise WorldUnavailable(f"istio.io/istio@{ISTIO_VERSION} is not in the Go module cache "
+                               "(make testenv)")
+    return str(path)
 
 
 class IstioWorld:
@@ -354,6 +451,53 @@ class IstioWorld:
                          "spec": {"address": "127.0.0.1", "labels": {**selector, label: track},
                                   "ports": {"http": backend.port}}})
         self.kube.apply(objs)
+
+    # -- a sidecar with Istio mutual TLS ---------------------------------------------------
+
+    def sidecar(self, ns: str, service_account: str, labels: dict[str, str],
+                backend: Backend, port: int) -> Sidecar:
+        """A sidecar Envoy for ``backend`` (one at a time: it binds Istio's fixed ports
+        15001, 15006, 15021 and 15090), its certificates from istiod through istio-agent."""
+        sidecar = Sidecar(self, ns, service_account, labels, backend, port)
+        try:
+            sidecar.start()
+        except BaseException:
+            sidecar.stop()
+            raise
+        return sidecar
+
+    def mutual_tls_client(self, ns: str, service_account: str) -> ssl.SSLContext:
+        """A TLS client as a mesh workload would be: a certificate for
+        ``spiffe://cluster.local/ns/<ns>/sa/<service_account>`` from istiod's own CA, and
+        Istio's ALPN for HTTP/1.1 over mutual TLS."""
+        secret = self.kube.request("GET", f"/api/v1/namespaces/{ISTIO_NAMESPACE}/secrets/"
+                                   "istio-ca-secret")
+        ca_pem = base64.b64decode(secret["data"]["ca-cert.pem"])
+        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        ca_key = serialization.load_pem_private_key(
+            base64.b64decode(secret["data"]["ca-key.pem"]), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        spiffe = f"spiffe://{DOMAIN}/ns/{ns}/sa/{service_account}"
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+                .issuer_name(ca_cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(hours=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(spiffe)]), critical=True)
+                .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+        stem = self._workdir / f"client-{ns}-{service_account}"
+        stem.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        stem.with_suffix(".key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False  # the server's name is its SPIFFE ID, checked below
+        context.load_verify_locations(cadata=ca_pem.decode())
+        context.load_cert_chain(stem.with_suffix(".crt"), stem.with_suffix(".key"))
+        context.set_alpn_protocols(["istio-http/1.1"])
+        return context
 
     # -- what the data plane has ----------------------------------------------------------
 

@@ -252,6 +252,7 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, names
     sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
     command = [str(Path(sys.executable).parent / "meshctl"), "--kubeconfig", str(sa),
                "-n", namespace, "controller", "run", "--prometheus-url", "http://127.0.0.1:9",
+               "--trust-stored-weights",  # no istiod in this world
                "--health-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
                "--grpc-cert", str(server_cert), "--grpc-key", str(server_key),
                "--grpc-client-ca", str(certs.ca_path), "--grpc-reader", "dashboard"]

@@ -16,6 +16,8 @@ the gateway); the split is measured at the backends, under continuous load.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +35,8 @@ from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator, LoadStats, binomial_interval
+from meshctl.localmesh.procs import free_port
+from meshctl.ops import policies
 from meshctl.ops.rollouts import Action, ClusterRollouts
 from testworld.cluster import wait_available
 from testworld.istio import GATEWAY, Backend, IstioWorld
@@ -496,3 +500,47 @@ def test_backends_are_real_processes_on_this_machine(istio):
     """The world's endpoints answer: a sanity check of the fixture itself."""
     backend: Backend = istio.backend("probe")
     assert backend.stats()["requests"] == 0
+
+
+# --- zero trust at a real sidecar: istio-agent, istiod's CA, Envoy ---------------------------
+
+
+def call(address: str, context: ssl.SSLContext | None) -> int | str:
+    """GET / at ``address``: the status, or the kind of failure (plaintext or mutual TLS)."""
+    host, _, port = address.rpartition(":")
+    try:
+        conn = (http.client.HTTPSConnection(host, int(port), context=context, timeout=5)
+                if context is not None else http.client.HTTPConnection(host, int(port),
+                                                                        timeout=5))
+        conn.request("GET", "/")
+        status = conn.getresponse().status
+        conn.close()
+        return status
+    except (OSError, http.client.HTTPException) as exc:
+        return type(exc).__name__
+
+
+def test_meshctls_policies_refuse_plaintext_and_an_unlisted_caller_at_a_sidecar(
+        kube, istio, namespace):
+    """PeerAuthentication STRICT and the AuthorizationPolicies meshctl converges for a Rollout
+    (default deny, allow the frontend's ServiceAccount), enforced by a sidecar Envoy whose
+    certificates istio-agent got from istiod's CA."""
+    svc = Service(kube, istio, namespace)
+    svc.rollout({"canary": {"steps": [{"setWeight": 10}]}})
+    spec = svc.get()
+    spec["spec"]["security"] = {"allow": [{"from": [{"serviceAccount": "frontend"}]}]}
+    found = load_document(spec)
+    assert isinstance(found, Rollout)
+    policies.converge(svc.user, found)
+    sidecar = istio.sidecar(namespace, "web", {"app": "web"}, svc.v1, port=free_port())
+    try:
+        frontend = istio.mutual_tls_client(namespace, "frontend")
+        intruder = istio.mutual_tls_client(namespace, "intruder")
+        deadline = time.monotonic() + 30  # istiod pushes the policies to the new proxy
+        while call(sidecar.address, frontend) != 200 or call(sidecar.address, intruder) != 403:
+            assert time.monotonic() < deadline, (call(sidecar.address, frontend),
+                                                 call(sidecar.address, intruder))
+            time.sleep(0.3)
+        assert call(sidecar.address, None) == "ConnectionResetError"  # plaintext: refused
+    finally:
+        sidecar.stop()

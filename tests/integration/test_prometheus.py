@@ -128,6 +128,7 @@ def test_every_builtin_template_renders_to_a_query_prometheus_accepts(
     variables = {
         "cluster": "canary", "namespace": "shop", "service": "reviews",
         "workload": "reviews-canary", "window": "1m",
+        "canaryCluster": "canary|reviews.shop.svc.cluster.local",
     }  # fmt: skip
     for name, template in BUILTIN_TEMPLATES.items():
         check = provider.check_query(template.render(variables))
