@@ -288,6 +288,9 @@ def test_a_stable_that_loses_readiness_before_an_abort_keeps_the_canary_until_it
     svc.gates.hold("stable")
     svc.wait(lambda s: (svc.deployment("web")["status"].get("readyReplicas") or 0) == 0,
              "stable to lose readiness")
+    # the controller reads Deployments from its watch cache: on a loaded machine the change
+    # reaches it a moment later, and an abort before that would be a different case
+    time.sleep(5)
     svc.intent("abort", "a1")
     deadline = time.monotonic() + 8  # well past abortScaleDownDelaySeconds
     while time.monotonic() < deadline:
