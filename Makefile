@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install lint test unit testenv demo bench crds protos verify-protos e2e-kind clean
+.PHONY: install lint test unit testenv demo bench crds manifests protos verify-protos e2e-kind clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -28,8 +28,14 @@ test: install testenv
 testenv:
 	bash testworld/setup.sh
 
-demo: install
-	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+# The package manager's output goes to a log file, named in one line.
+DEMO_LOG ?= .meshctl/demo-install.log
+demo:
+	@mkdir -p $(dir $(DEMO_LOG))
+	@echo "make demo: installing meshctl (and Prometheus if missing); package manager output in $(DEMO_LOG)"
+	@{ $(MAKE) --no-print-directory install && { command -v prometheus || \
+	  { apt-get update -qq && apt-get install -y -qq prometheus; }; }; } >$(DEMO_LOG) 2>&1 \
+	  || { echo "make demo: install failed; see $(DEMO_LOG)" >&2; tail -n 20 $(DEMO_LOG) >&2; exit 1; }
 	$(BIN)/meshctl demo
 
 e2e-kind: install
@@ -37,6 +43,12 @@ e2e-kind: install
 
 crds: install
 	$(PY) -m meshctl.ops.manifests manifests/crds
+	$(PY) -m meshctl.ops.manifests manifests/helm/meshctl/crds
+
+# manifests/ (kustomize) rendered from the Helm chart with its default values.
+manifests: crds
+	bash testworld/build-helm.sh
+	bash hack/render-manifests.sh
 
 # meshctl/api/gen/ from protos/ (grpcio-tools, pinned in pyproject.toml); never hand-edited.
 protos: install

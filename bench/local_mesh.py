@@ -69,7 +69,7 @@ def rollbacks(count: int) -> dict[str, Any]:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(count):
-            scenario = run_scenario(f"breach-{i}", SampleApp("v3", latency_ms=5.0),
+            scenario = run_scenario(f"breach-{i}", "rolled_back", SampleApp("v3", latency_ms=5.0),
                                     lambda d: None, lambda e: None, Path(tmp),
                                     fault_at_step=1, fault={"latency_ms": 85.0, "error_rate": 0.05})
             if scenario.time_to_rollback_seconds is not None:

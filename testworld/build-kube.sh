@@ -6,6 +6,7 @@
 #   .cache/kube/<version>/kube-controller-manager   Deployments, ReplicaSets, EndpointSlices...
 #   .cache/kube/<version>/kube-scheduler            binds Pods to nodes
 #   .cache/kube/<version>/kubemark                  hollow nodes: real kubelet, fake runtime
+#   .cache/kube/<version>/kubectl                   the client, for the kubectl plugin tests
 #   .cache/kube/<version>/build-times.tsv           component, seconds, bytes of each build
 #   .cache/istio/crds.yaml                          Istio CRDs with their real OpenAPI schemas
 #
@@ -54,7 +55,7 @@ elif field == "staging":
 ' "$1"
 }
 
-COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubemark)
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubemark kubectl)
 
 build_kube() {
   local out_dir="$ROOT/.cache/kube/$KUBE_VERSION"

@@ -450,8 +450,19 @@ class KubeWorld:
 
         _wait("etcd /health", healthy, 30)
 
-    def _start_apiserver(self, binary: Path) -> None:
-        port = _free_port()
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """SIGKILL kube-apiserver, wait ``down_seconds``, start it again on the same port
+        with the same etcd (so every kubeconfig stays valid and every object is kept)."""
+        old = next(p for p in self._processes if p.name == "kube-apiserver")
+        old.popen.kill()
+        old.popen.wait(10)
+        self._processes.remove(old)
+        time.sleep(down_seconds)
+        binary = self._kube_apiserver or find_kube_apiserver(self.root)
+        self._start_apiserver(binary, port=int(self.server.rsplit(":", 1)[1]))
+
+    def _start_apiserver(self, binary: Path, port: int | None = None) -> None:
+        port = port or _free_port()
         self.server = f"https://127.0.0.1:{port}"
         pki = self.pki
         argv = [

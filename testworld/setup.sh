@@ -11,3 +11,5 @@ fi
 bash testworld/build-kube.sh
 # istiod (pilot-discovery) from the Go module proxy, cached in .cache/istio/<version>/.
 bash testworld/build-istiod.sh
+# helm for the chart's tests, from the Go module proxy (cached in .cache/helm/).
+bash testworld/build-helm.sh

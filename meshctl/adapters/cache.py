@@ -18,6 +18,7 @@ from meshctl.adapters.errors import NotFound
 from meshctl.adapters.kube import Kube, Mutation, Object, Updated
 
 Key = tuple[str, str, str]  # plural, namespace, name
+Shelf = tuple[str, str]  # plural, namespace: a list reads one shelf, never the whole cache
 
 
 def _version(obj: Object) -> int:
@@ -30,12 +31,15 @@ def _version(obj: Object) -> int:
 class ObjectCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[Key, Object] = {}
+        self._shelves: dict[Shelf, dict[str, Object]] = {}
         self._synced: set[str] = set()
 
     def _key(self, plural: str, obj: Object) -> Key:
         meta = obj["metadata"]
         return plural, meta.get("namespace", ""), meta["name"]
+
+    def _shelf(self, key: Key) -> dict[str, Object]:
+        return self._shelves.setdefault(key[:2], {})
 
     def replace(self, plural: str, items: builtins.list[Object], list_version: str = "") -> None:
         """A fresh list: the plural's whole content, except objects written after the list
@@ -45,24 +49,29 @@ class ObjectCache:
         except ValueError:
             taken = 0
         with self._lock:
-            for key in [k for k in self._objects if k[0] == plural]:
-                if not taken or _version(self._objects[key]) <= taken:
-                    del self._objects[key]
+            for shelf, objects in self._shelves.items():
+                if shelf[0] == plural:
+                    for name in [n for n, o in objects.items()
+                                 if not taken or _version(o) <= taken]:
+                        del objects[name]
             for item in items:
-                self._objects[self._key(plural, item)] = item
+                key = self._key(plural, item)
+                self._shelf(key)[key[2]] = item
             self._synced.add(plural)
 
     def put(self, plural: str, obj: Object) -> None:
         """Keep ``obj`` unless the cache already holds a newer version of it."""
         key = self._key(plural, obj)
         with self._lock:
-            held = self._objects.get(key)
+            shelf = self._shelf(key)
+            held = shelf.get(key[2])
             if held is None or _version(obj) >= _version(held):
-                self._objects[key] = obj
+                shelf[key[2]] = obj
 
     def delete(self, plural: str, obj: Object) -> None:
+        key = self._key(plural, obj)
         with self._lock:
-            self._objects.pop(self._key(plural, obj), None)
+            self._shelf(key).pop(key[2], None)
 
     def synced(self, plural: str) -> bool:
         with self._lock:
@@ -70,12 +79,12 @@ class ObjectCache:
 
     def get(self, plural: str, namespace: str, name: str) -> Object | None:
         with self._lock:
-            found = self._objects.get((plural, namespace, name))
+            found = self._shelves.get((plural, namespace), {}).get(name)
         return copy.deepcopy(found) if found is not None else None
 
     def list(self, plural: str, namespace: str) -> builtins.list[Object]:
         with self._lock:
-            found = [o for k, o in self._objects.items() if k[0] == plural and k[1] == namespace]
+            found = list(self._shelves.get((plural, namespace), {}).values())
         return copy.deepcopy(found)
 
 

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +24,11 @@ from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, Event, Intents, WorkloadState
 from meshctl.domain.istio import (
     apply_split,
+    canary_subset_is_borrowed,
     managed_route_names,
     read_split,
+    restored_virtual_service,
+    uses_canary,
     with_canary_subset,
     without_canary_subset,
 )
@@ -58,11 +61,11 @@ def _remember_original(obj: Object) -> Object:
     return obj
 
 
-def _restore_original(obj: Object) -> Object:
-    annotations = obj.get("metadata", {}).get("annotations", {})
-    if ORIGINAL in annotations:
-        obj["spec"] = json.loads(annotations.pop(ORIGINAL))
-    return obj
+def _original(obj: Object) -> dict[str, Any] | None:
+    """The spec as meshctl found it, and the record removed; None if there is none."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    raw = annotations.pop(ORIGINAL, None)
+    return json.loads(raw) if raw else None
 
 
 class IstioRouter:
@@ -103,16 +106,15 @@ class IstioRouter:
         return self._unobserved
 
     def apply(self, split: TrafficSplit) -> None:
+        """Write ``split``; the canary subset exists (at the proxies too) before a route
+        uses it. It leaves once the rollout is settled (:meth:`drop_canary_subset`)."""
         ns, rollout = self.rollout.namespace, self.rollout
         dr = self.routing.destination_rule
-        if dr is not None:  # the subset exists before routes use it
+        if dr is not None and uses_canary(split):
             self.kube.update_with_retry(
                 *ISTIO, ns, "destinationrules", dr.name,
                 lambda obj: with_canary_subset(_remember_original(obj), rollout))
-            uses_canary = (split.weights.canary > 0 or split.header_routes
-                           or split.mirror_percent > 0)
-            if uses_canary:
-                self._wait_for_subset(dr.canary_subset)
+            self._wait_for_subset(dr.canary_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(_remember_original(vs), rollout, split))
@@ -129,24 +131,43 @@ class IstioRouter:
             time.sleep(0.05)
 
     def restore(self) -> None:
-        """Put back what meshctl found (the Rollout is being deleted)."""
-        ns = self.rollout.namespace
-        names = [("virtualservices", self.routing.virtual_service.name)]
+        """Give back what meshctl changed (the Rollout is being deleted): the managed routes'
+        destinations and mirror, its header routes, the canary subset it added. Edits
+        others made meanwhile stay."""
+        rollout = self.rollout
+
+        def virtual_service(vs: Object) -> Object:
+            original = _original(vs)
+            return vs if original is None else restored_virtual_service(vs, original, rollout)
+
+        self._restore("virtualservices", self.routing.virtual_service.name, virtual_service)
         if self.routing.destination_rule is not None:
-            names.append(("destinationrules", self.routing.destination_rule.name))
-        for plural, name in names:
-            try:
-                self.kube.update_with_retry(*ISTIO, ns, plural, name, _restore_original)
-            except NotFound:
-                continue
+            self._restore("destinationrules", self.routing.destination_rule.name,
+                          self._without_borrowed_subset)
+
+    def _restore(self, plural: str, name: str, change: Callable[[Object], Object]) -> None:
+        with contextlib.suppress(NotFound):
+            self.kube.update_with_retry(*ISTIO, self.rollout.namespace, plural, name, change)
+
+    def _without_borrowed_subset(self, dr: Object) -> Object:
+        original = _original(dr)
+        if original is None or canary_subset_is_borrowed(original, self.rollout):
+            return without_canary_subset(dr, self.rollout)
+        return dr
 
     def drop_canary_subset(self) -> None:
+        """Remove the canary subset if meshctl added it (kept when the user defined it)."""
         if self.routing.destination_rule is None:
             return
-        rollout = self.rollout
+        rollout, remove = self.rollout, self._remove_borrowed_subset
         self.kube.update_with_retry(*ISTIO, rollout.namespace, "destinationrules",
-                                    self.routing.destination_rule.name,
-                                    lambda dr: without_canary_subset(dr, rollout))
+                                    self.routing.destination_rule.name, remove)
+
+    def _remove_borrowed_subset(self, dr: Object) -> Object:
+        raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL)
+        if raw is not None and not canary_subset_is_borrowed(json.loads(raw), self.rollout):
+            return dr
+        return without_canary_subset(dr, self.rollout)
 
 
 class KubeWorkloads:

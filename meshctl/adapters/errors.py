@@ -167,8 +167,19 @@ def translate(exc: BaseException) -> AdapterError:
         fallback = str(getattr(exc, "reason", "") or "")
         return from_http_status(code, getattr(exc, "body", None), fallback)
     if isinstance(exc, OSError) or _is_urllib3_transport_error(exc):
-        return Unavailable(f"{type(exc).__name__}: {exc}")
-    return PermanentError(f"{type(exc).__name__}: {exc}")
+        return Unavailable(describe(exc))
+    return PermanentError(describe(exc))
+
+
+def describe(exc: BaseException) -> str:
+    """The library's own words for a failure, as a user reads them: never a Python class
+    name (``[Errno 111] Connection refused``, ``timed out``)."""
+    text = str(exc).strip()
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return "the connection failed without a message"
 
 
 def _is_urllib3_transport_error(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ import builtins
 import copy
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from meshctl.adapters.errors import NotFound, PermanentError, TransientError, translated
+from meshctl.adapters.errors import (
+    NotFound,
+    PermanentError,
+    TransientError,
+    Unavailable,
+    translated,
+)
 
 FIELD_MANAGER = "meshctl"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -70,6 +77,8 @@ class Kube:
         self.api_client = api_client
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
+        # A time.monotonic() instant no request may outlast (a command's --timeout).
+        self.deadline: float | None = None
         self.max_attempts = max_attempts
         self.max_backoff_seconds = max_backoff_seconds
         # Any: the generated annotations say `object` where options change the return type
@@ -84,15 +93,17 @@ class Kube:
     ) -> Kube:
         """A client for ``context`` (default: the current one) of the kubeconfig at ``path``
         (default: ``$KUBECONFIG`` or ``~/.kube/config``)."""
-        from kubernetes import config
+        from kubernetes import client, config
 
+        configuration = client.Configuration()
         with translated():
-            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(path) if path is not None else None,
                 context=context,
+                client_configuration=configuration,
                 persist_config=False,
             )
-        return cls(api_client, **options)
+        return cls(_api_client(configuration, options.pop("single_attempt", False)), **options)
 
     @classmethod
     def in_cluster(cls, **options: Any) -> Kube:
@@ -142,12 +153,17 @@ class Kube:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def request_timeout(self, seconds: float | None = None) -> float:
+        """The timeout of one request: ``seconds`` (default ``timeout_seconds``), never past
+        :attr:`deadline`; raises Unavailable once the deadline has passed."""
+        return request_budget(seconds or self.timeout_seconds, self.deadline)
+
     # -- reads --------------------------------------------------------------------------
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
         with translated():
             found = self._custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=self.timeout_seconds
+                group, version, namespace, plural, name, _request_timeout=self.request_timeout()
             )
         return _as_object(found)
 
@@ -166,7 +182,7 @@ class Kube:
                 namespace,
                 plural,
                 label_selector=label_selector,
-                _request_timeout=self.timeout_seconds,
+                _request_timeout=self.request_timeout(),
             )
         return [_as_object(item) for item in _as_object(found).get("items", [])]
 
@@ -179,27 +195,48 @@ class Kube:
             return None
 
     def list_all(
-        self, group: str, version: str, plural: str, label_selector: str | None = None
+        self, group: str, version: str, plural: str, label_selector: str | None = None,
+        page_size: int = 500, *, namespace: str | None = None,
     ) -> tuple[builtins.list[Object], str]:
-        """Objects in every namespace, and the list's resourceVersion (to watch from)."""
-        with translated():
-            found = self._custom.list_cluster_custom_object(
-                group, version, plural, label_selector=label_selector,
-                _request_timeout=self.timeout_seconds,
-            )
-        body = _as_object(found)
-        items = [_as_object(item) for item in body.get("items", [])]
-        return items, str(body.get("metadata", {}).get("resourceVersion", ""))
+        """Objects in every namespace (or in ``namespace``: a Role there is enough), and the
+        list's resourceVersion (to watch from).
+
+        Read in pages of ``page_size`` (``limit``/``continue``), so the API server and this
+        process never hold one response of 10,000 objects; all pages are one snapshot."""
+        items: builtins.list[Object] = []
+        token: str | None = None
+        while True:
+            with translated():
+                if namespace is not None:
+                    found = self._custom.list_namespaced_custom_object(
+                        group, version, namespace, plural, label_selector=label_selector,
+                        limit=page_size, _continue=token, _request_timeout=self.request_timeout(),
+                    )
+                else:
+                    found = self._custom.list_cluster_custom_object(
+                        group, version, plural, label_selector=label_selector, limit=page_size,
+                        _continue=token, _request_timeout=self.request_timeout(),
+                    )
+            body = _as_object(found)
+            items += [_as_object(item) for item in body.get("items", [])]
+            meta = body.get("metadata", {})
+            token = meta.get("continue") or None
+            if token is None:
+                return items, str(meta.get("resourceVersion", ""))
 
     def watch(
         self, group: str, version: str, plural: str, resource_version: str,
         timeout_seconds: int = 60, *, namespace: str | None = None,
-        field_selector: str | None = None,
+        field_selector: str | None = None, bookmarks: bool = False,
     ) -> Iterator[tuple[str, Object]]:
         """(type, object) changes in every namespace (or in ``namespace``, of the objects
         ``field_selector`` picks, e.g. ``metadata.name=web``) after ``resource_version``,
         until the server ends the watch (``timeout_seconds``). A 410 Gone raises
-        ``NotFound``: list again."""
+        ``NotFound``: list again.
+
+        With ``bookmarks``, the server also sends ``("BOOKMARK", {"metadata":
+        {"resourceVersion": ...}})`` now and then: a version to watch again from, so a
+        watch that ends need not be followed by a list."""
         from kubernetes import watch as k8s_watch
 
         stream = k8s_watch.Watch()  # type: ignore[no-untyped-call]
@@ -208,19 +245,24 @@ class Kube:
         if namespace is not None:
             lister, where = self._custom.list_namespaced_custom_object, (namespace,)
         with translated():
+            # deserialize=False: the events are parsed once, as JSON (custom objects have no
+            # model class; the default parses each one twice)
             for event in stream.stream(  # type: ignore[no-untyped-call]
                 lister, group, version, *where, plural,
                 resource_version=resource_version, timeout_seconds=timeout_seconds,
-                allow_watch_bookmarks=False, field_selector=field_selector,
-                _request_timeout=timeout_seconds + self.timeout_seconds,
+                allow_watch_bookmarks=bookmarks, field_selector=field_selector,
+                deserialize=False,
+                _request_timeout=self.request_timeout(timeout_seconds + self.timeout_seconds),
             ):
                 kind = str(event.get("type", ""))
-                obj = event.get("raw_object") or event.get("object")
+                obj = event.get("object")
                 if kind == "ERROR":
                     code = _as_object(obj).get("code", 500) if isinstance(obj, dict) else 500
                     raise (NotFound if code == 410 else TransientError)(
                         f"watch of {plural} ended: {obj}"
                     )
+                if kind == "BOOKMARK" and not bookmarks:
+                    continue
                 yield kind, _as_object(obj)
 
     # -- writes -------------------------------------------------------------------------
@@ -234,7 +276,7 @@ class Kube:
                 plural,
                 body,
                 field_manager=self.field_manager,
-                _request_timeout=self.timeout_seconds,
+                _request_timeout=self.request_timeout(),
             )
         return _as_object(created)
 
@@ -255,7 +297,7 @@ class Kube:
     def _merge_patch(self, call: Callable[..., Any], *where: str, patch: Object) -> Object:
         with translated():
             patched = call(*where, patch, field_manager=self.field_manager,
-                           _content_type=MERGE_PATCH, _request_timeout=self.timeout_seconds)
+                           _content_type=MERGE_PATCH, _request_timeout=self.request_timeout())
         return _as_object(patched)
 
     def replace(
@@ -275,7 +317,7 @@ class Kube:
                 str(metadata["name"]),
                 body,
                 field_manager=self.field_manager,
-                _request_timeout=self.timeout_seconds,
+                _request_timeout=self.request_timeout(),
             )
         return _as_object(replaced)
 
@@ -307,7 +349,7 @@ class Kube:
                 field_manager=self.field_manager,
                 force=force,
                 _content_type=APPLY_PATCH,
-                _request_timeout=self.timeout_seconds,
+                _request_timeout=self.request_timeout(),
                 _preload_content=False,
             )
             applied = json.loads(response.data)
@@ -316,7 +358,7 @@ class Kube:
     def delete(self, group: str, version: str, namespace: str, plural: str, name: str) -> None:
         with translated():
             self._custom.delete_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=self.timeout_seconds
+                group, version, namespace, plural, name, _request_timeout=self.request_timeout()
             )
 
     def update_with_retry(
@@ -356,6 +398,27 @@ class Kube:
                 stored = self.replace(group, version, namespace, plural, desired)
                 return Updated(stored, number, changed=True)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def _api_client(configuration: Any, single_attempt: bool) -> Any:
+    """``single_attempt`` (the CLI): urllib3 must not retry a read timeout three more times
+    behind the request's deadline; the controller keeps its retries of a stale connection."""
+    from kubernetes import client
+
+    if single_attempt:
+        configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+def request_budget(seconds: float, deadline: float | None) -> float:
+    """``seconds``, cut to what is left before ``deadline`` (a ``time.monotonic()`` instant);
+    Unavailable when nothing is left."""
+    if deadline is None:
+        return seconds
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Unavailable("no answer from the API server before the deadline")
+    return min(seconds, left)
 
 
 def _as_object(value: object) -> Object:

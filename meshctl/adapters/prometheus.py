@@ -9,7 +9,10 @@ measurement, never raising for data problems:
 - a vector with more series -> ``Error("query returned N series; aggregate it")``;
 - a query Prometheus rejects (400/422) -> ``Error`` with Prometheus's message, at once;
 - transport failures and 5xx/429 -> retried (tenacity, exponential back-off) until
-  ``timeout_seconds`` is spent, then ``Error`` with the last failure.
+  ``timeout_seconds`` is spent, then ``NoData`` naming the last failure: Prometheus down,
+  or slower than the timeout, says nothing about the canary. It counts toward
+  ``inconclusiveLimit`` (the rollout pauses; it never promotes on it), not toward
+  ``consecutiveErrorLimit`` (a monitoring outage does not roll a good version back).
 
 :meth:`PrometheusProvider.check_query` asks Prometheus whether it accepts a query (spec
 validation: "a PromQL query that Prometheus rejects" is an invalid spec).
@@ -75,6 +78,9 @@ class PrometheusProvider:
         deadline = time.monotonic() + timeout_seconds
         try:
             result = self._with_retries(query, deadline)
+        except TransientError as exc:
+            return NoData(f"Prometheus {self.address} did not answer within "
+                          f"{timeout_seconds:g}s: {exc.message}")
         except AdapterError as exc:
             return Error(f"Prometheus {self.address}: {exc.message}")
         return _measurement(result)

@@ -36,9 +36,18 @@ from meshctl.adapters.errors import (
     PermanentError,
     TransientError,
     Unavailable,
+    describe,
     from_http_status,
 )
-from meshctl.adapters.kube import APPLY_PATCH, FIELD_MANAGER, MERGE_PATCH, Mutation, Object, Updated
+from meshctl.adapters.kube import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    MERGE_PATCH,
+    Mutation,
+    Object,
+    Updated,
+    request_budget,
+)
 
 IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -68,14 +77,14 @@ def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
 def endpoint_from_kubeconfig(path: str | Path | None, context: str | None) -> Endpoint | None:
     """The endpoint of ``context`` (default: the current one), or None when this client
     cannot use the kubeconfig (see the module docstring). Missing files raise OSError."""
-    import yaml
+    from meshctl.adapters.files import read_yaml
 
     if path is None:
         env = os.environ.get("KUBECONFIG", "")
         if os.pathsep in env.strip(os.pathsep):
             return None  # several files to merge: leave it to the full client
         path = env.strip(os.pathsep) or os.path.expanduser("~/.kube/config")
-    config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    config = read_yaml(str(path)) or {}
     base = Path(path).resolve().parent
     name = context or config.get("current-context")
 
@@ -138,6 +147,8 @@ class RestKube:
         self.endpoint = endpoint
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
+        # A time.monotonic() instant no request may outlast (a command's --timeout).
+        self.deadline: float | None = None
         self.max_attempts = max_attempts
         url = urllib.parse.urlsplit(endpoint.server)
         if url.scheme != "https" or not url.hostname:
@@ -152,12 +163,14 @@ class RestKube:
                 **options: Any) -> RestKube | None:
         """A client like :meth:`Kube.connect` picks (in-cluster in a pod when nothing is
         named), or None when only the full client can use the configuration."""
+        from meshctl.adapters.files import FileProblem
+
         try:
             in_pod = kubeconfig is None and context is None and not os.environ.get("KUBECONFIG")
             endpoint = endpoint_in_cluster() if in_pod else None
             endpoint = endpoint or endpoint_from_kubeconfig(kubeconfig, context)
             return None if endpoint is None else cls(endpoint, **options)
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except (OSError, ValueError, ssl.SSLError, FileProblem) as exc:
             raise PermanentError(f"cannot load the kubeconfig: {exc}") from exc
 
     @property
@@ -198,13 +211,17 @@ class RestKube:
             return connection.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            raise Unavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise Unavailable(describe(exc)) from exc
 
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str | None = None) -> Any:
         """One call; the decoded JSON answer, or the error tree's exception."""
+        timeout = request_budget(self.timeout_seconds, self.deadline)
         if self._connection is None:
-            self._connection = self._open(self.timeout_seconds)
+            self._connection = self._open(timeout)
+        self._connection.timeout = timeout
+        if self._connection.sock is not None:
+            self._connection.sock.settimeout(timeout)
         try:
             response = self._send(self._connection, method, path, body, content_type)
             raw = response.read()
@@ -213,7 +230,7 @@ class RestKube:
             raise
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise Unavailable(describe(exc)) from exc
         if response.status >= 400:
             raise from_http_status(response.status, raw, response.reason)
         return json.loads(raw) if raw else {}
@@ -246,8 +263,9 @@ class RestKube:
         return [_as_object(item) for item in _as_object(found).get("items", [])]
 
     def list_all(self, group: str, version: str, plural: str,
-                 label_selector: str | None = None) -> tuple[builtins.list[Object], str]:
-        body = _as_object(self.request("GET", self._path(group, version, None, plural,
+                 label_selector: str | None = None, *,
+                 namespace: str | None = None) -> tuple[builtins.list[Object], str]:
+        body = _as_object(self.request("GET", self._path(group, version, namespace, plural,
                                                          labelSelector=label_selector)))
         items = [_as_object(item) for item in body.get("items", [])]
         return items, str(body.get("metadata", {}).get("resourceVersion", ""))
@@ -259,7 +277,8 @@ class RestKube:
         path = self._path(group, version, namespace, plural, watch="true",
                           resourceVersion=resource_version, timeoutSeconds=timeout_seconds,
                           allowWatchBookmarks="false", fieldSelector=field_selector)
-        connection = self._open(timeout_seconds + self.timeout_seconds)
+        connection = self._open(request_budget(timeout_seconds + self.timeout_seconds,
+                                               self.deadline))
         try:
             response = self._send(connection, "GET", path, None, None)
             if response.status >= 400:
@@ -268,7 +287,7 @@ class RestKube:
                 try:
                     line = response.readline()
                 except (OSError, http.client.HTTPException) as exc:
-                    raise Unavailable(f"watch of {plural}: {type(exc).__name__}: {exc}") from exc
+                    raise Unavailable(f"watch of {plural}: {describe(exc)}") from exc
                 if not line:
                     return
                 if not line.strip():

@@ -5,7 +5,8 @@ turns gRPC status codes back into the same :class:`~meshctl.ops.rollouts.Failure
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import grpc
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
-from meshctl.api.messages import from_message
-from meshctl.ops.rollouts import Action, Failure, RolloutError, RolloutView
+from meshctl.api.messages import from_message, history_from_message
+from meshctl.ops.rollouts import Action, Failure, History, RolloutError, RolloutView
 
 FAILURES = {
     grpc.StatusCode.NOT_FOUND: Failure.NOT_FOUND,
@@ -103,3 +104,34 @@ class RemoteRollouts:
                       Action.RESUME: self.stub.Resume, Action.RETRY: self.stub.Retry}[action]
             answer = self._unary(method, pb.RolloutRef(namespace=namespace, name=name))
         return from_message(answer)
+
+    def start(self, namespace: str, name: str, image: str) -> RolloutView:
+        return from_message(self._unary(self.stub.Start, pb.StartRequest(
+            namespace=namespace, name=name, image=image)))
+
+    def apply_files(self, files: Sequence[str], namespace: str, name: str | None
+                    ) -> RolloutView:
+        """``start -f`` through the API: the one Rollout of ``files`` (AnalysisTemplates are
+        cluster objects: apply those with kubectl)."""
+        from meshctl.adapters.files import FileProblem, iter_documents
+
+        docs = list(iter_documents(list(files)))
+        problems = [str(d) for d in docs if isinstance(d, FileProblem)]
+        bodies = [d.body for d in docs if not isinstance(d, FileProblem)]
+        if not problems and (len(bodies) != 1 or not isinstance(bodies[0], dict)
+                             or bodies[0].get("kind") != "Rollout"):
+            problems.append(f"through --server, -f takes exactly one Rollout document "
+                            f"({', '.join(files)} has {len(bodies)}); apply AnalysisTemplates "
+                            "to the cluster")
+        if problems:
+            raise RolloutError(Failure.INVALID, "; ".join(problems))
+        return from_message(self._unary(self.stub.Start, pb.StartRequest(
+            namespace=namespace, name=name or "", rollout_json=json.dumps(bodies[0]))))
+
+    def undo(self, namespace: str, name: str) -> RolloutView:
+        return from_message(self._unary(self.stub.Undo,
+                                        pb.RolloutRef(namespace=namespace, name=name)))
+
+    def history(self, namespace: str, name: str) -> History:
+        return history_from_message(self._unary(
+            self.stub.History, pb.RolloutRef(namespace=namespace, name=name)))

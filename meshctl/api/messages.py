@@ -4,7 +4,15 @@
 from __future__ import annotations
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
-from meshctl.ops.rollouts import ConditionView, MeasurementView, RolloutView, WeightsView
+from meshctl.ops.rollouts import (
+    ConditionView,
+    EventView,
+    History,
+    MeasurementView,
+    RevisionView,
+    RolloutView,
+    WeightsView,
+)
 
 
 def to_message(view: RolloutView) -> pb.Rollout:
@@ -55,3 +63,19 @@ def from_message(message: pb.Rollout) -> RolloutView:
         observed_generation=message.observed_generation,
         pending_intents=tuple(message.pending_intents),
     )
+
+
+def history_message(found: History) -> pb.HistoryResponse:
+    return pb.HistoryResponse(
+        rollout=to_message(found.rollout),
+        revisions=[pb.Revision(role=r.role, revision=r.revision, image=r.image)
+                   for r in found.revisions],
+        events=[pb.Event(time=e.time, type=e.type, reason=e.reason, message=e.message)
+                for e in found.events])
+
+
+def history_from_message(message: pb.HistoryResponse) -> History:
+    return History(
+        rollout=from_message(message.rollout),
+        revisions=tuple(RevisionView(r.role, r.revision, r.image) for r in message.revisions),
+        events=tuple(EventView(e.time, e.type, e.reason, e.message) for e in message.events))

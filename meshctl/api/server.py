@@ -5,7 +5,8 @@ method over :mod:`meshctl.ops.rollouts` (the same calls the CLI makes).
 Identity: the certificate's subject common name and each subject alternative name (DNS,
 URI such as ``spiffe://cluster.local/ns/ops/sa/oncall``, ...); a call is allowed when any of
 them is listed for the method's role in :class:`Access`. Read-only identities may list, get
-and watch; operators may also promote, abort, pause, resume and retry.
+and watch and read the history; operators may also start, undo, promote, abort, pause,
+resume and retry (the same rules as ``meshctl rollout ...`` through ``--server``).
 
 What a client without a certificate sees: the server requires one during the TLS handshake
 (``require_client_auth=True``), so the handshake fails and the call ends with UNAVAILABLE
@@ -16,6 +17,7 @@ a method its role lacks, or an unknown one, gets PERMISSION_DENIED.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -28,8 +30,8 @@ import grpc
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
-from meshctl.api.messages import to_message
-from meshctl.ops.rollouts import Action, Failure, RolloutError, Rollouts
+from meshctl.api.messages import history_message, to_message
+from meshctl.ops.rollouts import Action, ClusterRollouts, Failure, RolloutError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,8 +53,9 @@ class Role(str, Enum):
 
 METHOD_ROLES = {
     "ListRollouts": Role.READ, "GetRollout": Role.READ, "WatchRollout": Role.READ,
+    "History": Role.READ,
     "Promote": Role.OPERATE, "Abort": Role.OPERATE, "Pause": Role.OPERATE,
-    "Resume": Role.OPERATE, "Retry": Role.OPERATE,
+    "Resume": Role.OPERATE, "Retry": Role.OPERATE, "Start": Role.OPERATE, "Undo": Role.OPERATE,
 }
 
 
@@ -97,7 +100,8 @@ def identities_of(context: grpc.ServicerContext) -> tuple[str, ...]:
 
 
 class RolloutsServicer(pb_grpc.RolloutsServicer):
-    def __init__(self, rollouts: Rollouts, access: Access, default_namespace: str = "default"):
+    def __init__(self, rollouts: ClusterRollouts, access: Access,
+                 default_namespace: str = "default"):
         self.rollouts, self.access, self.default_namespace = rollouts, access, default_namespace
 
     # -- reads ----------------------------------------------------------------------------
@@ -141,6 +145,34 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
     def Retry(self, request: pb.RolloutRef, context: grpc.ServicerContext) -> pb.Rollout:
         return self._request(context, "Retry", request, Action.RETRY)
 
+    # -- the spec: start and undo, and the history they leave -----------------------------
+
+    def Start(self, request: pb.StartRequest, context: grpc.ServicerContext) -> pb.Rollout:
+        ns = request.namespace or self.default_namespace
+        if request.WhichOneof("source") == "rollout_json":
+            body = _document(context, request.rollout_json)
+            view = self._call(context, "Start", lambda: self.rollouts.apply(
+                ns, body, request.name or None))
+        else:
+            ns, name = self._ref(context, request)
+            view = self._call(context, "Start",
+                              lambda: self.rollouts.start(ns, name, request.image))
+        log.info("Start %s/%s by %s", view.namespace, view.name,
+                 ", ".join(identities_of(context)))
+        return to_message(view)
+
+    def Undo(self, request: pb.RolloutRef, context: grpc.ServicerContext) -> pb.Rollout:
+        ns, name = self._ref(context, request)
+        view = self._call(context, "Undo", lambda: self.rollouts.undo(ns, name))
+        log.info("Undo %s/%s by %s", ns, name, ", ".join(identities_of(context)))
+        return to_message(view)
+
+    def History(self, request: pb.RolloutRef,
+                context: grpc.ServicerContext) -> pb.HistoryResponse:
+        ns, name = self._ref(context, request)
+        return history_message(self._call(context, "History",
+                                          lambda: self.rollouts.history(ns, name)))
+
     # -- the common part ------------------------------------------------------------------
 
     def _request(self, context: grpc.ServicerContext, method: str, request: Any,
@@ -170,6 +202,17 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
             _abort(context, exc)
 
 
+def _document(context: grpc.ServicerContext, text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"rollout_json: not JSON: {exc}")
+    if not isinstance(body, dict):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "rollout_json: not a JSON object")
+    out: dict[str, Any] = body
+    return out
+
+
 def _abort(context: grpc.ServicerContext, exc: RolloutError) -> NoReturn:
     context.abort(CODES[exc.failure], exc.message)
     raise AssertionError("context.abort raises")
@@ -178,7 +221,7 @@ def _abort(context: grpc.ServicerContext, exc: RolloutError) -> NoReturn:
 class RolloutServer:
     """A started gRPC server on ``address`` (``host:0`` picks a free port: see ``port``)."""
 
-    def __init__(self, rollouts: Rollouts, address: str, tls: ServerTLS, access: Access,
+    def __init__(self, rollouts: ClusterRollouts, address: str, tls: ServerTLS, access: Access,
                  default_namespace: str = "default", max_workers: int = 16) -> None:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                              thread_name_prefix="meshctl-grpc"))

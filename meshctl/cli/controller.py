@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from meshctl.cli import exitcodes
+from meshctl.cli.options import fail
 
 
 @click.group(help="The in-cluster controller.")
@@ -38,8 +39,20 @@ def controller() -> None:
               help="Where /healthz, /readyz and /metrics are served.")
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
+@click.option("--lease-name", default="meshctl-controller", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")
-@click.option("--resync-seconds", type=float, default=30.0, show_default=True)
+@click.option("--resync-seconds", type=float, default=0.0, show_default=True,
+              help="Reconcile every Rollout again this often, as a safety net (0: never; "
+              "the watches report every change).")
+@click.option("--lease-seconds", type=click.IntRange(min=2), default=15, show_default=True,
+              help="How long a Lease holds without renewal: the longest a dead replica's "
+              "Rollouts wait for a survivor (renewed every third of it).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info",
+              show_default=True, help="debug also logs every reconcile pass with its times.")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split the Rollouts into this many shards (a stable hash of namespace/name), "
+              "each owned through its own Lease; run several replicas with the same value. "
+              "Change it only with every replica stopped.")
 @click.option("--grpc-addr", default=None, help="Serve the gRPC API (meshctl.v1.Rollouts) "
               "at HOST:PORT, mutual TLS required (port 0: any free port).")
 @click.option("--grpc-cert", type=click.Path(dir_okay=False), help="gRPC server certificate.")
@@ -54,7 +67,8 @@ def controller() -> None:
 def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         istiod_token_file: str | None, trust_stored_weights: bool, observe_timeout: float,
         health_addr: str, workers: int,
-        lease_namespace: str, identity: str | None, resync_seconds: float,
+        lease_namespace: str, lease_name: str, identity: str | None, resync_seconds: float,
+        lease_seconds: int, log_level: str, shards: int,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
         grpc_operators: tuple[str, ...]) -> None:
@@ -65,20 +79,19 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
 
     data_plane: DataPlane
     if istiod_debug_url and trust_stored_weights:
-        click.echo("--istiod-debug-url and --trust-stored-weights exclude each other: "
-                   "drop one", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--istiod-debug-url and --trust-stored-weights exclude "
+             "each other: drop one")
     if istiod_debug_url:
         data_plane = IstiodDataPlane(Istiod(istiod_debug_url, istiod_token_file))
     elif trust_stored_weights:
         data_plane = StoredWeights()
     else:
-        click.echo("--istiod-debug-url is required (the weights the proxies apply are read "
-                   "there); or pass --trust-stored-weights to proceed on stored weights, "
-                   "reported as 'stored, not observed'", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--istiod-debug-url is required (the weights the proxies "
+             "apply are read there)", hint="or pass --trust-stored-weights to proceed on stored "
+             "weights, reported as 'stored, not observed'")
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=getattr(logging, log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = ctx.obj
     try:
         if options.get("kubeconfig") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -86,14 +99,14 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         else:
             kube = Kube.in_cluster()
     except AdapterError as exc:
-        click.echo(f"cannot reach the cluster: {exc}", err=True)
-        ctx.exit(exitcodes.UNREACHABLE)
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot reach the cluster: {exc}")
     host, _, port = health_addr.rpartition(":")
     manager = Manager(kube, prometheus_url=prometheus_url, data_plane=data_plane,
                       observe_timeout=observe_timeout, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
-                      workers=workers, health_host=host or "0.0.0.0", health_port=int(port),
-                      resync_seconds=resync_seconds)
+                      lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",
+                      health_port=int(port), resync_seconds=resync_seconds, shards=shards,
+                      lease_seconds=lease_seconds, renew_seconds=lease_seconds / 3)
     api = None
     if grpc_addr is not None:
         api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),
@@ -122,16 +135,14 @@ def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None,
 
     cert, key, client_ca = files
     if cert is None or key is None or client_ca is None:
-        click.echo("--grpc-addr needs --grpc-cert, --grpc-key and --grpc-client-ca (mutual "
-                   "TLS is required)", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs --grpc-cert, --grpc-key and "
+             "--grpc-client-ca (mutual TLS is required)")
     if not readers and not operators:
-        click.echo("--grpc-addr needs at least one --grpc-reader or --grpc-operator", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, "--grpc-addr needs at least one --grpc-reader or "
+             "--grpc-operator")
     try:
         tls = ServerTLS.from_files(cert, key, client_ca)
         return RolloutServer(ClusterRollouts(kube), addr, tls, Access.of(readers, operators),
                              default_namespace=ctx.obj.get("namespace") or "default")
     except (OSError, RuntimeError) as exc:
-        click.echo(f"cannot serve the gRPC API on {addr}: {exc}", err=True)
-        ctx.exit(exitcodes.INVALID)
+        fail(ctx, exitcodes.INVALID, f"cannot serve the gRPC API on {addr}: {exc}")

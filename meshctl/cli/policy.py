@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from meshctl.cli import exitcodes
+from meshctl.cli.options import expand_files, fail, files_argument, files_option
 from meshctl.cli.render import emit, table
 
 if TYPE_CHECKING:
@@ -30,40 +31,39 @@ def policy() -> None:
     pass
 
 
-def _fail(ctx: click.Context, code: int, lines: list[str]) -> NoReturn:
-    for line in lines:
-        click.echo(line, err=True)
-    ctx.exit(code)
+def _fail(ctx: click.Context, code: int, lines: list[str], hint: str | None = None) -> NoReturn:
+    fail(ctx, code, *lines, hint=hint)
 
 
 @contextmanager
-def _cluster(ctx: click.Context) -> Iterator[Kube]:
+def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
     cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
     from meshctl.adapters.errors import AdapterError, Invalid, NotFound
-    from meshctl.adapters.kube import Kube
+    from meshctl.ops.rollouts import cli_kube
 
     try:
-        with Kube.connect(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
+        with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
             yield kube
     except Invalid as exc:
         _fail(ctx, exitcodes.INVALID, [f"rejected by the API server: {exc.message}"])
     except NotFound as exc:
         _fail(ctx, exitcodes.INVALID, [f"not found: {exc.message}"])
     except AdapterError as exc:
-        _fail(ctx, exitcodes.UNREACHABLE, [f"cannot use the cluster: {exc.message}"])
+        _fail(ctx, exitcodes.UNREACHABLE, [f"cannot use the cluster: {exc.message}"],
+              hint or "check --kubeconfig and --context")
 
 
-def _rollouts(ctx: click.Context, files: tuple[str, ...]) -> list[Rollout]:
-    from meshctl.domain.policies import security_problems
+def _rollouts(ctx: click.Context, *files: tuple[str, ...]) -> list[Rollout]:
     from meshctl.ops.documents import load
 
-    loaded = load(list(files))
+    sources = expand_files(*files)
+    if not sources:
+        _fail(ctx, exitcodes.INVALID, ["no files given"], "-f FILE (repeatable, or a directory)")
+    loaded = load(sources)
     lines = [str(p) for p in loaded.problems]
-    for rollout in loaded.rollouts:
-        lines += [f"{rollout.namespace}/{rollout.name}: {p}" for p in security_problems(rollout)]
     if not lines and not loaded.rollouts:
-        lines.append(f"no Rollout in {', '.join(files)}")
+        lines.append(f"no Rollout in {', '.join(sources)}")
     if lines:
         _fail(ctx, exitcodes.INVALID, lines)
     return loaded.rollouts
@@ -96,17 +96,19 @@ def _plan_view(rollout: Rollout, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 @policy.command("plan", help="Show the policy objects a Rollout's security needs and what "
                 "would change in the cluster, writing nothing.")
-@click.option("-f", "--filename", "files", multiple=True, required=True, help="Rollout file.")
+@files_option("Rollout file.")
+@files_argument()
 @click.option("--offline", is_flag=True, help="Plan against an empty namespace, no cluster.")
 @click.pass_context
-def plan_command(ctx: click.Context, files: tuple[str, ...], offline: bool) -> None:
+def plan_command(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
+                 offline: bool) -> None:
     from meshctl.ops import policies
 
-    rollouts = _rollouts(ctx, files)
+    rollouts = _rollouts(ctx, files, more_files)
     if offline:
         plans = [_plan_view(r, [a.as_dict() for a in policies.offline_plan(r)]) for r in rollouts]
     else:
-        with _cluster(ctx) as kube:
+        with _cluster(ctx, "use --offline to plan against an empty namespace") as kube:
             plans = [_plan_view(r, [a.as_dict() for a in policies.plan(kube, r)])
                      for r in rollouts]
     _render_plans(ctx, plans)
@@ -114,12 +116,13 @@ def plan_command(ctx: click.Context, files: tuple[str, ...], offline: bool) -> N
 
 @policy.command("apply", help="Create, update or delete the policy objects so the cluster "
                 "holds what each Rollout's security asks for.")
-@click.option("-f", "--filename", "files", multiple=True, required=True, help="Rollout file.")
+@files_option("Rollout file.")
+@files_argument()
 @click.pass_context
-def apply_command(ctx: click.Context, files: tuple[str, ...]) -> None:
+def apply_command(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]) -> None:
     from meshctl.ops import policies
 
-    rollouts = _rollouts(ctx, files)
+    rollouts = _rollouts(ctx, files, more_files)
     with _cluster(ctx) as kube:
         done: list[tuple[Rollout, list[Outcome]]] = [(r, policies.converge(kube, r))
                                                      for r in rollouts]
@@ -144,22 +147,20 @@ def _render_findings(ctx: click.Context, findings: list[Finding]) -> None:
 @policy.command("audit", help="Report mTLS and authorization misconfigurations in the cluster "
                 "(one namespace, or all) and/or in files, with severity. Exit 1 when a "
                 "finding is at or above --fail-on.")
-@click.option("-n", "--namespace", default=None, help="Namespace (default: the global "
-              "--namespace, else 'default').")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Audit every namespace.")
-@click.option("-f", "--filename", "files", multiple=True,
-              help="Audit objects from files ('-' reads standard input); without a namespace "
-              "option the cluster is not read.")
+@files_option("Audit objects from files; without -n or -A the cluster is not read.")
+@files_argument()
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True)
 @click.option("--root-namespace", default=ROOT_NAMESPACE, show_default=True,
               help="Istio's root namespace: mesh-wide policies live there.")
 @click.pass_context
-def audit_command(ctx: click.Context, namespace: str | None, all_namespaces: bool,
-                  files: tuple[str, ...], fail_on: str, root_namespace: str) -> None:
+def audit_command(ctx: click.Context, all_namespaces: bool, files: tuple[str, ...],
+                  more_files: tuple[str, ...], fail_on: str, root_namespace: str) -> None:
     from meshctl.domain.audit import Severity, at_or_above
     from meshctl.ops import policies
 
-    namespace = namespace or ctx.obj["namespace"]
+    namespace = ctx.obj["namespace"]
+    files = tuple(expand_files(files, more_files))
     if namespace and all_namespaces:
         _fail(ctx, exitcodes.INVALID, ["use either --namespace or --all-namespaces"])
     objects: list[dict[str, Any]] = []

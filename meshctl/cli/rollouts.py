@@ -19,14 +19,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from meshctl.cli import exitcodes
+from meshctl.cli.options import (
+    Decorator,
+    expand_files,
+    fail,
+    files_option,
+    timeout_option,
+)
 from meshctl.cli.render import emit, table
 
 if TYPE_CHECKING:
-    from meshctl.ops.rollouts import History, RolloutView, WaitResult
+    from click.shell_completion import CompletionItem
 
-    _ParamType = click.ParamType[float, Any]  # generic only in newer click
-else:
-    _ParamType = click.ParamType
+    from meshctl.ops.rollouts import History, RolloutView, WaitResult
 
 # Failure kinds (meshctl.ops.rollouts.Failure values) to exit codes: 2 for what the user
 # asked wrongly, 5 for a cluster or API that cannot be reached or used.
@@ -40,40 +45,50 @@ WAIT_EXIT = {"Healthy": exitcodes.OK, "Degraded": exitcodes.ROLLED_BACK,
              "Paused": exitcodes.PAUSED}
 
 
-class Seconds(_ParamType):
-    """A timeout: seconds (``90``) or a duration as Kubernetes users write it (``5m``)."""
+def _fail(ctx: click.Context, code: int, message: str, hint: str | None = None) -> NoReturn:
+    fail(ctx, code, message, hint=hint)
 
-    name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        from meshctl.domain.durations import parse_duration
+HINTS = {"NotFound": "'meshctl rollout list -A' shows the Rollouts there are",
+         "Unavailable": "check --kubeconfig and --context (or --server); for a local run "
+                        "use --state-dir"}
 
+
+def complete_rollout_names(ctx: click.Context, param: click.Parameter,
+                           incomplete: str) -> list[CompletionItem]:
+    """Shell completion of a Rollout NAME from the cluster the global options point at (as
+    parsed so far); nothing when none is reachable. Never raises: a shell must not break."""
+    from click.shell_completion import CompletionItem
+
+    root = ctx.find_root()  # the root's options, then those given after the command
+    options = {k: v for k, v in root.params.items() if v is not None}
+    options.update(root.obj if isinstance(root.obj, dict) else {})
+    try:
+        from meshctl.ops.rollouts import ClusterRollouts, connect
+
+        kube, namespace = connect(options.get("kubeconfig"), options.get("kube_context"),
+                                  options.get("namespace"))
+        source = ClusterRollouts(kube)
         try:
-            return float(value) if str(value).replace(".", "", 1).isdigit() else \
-                parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            names = sorted(v.name for v in source.list(namespace))
+        finally:
+            source.close()
+    except Exception:  # completion offers what it can; a shell must not break
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
-def _fail(ctx: click.Context, code: int, message: str) -> NoReturn:
-    click.echo(message, err=True)
-    ctx.exit(code)
+def name_argument(required: bool = True) -> Decorator:
+    return click.argument("name", required=required, shell_complete=complete_rollout_names)
 
 
 @contextmanager
-def _rollouts(ctx: click.Context, state_dir: str | None = None,
-              cluster_only: str = "") -> Iterator[tuple[Any, str]]:
+def _rollouts(ctx: click.Context, state_dir: str | None = None) -> Iterator[tuple[Any, str]]:
     """Where rollouts are (see the module docstring) and the namespace to use. Every
     failure inside becomes one line on stderr and its exit code."""
     from meshctl.ops.rollouts import RolloutError
 
     obj = ctx.obj
-    if cluster_only and (obj["server"] or state_dir):
-        _fail(ctx, exitcodes.INVALID, f"rollout {cluster_only} works on the API server only "
-              "(not through --server or --state-dir)")
     source: Any = None
     try:
         if state_dir is not None:
@@ -94,7 +109,7 @@ def _rollouts(ctx: click.Context, state_dir: str | None = None,
             source = ClusterRollouts(kube)
             yield source, namespace
     except RolloutError as exc:
-        _fail(ctx, FAILURE_EXIT[exc.failure.value], f"meshctl: {exc.message}")
+        _fail(ctx, FAILURE_EXIT[exc.failure.value], exc.message, HINTS.get(exc.failure.value))
     finally:
         if source is not None:
             source.close()
@@ -224,8 +239,7 @@ def _finish_wait(ctx: click.Context, result: WaitResult) -> NoReturn:
 _wait_options = [
     click.option("--wait", is_flag=True, help="Follow the rollout and exit with its outcome: "
                  "0 Healthy, 1 rolled back, 2 invalid spec, 3 timed out, 4 paused for a person."),
-    click.option("--timeout", type=Seconds(), default=None,
-                 help="With --wait: give up after this long (90, 90s, 5m); exit 3."),
+    timeout_option("With --wait: give up after this long; exit 3."),
 ]
 
 
@@ -238,23 +252,23 @@ def _with_wait(f: Any) -> Any:
 @click.command("start", help="Start rolling out a new version: --image sets the first "
                "container's image in spec.template (a Rollout without one starts from its "
                "Deployment's); -f applies a Rollout file (server-side apply, validated first).")
-@click.argument("name", required=False)
+@name_argument(required=False)
 @click.option("--image", help="The new image of the first container.")
-@click.option("-f", "--filename", "files", multiple=True,
-              help="Rollout file, and AnalysisTemplate files it uses.")
+@files_option("Rollout file, and AnalysisTemplate files it uses.")
 @_with_wait
 @click.pass_context
 def start(ctx: click.Context, name: str | None, image: str | None, files: tuple[str, ...],
           wait: bool, timeout: float | None) -> None:
     if bool(image) == bool(files):
-        _fail(ctx, exitcodes.INVALID, "give exactly one of --image IMG or -f FILE")
+        _fail(ctx, exitcodes.INVALID, "give exactly one of --image IMG or -f FILE",
+              "meshctl rollout start web --image web:2, or meshctl rollout start -f rollout.yaml")
     if image and not name:
         _fail(ctx, exitcodes.INVALID, "rollout start --image needs the Rollout's NAME")
     from meshctl.ops.rollouts import wait as wait_for
 
-    with _rollouts(ctx, cluster_only="start") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         view = (rollouts.start(namespace, name, image) if image
-                else rollouts.apply_files(list(files), namespace, name))
+                else rollouts.apply_files(expand_files(files), namespace, name))
         if not wait:
             return _show(ctx, view)
         click.echo(f"started {view.namespace}/{view.name} (generation {view.generation})",
@@ -267,11 +281,10 @@ def start(ctx: click.Context, name: str | None, image: str | None, files: tuple[
 @click.command("status", help="Show a rollout: phase, step, weights (written and observed "
                "at the data plane), latest measurements, conditions. --watch follows it and "
                "exits like start --wait.")
-@click.argument("name")
+@name_argument()
 @click.option("-w", "--watch", is_flag=True, help="Follow until Healthy, rolled back or "
               "paused for a person; exit 0, 1 or 4 (3 after --timeout).")
-@click.option("--timeout", type=Seconds(), default=None, help="With --watch: give up after "
-              "this long (90, 90s, 5m); exit 3.")
+@timeout_option("With --watch: give up after this long; exit 3.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="A local run's state directory (meshctl rollout run) instead of a cluster.")
 @click.pass_context
@@ -302,10 +315,10 @@ def list_(ctx: click.Context, all_namespaces: bool, state_dir: str | None) -> No
 
 @click.command("history", help="Revisions (current, stable, the one before the last start) "
                "and the rollout's events, oldest first.")
-@click.argument("name")
+@name_argument()
 @click.pass_context
 def history(ctx: click.Context, name: str) -> None:
-    with _rollouts(ctx, cluster_only="history") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         found = rollouts.history(namespace, name)
     if ctx.obj["output"] == "table":
         click.echo(_history_text(found))
@@ -315,13 +328,13 @@ def history(ctx: click.Context, name: str) -> None:
 
 @click.command("undo", help="Go back to the pod template from before the last start "
                "(recorded by start); the controller returns traffic to it.")
-@click.argument("name")
+@name_argument()
 @_with_wait
 @click.pass_context
 def undo(ctx: click.Context, name: str, wait: bool, timeout: float | None) -> None:
     from meshctl.ops.rollouts import wait as wait_for
 
-    with _rollouts(ctx, cluster_only="undo") as (rollouts, namespace):
+    with _rollouts(ctx) as (rollouts, namespace):
         view = rollouts.undo(namespace, name)
         if not wait:
             return _show(ctx, view)
@@ -332,7 +345,7 @@ def undo(ctx: click.Context, name: str, wait: bool, timeout: float | None) -> No
 def _intent_command(action: str, help_text: str) -> click.Command:
     @click.command(action, help=help_text + " The controller acts on its next pass; "
                    "`meshctl rollout status NAME --watch` follows it.")
-    @click.argument("name")
+    @name_argument()
     @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
                   help="Steer a local run (meshctl rollout run) through its state directory.")
     @click.pass_context

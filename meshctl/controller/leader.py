@@ -4,12 +4,19 @@ The holder renews every ``renew_seconds``; another candidate takes the Lease onc
 ``renewTime + leaseDurationSeconds`` has passed. Writes use the Lease's resourceVersion, so
 two candidates cannot both win a race. ``release()`` on graceful shutdown empties the holder
 so a successor need not wait for the lease to expire.
+
+``claim_delay`` (seconds, asked each time) holds a candidate back from a *free* Lease (never
+taken, or released) until it has seen it free that long: a replica that already holds
+shards lets an emptier one take the next (see :class:`meshctl.controller.manager.Manager`).
+An *expired* Lease (its holder died) is taken at once, so takeover stays within the lease
+duration.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,10 +43,17 @@ def _fmt(value: datetime) -> str:
 class LeaderElector:
     def __init__(self, kube: Kube, namespace: str, name: str, identity: str,
                  lease_seconds: int = 15, renew_seconds: float = 5.0,
-                 on_change: Callable[[bool], None] | None = None) -> None:
+                 on_change: Callable[[bool], None] | None = None,
+                 claim_delay: Callable[[], float] = lambda: 0.0,
+                 claim_lock: threading.Lock | None = None) -> None:
         self.kube, self.namespace, self.name, self.identity = kube, namespace, name, identity
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
         self._on_change = on_change
+        self._claim_delay = claim_delay
+        # shared by the electors of one process: one free Lease claimed at a time, so the
+        # delay of the next one counts it
+        self._claim_lock = claim_lock or threading.Lock()
+        self._free_since: float | None = None
         self._leader = False
         self._valid_until = _now()
         self._stop = threading.Event()
@@ -47,8 +61,11 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        """True while this process holds a lease that has not expired."""
-        return self._leader and _now() < self._valid_until
+        """True while this process holds a lease that has not expired, less a margin (a
+        fifth of the lease, at most 2 s, like client-go's renew deadline): a pass started
+        now ends before any other candidate may take the Lease."""
+        margin = timedelta(seconds=min(2.0, self.lease_seconds / 5))
+        return self._leader and _now() < self._valid_until - margin
 
     def start(self) -> None:
         self._thread.start()
@@ -66,7 +83,11 @@ class LeaderElector:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._try()
+                if self._leader:
+                    self._try()
+                else:
+                    with self._claim_lock:
+                        self._try()
             except AdapterError as exc:
                 log.warning("leader election: %s", exc)
                 if not self.is_leader:
@@ -78,6 +99,8 @@ class LeaderElector:
         try:
             lease = self.kube.get(*LEASE, self.namespace, "leases", self.name)
         except NotFound:
+            if not self._free_long_enough():
+                return
             self.kube.create(*LEASE, self.namespace, "leases", {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
@@ -89,11 +112,22 @@ class LeaderElector:
         renewed = _time(spec.get("renewTime")) or now - timedelta(days=1)
         expired = renewed + timedelta(seconds=spec.get("leaseDurationSeconds", 15)) < now
         if holder not in (None, "", self.identity) and not expired:
+            self._free_since = None
             self._set(False)
+            return
+        if holder in (None, "") and not self._free_long_enough():
             return
         lease["spec"] = self._claim(spec, now)
         self.kube.replace(*LEASE, self.namespace, "leases", lease)  # 409 if someone won
         self._won(now)
+
+    def _free_long_enough(self) -> bool:
+        if self._leader:
+            return True
+        now = time.monotonic()
+        if self._free_since is None:
+            self._free_since = now
+        return now - self._free_since >= self._claim_delay()
 
     def _claim(self, spec: dict[str, Any], now: datetime) -> dict[str, Any]:
         mine = spec.get("holderIdentity") == self.identity
@@ -103,6 +137,7 @@ class LeaderElector:
                 "leaseTransitions": transitions}
 
     def _won(self, now: datetime) -> None:
+        self._free_since = None
         self._valid_until = now + timedelta(seconds=self.lease_seconds)
         self._set(True)
 

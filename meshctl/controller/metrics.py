@@ -27,25 +27,34 @@ class ControllerMetrics:
         self.api_errors = Counter("meshctl_api_errors_total",
                                   "Errors talking to the API server or Prometheus.", ["kind"],
                                   registry=self.registry)
-        self.leader = Gauge("meshctl_leader", "1 while this process holds the lease.",
+        self.leader = Gauge("meshctl_leader", "Shards whose Lease this process holds "
+                            "(unsharded: 1 while it leads).",
                             registry=self.registry)
         self._phases: dict[str, Phase] = {}
 
     def observe(self, key: str, decision: Decision | None, events: Iterable[Event] = ()) -> None:
         if decision is not None:
-            self._phases[key] = decision.status.phase
+            self._count(key, decision.status.phase)
         for event in events:
             if event.reason == "WeightChanged":
                 self.weight_changes.inc()
             elif event.reason in ("AnalysisPassed", "AnalysisFailed"):
                 self.verdicts.labels("Passing" if event.reason == "AnalysisPassed"
                                      else "Failing").inc()
-        for phase in Phase:
-            self.rollouts.labels(phase.value).set(
-                sum(1 for p in self._phases.values() if p is phase))
+
+    def _count(self, key: str, phase: Phase | None) -> None:
+        """Move ``key`` between the per-phase gauges (constant time: no pass counts all)."""
+        before = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+        if before is phase:
+            return
+        if before is not None:
+            self.rollouts.labels(before.value).dec()
+        if phase is not None:
+            self._phases[key] = phase
+            self.rollouts.labels(phase.value).inc()
 
     def forget(self, key: str) -> None:
-        self._phases.pop(key, None)
+        self._count(key, None)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

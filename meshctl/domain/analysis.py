@@ -15,6 +15,11 @@ consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passi
 least ``minSamples`` succeeded; else Pending.
 A run fails when any metric fails, is inconclusive when any is, passes when all pass.
 
+A *guard* metric (``MetricPlan.guard``) can only fail a run: its failed measurements count
+as any metric's, but its successes, no data and errors neither pass nor hold the run; it stays
+Pending (measured on every interval) until it fails or the run ends. The SLO's fast
+availability check is one: it stops a hard failure before the latency window has filled.
+
 Worked examples (limit 0): measurements [Successful, Successful, Failed] -> Failing, reason
 "1 of 3 measurements failed (limit 0): last value 83.2". Count 3 with [NoData] ->
 Inconclusive at once: "no data: 0 requests", so a human looks before anything promotes.
@@ -57,6 +62,7 @@ class MetricPlan:
     consecutive_error_limit: int = 4
     initial_delay: float = 0.0
     min_samples: int = 1
+    guard: bool = False  # only fails the run (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
     if m.failed > plan.failure_limit:
         return Verdict.FAILING, (f"{plan.name}: {m.failed} of {m.count} measurements failed "
                                  f"(limit {plan.failure_limit}): {last}")
+    if plan.guard:
+        return Verdict.PENDING, f"{plan.name}: guarding, {m.count} measurement(s): {last}"
     if m.consecutive_errors > plan.consecutive_error_limit:
         return Verdict.FAILING, (f"{plan.name}: {m.consecutive_errors} errors in a row "
                                  f"(limit {plan.consecutive_error_limit}): {last}")
@@ -136,6 +144,17 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
     return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}"
 
 
+def holding(plans: Iterable[MetricPlan], metrics: Iterable[MetricStatus]) -> list[tuple[Verdict, str]]:
+    """The verdicts a run's verdict is combined from: a pending guard holds nothing (unless
+    the run has nothing but guards)."""
+    guards = {p.name for p in plans if p.guard}
+    metrics = tuple(metrics)
+    if all(m.name in guards for m in metrics):
+        return [(m.verdict, m.reason) for m in metrics]
+    return [(m.verdict, m.reason) for m in metrics
+            if not (m.name in guards and m.verdict is Verdict.PENDING)]
+
+
 def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
     """A run's verdict from its metrics': one failing fails it, one inconclusive pauses it."""
     items = list(verdicts)
@@ -149,10 +168,11 @@ def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
 def start_run(
     name: str, step: int, revision: str, plans: Iterable[MetricPlan], now: datetime
 ) -> AnalysisRunStatus:
+    plans = tuple(plans)
     metrics = tuple(MetricStatus(name=p.name, query=p.query,
                                  reason=f"{p.name}: waiting for the first measurement")
                     for p in plans)
-    verdict, reason = combine((m.verdict, m.reason) for m in metrics)
+    verdict, reason = combine(holding(plans, metrics))
     return AnalysisRunStatus(name=name, started_at=now, step=step, revision=revision,
                              metrics=metrics, verdict=verdict, reason=reason)
 
@@ -208,7 +228,7 @@ def apply_measurements(
             continue  # already recorded: presenting a measurement twice changes nothing
         metrics[t.metric] = record(plan_by_name[t.metric], metrics[t.metric], t.at, t.measurement)
     ordered = tuple(metrics[m.name] for m in run.metrics)
-    verdict, reason = combine((m.verdict, m.reason) for m in ordered)
+    verdict, reason = combine(holding(plan_by_name.values(), ordered))
     return dataclasses.replace(run, metrics=ordered, verdict=verdict, reason=reason)
 
 

@@ -705,18 +705,17 @@ def findings_for(findings: Iterable[Finding], rollout: Rollout) -> list[Finding]
     return [f for f in findings if concerns(f, view)]
 
 
-NO_TRAFFIC_OPENS = True
 _EPSILON = 1e-9
 
 
-def mtls_gate(findings_for_service: Iterable[Finding],
-              canary_mtls_share: Measurement) -> tuple[bool, str]:
+def mtls_gate(findings_for_service: Iterable[Finding], canary_mtls_share: Measurement,
+              opens_without_traffic: bool = False) -> tuple[bool, str]:
     """Whether a step may advance under ``requireMutualTLS``: (open, reason).
 
     Closed by any high-severity finding about the service, by a measurement error, and by a
-    share of mutual-TLS canary requests below 1.0. No data means no canary request in the
-    window, so none was plaintext: the gate opens (``NO_TRAFFIC_OPENS``); the step's SLO
-    analysis, which treats no data as inconclusive, is what holds a step without traffic.
+    share of mutual-TLS canary requests below 1.0. No data (no canary request in the
+    window) proves nothing, so it keeps the gate closed unless the Rollout says
+    ``security.mtlsGateOpensWithoutTraffic: true`` (a preview nobody calls yet).
 
         ([], Value(1.0))  -> (True, "all canary traffic is mutual TLS")
         ([], Value(0.97)) -> (False, "3.00% of canary requests are not mutual TLS")
@@ -729,7 +728,11 @@ def mtls_gate(findings_for_service: Iterable[Finding],
     if isinstance(canary_mtls_share, Error):
         return False, f"mTLS share of canary traffic unknown: {canary_mtls_share.message}"
     if isinstance(canary_mtls_share, NoData):
-        return NO_TRAFFIC_OPENS, f"no canary traffic to check ({canary_mtls_share.reason})"
+        reason = f"no canary traffic to check ({canary_mtls_share.reason})"
+        if opens_without_traffic:
+            return True, reason
+        return False, (f"{reason}; send traffic, or set security.mtlsGateOpensWithoutTraffic: "
+                       "true to let steps without traffic advance")
     assert isinstance(canary_mtls_share, Value)
     if canary_mtls_share.value < 1.0 - _EPSILON:
         plain = (1.0 - canary_mtls_share.value) * 100

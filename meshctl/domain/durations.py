@@ -8,12 +8,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# Whole numbers only, as PromQL writes a range (``[1m30s]``, not ``[1.5m]``).
+WHOLE_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
+# A year: longer is a typo, and a clock or a timer cannot hold every number.
+MAX_SECONDS = 365 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -27,6 +32,8 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"{text!r} is not a duration; write it like 30s, 5m, 1h30m or 500ms")
+    if not math.isfinite(total) or total > MAX_SECONDS:
+        raise ValueError(f"{text[:40]!r} is longer than a year; use at most 365d")
     return total
 
 

@@ -178,9 +178,14 @@ class _Pass:
                 and self.obs.canary.ready >= self.needed_canary(scale))
 
     def observed(self, traffic: TrafficSplit) -> bool:
+        """The data plane shows ``traffic`` (or, trusting what is written, nothing can be
+        read there) and nothing else is written: an observation older than the last write
+        (99/1 written, 100/0 still shown) does not count."""
         obs = self.obs
+        if obs.written != traffic:
+            return False
         if obs.observed is None and obs.trust_written:
-            return obs.written == traffic
+            return True
         return obs.observed == traffic
 
     def not_observed(self, what: str) -> str:
@@ -283,8 +288,24 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: date
     elif obs.revision != p.status.current_revision:
         _new_revision(p)
     _intents(p)
+    _promotion_underway(p)
     _HANDLERS[p.status.phase](p)
     return _finish(p)
+
+
+def _promotion_underway(p: _Pass) -> None:
+    """Only promotion gives the stable Deployment the new revision. Seeing it there while
+    the status is still Progressing or Paused means a pass began promoting and died before
+    its status was saved: promote on, never send the last step's weights back to the canary.
+
+    E.g. status step 4 (80% canary), stable Deployment at the new revision, 100/0 written:
+    the pass moves to Promoting and keeps 100/0 (it would otherwise rewrite 20/80)."""
+    rev = p.status.current_revision
+    if (p.status.phase in (Phase.PROGRESSING, Phase.PAUSED) and rev is not None
+            and rev != p.status.stable_revision and p.obs.stable.revision == rev):
+        p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
+        p.move(Phase.PROMOTING, "Promoting", f"promoting revision {rev} (the stable "
+               "Deployment already runs it: an earlier pass began the promotion)")
 
 
 def _record_observation(p: _Pass) -> None:
@@ -590,18 +611,34 @@ _HANDLERS = {
 # -- the end of a pass --------------------------------------------------------------------
 
 
+HOLDING = "(holding traffic: the version that would get weight has no ready endpoints)"
+
+
 def _guard(p: _Pass, target: TrafficSplit) -> TrafficSplit:
-    """Never give weight to a version with no ready endpoints; hold what is written then."""
+    """Never give weight to a version with no ready endpoints; hold what is written then.
+    The note is said once: a pass that finds the same hold writes the same message."""
     w = target.weights
     starved = (w.canary > 0 and p.obs.canary.ready == 0) or (w.stable > 0 and p.obs.stable.ready == 0)
     if not starved:
         return target
     held = p.obs.written or TrafficSplit.stable_only()
     if held != target:
-        p.update(message=f"{p.status.message} (holding traffic: the version that would get "
-                 f"weight has no ready endpoints)".strip())
+        if not p.status.message.endswith(HOLDING):
+            p.update(message=f"{p.status.message} {HOLDING}".strip())
         p.requeue(READY_REQUEUE)
     return held
+
+
+def _canary_scale(p: _Pass, traffic: TrafficSplit) -> int:
+    """The canary's replicas; never 0 while it has weight written or shown by the data plane."""
+    canary = p.canary_replicas
+    if canary is None:
+        return p.obs.canary.replicas
+    observed = p.obs.observed.weights.canary if p.obs.observed is not None else 0
+    if canary == 0 and (traffic.weights.canary > 0 or observed > 0):
+        p.requeue(VERIFY_REQUEUE)
+        return p.obs.canary.replicas
+    return canary
 
 
 def _finish(p: _Pass) -> Decision:
@@ -617,9 +654,7 @@ def _finish(p: _Pass) -> Decision:
         mirror_percent=traffic.mirror_percent,
         conditions=_conditions(p),
     )
-    canary = p.canary_replicas
-    if canary is None:
-        canary = p.obs.canary.replicas
+    canary = _canary_scale(p, traffic)
     stable_rev = p.status.stable_revision or p.obs.revision
     if p.status.phase is Phase.PROMOTING:
         stable_rev = p.status.current_revision or stable_rev

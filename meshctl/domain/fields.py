@@ -15,16 +15,20 @@ import functools
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from meshctl.domain.durations import PATTERN as DURATION_PATTERN
-from meshctl.domain.durations import Duration, parse_duration
+from meshctl.domain.durations import Duration, format_duration, parse_duration
 from meshctl.domain.problems import Problem
 
 T = TypeVar("T")
+
+# Integers without their own bound are int32, as Kubernetes stores them.
+INT32_MAX = 2**31 - 1
 
 _MISSING: Any = dataclasses.MISSING
 
@@ -40,11 +44,22 @@ def field(
     doc: str = "",
     min_items: int | None = None,
     opaque: bool = False,
+    max_length: int | None = None,
+    items: Mapping[str, Any] | None = None,
+    hint: str = "",
+    multiline: bool = False,
 ) -> Any:
-    """A spec field; ``opaque`` objects (a PodTemplateSpec) are kept as given."""
+    """A spec field; ``opaque`` objects (a PodTemplateSpec) are kept as given.
+
+    ``items`` holds the bounds of each item of a list (``minimum``, ``maximum``, ``pattern``,
+    ``max_length``); ``hint`` says how to fix a missing or too short value; only
+    ``multiline`` strings may hold line breaks (no string may hold other control characters).
+    """
     meta = {
         "json": json, "required": required, "minimum": minimum, "maximum": maximum,
         "pattern": pattern, "doc": doc, "min_items": min_items, "opaque": opaque,
+        "max_length": max_length, "items": dict(items or {}), "hint": hint,
+        "multiline": multiline,
     }
     if default is _MISSING and not required:
         default = None
@@ -83,9 +98,10 @@ class _Reader:
                 self.fail(path, f"must be a list, got {type(raw).__name__}")
                 return None
             if meta.get("min_items") and len(raw) < meta["min_items"]:
-                self.fail(path, f"needs at least {meta['min_items']} item(s)")
-            item_tp = get_args(tp)[0]
-            items = [self.value(item_tp, item, f"{path}[{i}]", {}) for i, item in enumerate(raw)]
+                self.fail(path, meta.get("hint") or f"needs at least {meta['min_items']} item(s)")
+            item_tp, item_meta = get_args(tp)[0], meta.get("items") or {}
+            items = [self.value(item_tp, item, f"{path}[{i}]", item_meta)
+                     for i, item in enumerate(raw)]
             return tuple(items)
         if origin is dict or tp is dict:
             if not isinstance(raw, dict):
@@ -110,10 +126,15 @@ class _Reader:
                 self.fail(path, "must be a duration string like 30s, 5m or 1h30m")
                 return None
             try:
-                parse_duration(raw)
+                seconds = parse_duration(raw)
             except ValueError as exc:
                 self.fail(path, str(exc))
                 return None
+            least, pattern = meta.get("minimum"), meta.get("pattern")
+            if least is not None and seconds < least:
+                self.fail(path, f"{raw!r} is too short; use at least {format_duration(least)}")
+            elif pattern is not None and not re.search(pattern, raw):
+                self.fail(path, f"{raw!r} has a fraction; write whole units like 1m30s")
             return Duration(raw)
         if isinstance(tp, type) and issubclass(tp, Enum):
             allowed = [m.value for m in tp]
@@ -129,13 +150,28 @@ class _Reader:
             return None
         if meta.get("minimum") is not None and raw < meta["minimum"]:
             self.fail(path, f"{raw} is below {meta['minimum']}; use {meta['minimum']} or more")
-        if meta.get("maximum") is not None and raw > meta["maximum"]:
-            self.fail(path, f"{raw} is above {meta['maximum']}; use {meta['maximum']} or less")
+        most = meta.get("maximum")
+        if most is None and tp is int:
+            most = INT32_MAX
+        if most is not None and raw > most:
+            self.fail(path, f"{raw} is above {most}; use {most} or less")
+        if isinstance(raw, str):
+            self.text(raw, path, meta)
+        return float(raw) if tp is float else raw
+
+    def text(self, raw: str, path: str, meta: Mapping[str, Any]) -> None:
+        allowed = "\t\n\r" if meta.get("multiline") else ""
+        if any(unicodedata.category(c) in ("Cc", "Cf") and c not in allowed for c in raw):
+            self.fail(path, f"{raw!r} holds control or bidirectional characters; "
+                      "write plain text")
+            return
+        limit = meta.get("max_length")
+        if limit is not None and len(raw) > limit:
+            self.fail(path, f"is longer than {limit} characters; shorten it")
         pattern = meta.get("pattern")
-        if pattern is not None and isinstance(raw, str) and not re.search(pattern, raw):
+        if pattern is not None and not re.search(pattern, raw):
             self.fail(path, f"{raw!r} does not match {pattern}" + (
                 "; use lower case letters, digits and '-'" if "a-z0-9" in pattern else ""))
-        return float(raw) if tp is float else raw
 
     def obj(self, cls: type, raw: Any, path: str) -> Any:
         if not isinstance(raw, dict):
@@ -154,7 +190,8 @@ class _Reader:
             sub = _join(path, json_name)
             if json_name not in raw or raw[json_name] is None:
                 if f.metadata["required"]:
-                    self.fail(sub, "is required")
+                    fix = f.metadata.get("hint")
+                    self.fail(sub, f"is required: {fix}" if fix else "is required")
                 continue
             values[f.name] = self.value(hints[f.name], raw[json_name], sub, f.metadata)
         if len(self.problems) > before:
@@ -251,7 +288,7 @@ def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(tp) and tp is not Duration:
         out = openapi_schema(typing.cast(type, tp))
     elif get_origin(tp) is tuple:
-        out = {"type": "array", "items": _schema_of(get_args(tp)[0], {})}
+        out = {"type": "array", "items": _schema_of(get_args(tp)[0], meta.get("items") or {})}
         if meta.get("min_items"):
             out["minItems"] = meta["min_items"]
     elif meta.get("opaque"):
@@ -259,14 +296,18 @@ def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     elif get_origin(tp) is dict or tp is dict:
         out = {"type": "object", "additionalProperties": {"type": "string"}}
     elif tp is Duration:
-        out = {"type": "string", "pattern": DURATION_PATTERN}
+        out = {"type": "string", "pattern": meta.get("pattern") or DURATION_PATTERN}
+        meta = {k: v for k, v in meta.items() if k not in ("minimum", "pattern")}
     elif tp is datetime:
         out = {"type": "string", "format": "date-time"}
     elif isinstance(tp, type) and issubclass(tp, Enum):
         out = {"type": "string", "enum": [m.value for m in tp]}
     else:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
-    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern")):
+        if tp is int and meta.get("maximum") is None:
+            out["maximum"] = INT32_MAX
+    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern"),
+                      ("max_length", "maxLength")):
         if meta.get(key) is not None:
             out[name] = meta[key]
     if meta.get("doc"):

@@ -51,8 +51,23 @@ def _header_route_name(route_name: str, header: HeaderRoute) -> str:
     return f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-{header.name}"
 
 
-def _match(header: HeaderRoute) -> list[Obj]:
-    return [{"headers": {m.name: {m.kind.value: m.value} for m in header.matches}}]
+def _headers(header: HeaderRoute) -> Obj:
+    return {m.name: {m.kind.value: m.value} for m in header.matches}
+
+
+def _match(header: HeaderRoute, route: Mapping[str, Any]) -> list[Obj]:
+    """The managed route's own match (each alternative) AND the header match, so a request
+    the managed route would not take (meant for a later route) never reaches the canary.
+
+    ``match: [{uri: {prefix: /api}}]`` + ``x-beta: 1`` ->
+    ``[{uri: {prefix: /api}, headers: {x-beta: {exact: "1"}}}]``; no match -> headers only.
+    """
+    out = []
+    for own in route.get("match") or [{}]:
+        merged = copy.deepcopy(dict(own))
+        merged["headers"] = {**merged.get("headers", {}), **_headers(header)}
+        out.append(merged)
+    return out
 
 
 def _with_port(dest: Obj, existing: list[Any]) -> Obj:
@@ -80,7 +95,7 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
             stable, canary = _with_port(stable_dest, existing), _with_port(canary_dest, existing)
             for header in split.header_routes:
                 kept.append({"name": _header_route_name(route.get("name", ""), header),
-                             "match": _match(header), "route": [{"destination": canary}]})
+                             "match": _match(header, route), "route": [{"destination": canary}]})
             route = {**route, "route": [
                 {"destination": stable, "weight": split.weights.stable},
                 {"destination": canary, "weight": split.weights.canary},
@@ -96,14 +111,22 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
 
 
 def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
-    """The split written in the VirtualService's managed route (None: not meshctl's shape)."""
+    """The split written in the VirtualService's managed routes; None when a route is not in
+    meshctl's shape or the named routes disagree (so every one of them is checked, and the
+    next write corrects the one someone changed)."""
     routing = _istio(rollout)
     names = managed_route_names(vs, routing)
     http = vs.get("spec", {}).get("http", [])
-    stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
-    route = next((r for r in http if names and r.get("name", "") == names[0]), None)
+    splits = {_route_split(http, name, _destinations(routing, rollout.spec.service))
+              for name in names}
+    return splits.pop() if len(splits) == 1 else None
+
+
+def _route_split(http: list[Any], name: str, dests: tuple[Obj, Obj]) -> TrafficSplit | None:
+    route = next((r for r in http if r.get("name", "") == name and not _is_ours(r)), None)
     if route is None:
         return None
+    stable_dest, canary_dest = dests
     weights = {"stable": 0, "canary": 0}
     for item in route.get("route", []):
         dest = {k: v for k, v in item.get("destination", {}).items() if k != "port"}
@@ -115,19 +138,65 @@ def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
     if weights["stable"] + weights["canary"] != 100:
         return None
     mirror = int(route.get("mirrorPercentage", {}).get("value", 0)) if route.get("mirror") else 0
-    headers = tuple(_read_header_route(r) for r in http if _is_ours(r))
+    prefix = _header_route_name(name, HeaderRoute("", ()))
+    own = (route.get("match") or [{}])[0].get("headers", {})
+    headers = tuple(_read_header_route(r, prefix, own) for r in http
+                    if str(r.get("name", "")).startswith(prefix))
     return TrafficSplit(Weights(**weights), tuple(h for h in headers if h is not None), mirror)
 
 
-def _read_header_route(route: Mapping[str, Any]) -> HeaderRoute | None:
-    name = str(route.get("name", ""))
-    matches = route.get("match", [{}])[0].get("headers", {})
+def _read_header_route(route: Mapping[str, Any], prefix: str,
+                       own: Mapping[str, Any]) -> HeaderRoute | None:
+    """The header route meshctl wrote: its name after the prefix, its headers less those
+    of the managed route's own match."""
+    name = str(route.get("name", ""))[len(prefix):]
+    matches = (route.get("match") or [{}])[0].get("headers", {})
     found = []
     for header, spec in matches.items():
+        if own.get(header) == spec:
+            continue
         for kind in MatchKind:
             if kind.value in spec:
                 found.append(HeaderMatch(header, spec[kind.value], kind))
-    return HeaderRoute(name.rsplit("-", 1)[-1], tuple(found)) if found else None
+    return HeaderRoute(name, tuple(found)) if found else None
+
+
+def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
+                             rollout: Rollout) -> Obj:
+    """Only what meshctl changed, given back: its header routes go, and each managed route
+    gets its original ``route``, ``mirror`` and ``mirrorPercentage``; every other route and
+    field stays as others left it during the rollout."""
+    routing = _istio(rollout)
+    out = copy.deepcopy(dict(vs))
+    before = {r.get("name", ""): r for r in original.get("http", []) if isinstance(r, dict)}
+    names = managed_route_names(out, routing)
+    kept = []
+    for route in out.get("spec", {}).get("http", []):
+        if _is_ours(route):
+            continue
+        name = route.get("name", "")
+        if name in names and name in before:
+            for key in ("route", "mirror", "mirrorPercentage"):
+                if key in before[name]:
+                    route[key] = copy.deepcopy(before[name][key])
+                else:
+                    route.pop(key, None)
+        kept.append(route)
+    out.setdefault("spec", {})["http"] = kept
+    return out
+
+
+def canary_subset_is_borrowed(original: Mapping[str, Any], rollout: Rollout) -> bool:
+    """True when meshctl added the canary subset (the DestinationRule had none by that name)."""
+    routing = _istio(rollout)
+    assert routing.destination_rule is not None
+    name = routing.destination_rule.canary_subset
+    return not any(s.get("name") == name for s in original.get("subsets", [])
+                   if isinstance(s, dict))
+
+
+def uses_canary(split: TrafficSplit) -> bool:
+    return split.weights.canary > 0 or bool(split.header_routes) or split.mirror_percent > 0
 
 
 def baseline_virtual_service(rollout: Rollout) -> Obj:

@@ -31,6 +31,11 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
+# Paused for one of these reasons, a rollout waits for a person: `--wait` exits 4, and so
+# does a local `rollout run` (even while background analysis keeps measuring).
+HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused")
+
+
 class IllegalTransition(RuntimeError):
     def __init__(self, source: Phase, target: Phase) -> None:
         super().__init__(f"illegal phase transition {source.value} -> {target.value}")

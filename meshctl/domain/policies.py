@@ -44,7 +44,6 @@ from enum import Enum
 from typing import Any
 
 from meshctl.domain.istio import ISTIO_NETWORKING, TRACK_LABEL
-from meshctl.domain.problems import Problem
 from meshctl.domain.spec import AllowRule, Rollout, Source
 
 Obj = dict[str, Any]
@@ -56,7 +55,6 @@ ROLLOUT_LABEL = "meshctl.io/rollout"
 SPEC_HASH = "meshctl.io/spec-hash"
 ORIGINAL_TLS = "meshctl.io/original-tls"
 APP_LABEL = "app"
-PATH = "spec.security"
 
 # kind -> (group, version, plural): the resources meshctl manages for zero trust.
 RESOURCES: dict[str, tuple[str, str, str]] = {
@@ -217,24 +215,6 @@ def allow_policy(rollout: Rollout, index: int, rule: AllowRule) -> Obj:
             "rules": [istio_rule]}
     return _object(rollout, ISTIO_SECURITY, "AuthorizationPolicy",
                    f"{rollout.name}-meshctl-allow-{index}", spec)
-
-
-def security_problems(rollout: Rollout) -> list[Problem]:
-    """What in ``spec.security`` cannot become a policy; each names the field and the fix."""
-    security = rollout.spec.security
-    problems: list[Problem] = []
-    for i, rule in enumerate(security.allow if security is not None else ()):
-        where = f"{PATH}.allow[{i}]"
-        if not rule.from_:
-            problems.append(Problem(f"{where}.from", "name at least one caller; an empty list "
-                                    "would allow any caller"))
-        for j, source in enumerate(rule.from_):
-            if not source.namespace and not source.service_account:
-                problems.append(Problem(f"{where}.from[{j}]",
-                                        "set namespace, serviceAccount or both"))
-        problems += [Problem(f"{where}.ports", f"{port} is not a port; use 1-65535")
-                     for port in rule.ports if not 0 < port <= 65535]
-    return problems
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:

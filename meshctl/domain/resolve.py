@@ -7,6 +7,14 @@ and first measured one window after the step began:
 
     (<p95 query>) and on() (<requests query> >= 20)   -> empty below 20 requests -> NoData
 
+Beside them runs a *fast availability check*, a guard (:class:`MetricPlan` ``guard``): the
+availability over a short window (:func:`fast_window`), measured every ``slo.interval``
+once that short window has passed, failing when the error ratio is more than
+``HARD_FAILURE_FACTOR`` times the SLO's error budget, with the same ``minRequests``
+guard. It can only fail the run, so a hard failure (errors far above the SLO, with enough
+requests) rolls back within a few scrapes instead of waiting for the latency window; the
+windowed metrics still decide every pass.
+
 Templates get their args (the template's defaults, overridden by the Rollout's) plus
 ``namespace``, ``service``, ``workload`` (the canary's), ``stableWorkload`` and ``window``,
 all escaped for PromQL by :func:`meshctl.domain.queries.render`.
@@ -78,16 +86,40 @@ def _canary_cluster(rollout: Rollout) -> str:
     return f"|{host}.{ns}.svc.cluster.local" if host else ""
 
 
+HARD_FAILURE_FACTOR = 2.0
+
+
+def fast_window(window_seconds: float, interval_seconds: float) -> str:
+    """The fast check's rate window: two measurement intervals, at most the SLO window. It is
+    also the check's initial delay, so it never reads errors from before its run (a retry
+    right after a failure would otherwise fail again on the old errors).
+
+    ``fast_window(4, 1) == "2s"``; ``fast_window(60, 10) == "20s"``;
+    ``fast_window(60, 0.5) == "1s"``; ``fast_window(1.5, 1) == "1500ms"``."""
+    seconds = min(window_seconds, 2 * interval_seconds)
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+def hard_failure_ratio(availability: float) -> float:
+    """The availability under which the fast check fails: the error ratio over
+    ``HARD_FAILURE_FACTOR`` times the budget. 99.9% -> 0.998 (0.2% errors); 99% -> 0.98."""
+    return max(0.0, 1.0 - HARD_FAILURE_FACTOR * (1.0 - availability))
+
+
 def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
     slo = rollout.spec.slo
     latency, availability, requests = _slo_templates(target.mesh, slo.metrics)
     variables = target.variables(slo.window.text)
 
-    def guarded(template: queries.QueryTemplate) -> str:
-        query = template.render(variables)
+    fast = target.variables(fast_window(slo.window.seconds, slo.interval.seconds))
+
+    def guarded(template: queries.QueryTemplate, over: dict[str, str] = variables) -> str:
+        query = template.render(over)
         if slo.min_requests <= 0:
             return query
-        return f"({query}) and on() ({requests.render(variables)} >= {slo.min_requests})"
+        return f"({query}) and on() ({requests.render(over)} >= {slo.min_requests})"
 
     # The first measurement waits one window, so the rate covers traffic the step sent.
     common = {"interval": slo.interval.seconds, "count": slo.count,
@@ -100,6 +132,12 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
         MetricPlan(name="availability", query=guarded(availability),
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
+        MetricPlan(name="availability-fast", query=guarded(availability, fast),
+                   failure=Condition.parse(
+                       f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
+                   interval=slo.interval.seconds, count=slo.count,
+                   initial_delay=min(slo.window.seconds, 2 * slo.interval.seconds),
+                   failure_limit=slo.failure_limit, guard=True),
     )
 
 

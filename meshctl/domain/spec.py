@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.durations import Duration
+from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
 
 GROUP = "meshctl.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# Kubernetes' limits: a DNS label (namespace, most names) 63, a DNS subdomain 253.
+LABEL_MAX, SUBDOMAIN_MAX = 63, 253
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -118,7 +121,11 @@ class Step:
 
 @dataclass(frozen=True)
 class CanaryStrategy:
-    steps: tuple[Step, ...] = field("steps", default=())
+    steps: tuple[Step, ...] = field(
+        "steps", required=True, min_items=1,
+        hint="give at least one step, e.g. [{setWeight: 20}]; to switch all at once use "
+             "blueGreen with autoPromotionSeconds: 0",
+    )
     analysis: BackgroundAnalysis | None = field("analysis")
 
 
@@ -158,15 +165,18 @@ class Strategy:
 class VirtualServiceRef:
     name: str = field("name", required=True, pattern=DNS_LABEL)
     routes: tuple[str, ...] = field(
-        "routes", default=(), doc="Named HTTP routes meshctl manages; empty: the only route."
+        "routes", default=(), items={"max_length": SUBDOMAIN_MAX},
+        doc="Named HTTP routes meshctl manages; empty: the only route."
     )
 
 
 @dataclass(frozen=True)
 class DestinationRuleRef:
     name: str = field("name", required=True, pattern=DNS_LABEL)
-    stable_subset: str = field("stableSubset", required=True)
-    canary_subset: str = field("canarySubset", required=True)
+    stable_subset: str = field("stableSubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
+    canary_subset: str = field("canarySubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
 
 
 @dataclass(frozen=True)
@@ -175,8 +185,10 @@ class IstioRouting:
 
     virtual_service: VirtualServiceRef = field("virtualService", required=True)
     destination_rule: DestinationRuleRef | None = field("destinationRule")
-    stable_service: str | None = field("stableService")
-    canary_service: str | None = field("canaryService")
+    stable_service: str | None = field("stableService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
+    canary_service: str | None = field("canaryService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
 
 
 @dataclass(frozen=True)
@@ -198,16 +210,19 @@ class SloMetrics(str, Enum):
 class Slo:
     """The objectives every analysis step checks unless it names templates."""
 
-    latency_p95: Duration = field("latencyP95", default=Duration("50ms"))
+    latency_p95: Duration = field("latencyP95", default=Duration("50ms"), minimum=0.001)
     availability: str = field(
         "availability", default="99.99%", pattern=r"^[0-9]{1,3}(\.[0-9]+)?%$"
     )
-    window: Duration = field("window", default=Duration("1m"))
+    window: Duration = field(
+        "window", default=Duration("1m"), minimum=1, pattern=WHOLE_PATTERN,
+        doc="The rate window of every SLO query (a PromQL range: whole units).",
+    )
     min_requests: int = field(
         "minRequests", default=20, minimum=0,
         doc="Below this many requests in the window a measurement is no data.",
     )
-    interval: Duration = field("interval", default=Duration("10s"))
+    interval: Duration = field("interval", default=Duration("10s"), minimum=1)
     count: int = field("count", default=3, minimum=1)
     failure_limit: int = field("failureLimit", default=0, minimum=0)
     inconclusive_limit: int = field(
@@ -232,16 +247,25 @@ class MtlsMode(str, Enum):
 
 @dataclass(frozen=True)
 class Source:
-    namespace: str | None = field("namespace")
-    service_account: str | None = field("serviceAccount")
+    """A caller: a namespace, a service account (in the Rollout's namespace), or both."""
+
+    namespace: str | None = field("namespace", pattern=DNS_LABEL, max_length=LABEL_MAX)
+    service_account: str | None = field(
+        "serviceAccount", pattern=DNS_SUBDOMAIN, max_length=SUBDOMAIN_MAX
+    )
+
+    __schema_extra__ = {"minProperties": 1}
 
 
 @dataclass(frozen=True)
 class AllowRule:
-    from_: tuple[Source, ...] = field("from", default=())
+    from_: tuple[Source, ...] = field(
+        "from", required=True, min_items=1,
+        hint="name at least one caller; an empty list would allow any caller",
+    )
     methods: tuple[str, ...] = field("methods", default=())
     paths: tuple[str, ...] = field("paths", default=())
-    ports: tuple[int, ...] = field("ports", default=())
+    ports: tuple[int, ...] = field("ports", default=(), items={"minimum": 1, "maximum": 65535})
 
 
 @dataclass(frozen=True)
@@ -249,6 +273,10 @@ class Security:
     mtls: MtlsMode = field("mtls", default=MtlsMode.STRICT)
     allow: tuple[AllowRule, ...] = field("allow", default=())
     require_mutual_tls: bool = field("requireMutualTLS", default=True)
+    mtls_gate_opens_without_traffic: bool = field(
+        "mtlsGateOpensWithoutTraffic", default=False,
+        doc="Let a step advance when no canary request shows whether traffic is mutual TLS.",
+    )
 
 
 @dataclass(frozen=True)
@@ -256,7 +284,7 @@ class LocalVersion:
     """A local endpoint: an address meshctl routes to, or a command meshctl starts."""
 
     address: str | None = field("address", pattern=r"^[^\s:]+:[0-9]{1,5}$")
-    command: tuple[str, ...] = field("command", default=())
+    command: tuple[str, ...] = field("command", default=(), items={"multiline": True})
 
 
 @dataclass(frozen=True)
@@ -292,8 +320,9 @@ class RolloutSpec:
 
 @dataclass(frozen=True)
 class Metadata:
-    name: str = field("name", required=True, pattern=DNS_LABEL)
-    namespace: str = field("namespace", default="default")
+    name: str = field("name", required=True, pattern=DNS_LABEL, max_length=LABEL_MAX)
+    namespace: str = field("namespace", default="default", pattern=DNS_LABEL,
+                           max_length=LABEL_MAX)
     generation: int = field("generation", default=0)
     annotations: dict[str, str] | None = field("annotations")
 
@@ -317,9 +346,9 @@ class Rollout:
 
 @dataclass(frozen=True)
 class PrometheusProvider:
-    query: str = field("query", required=True)
+    query: str = field("query", required=True, multiline=True)
     address: str | None = field("address", doc="Defaults to the controller's Prometheus.")
-    timeout: Duration = field("timeout", default=Duration("10s"))
+    timeout: Duration = field("timeout", default=Duration("10s"), minimum=0.001)
 
 
 @dataclass(frozen=True)
@@ -333,7 +362,7 @@ class MetricSpec:
     provider: Provider = field("provider", required=True)
     success_condition: str | None = field("successCondition", doc="e.g. result < 50")
     failure_condition: str | None = field("failureCondition", doc="e.g. result >= 0.05")
-    interval: Duration = field("interval", default=Duration("10s"))
+    interval: Duration = field("interval", default=Duration("10s"), minimum=1)
     count: int = field("count", default=1, minimum=1)
     failure_limit: int = field("failureLimit", default=0, minimum=0)
     inconclusive_limit: int = field("inconclusiveLimit", default=0, minimum=0)

@@ -77,6 +77,7 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     """Rules across fields of a structurally valid spec."""
     yield from _strategy_problems(spec)
     yield from _routing_problems(spec)
+    yield from _security_problems(spec)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:
@@ -86,6 +87,10 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
             local = getattr(spec.local, version)
             if (local.address is None) == (not local.command):
                 yield Problem(f"spec.local.{version}", "give exactly one of address or command")
+            port = int(local.address.rsplit(":", 1)[1]) if local.address else 1
+            if not 0 < port <= 65535:
+                yield Problem(f"spec.local.{version}.address",
+                              f"port {port} is out of range; use 1-65535")
 
 
 def _strategy_problems(spec: RolloutSpec) -> Iterator[Problem]:
@@ -137,6 +142,16 @@ def _header_route_problems(route: HeaderRouteSpec, path: str) -> Iterator[Proble
                 yield Problem(f"{where}.regex", f"does not compile: {exc}")
         if match.header_name != match.header_name.lower():
             yield Problem(f"{path}.match[{j}].headerName", "use lower case; Envoy matches lower case")
+
+
+def _security_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """What the field bounds cannot say: a caller must name something, or Istio would read
+    the rule as "any source" (the list itself must not be empty: see ``AllowRule.from_``)."""
+    for i, rule in enumerate(spec.security.allow if spec.security is not None else ()):
+        for j, source in enumerate(rule.from_):
+            if not source.namespace and not source.service_account:
+                yield Problem(f"spec.security.allow[{i}].from[{j}]",
+                              "set namespace, serviceAccount or both")
 
 
 def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:

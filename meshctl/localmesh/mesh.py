@@ -39,7 +39,9 @@ from meshctl.localmesh.procs import (
     LocalMeshError,
     ManagedProcess,
     accepts,
+    forget_workdir,
     http_get,
+    note_workdir,
     wait_until,
 )
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
@@ -166,6 +168,8 @@ class LocalMesh:
         workdir.mkdir(parents=True, exist_ok=True)
         self._workdir = workdir
         if not self._keep_workdir:
+            note_workdir(workdir)
+            self._stack.callback(forget_workdir, workdir)  # after the removal below
             self._stack.callback(shutil.rmtree, workdir, True)
         upstreams = {
             track: self._start_backend(track, backend, workdir) for track, backend in self._backends.items()

@@ -7,15 +7,20 @@ nothing it forked is left behind. Processes still running when the interpreter e
 stopped by an ``atexit`` hook, a last line of defence behind the context managers.
 
 A process is only as safe as its parent: if meshctl is killed with SIGKILL nothing can run.
-Front-ends that run a mesh should turn SIGTERM into an exception (``signal.signal(SIGTERM,
-...)`` raising ``SystemExit``) so the context managers unwind.
+Front-ends that run a mesh turn SIGTERM into an exception so the context managers unwind,
+and keep a :class:`Ledger` (``with recording_children(path):``): every child started and
+every work directory made is written to a file, so the next run finds what a killed run
+left and stops it (a recorded pid counts only if the process there started at the recorded
+time since the same boot: a reused pid is never signalled).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,9 +28,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -76,6 +81,8 @@ class ManagedProcess:
                 raise LocalMeshError(f"cannot run {self.name} ({self.argv[0]}): {exc}") from exc
         with _running_lock:
             _running.add(self)
+            if _ledger is not None:
+                _ledger.add("children", {**process_identity(self._popen.pid), "name": self.name})
 
     @property
     def pid(self) -> int | None:
@@ -106,6 +113,8 @@ class ManagedProcess:
         finally:
             with _running_lock:
                 _running.discard(self)
+                if _ledger is not None:
+                    _ledger.discard("children", lambda c: c.get("pid") == popen.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -123,6 +132,130 @@ class ManagedProcess:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+# --- what a run started, for the run after a SIGKILL ----------------------------------
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """``{"pid", "started", "boot"}``: the process's start time (clock ticks since boot,
+    from /proc) and the boot id, which together name one process across pid reuse."""
+    return {"pid": pid, "started": _start_ticks(pid), "boot": _boot_id()}
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return int(fields[19])  # field 22 of proc(5), counted after "pid (comm)"
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as boot:
+            return boot.read().strip()
+    except OSError:
+        return ""
+
+
+def is_same_process(identity: Mapping[str, Any]) -> bool:
+    """Whether the process ``identity`` recorded is still running (not a reused pid)."""
+    pid = identity.get("pid")
+    if not isinstance(pid, int) or identity.get("started") is None:
+        return False
+    return _start_ticks(pid) == identity["started"] and _boot_id() == identity.get("boot")
+
+
+class Ledger:
+    """A JSON file: the run that owns it, its children and its work directories."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def take_over(self) -> list[str]:
+        """Stop the children and remove the work directories a dead run left, then own the
+        file. Refuses while the run that owns it is alive."""
+        data = self._read()
+        owner = data.get("owner") or {}
+        if is_same_process(owner) and owner.get("pid") != os.getpid():
+            raise LocalMeshError(f"another meshctl run (pid {owner['pid']}) is using "
+                                 f"{self.path}; stop it first")
+        stopped = []
+        for child in data.get("children") or []:
+            if isinstance(child, dict) and is_same_process(child):
+                _stop_group(int(child["pid"]))
+                stopped.append(f"{child.get('name', 'process')} (pid {child['pid']})")
+        for workdir in data.get("workdirs") or []:
+            if isinstance(workdir, str) and os.path.isdir(workdir):
+                shutil.rmtree(workdir, ignore_errors=True)
+                stopped.append(workdir)
+        self._write({"owner": process_identity(os.getpid()), "children": [], "workdirs": []})
+        return stopped
+
+    def add(self, key: str, item: Any) -> None:
+        data = self._read()
+        self._write({**data, key: [*(data.get(key) or []), item]})
+
+    def discard(self, key: str, match: Callable[[Any], bool]) -> None:
+        data = self._read()
+        self._write({**data, key: [i for i in data.get(key) or [] if not match(i)]})
+
+
+def _stop_group(pid: int, timeout: float = 5.0) -> None:
+    """SIGTERM a process group we did not start in this process, then SIGKILL it."""
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _start_ticks(pid) is not None:
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+
+
+_ledger: Ledger | None = None
+
+
+@contextlib.contextmanager
+def recording_children(path: Path) -> Iterator[list[str]]:
+    """Record this run's children and work directories in ``path``; yields what a killed
+    earlier run had left there and was stopped or removed. On a clean exit the file goes."""
+    global _ledger
+    ledger = Ledger(path)
+    stopped = ledger.take_over()
+    with _running_lock:
+        _ledger = ledger
+    try:
+        yield stopped
+    finally:
+        with _running_lock:
+            _ledger = None
+        path.unlink(missing_ok=True)
+
+
+def note_workdir(path: Path) -> None:
+    """A work directory this run made (removed by the next run if this one is killed)."""
+    with _running_lock:
+        if _ledger is not None:
+            _ledger.add("workdirs", str(path))
+
+
+def forget_workdir(path: Path) -> None:
+    with _running_lock:
+        if _ledger is not None:
+            _ledger.discard("workdirs", lambda d: d == str(path))
 
 
 @atexit.register

@@ -205,7 +205,8 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
         if rollout.spec.security is not None:
             policies.cleanup(kube, rollout)
         emit_event(kube, obj, Event("Normal", "Finalized",
-                                    "restored the VirtualService and DestinationRule as found"))
+                                    "gave back what meshctl changed in the VirtualService and "
+                                    "DestinationRule"))
     finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
     kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
                      {"metadata": {"finalizers": finalizers or None}})

@@ -22,7 +22,8 @@ from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
-from meshctl.ops.local import LocalRollout
+from meshctl.localmesh.procs import note_workdir, recording_children
+from meshctl.ops.local import DEFAULT_STATE_DIR, LocalRollout
 
 LOAD_RATE = 60.0
 STEPS: list[dict[str, Any]] = [
@@ -52,6 +53,7 @@ def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
 @dataclass
 class Scenario:
     name: str
+    expected: str  # the result the scenario must end with: "promoted" or "rolled_back"
     result: str = ""
     time_to_rollback_seconds: float | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -59,8 +61,12 @@ class Scenario:
     measurements: list[dict[str, Any]] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def as_expected(self) -> bool:
+        return self.result == self.expected
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "result": self.result,
+        return {"name": self.name, "result": self.result, "expected": self.expected,
                 "time_to_rollback_seconds": self.time_to_rollback_seconds,
                 "steps": self.steps, "decisions": self.decisions,
                 "measurements": self.measurements, "requests": self.requests}
@@ -86,11 +92,12 @@ def _finish(scenario: Scenario, decision: Decision, events: list[Event]) -> None
                     "outcome": m.outcome.value, "message": m.message})
 
 
-def run_scenario(name: str, canary: SampleApp, on_pass: Callable[[Decision], None],
+def run_scenario(name: str, expected: str, canary: SampleApp,
+                 on_pass: Callable[[Decision], None],
                  on_event: Callable[[Event], None], state_dir: Path,
                  fault_at_step: int | None = None, fault: dict[str, float] | None = None,
                  timeout: float = 240.0) -> Scenario:
-    scenario = Scenario(name)
+    scenario = Scenario(name, expected)
     events: list[Event] = []
     with LocalMesh(stable=SampleApp("v1"), canary=canary) as mesh:
         stable_app, canary_app = mesh.stable_app, mesh.canary_app
@@ -132,14 +139,21 @@ def run_scenario(name: str, canary: SampleApp, on_pass: Callable[[Decision], Non
 
 
 def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], None],
-             announce: Callable[[str], None]) -> list[Scenario]:
-    with tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
+             announce: Callable[[str], None], state_dir: Path = DEFAULT_STATE_DIR
+             ) -> list[Scenario]:
+    """Both scenarios; what a demo killed earlier left (recorded in ``state_dir``) is
+    stopped first."""
+    with recording_children(state_dir / "demo.children.json") as leftovers, \
+            tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
+        if leftovers:
+            announce(f"stopped what a killed earlier demo left: {', '.join(leftovers)}")
+        note_workdir(Path(tmp))
         announce("scenario 1: a healthy version v2, promoted step by step under live load")
-        healthy = run_scenario("healthy-canary", SampleApp("v2", latency_ms=5.0), on_pass,
-                               on_event, Path(tmp))
+        healthy = run_scenario("healthy-canary", "promoted", SampleApp("v2", latency_ms=5.0),
+                               on_pass, on_event, Path(tmp))
         announce("scenario 2: version v3 turns slow (+80 ms) and fails 5% of requests once "
                  "it takes traffic")
-        breach = run_scenario("slo-breach", SampleApp("v3", latency_ms=5.0), on_pass, on_event,
-                              Path(tmp), fault_at_step=1,
+        breach = run_scenario("slo-breach", "rolled_back", SampleApp("v3", latency_ms=5.0),
+                              on_pass, on_event, Path(tmp), fault_at_step=1,
                               fault={"latency_ms": 85.0, "error_rate": 0.05})
     return [healthy, breach]

@@ -21,7 +21,7 @@ from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import without_pending_runs
 from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
-from meshctl.domain.phases import Phase
+from meshctl.domain.phases import HUMAN_PAUSES, Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.resolve import MeshKind, analysis_plans
 from meshctl.domain.revisions import revision_of
@@ -30,10 +30,10 @@ from meshctl.domain.status import RolloutStatus
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
-from meshctl.localmesh.procs import free_port
+from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
 from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.reconcile import Ports, reconcile
-from meshctl.ops.state import FileStatusStore
+from meshctl.ops.state import FileStatusStore, state_paths
 
 DEFAULT_STATE_DIR = Path(".meshctl")
 
@@ -66,10 +66,12 @@ def revisions(rollout: Rollout) -> tuple[str, str]:
 
 
 def is_finished(decision: Decision) -> bool:
-    """A local run ends at Healthy or Degraded, or paused with nothing scheduled."""
-    phase = decision.status.phase
-    return phase in (Phase.HEALTHY, Phase.DEGRADED) or (
-        phase is Phase.PAUSED and decision.requeue_after is None)
+    """A local run ends at Healthy or Degraded, paused for a person (as the cluster's
+    ``--wait``), or paused with nothing scheduled."""
+    status = decision.status
+    return status.phase in (Phase.HEALTHY, Phase.DEGRADED) or (
+        status.phase is Phase.PAUSED
+        and (status.pause_reason in HUMAN_PAUSES or decision.requeue_after is None))
 
 
 @dataclass
@@ -139,15 +141,35 @@ def initial_split(status: RolloutStatus) -> TrafficSplit:
     return TrafficSplit(Weights(status.weights.stable, status.weights.canary))
 
 
+def children_path(state_dir: Path, rollout: Rollout) -> Path:
+    """Where a local run records the processes and directories it started."""
+    status_path, _ = state_paths(state_dir, rollout.namespace, rollout.name)
+    return status_path.with_name(status_path.name.replace(".status.json", ".children.json"))
+
+
 @contextlib.contextmanager
-def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0) -> Iterator[LocalMesh]:
-    """The local mesh for ``rollout``, with ``load_rate`` requests/s sent through it."""
+def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
+                   on_leftover: Callable[[str], None] | None = None) -> Iterator[LocalMesh]:
+    """The local mesh for ``rollout``, with ``load_rate`` requests/s sent through it.
+
+    What a killed earlier run of the same rollout left (its Envoy, Prometheus, apps, work
+    directory) is stopped first and named to ``on_leftover``; a run of it still alive is
+    refused."""
     local = rollout.spec.local
     if local is None:
         raise LocalRunError("spec.local is required for --mesh local")
     status, _ = FileStatusStore(state_dir, rollout).load()
-    with LocalMesh(stable=backend_of(local.stable), canary=backend_of(local.canary),
-                   initial_split=initial_split(status)) as mesh:
+    with contextlib.ExitStack() as stack:
+        try:
+            leftovers = stack.enter_context(recording_children(children_path(state_dir, rollout)))
+        except LocalMeshError as exc:
+            raise LocalRunError(str(exc)) from exc
+        for leftover in leftovers:
+            if on_leftover is not None:
+                on_leftover(leftover)
+        mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
+                                             canary=backend_of(local.canary),
+                                             initial_split=initial_split(status)))
         if load_rate <= 0:
             yield mesh
             return

@@ -39,6 +39,7 @@ from meshctl.domain.policies import (
     without_mutual_tls,
 )
 from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.ops import failpoints
 
 if TYPE_CHECKING:
     from meshctl.adapters.kube import Kube
@@ -114,7 +115,12 @@ def cleanup(kube: Kube, rollout: Rollout) -> list[Outcome]:
 
 
 def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Outcome]:
-    return [_execute(kube, rollout, action) for action in actions]
+    outcomes = []
+    for action in actions:
+        outcomes.append(_execute(kube, rollout, action))
+        if outcomes[-1].written:
+            failpoints.hit("policy-written")
+    return outcomes
 
 
 def _mutation(rollout: str, action: Action) -> Callable[[Obj], Obj]:
@@ -228,4 +234,6 @@ def gate(kube: Kube, rollout: Rollout, canary_mtls_share: Measurement,
     about its service and pods) and the measured mTLS share of its canary traffic."""
     objects = read_cluster(kube, rollout.namespace, root_namespace)
     findings = audit(objects, rollouts=[rollout], root_namespace=root_namespace)
-    return mtls_gate(findings_for(findings, rollout), canary_mtls_share)
+    security = rollout.spec.security
+    opens = security is not None and security.mtls_gate_opens_without_traffic
+    return mtls_gate(findings_for(findings, rollout), canary_mtls_share, opens)

@@ -37,6 +37,7 @@ from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.ops import failpoints
 
 
 class Workloads(Protocol):
@@ -101,9 +102,17 @@ def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Port
         if drift:
             events.append(Event("Warning", "TrafficCorrected", drift))
         ports.router.apply(decision.traffic)
+        failpoints.hit("traffic-written")
+        if decision.status.phase is Phase.ABORTING:
+            failpoints.hit("abort")
     ports.workloads.apply(decision.workloads)
+    if decision.workloads.canary_replicas != canary.replicas:
+        failpoints.hit("scaled")
+    if decision.status.phase is Phase.PROMOTING:
+        failpoints.hit("promotion")
     if decision.status != status:
         ports.store.save(decision.status)
+        failpoints.hit("status-saved")
     ports.store.record(events)
     return dataclasses.replace(decision, events=tuple(events))
 

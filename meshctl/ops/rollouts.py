@@ -18,6 +18,7 @@ import builtins
 import dataclasses
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,10 +35,12 @@ from meshctl.adapters.errors import (
     Invalid,
     MeshctlError,
     NotFound,
+    PermanentError,
+    Unavailable,
 )
 from meshctl.adapters.kube import Kube, Mutation, Object, Updated
 from meshctl.adapters.rest import RestKube
-from meshctl.domain.phases import Phase
+from meshctl.domain.phases import HUMAN_PAUSES, Phase
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.schedule import schedule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
@@ -48,8 +51,7 @@ from meshctl.ops.state import read_intents, state_paths, write_intent
 
 PLURAL = "rollouts"
 PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
-# Paused for one of these reasons, a rollout waits for a person: `--wait` exits 4.
-HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused")
+REQUEST_SECONDS = 10.0  # one answer of the API server, for the CLI (the controller: 30 s)
 WATCH_CHUNK_SECONDS = 5  # one server-side watch lasts at most this; then it is renewed
 
 
@@ -124,6 +126,8 @@ class Objects(Protocol):
 
     def close(self) -> None: ...
 
+    deadline: float | None  # a time.monotonic() instant no request may outlast
+
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None
             ) -> tuple[Objects, str]:
@@ -131,11 +135,31 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None
     standard-library client when the kubeconfig allows it (no ``kubernetes`` import: the
     CLI answers in a fraction of the time), the full client otherwise."""
     with translated():
-        quick = RestKube.connect(kubeconfig, context, max_attempts=2)
+        options = {"max_attempts": 2, "timeout_seconds": request_seconds()}
+        quick = RestKube.connect(kubeconfig, context, **options)
         if quick is not None:
             return quick, namespace or quick.namespace
-        kube = Kube.connect(kubeconfig, context, max_attempts=2)
+        kube = Kube.connect(kubeconfig, context, single_attempt=True, **options)
         return kube, namespace or Kube.default_namespace(kubeconfig, context)
+
+
+def request_seconds() -> float:
+    """How long the CLI waits for one answer of the API server: ``$MESHCTL_REQUEST_TIMEOUT``
+    seconds, by default :data:`REQUEST_SECONDS`."""
+    raw = os.environ.get("MESHCTL_REQUEST_TIMEOUT", "")
+    try:
+        seconds = float(raw) if raw else REQUEST_SECONDS
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise PermanentError(f"MESHCTL_REQUEST_TIMEOUT={raw!r}: give seconds above 0, e.g. 10")
+    return seconds
+
+
+def cli_kube(kubeconfig: str | None, context: str | None) -> Kube:
+    """The full client as the CLI uses it: one attempt per request, each bounded."""
+    return Kube.connect(kubeconfig, context, single_attempt=True, max_attempts=2,
+                        timeout_seconds=request_seconds())
 
 
 # --- views -------------------------------------------------------------------------------
@@ -583,6 +607,8 @@ def watch(kube: Objects, namespace: str, name: str, timeout: float | None = None
     or ``stop()`` is true (checked at least every few seconds). Every stored status is
     seen: this follows the API server's watch from the resourceVersion it read."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    if deadline is not None:
+        kube.deadline = deadline  # no request outlasts the command's --timeout
     with translated():
         obj = kube.get(GROUP, VERSION, namespace, PLURAL, name)
     last = view_of(obj)
@@ -608,6 +634,10 @@ def watch(kube: Objects, namespace: str, name: str, timeout: float | None = None
                         yield view
                     if stop():
                         return
+            except Unavailable:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return  # the --timeout passed while the server did not answer
+                raise
             except NotFound:  # the watch expired (410 Gone): read again, go on from there
                 obj = kube.get(GROUP, VERSION, namespace, PLURAL, name)
                 version = str(obj["metadata"].get("resourceVersion", ""))
@@ -724,6 +754,10 @@ class ClusterRollouts:
     def apply_files(self, files: Sequence[str], namespace: str, name: str | None
                     ) -> RolloutView:
         return apply_files(self.kube, files, namespace, name)
+
+    def apply(self, namespace: str, body: Mapping[str, Any], name: str | None = None
+              ) -> RolloutView:
+        return apply(self.kube, body, namespace, name)
 
     def undo(self, namespace: str, name: str) -> RolloutView:
         return undo(self.kube, namespace, name)

@@ -122,6 +122,7 @@ def test_demo_json_promotes_then_rolls_back():
     assert result.exit_code == 0, result.output
     scenarios = json.loads(result.stdout)["scenarios"]
     assert [s["result"] for s in scenarios] == ["promoted", "rolled_back"]
+    assert [s["expected"] for s in scenarios] == ["promoted", "rolled_back"]
     assert scenarios[0]["time_to_rollback_seconds"] is None
     assert scenarios[1]["time_to_rollback_seconds"] > 0
     assert {"name", "result", "time_to_rollback_seconds", "steps"} <= set(scenarios[1])

@@ -58,8 +58,8 @@ def test_failing_slo_returns_traffic_to_stable_and_degrades(world):
     status = obj["status"]
     assert weights(driver.vs()) == {"stable": 100, "canary": 0}
     assert status["abort"]["reason"] == "AnalysisFailed"
-    measured = re.search(r"availability: .*?([0-9.]+) does not meet result >= 0.9999",
-                         status["message"])
+    measured = re.search(r"availability(?:-fast)?: .*?([0-9.]+) (?:does not meet result >= "
+                         r"0.9999|meets failure condition result < 0.9998)", status["message"])
     assert measured and float(measured.group(1)) < 0.9  # the measurement behind the decision
     assert driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"] == "web:1"
     # the canary is scaled down after abortScaleDownDelaySeconds, not before

@@ -224,8 +224,11 @@ def test_the_cli_speaks_grpc_with_server(api):
     no_cert = runner.invoke(cli, [*base, "--tls-ca", str(api.certs.ca_path),
                                   "rollout", "status", "web"])
     assert no_cert.exit_code == 5 and "UNAVAILABLE" in no_cert.stderr
-    cluster_only = runner.invoke(cli, [*base, *operator, "rollout", "history", "web"])
-    assert cluster_only.exit_code == 2
+    history = runner.invoke(cli, [*base, *reader, "-o", "json", "rollout", "history", "web"])
+    assert history.exit_code == 0, history.stderr
+    assert json.loads(history.stdout)["rollout"]["name"] == "web"
+    not_started = runner.invoke(cli, [*base, *reader, "rollout", "start", "web", "--image", "x:1"])
+    assert not_started.exit_code == 5 and "PERMISSION_DENIED" in not_started.stderr
 
     start(api, "web:4")
     api.c.wait_for(lambda o: (o.get("status") or {}).get("phase") == "Paused", what="the pause")
@@ -234,6 +237,42 @@ def test_the_cli_speaks_grpc_with_server(api):
                                   "--timeout", "60"])
     assert watched.exit_code == 0, watched.stderr
     assert "Promoting" in watched.stderr and "is Healthy" in watched.stderr
+
+
+def test_start_history_and_undo_follow_the_same_rules_as_the_cli(api, tmp_path):
+    """On-call tooling never shells out: what `rollout start|history|undo` do, the API
+    does, operators only for the writes."""
+    reader, operator = api.stub(api.certs.reader), api.stub(api.certs.operator)
+    ref = api.ref()
+    image = pb.StartRequest(namespace=api.ns, name="web", image="web:5")
+    assert code_of(lambda: reader.Start(image)) is grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: reader.Undo(ref)) is grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: api.stub(api.certs.stranger).History(ref)) \
+        is grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: operator.Undo(ref)) is grpc.StatusCode.FAILED_PRECONDITION
+
+    started = operator.Start(image)
+    assert started.image == "web:5" and started.generation > 1
+    found = reader.History(ref)
+    assert found.rollout.name == "web"
+    assert {r.role: r.image for r in found.revisions}.get("previous") == "web:1"
+    assert any(e.reason for e in found.events)
+
+    undone = operator.Undo(ref)
+    assert undone.image == "web:1" and undone.generation > started.generation
+
+    # a whole Rollout, as `start -f` sends it; an invalid one writes nothing
+    body = api.c.rollout()
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "web:6"
+    body["metadata"] = {"name": "web"}
+    applied = operator.Start(pb.StartRequest(namespace=api.ns, rollout_json=json.dumps(body)))
+    assert applied.image == "web:6"
+    body["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 120}]}}
+    bad = pb.StartRequest(namespace=api.ns, rollout_json=json.dumps(body))
+    assert code_of(lambda: operator.Start(bad)) is grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: operator.Start(pb.StartRequest(namespace=api.ns, rollout_json="["))) \
+        is grpc.StatusCode.INVALID_ARGUMENT
+    assert api.c.rollout()["spec"]["template"]["spec"]["containers"][0]["image"] == "web:6"
 
 
 def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, namespace, tmp_path):

@@ -465,12 +465,6 @@ def test_mirrored_copies_reach_the_canary(kube, istio, namespace):
     assert svc.v2.stats()["requests"] - before == 300  # and every copy reached the canary
 
 
-HEADER_ROUTE_FIX = ("header routes keep only the header match and swallow later routes' "
-                    "traffic (the domain fix is another change; this test shows it through "
-                    "istiod)")
-
-
-@pytest.mark.xfail(strict=True, reason=HEADER_ROUTE_FIX)
 def test_a_header_reaches_the_canary_and_a_later_unmanaged_route_is_still_reached(
         kube, istio, namespace):
     api = {"name": "primary", "match": [{"uri": {"prefix": "/api"}}],

@@ -193,6 +193,8 @@ def test_server_side_apply_records_meshctl_as_field_manager(
         ("update", "meshctl.io", "rollouts/status", True),
         ("create", "security.istio.io", "authorizationpolicies", True),
         ("create", "", "events", True),
+        ("list", "events.k8s.io", "events", True),  # the gRPC API's History
+        ("watch", "events.k8s.io", "events", False),
         ("get", "", "secrets", False),
         ("list", "", "secrets", False),
         ("get", "", "configmaps", False),

@@ -100,15 +100,18 @@ def test_a_scalar_is_a_value(provider: PrometheusProvider) -> None:
     assert provider.measure("scalar(vector(0.25))", TIMEOUT) == Value(0.25)
 
 
-def test_an_unreachable_prometheus_is_an_error_within_the_timeout() -> None:
+def test_an_unreachable_prometheus_is_no_data_within_the_timeout() -> None:
+    """Prometheus down says nothing about the canary: no data (pause), never an error that
+    counts toward rolling back."""
     provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
 
     measurement = provider.measure("up", timeout_seconds=1.0)
 
     elapsed = time.monotonic() - started
-    assert isinstance(measurement, Error), measurement
-    assert "Prometheus http://127.0.0.1" in measurement.message
+    assert isinstance(measurement, NoData), measurement
+    assert "Prometheus http://127.0.0.1" in measurement.reason
+    assert "Connection refused" in measurement.reason
     assert elapsed < 3.0, elapsed  # retried within the timeout, not the client's back-off
     check = provider.check_query("up", timeout_seconds=1.0)
     assert not check.accepted and not check.reachable

@@ -35,13 +35,13 @@ def test_lint_reports_one_line_per_problem_with_file_and_path(tmp_path):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{bad}: spec.strategy.canary.steps[0].setWeight: 120 is above 100; use 100 or less",
-        f"{bad}: spec.strategy.canary.steps[1].pase: unknown field; did you mean pause?",
+        f"error: {bad}: spec.strategy.canary.steps[0].setWeight: 120 is above 100; use 100 or less",
+        f"error: {bad}: spec.strategy.canary.steps[1].pase: unknown field; did you mean pause?",
     ]
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("spec: [unclosed", "YAML syntax error: expected"),
+    ("spec: [unclosed", "-:2:1: YAML syntax error: "),
     ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "kind: must be Rollout or AnalysisTemplate"),
     ("- just\n- a list\n", "not a Rollout or AnalysisTemplate document"),
 ])
@@ -56,7 +56,7 @@ def test_lint_reads_stdin_and_never_shows_a_traceback(text, fragment):
 def test_lint_of_a_missing_file_is_one_line():
     result = run("lint", "no/such/file.yaml")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "no/such/file.yaml: cannot read: No such file or directory"
+    assert result.stderr.strip() == "error: no/such/file.yaml: cannot read: No such file or directory"
 
 
 def test_plan_json_has_the_documented_shape():
@@ -117,13 +117,15 @@ def test_plan_rejects_arg_values_that_would_change_the_query(tmp_path):
     path.write_text(text)
     result = run("rollout", "plan", "-f", str(path))
     assert result.exit_code == 2
-    assert "non-printable" in result.stderr
+    assert "analysis.args[0].value: 'cart\\n' holds control or bidirectional characters" \
+        in result.stderr
 
 
 def test_crd_manifests_are_generated_from_the_model():
     """`make crds` output is committed; this fails when the model and the files differ."""
     for name, text in render().items():
         assert Path(f"manifests/crds/{name}").read_text() == text, f"run make crds ({name} is stale)"
+        assert Path(f"manifests/helm/meshctl/crds/{name}").read_text() == text, "run make crds"
     assert crds()["rollouts.yaml"]["spec"]["versions"][0]["subresources"] == {"status": {}}
 
 
@@ -142,6 +144,16 @@ def test_the_kustomization_lists_existing_manifests():
         assert Path("manifests", resource).is_file(), resource
     deployment = yaml.safe_load(Path("manifests/controller/deployment.yaml").read_text())
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "meshctl-controller"
+
+
+@pytest.mark.parametrize("command", [("lint",), ("rollout", "plan", "-f"), ("policy", "plan", "-f")])
+def test_an_allow_rule_without_callers_is_refused_by_every_entry_point(tmp_path, command):
+    doc = with_("spec.security", {"allow": [{"from": [{}], "methods": ["GET"]}]})
+    path = tmp_path / "r.yaml"
+    path.write_text(dump_yaml(doc))
+    result = run(*command, str(path))
+    assert result.exit_code == 2, result.output
+    assert "spec.security.allow[0].from[0]: set namespace, serviceAccount or both" in result.stderr
 
 
 def test_the_controller_will_not_start_without_saying_where_weights_are_observed():

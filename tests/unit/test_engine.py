@@ -358,3 +358,65 @@ def test_a_closed_mutual_tls_gate_holds_the_step_and_says_why():
     sim.run()
     assert sim.status.phase is Phase.HEALTHY
     assert sim.status.condition("MutualTLS").status == "True"
+
+
+def test_a_promotion_whose_status_saves_were_lost_goes_on_and_never_sends_traffic_back():
+    """Given passes that began the promotion (the stable Deployment took the new template,
+    then traffic went back to it) and died before saving the status, the next pass finds
+    the stable Deployment at the new revision and continues promoting: it never writes the
+    last step's weights again."""
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 80}))
+    sim.run(until=lambda s: s.status.current_step == 1 and s.observed is not None
+            and s.observed.weights.canary == 80)
+    for _ in range(3):
+        saved = sim.status
+        sim.reconcile()
+        sim.status = saved  # killed before the status save: only the world changed
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (80, 20), (20, 80), (100, 0)]
+
+
+def _abort_while_stable_has_no_ready_pods() -> Sim:
+    """Canary at 99/1 written but not yet applied (the data plane still shows 100/0), then
+    stable loses every ready pod and the user aborts: the case hypothesis found."""
+    sim = Sim(canary({"setWeight": 1}), replicas=4)
+    sim.reconcile()  # adopt the baseline: 100/0 written and observed
+    sim.data_plane_applies = False
+    sim.run(passes=20, until=lambda s: s.written is not None and s.written.weights.canary == 1)
+    assert sim.written is not None and sim.written.weights.canary == 1
+    assert sim.observed == TrafficSplit.stable_only()
+    sim.stable = dataclasses.replace(sim.stable, ready=0)
+    sim.intents = Intents(abort="a1")
+    return sim
+
+
+def test_abort_while_stable_has_no_ready_pods_never_strands_weight_on_a_scaled_down_canary():
+    sim = _abort_while_stable_has_no_ready_pods()
+    for i in range(40):
+        sim.data_plane_applies = i >= 2  # the data plane catches up with 99/1 later
+        d = sim.reconcile()
+        written = sim.written.weights if sim.written else None
+        assert not (d.status.phase is Phase.DEGRADED and written and written.canary > 0), \
+            f"pass {i}: Degraded with {written} still written"
+        assert not (d.workloads.canary_replicas == 0 and written and written.canary > 0), \
+            f"pass {i}: canary scaled to 0 while it takes {written.canary}%"
+        sim.now += timedelta(seconds=5)
+    assert sim.status.phase is Phase.ABORTING  # waits for stable, with the weight held
+    sim.stable = dataclasses.replace(sim.stable, ready=4)  # stable recovers
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.written == TrafficSplit.stable_only() and sim.canary.replicas == 0
+
+
+def test_a_pass_that_changes_nothing_writes_nothing_while_traffic_is_held():
+    sim = _abort_while_stable_has_no_ready_pods()
+    sim.data_plane_applies = True
+    sim.reconcile()
+    sim.now += timedelta(seconds=2)
+    first = sim.reconcile().status
+    sim.now += timedelta(seconds=2)
+    second = sim.reconcile().status
+    assert "holding traffic" in second.message
+    assert second.message.count("holding traffic") == 1
+    assert second == first

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from meshctl.domain.engine import AnalysisPlans, Intents, WorkloadState
 from meshctl.domain.measurements import NoData, Value
+from meshctl.domain.phases import Phase
 
 from .sim import Sim, canary, slo_plan
 
@@ -64,4 +65,8 @@ def test_every_decision_keeps_the_weight_invariants(steps, data):
         # the canary is never scaled down while traffic to it may still be in force
         if d.workloads.canary_replicas == 0 and obs.canary.replicas > 0:
             assert obs.observed is not None and obs.observed.weights.canary == 0
+            assert w.canary == 0
+        # rolled back means no weight left on the canary
+        if d.status.phase is Phase.DEGRADED:
+            assert w.canary == 0
         sim.now += timedelta(seconds=max(d.requeue_after or 1.0, 0.5))

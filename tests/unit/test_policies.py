@@ -38,7 +38,6 @@ from meshctl.domain.policies import (
     diff,
     pod_labels,
     policy_plan,
-    security_problems,
     spec_hash,
     with_mutual_tls,
     without_mutual_tls,
@@ -356,18 +355,6 @@ def test_no_security_no_objects():
     assert desired_policies(rollout) == DesiredPolicies("orders", "shop")
 
 
-@pytest.mark.parametrize("allow, path, fragment", [
-    ([{"from": []}], "spec.security.allow[0].from", "name at least one caller"),
-    ([{"from": [{}]}], "spec.security.allow[0].from[0]", "set namespace, serviceAccount"),
-    ([{"from": [{"namespace": "web"}], "ports": [70000]}], "spec.security.allow[0].ports",
-     "70000 is not a port"),
-])
-def test_security_that_cannot_become_a_policy_is_refused(allow, path, fragment):
-    problems = security_problems(rollout_from({"security": {"allow": allow}}))
-    assert [p.path for p in problems] == [path]
-    assert fragment in problems[0].message
-
-
 # --- the borrowed DestinationRule ----------------------------------------------------------
 
 
@@ -604,15 +591,22 @@ def medium() -> Finding:
     ([], Value(0.0), False, "100.00%"),
     ([high("dr-tls-conflict")], Value(1.0), False, "dr-tls-conflict on DestinationRule shop/x"),
     ([high("a"), high("b")], Value(1.0), False, "(and 1 more)"),
-    ([], NoData("no requests in 1m"), True, "no canary traffic to check (no requests in 1m)"),
+    ([], NoData("no requests in 1m"), False, "no canary traffic to check (no requests in 1m)"),
     ([], Error("prometheus: 503"), False, "unknown: prometheus: 503"),
     ([high("a")], NoData(), False, "a on DestinationRule"),
 ], ids=["all-mtls", "medium-does-not-block", "some-plaintext", "all-plaintext",
-        "high-finding", "several-high", "no-traffic-opens", "error-closes", "high-beats-no-data"])
+        "high-finding", "several-high", "no-traffic-closes", "error-closes", "high-beats-no-data"])
 def test_mtls_gate(findings, share, is_open, fragment):
     opened, reason = mtls_gate(findings, share)
     assert opened is is_open
     assert fragment in reason
+
+
+def test_no_traffic_opens_the_mtls_gate_only_when_the_spec_says_so():
+    opened, reason = mtls_gate([], NoData("no requests in 1m"), opens_without_traffic=True)
+    assert opened and "no canary traffic to check" in reason
+    opened, reason = mtls_gate([], NoData("no requests in 1m"))
+    assert not opened and "mtlsGateOpensWithoutTraffic" in reason
 
 
 def test_the_cli_spells_the_domain_values():

@@ -16,7 +16,8 @@ import pytest
 from meshctl.api.client import FAILURES
 from meshctl.api.messages import from_message, to_message
 from meshctl.api.server import CODES, METHOD_ROLES, Access
-from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, Seconds, progress_line
+from meshctl.cli.options import Duration
+from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, progress_line
 from meshctl.ops.rollouts import (
     PREVIOUS_TEMPLATE,
     ConditionView,
@@ -145,20 +146,23 @@ def test_every_failure_has_an_exit_code_and_a_grpc_code_and_back():
     assert set(CODES) == set(Failure)
     for failure, code in CODES.items():
         assert FAILURES.get(code, Failure.UNAVAILABLE) is failure
-    assert set(METHOD_ROLES) == {"ListRollouts", "GetRollout", "WatchRollout", "Promote",
-                                 "Abort", "Pause", "Resume", "Retry"}
+    # every method of the service has a role, and no role names a method it lacks
+    from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
+
+    service = pb.DESCRIPTOR.services_by_name["Rollouts"]
+    assert set(METHOD_ROLES) == {m.name for m in service.methods}
     assert grpc.StatusCode.UNAVAILABLE not in FAILURES  # falls back to Unavailable
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90.0), ("2.5", 2.5), ("90s", 90.0),
                                            ("1m30s", 90.0), ("1h", 3600.0)])
 def test_timeouts_are_seconds_or_durations(text, seconds):
-    assert Seconds().convert(text, None, None) == seconds
+    assert Duration().convert(text, None, None) == seconds
 
 
 def test_a_timeout_that_does_not_parse_is_a_usage_error():
     with pytest.raises(click.BadParameter, match="30s, 5m"):
-        Seconds().convert("soon", None, None)
+        Duration().convert("soon", None, None)
 
 
 def test_a_progress_line_has_phase_step_weights_measurements_and_reason():

@@ -60,7 +60,8 @@ STEPS = "spec.strategy.canary.steps"
     (with_("spec.service", DELETE), "spec.service", "is required"),
     (with_("spec.service", "Web_1"), "spec.service", "does not match"),
     (with_("spec.strategy", {}), "spec.strategy", "exactly one of canary or blueGreen"),
-    (with_("spec.strategy", {"canary": {}, "blueGreen": {}}), "spec.strategy", "exactly one"),
+    (with_("spec.strategy", {"canary": {"steps": [{"setWeight": 5}]}, "blueGreen": {}}),
+     "spec.strategy", "exactly one"),
     (with_("spec.trafficRouting.istio.destinationRule.canarySubset", "stable"),
      "spec.trafficRouting.istio.destinationRule.canarySubset", "must differ"),
     (with_("spec.trafficRouting.istio.destinationRule", DELETE), "spec.trafficRouting.istio",
@@ -149,3 +150,64 @@ def test_live_objects_that_fit_raise_nothing():
     vs = {"spec": {"http": [{"name": "primary"}, {"name": "admin"}]}}
     dr = {"spec": {"subsets": [{"name": "stable"}]}}
     assert list(mesh_problems(_rollout(), vs, dr)) == []
+
+
+SECURITY = "spec.security"
+
+
+@pytest.mark.parametrize("security, path, fragment", [
+    ({"allow": [{"methods": ["GET"]}]}, f"{SECURITY}.allow[0].from",
+     "name at least one caller"),
+    ({"allow": [{"from": []}]}, f"{SECURITY}.allow[0].from", "name at least one caller"),
+    ({"allow": [{"from": [{}]}]}, f"{SECURITY}.allow[0].from[0]",
+     "set namespace, serviceAccount or both"),
+    ({"allow": [{"from": [{"serviceAccount": "Front End!"}]}]},
+     f"{SECURITY}.allow[0].from[0].serviceAccount", "lower case"),
+    ({"allow": [{"from": [{"namespace": "a/../../b"}]}]},
+     f"{SECURITY}.allow[0].from[0].namespace", "lower case"),
+    ({"allow": [{"from": [{"serviceAccount": "a" * 254}]}]},
+     f"{SECURITY}.allow[0].from[0].serviceAccount", "longer than 253"),
+    ({"allow": [{"from": [{"namespace": "web"}], "ports": [70000]}]},
+     f"{SECURITY}.allow[0].ports[0]", "70000 is above 65535"),
+    ({"allow": [{"from": [{"namespace": "web"}], "ports": [0]}]},
+     f"{SECURITY}.allow[0].ports[0]", "0 is below 1"),
+    ({"allow": [{"from": [{"namespace": "web"}], "paths": ["/admin\u202e"]}]},
+     f"{SECURITY}.allow[0].paths[0]", "control or bidirectional"),
+    ({"allow": [{"from": [{"namespace": "web"}], "methods": ["GET\x00"]}]},
+     f"{SECURITY}.allow[0].methods[0]", "control or bidirectional"),
+])
+def test_zero_trust_rules_that_would_allow_anyone_or_cannot_exist_are_refused(
+        security, path, fragment):
+    """One validation serves lint, plan, start and the controller: the same load_document."""
+    with pytest.raises(InvalidSpec) as err:
+        load_document(with_("spec.security", security))
+    found = [p for p in err.value.problems if p.path == path]
+    assert found, f"no problem at {path}: {err.value.problems}"
+    assert any(fragment in p.message for p in found), found
+
+
+@pytest.mark.parametrize("path, value, where, fragment", [
+    ("metadata.name", "w" * 64, "metadata.name", "longer than 63"),
+    ("metadata.namespace", "../../etc", "metadata.namespace", "lower case"),
+    ("metadata.namespace", "n" * 64, "metadata.namespace", "longer than 63"),
+    ("metadata.namespace", "a\u200fb", "metadata.namespace", "control or bidirectional"),
+    ("spec.trafficRouting.istio.destinationRule.canarySubset", "Canary Subset",
+     "spec.trafficRouting.istio.destinationRule.canarySubset", "lower case"),
+    ("spec.trafficRouting.istio.virtualService.routes", ["primary\n"],
+     "spec.trafficRouting.istio.virtualService.routes[0]", "control or bidirectional"),
+])
+def test_names_kubernetes_would_refuse_are_refused_with_the_field(path, value, where, fragment):
+    with pytest.raises(InvalidSpec) as err:
+        load_document(with_(path, value))
+    found = [p for p in err.value.problems if p.path == where]
+    assert found, f"no problem at {where}: {err.value.problems}"
+    assert any(fragment in p.message for p in found), found
+
+
+def test_the_crd_schema_refuses_an_allow_rule_without_callers():
+    from meshctl.domain.crds import crds
+    spec = crds()["rollouts.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rule = spec["properties"]["spec"]["properties"]["security"]["properties"]["allow"]["items"]
+    assert "from" in rule["required"]
+    assert rule["properties"]["from"]["minItems"] == 1
+    assert rule["properties"]["from"]["items"]["minProperties"] == 1

@@ -6,6 +6,50 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StartRequest(_message.Message):
+    __slots__ = ("namespace", "name", "image", "rollout_json")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    image: str
+    rollout_json: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., rollout_json: _Optional[str] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("role", "revision", "image")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    revision: str
+    image: str
+    def __init__(self, role: _Optional[str] = ..., revision: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("time", "type", "reason", "message")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    time: str
+    type: str
+    reason: str
+    message: str
+    def __init__(self, time: _Optional[str] = ..., type: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("rollout", "revisions", "events")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    revisions: _containers.RepeatedCompositeFieldContainer[Revision]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
 class RolloutRef(_message.Message):
     __slots__ = ("namespace", "name")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

@@ -74,6 +74,21 @@ class RolloutsStub:
                 request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
                 response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
                 _registered_method=True)
+        self.Start = channel.unary_unary(
+                '/meshctl.v1.Rollouts/Start',
+                request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.StartRequest.SerializeToString,
+                response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/meshctl.v1.Rollouts/History',
+                request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
+                response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.Undo = channel.unary_unary(
+                '/meshctl.v1.Rollouts/Undo',
+                request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
+                response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+                _registered_method=True)
 
 
 class RolloutsServicer:
@@ -129,6 +144,28 @@ class RolloutsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Start(self, request, context):
+        """Roll out a new image, or apply a whole Rollout (validated first; nothing is written
+        when it is invalid: INVALID_ARGUMENT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """The revisions the Rollout knows and its events, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Undo(self, request, context):
+        """Back to the pod template from before the last Start (FAILED_PRECONDITION if none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +206,21 @@ def add_RolloutsServicer_to_server(servicer, server):
             ),
             'Retry': grpc.unary_unary_rpc_method_handler(
                     servicer.Retry,
+                    request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.FromString,
+                    response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.SerializeToString,
+            ),
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.StartRequest.FromString,
+                    response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.FromString,
+                    response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.HistoryResponse.SerializeToString,
+            ),
+            'Undo': grpc.unary_unary_rpc_method_handler(
+                    servicer.Undo,
                     request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.FromString,
                     response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.SerializeToString,
             ),
@@ -387,6 +439,87 @@ class Rollouts:
             request,
             target,
             '/meshctl.v1.Rollouts/Retry',
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshctl.v1.Rollouts/Start',
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.StartRequest.SerializeToString,
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshctl.v1.Rollouts/History',
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Undo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshctl.v1.Rollouts/Undo',
             meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
             meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
             options,

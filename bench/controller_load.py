@@ -1,0 +1,214 @@
+"""Controller reaction under load: N Rollouts managed, 50 of them moving, and 50 timed runs.
+
+The controller runs as its own process (``meshctl controller run``) against the test world's
+real kube-apiserver. While 50 Rollouts keep getting new templates in the background, each
+timed run takes one other Rollout and measures, from the API server accepting the write (the
+PATCH returned) to a watch on the VirtualServices seeing the result:
+
+- template change -> the first canary weight in the VirtualService; and, apart, from the
+  canary Deployment seen ready (the cluster tier's hollow kubelets run the Pods) to that
+  weight, which is the controller's own part;
+- abort intent (annotation) -> 100% stable in the VirtualService.
+
+Then the controller's own reconcile histogram (upper bucket bounds) over the whole run.
+
+    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.controller_idle import controller_process, lagging, stamp
+from bench.controller_scale import percentiles, phases, service_objects
+from bench.results import write_section
+from meshctl.adapters.kube import Kube
+from meshctl.domain.spec import GROUP, VERSION
+from testworld.cluster import ClusterTier
+from testworld.kube import KubeWorld
+
+HEADING = "## Controller reaction under load"
+MOVING = 50
+
+
+def canary_weight(vs: dict[str, Any]) -> int:
+    for route in vs["spec"].get("http", []):
+        if route.get("name") == "primary":
+            return sum(int(d.get("weight", 0)) for d in route.get("route", [])
+                       if d["destination"].get("subset") == "canary")
+    return 0
+
+
+class Seen:
+    """A watch on every VirtualService of the namespace: when each first met a condition."""
+
+    def __init__(self, kube: Kube, ns: str) -> None:
+        self.kube, self.ns = kube, ns
+        self._cond = threading.Condition()
+        self._weights: dict[str, int] = {}
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception:  # the world stopping ends the watch: nothing more to see
+            return
+
+    def _follow(self) -> None:
+        items, version = self.kube.list_all("networking.istio.io", "v1", "virtualservices")
+        with self._cond:
+            self._weights = {i["metadata"]["name"]: canary_weight(i) for i in items}
+        while True:
+            for kind, obj in self.kube.watch("networking.istio.io", "v1", "virtualservices",
+                                             version, 300, namespace=self.ns, bookmarks=True):
+                version = obj["metadata"].get("resourceVersion") or version
+                if kind in ("ADDED", "MODIFIED"):
+                    with self._cond:
+                        self._weights[obj["metadata"]["name"]] = canary_weight(obj)
+                        self._cond.notify_all()
+
+    def wait(self, name: str, test: Any, timeout: float = 120.0) -> float:
+        """Monotonic time at which ``test(weight)`` first held (raises on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not test(self._weights.get(name, 0)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{name}: weight {self._weights.get(name)}")
+                self._cond.wait(left)
+            return time.monotonic()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def churn(admin: Kube, ns: str, stop: threading.Event) -> None:
+    """Keeps ``MOVING`` Rollouts moving: a new template for one of them every 0.1 s."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        admin.merge_patch(GROUP, VERSION, ns, "rollouts", f"svc-{n % MOVING}", {"spec": {
+            "template": {"spec": {"containers": [{"name": "app", "image": f"app:c{n}"}]}}}})
+        stop.wait(0.1)
+
+
+def canary_ready(admin: Kube, ns: str, name: str) -> float:
+    """When the canary Deployment of image app:2 was first seen ready (polled every 5 ms)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        canary = admin.get_or_none("apps", "v1", ns, "deployments", f"{name}-canary") or {}
+        spec, status = canary.get("spec") or {}, canary.get("status") or {}
+        image = (spec.get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image")
+        if image == "app:2" and spec.get("replicas", 0) > 0 and \
+                status.get("observedGeneration") == canary["metadata"]["generation"] and \
+                status.get("readyReplicas", 0) >= 1:
+            return time.monotonic()
+        time.sleep(0.005)
+    raise TimeoutError(f"{name}: canary Deployment not ready")
+
+
+def measure(n: int, runs: int, nodes: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"rollouts": n, "runs": runs}
+    with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
+            tempfile.TemporaryDirectory() as tmp:
+        ns = world.create_namespace("load")
+        admin = Kube.from_kubeconfig(world.kubeconfig_path)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
+        log = Path(tmp) / "controller.log"
+        proc = controller_process(world, ns, log, [])
+        moving = threading.Event()
+        try:
+            while phases(admin, ns).get("Healthy", 0) < n or lagging(admin, ns):
+                time.sleep(2.0)
+            url = re.search(r"health on (\S+)", log.read_text())
+            assert url is not None, log.read_text()[-2000:]
+            seen = Seen(Kube.from_kubeconfig(world.kubeconfig_path), ns)
+            time.sleep(3)
+            threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
+            time.sleep(5)
+            start_ms, ready_ms, abort_ms = [], [], []
+            for i in range(MOVING, MOVING + runs):
+                name = f"svc-{i}"
+                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"spec": {"template": {
+                    "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
+                accepted = time.monotonic()
+                marked = canary_ready(admin, ns, name)
+                weighted = seen.wait(name, lambda w: w > 0)
+                start_ms.append((weighted - accepted) * 1000)
+                ready_ms.append((weighted - marked) * 1000)
+            for i in range(MOVING, MOVING + runs):
+                name = f"svc-{i}"
+                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"metadata": {
+                    "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
+                accepted = time.monotonic()
+                abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+            moving.set()
+            text = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
+            result["template_to_first_weight_ms"] = {
+                "p50": round(pct(start_ms, 0.5), 1), "p99": round(pct(start_ms, 0.99), 1)}
+            result["canary_ready_to_first_weight_ms"] = {
+                "p50": round(pct(ready_ms, 0.5), 1), "p99": round(pct(ready_ms, 0.99), 1)}
+            result["abort_to_stable_ms"] = {
+                "p50": round(pct(abort_ms, 0.5), 1), "p99": round(pct(abort_ms, 0.99), 1)}
+            result["reconcile"] = percentiles(text, "meshctl_reconcile_duration_seconds")
+        finally:
+            moving.set()
+            proc.kill()
+            proc.wait()
+    return result
+
+
+def section(r: dict[str, Any]) -> str:
+    rec = r["reconcile"]
+    return "\n".join([
+        HEADING, "",
+        f"`nice python -m bench.controller_load --rollouts {r['rollouts']}`: the controller as "
+        "its own process against the test world's real kube-apiserver (API server, etcd, the "
+        "cluster tier's controllers and hollow nodes, and the benchmark share the 2 cores), "
+        "managing "
+        f"{r['rollouts']:,} Rollouts while {MOVING} of them get a new template every 0.1 s "
+        f"between them; {r['runs']} timed runs on other Rollouts, each from the PATCH "
+        "returning to a watch seeing the VirtualService change.", "",
+        stamp(), "",
+        "| measure | p50 | p99 | target |", "| --- | ---: | ---: | --- |",
+        f"| template change -> first canary weight | {r['template_to_first_weight_ms']['p50']} ms"
+        f" | {r['template_to_first_weight_ms']['p99']} ms | p99 under 100 ms |",
+        f"| canary seen ready -> first canary weight (the controller's part) | "
+        f"{r['canary_ready_to_first_weight_ms']['p50']} ms | "
+        f"{r['canary_ready_to_first_weight_ms']['p99']} ms | |",
+        f"| abort -> 100% stable | {r['abort_to_stable_ms']['p50']} ms | "
+        f"{r['abort_to_stable_ms']['p99']} ms | p99 under 100 ms |",
+        f"| reconcile pass, all {rec['count']:.0f} passes (histogram bucket bounds) | "
+        f"{rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | p99 under 100 ms |", "",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rollouts", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--no-write", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    result = measure(args.rollouts, args.runs, args.nodes)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    if not args.no_write:
+        write_section(HEADING, section(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""An API server that accepts connections and never answers: every command ends on its
+own deadline with a one-line error, and `--timeout` bounds the whole command. The server is
+a real listening socket that holds every connection it accepts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIN = Path(sys.executable).parent / "meshctl"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)  # never read, never answered
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def kubeconfig(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "hung",
+        "clusters": [{"name": "hung", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                  "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "hung", "context": {"cluster": "hung", "user": "u",
+                                                  "namespace": "shop"}}],
+    }))
+    return path
+
+
+def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MESHCTL_REQUEST_TIMEOUT": "2"}
+    # the guard of a hang; the command must end long before it
+    return subprocess.run([str(BIN), "--kubeconfig", str(config), *args], env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.parametrize("args", [
+    ("rollout", "status", "web"),
+    ("rollout", "list"),
+    ("policy", "audit", "-n", "shop"),
+    ("rollout", "status", "web", "--watch", "--timeout", "3"),
+    ("rollout", "start", "web", "--image", "web:2", "--wait", "--timeout", "3"),
+])
+def test_a_server_that_never_answers_ends_the_command_with_exit_5(tmp_path, silent_server, args):
+    result = run(kubeconfig(tmp_path, silent_server), *args)
+    assert result.returncode == 5, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
