@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -25,14 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.results import machine, write_section
+from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import ClusterTier
-from testworld.kube import KubeWorld
+from testworld.kube import ApiError, KubeWorld
 
 SECTION = "## Controller scale"
+LOAD: list[float] = []  # the 1-minute load average, sampled while the benchmark waits
 
 
 def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
@@ -79,12 +82,19 @@ def running_pods(world: KubeWorld, ns: str) -> int:
 
 
 def wait_until(what: str, done: Any, timeout: float) -> float:
+    """Seconds until ``done()``; a check the loaded API server does not answer in time
+    counts as not yet."""
     began = time.monotonic()
-    while not done():
+    while True:
+        LOAD.append(os.getloadavg()[0])
+        try:
+            if done():
+                return round(time.monotonic() - began, 1)
+        except (AdapterError, ApiError, OSError) as exc:
+            print(f"{what}: check failed, retrying: {exc}", file=sys.stderr)
         if time.monotonic() - began > timeout:
             raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(1.0)
-    return round(time.monotonic() - began, 1)
 
 
 def percentiles(text: str, name: str) -> dict[str, float]:
@@ -145,8 +155,8 @@ def main() -> None:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         result["create_seconds"] = round(time.monotonic() - began, 1)
-        result["deployments_available_seconds"] = result["create_seconds"] + wait_until(
-            "every Deployment available", lambda: available(admin, ns) >= n, 1800)
+        result["deployments_available_seconds"] = round(result["create_seconds"] + wait_until(
+            "every Deployment available", lambda: available(admin, ns) >= n, 1800), 1)
         wait_until("every Pod Running", lambda: running_pods(world, ns) >= n, 300)
         result["pods_running"] = running_pods(world, ns)  # Ready comes a moment before Running
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -160,8 +170,8 @@ def main() -> None:
             "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 1800)
         result["reconcile_adoption"] = percentiles(manager.metrics.exposition().decode(),
                                                    "meshctl_reconcile_duration_seconds")
-        result["rolled_pods_available_seconds"] = result["adopt_all_seconds"] + wait_until(
-            "every adopted Deployment available", lambda: available(admin, ns) >= n, 1800)
+        result["rolled_pods_available_seconds"] = round(result["adopt_all_seconds"] + wait_until(
+            "every adopted Deployment available", lambda: available(admin, ns) >= n, 1800), 1)
         time.sleep(3)  # let the last status writes and events settle
         before = resource_versions(admin, ns)
         idle = 2 * args.resync + 2
@@ -192,6 +202,8 @@ def main() -> None:
         # ru_maxrss is KiB on Linux: the peak of this process (controller + the bench's lists)
         result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
+        result["load_1m"] = {"min": min(LOAD), "max": max(LOAD),
+                             "mean": round(sum(LOAD) / len(LOAD), 1)}
         manager.stop()
     json.dump(result, sys.stdout, indent=2)
     print()
@@ -212,6 +224,7 @@ def report(r: dict[str, Any]) -> str:
     n, nodes = r["rollouts"], r["nodes"]
     p99_ms = r["reconcile_all"]["p99"] * 1000
     idle_rss, loaded_rss = r["idle_node_rss_mb"], r["loaded_node_rss_mb"]
+    load = r["load_1m"]
     return (
         f"{SECTION}\n\n"
         f"`python -m bench.controller_scale --rollouts {n} --workers {r['workers']} "
@@ -225,7 +238,9 @@ def report(r: dict[str, Any]) -> str:
         f"{r['pods_running']:,} Pods running before adoption, {r['pods_running_at_end']:,} at "
         "the end (with the 50 canaries). Reconcile times are the controller's own histogram "
         "(upper bucket bounds).\n\n"
-        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}.\n\n"
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}. Other jobs shared the machine: "
+        f"1-minute load average {load['min']:.0f}-{load['max']:.0f} during the run (mean "
+        f"{load['mean']:.0f}), so the times are upper bounds.\n\n"
         f"| measure | {n:,} Rollouts | target |\n| --- | ---: | --- |\n"
         f"| cluster tier up (controller-manager, scheduler, {nodes} nodes Ready) | "
         f"{r['cluster_tier_up_seconds']} s | |\n"
@@ -252,7 +267,7 @@ def report(r: dict[str, Any]) -> str:
         f"{min(idle_rss)}-{max(idle_rss)} MB / {min(loaded_rss)}-{max(loaded_rss)} MB | |\n"
         f"| kube-controller-manager / kube-scheduler resident memory at the end | "
         f"{r['tier_rss_mb']['kube-controller-manager']} MB / "
-        f"{r['tier_rss_mb']['kube-scheduler']} MB | |\n"
+        f"{r['tier_rss_mb']['kube-scheduler']} MB | |\n\n"
     )
 
 

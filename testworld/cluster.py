@@ -275,3 +275,20 @@ def set_pod_condition(world: KubeWorld, namespace: str, pod: str, kind: str, sta
         {"status": {"conditions": [{"type": kind, "status": "True" if status else "False"}]}},
         content_type="application/strategic-merge-patch+json",
     )
+
+
+def wait_available(kube: KubeWorld, ns: str, name: str, replicas: int,
+                   timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the Deployment controller reports ``replicas`` of the current spec
+    available; returns the Deployment."""
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
+    deadline = time.monotonic() + timeout
+    while True:
+        obj: dict[str, Any] = kube.request("GET", path)
+        status = obj.get("status") or {}
+        if status.get("observedGeneration") == obj["metadata"]["generation"] and \
+                status.get("updatedReplicas") == status.get("availableReplicas") == replicas:
+            return obj
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Deployment {name} not available: {status}")
+        time.sleep(0.2)

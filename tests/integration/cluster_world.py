@@ -17,6 +17,7 @@ from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.cluster import Outcome, reconcile_object
+from testworld.cluster import wait_available
 from testworld.kube import KubeWorld
 
 ADMIN_ROUTE = {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
@@ -46,23 +47,6 @@ def seed_service(kube: KubeWorld, ns: str, replicas: int = 2) -> None:
              {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
     ])
     wait_available(kube, ns, "web", replicas)
-
-
-def wait_available(kube: KubeWorld, ns: str, name: str, replicas: int,
-                   timeout: float = 60.0) -> dict[str, Any]:
-    """Wait until the Deployment controller reports ``replicas`` of the current spec
-    available; returns the Deployment."""
-    path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
-    deadline = time.monotonic() + timeout
-    while True:
-        obj: dict[str, Any] = kube.request("GET", path)
-        status = obj.get("status") or {}
-        if status.get("observedGeneration") == obj["metadata"]["generation"] and \
-                status.get("updatedReplicas") == status.get("availableReplicas") == replicas:
-            return obj
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Deployment {name} not available: {status}")
-        time.sleep(0.2)
 
 
 def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

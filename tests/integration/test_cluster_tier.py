@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testworld.cluster import set_pod_condition
+from testworld.cluster import ClusterTier, _kubemark_temp, set_pod_condition, wait_available
 from testworld.kube import KubeWorld
-
-from .cluster_world import wait_available
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster]
 GATE = "meshctl.io/test-ready"
@@ -93,3 +92,16 @@ def test_a_readiness_gate_holds_a_pod_not_ready_until_its_condition_is_set(clust
     wait_available(cluster, namespace, "app", 1)
     until("a ready endpoint",
           lambda: [e for e in endpoints(cluster, namespace) if e["conditions"].get("ready")])
+
+
+def test_stopping_the_tier_leaves_no_process_and_no_file():
+    """A tier of its own (its own world: node names are the tier's), stopped: every process
+    gone, and kubemark's /tmp root directory and runtime socket removed."""
+    with KubeWorld() as world:
+        tier = ClusterTier(world, nodes=1).start()
+        pids = [p.popen.pid for p in tier._processes]
+        made = _kubemark_temp(tier._node_pids())
+        assert len(made) == 2  # /tmp/hollow-kubelet.<random> and /tmp/kubelet_remote_<n>.sock
+        tier.stop()
+        assert [p for p in made if p.exists()] == []
+        assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []

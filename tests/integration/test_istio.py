@@ -38,10 +38,11 @@ from meshctl.localmesh.load import LoadGenerator, LoadStats, binomial_interval
 from meshctl.localmesh.procs import free_port
 from meshctl.ops import policies
 from meshctl.ops.rollouts import Action, ClusterRollouts
+from testworld.cluster import wait_available
 from testworld.istio import GATEWAY, Backend, IstioWorld
 from testworld.kube import KubeWorld
 
-from .cluster_world import Driver, template, wait_available
+from .cluster_world import Driver, template
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.istio,
               pytest.mark.timeout(300)]
