@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -31,6 +32,7 @@ class ControllerMetrics:
                             "(unsharded: 1 while it leads).",
                             registry=self.registry)
         self._phases: dict[str, Phase] = {}
+        self._phases_lock = threading.Lock()  # workers pass different keys at once
 
     def observe(self, key: str, decision: Decision | None, events: Iterable[Event] = ()) -> None:
         if decision is not None:
@@ -44,6 +46,10 @@ class ControllerMetrics:
 
     def _count(self, key: str, phase: Phase | None) -> None:
         """Move ``key`` between the per-phase gauges (constant time: no pass counts all)."""
+        with self._phases_lock:
+            self._move(key, phase)
+
+    def _move(self, key: str, phase: Phase | None) -> None:
         before = self._phases.pop(key, None) if phase is None else self._phases.get(key)
         if before is phase:
             return

@@ -385,12 +385,19 @@ def test_the_slo_gate_reads_the_canarys_envoy_cluster_at_the_gateway(
         load.stop()
     status = svc.status()
     metrics = {m["name"]: m for run in status.get("analysis", []) for m in run["metrics"]}
-    availability = metrics["availability"]
+    if canary_error_rate:
+        # The windowed check or the fast one (whichever measured the breach first) fails,
+        # on about 70 % of the canary's own requests: stable's clusters never count.
+        availability = next((m for name, m in metrics.items()
+                             if name.startswith("availability") and m["verdict"] == "Failing"),
+                            None)
+        assert availability is not None, metrics
+    else:
+        availability = metrics["availability"]
     assert availability["measurements"], availability
     values = [m["value"] for m in availability["measurements"] if m.get("value") is not None]
     if canary_error_rate:
-        assert availability["verdict"] == "Failing"
-        assert all(0.5 < v < 0.9 for v in values), values  # about 70 % of the canary's own
+        assert values and all(0.5 < v < 0.9 for v in values), values
     else:
         assert availability["verdict"] == "Passing" and all(v == 1.0 for v in values), values
 
