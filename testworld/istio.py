@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from meshctl.localmesh.envoy import Envoy, envoy_binary
 from meshctl.localmesh.procs import LocalMeshError, ManagedProcess, free_port
-from testworld.kube import REPO_ROOT, KubeWorld, WorldUnavailable
+from testworld.kube import REPO_ROOT, KubeWorld, WorldUnavailable, _wait
 
 ISTIO_VERSION = os.environ.get("ISTIO_VERSION", "v0.0.0-20260827124520-eed52ebb66ad")
 ISTIO_NAMESPACE = "istio-system"
@@ -131,23 +131,6 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def _wait(what: str, check: Any, timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except WorldUnavailable:
-            raise
-        except Exception as exc:  # not ready yet
-            last = exc
-        else:
-            if result:
-                return result
-        time.sleep(interval)
-    raise WorldUnavailable(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 class Backend:
