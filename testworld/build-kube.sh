@@ -134,7 +134,9 @@ build_kube() {
     mv "$bin.tmp" "$bin"
     printf '%s\t%s\t%s\n' "$c" "$((SECONDS - start))" "$(stat -c %s "$bin")" \
       >>"$out_dir/build-times.tsv"
-    log "built $bin in $((SECONDS - start)) s: $("$bin" --version 2>&1 | head -n 1)"
+    local version_args=(--version)
+    [[ $c == kubectl ]] && version_args=(version --client)
+    log "built $bin in $((SECONDS - start)) s: $("$bin" "${version_args[@]}" 2>&1 | head -n 1)"
   done
 }
 
