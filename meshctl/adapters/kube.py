@@ -244,16 +244,17 @@ class Kube:
         where: tuple[str, ...] = ()
         if namespace is not None:
             lister, where = self._custom.list_namespaced_custom_object, (namespace,)
-        with translated():
+        events = stream.stream(  # type: ignore[no-untyped-call]
+            lister, group, version, *where, plural,
+            resource_version=resource_version, timeout_seconds=timeout_seconds,
+            allow_watch_bookmarks=bookmarks, field_selector=field_selector,
             # deserialize=False: the events are parsed once, as JSON (custom objects have no
             # model class; the default parses each one twice)
-            for event in stream.stream(  # type: ignore[no-untyped-call]
-                lister, group, version, *where, plural,
-                resource_version=resource_version, timeout_seconds=timeout_seconds,
-                allow_watch_bookmarks=bookmarks, field_selector=field_selector,
-                deserialize=False,
-                _request_timeout=self.request_timeout(timeout_seconds + self.timeout_seconds),
-            ):
+            deserialize=False,
+            _request_timeout=self.request_timeout(timeout_seconds + self.timeout_seconds),
+        )
+        with translated():
+            for event in _error_events_end_the_watch(events, plural):
                 kind = str(event.get("type", ""))
                 obj = event.get("object")
                 if kind == "ERROR":
@@ -425,3 +426,13 @@ def _as_object(value: object) -> Object:
     if not isinstance(value, dict):
         raise PermanentError(f"expected a JSON object from the API server, got {type(value)}")
     return value
+
+
+def _error_events_end_the_watch(events: Iterator[Any], plural: str) -> Iterator[Any]:
+    """The client's own handling of an ERROR event (an expired resourceVersion, e.g. after the
+    API server restarted) reads a key that ``deserialize=False`` never sets, and raises
+    KeyError: that is the server ending the watch, so list again (as for a 410 Gone)."""
+    try:
+        yield from events
+    except KeyError as exc:
+        raise NotFound(f"watch of {plural} ended with an error event: list again") from exc
