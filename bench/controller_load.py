@@ -12,7 +12,11 @@ PATCH returned) to a watch on the VirtualServices seeing the result:
 
 Then the controller's own reconcile histogram (upper bucket bounds) over the whole run.
 
-    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--no-write]
+With ``--py-spy PATH`` (a py-spy binary; not a meshctl dependency) the controller is
+sampled during the timed runs and the section says where its CPU went (:mod:`bench.profile`).
+
+    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--py-spy PATH]
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from bench.controller_idle import controller_process, lagging, stamp
 from bench.controller_scale import percentiles, phases, service_objects
+from bench.profile import Sampler, table
 from bench.results import write_section
 from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import GROUP, VERSION
@@ -119,7 +124,8 @@ def canary_ready(admin: Kube, ns: str, name: str) -> float:
     raise TimeoutError(f"{name}: canary Deployment not ready")
 
 
-def measure(n: int, runs: int, nodes: int) -> dict[str, Any]:
+def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
+            profile_out: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rollouts": n, "runs": runs}
     with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
             tempfile.TemporaryDirectory() as tmp:
@@ -140,21 +146,25 @@ def measure(n: int, runs: int, nodes: int) -> dict[str, Any]:
             threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
             time.sleep(5)
             start_ms, ready_ms, abort_ms = [], [], []
-            for i in range(MOVING, MOVING + runs):
-                name = f"svc-{i}"
-                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"spec": {"template": {
-                    "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
-                accepted = time.monotonic()
-                marked = canary_ready(admin, ns, name)
-                weighted = seen.wait(name, lambda w: w > 0)
-                start_ms.append((weighted - accepted) * 1000)
-                ready_ms.append((weighted - marked) * 1000)
-            for i in range(MOVING, MOVING + runs):
-                name = f"svc-{i}"
-                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"metadata": {
-                    "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
-                accepted = time.monotonic()
-                abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+            sampler = Sampler(py_spy, proc.pid, Path(profile_out or Path(tmp) / "controller.raw"))
+            with sampler:
+                for i in range(MOVING, MOVING + runs):
+                    name = f"svc-{i}"
+                    admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"spec": {"template": {
+                        "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
+                    accepted = time.monotonic()
+                    marked = canary_ready(admin, ns, name)
+                    weighted = seen.wait(name, lambda w: w > 0)
+                    start_ms.append((weighted - accepted) * 1000)
+                    ready_ms.append((weighted - marked) * 1000)
+                for i in range(MOVING, MOVING + runs):
+                    name = f"svc-{i}"
+                    admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"metadata": {
+                        "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
+                    accepted = time.monotonic()
+                    abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+            if sampler.recorded:
+                result["profile"] = table(sampler.raw, sampler.rate)
             moving.set()
             text = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
             result["template_to_first_weight_ms"] = {
@@ -193,6 +203,8 @@ def section(r: dict[str, Any]) -> str:
         f"{r['abort_to_stable_ms']['p99']} ms | p99 under 100 ms |",
         f"| reconcile pass, all {rec['count']:.0f} passes (histogram bucket bounds) | "
         f"{rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | p99 under 100 ms |", "",
+        *(["Where the controller's CPU went during the timed runs (py-spy, 100 samples/s of "
+           "its threads running Python):", "", *r["profile"], ""] if r.get("profile") else []),
     ])
 
 
@@ -201,9 +213,12 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--py-spy", help="a py-spy binary: sample the controller and report "
+                        "where its CPU went")
+    parser.add_argument("--profile-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    result = measure(args.rollouts, args.runs, args.nodes)
+    result = measure(args.rollouts, args.runs, args.nodes, args.py_spy, args.profile_out)
     json.dump(result, sys.stdout, indent=2)
     print()
     if not args.no_write:

@@ -29,6 +29,7 @@ from bench.results import machine, write_section
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import controller_client
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import ClusterTier
@@ -160,7 +161,7 @@ def main() -> None:
         wait_until("every Pod Running", lambda: running_pods(world, ns) >= n, 300)
         result["pods_running"] = running_pods(world, ns)  # Ready comes a moment before Running
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        controller = Kube.from_kubeconfig(world.service_account_kubeconfig(
+        controller = controller_client(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
         manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
                           data_plane=StoredWeights(), identity="bench",

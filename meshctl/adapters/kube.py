@@ -14,7 +14,6 @@ Importing this module is cheap; the ``kubernetes`` package is imported when a cl
 from __future__ import annotations
 
 import builtins
-import copy
 import json
 import os
 import time
@@ -380,25 +379,52 @@ class Kube:
         attempts run out the last error is raised (``Conflict``, ``Unavailable``...);
         permanent errors (NotFound, Invalid, Forbidden) are raised at once.
         """
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.05, max=self.max_backoff_seconds),
-            retry=retry_if_exception_type(TransientError),
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                current = self.get(group, version, namespace, plural, name)
-                desired = mutate(copy.deepcopy(current))
-                number = attempt.retry_state.attempt_number
-                if desired == current:
-                    return Updated(current, number, changed=False)
-                desired.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
-                    "resourceVersion"
-                ]
-                stored = self.replace(group, version, namespace, plural, desired)
-                return Updated(stored, number, changed=True)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        return read_mutate_write(
+            lambda: self.get(group, version, namespace, plural, name),
+            lambda body: self.replace(group, version, namespace, plural, body), mutate,
+            max_attempts=self.max_attempts, max_backoff_seconds=self.max_backoff_seconds)
+
+
+def read_mutate_write(read: Callable[[], Object], write: Callable[[Object], Object],
+                      mutate: Mutation, *, max_attempts: int, max_backoff_seconds: float,
+                      first: Object | None = None) -> Updated:
+    """The loop of :meth:`Kube.update_with_retry`, for every client: ``read()`` the object
+    (the first attempt may start from ``first`` instead, e.g. a cached copy: a stale one
+    only costs a Conflict and a fresh read), ``mutate`` a copy, ``write`` it with the
+    resourceVersion it was read at; transient errors start again, with jittered
+    exponential backoff, up to ``max_attempts`` attempts."""
+    retrying = Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_random_exponential(multiplier=0.05, max=max_backoff_seconds),
+        retry=retry_if_exception_type(TransientError),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            number = attempt.retry_state.attempt_number
+            current = first if number == 1 and first is not None else read()
+            desired = mutate(json_copy(current))
+            if desired == current:
+                return Updated(current, number, changed=False)
+            desired.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                "resourceVersion"
+            ]
+            return Updated(write(desired), number, changed=True)
+    raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def json_copy(obj: Object) -> Object:
+    """A deep copy of a JSON object (dicts, lists and scalars), several times quicker than
+    ``copy.deepcopy``, which must handle any Python value."""
+    return {k: _json_value(v) for k, v in obj.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _api_client(configuration: Any, single_attempt: bool) -> Any:

@@ -35,6 +35,7 @@ from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.adapters.rest import RestKube
 from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
@@ -100,7 +101,7 @@ class _Index:
 
 
 class Manager:
-    def __init__(self, kube: Kube, *, prometheus_url: str, data_plane: DataPlane,
+    def __init__(self, kube: Kube | RestKube, *, prometheus_url: str, data_plane: DataPlane,
                  observe_timeout: float | None = 30.0, identity: str | None = None,
                  namespace: str | None = None, lease_namespace: str = "meshctl-system",
                  lease_name: str = "meshctl-controller", workers: int = 2,
@@ -109,7 +110,7 @@ class Manager:
                  renew_seconds: float = 5.0, shards: int = 1) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
-        self.events = EventWriter(kube)
+        self.events = EventWriter(self.kube)
         self.namespace = namespace
         self.identity = identity or default_identity()
         self.metrics = ControllerMetrics()
@@ -125,7 +126,7 @@ class Manager:
         self.shards = shards
         claiming = threading.Lock()
         self.electors = [
-            LeaderElector(kube, lease_namespace, name, self.identity, lease_seconds,
+            LeaderElector(self.kube, lease_namespace, name, self.identity, lease_seconds,
                           renew_seconds, on_change=self._on_leadership(shard),
                           claim_delay=lambda: renew_seconds * len(self.held_shards()),
                           claim_lock=claiming)
@@ -191,6 +192,7 @@ class Manager:
             elector.stop(release=release)
         self.events.close()
         self.health.stop()
+        self.kube.close()  # the kept-alive connections of every thread
         # watch threads end with their long poll (daemon threads: they never block exit)
 
     def metrics_provider(self, address: str | None) -> MetricProvider:

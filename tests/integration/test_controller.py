@@ -11,6 +11,7 @@ import pytest
 
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import RestKube, controller_client
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.kills import History, judge
@@ -52,9 +53,10 @@ class Recorder:
             self._stop.wait(0.2)
 
 
-def controller_kube(kube) -> Kube:
-    return Kube.from_kubeconfig(kube.service_account_kubeconfig("meshctl-system",
-                                                                 "meshctl-controller"))
+def controller_kube(kube) -> Kube | RestKube:
+    """The client ``meshctl controller run`` builds, as the controller's ServiceAccount."""
+    return controller_client(kube.service_account_kubeconfig("meshctl-system",
+                                                             "meshctl-controller"))
 
 
 def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:
