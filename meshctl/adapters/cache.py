@@ -67,14 +67,18 @@ class ObjectCache:
                 self._shelf(key)[key[2]] = item
             self._synced.add(plural)
 
-    def put(self, plural: str, obj: Object) -> None:
-        """Keep ``obj`` unless the cache already holds a newer version of it."""
+    def put(self, plural: str, obj: Object) -> bool:
+        """Keep ``obj`` unless the cache already holds a newer version of it. False when the
+        cache already held this very version: this process's own write echoing back through
+        the watch (put here when the server answered it). An older version is not kept but
+        is news all the same: a write of this process's may have merged it unseen."""
         key = self._key(plural, obj)
         with self._lock:
             shelf = self._shelf(key)
             held = shelf.get(key[2])
             if held is None or _version(obj) >= _version(held):
                 shelf[key[2]] = obj
+            return held is None or _version(obj) != _version(held)
 
     def delete(self, plural: str, obj: Object) -> None:
         key = self._key(plural, obj)

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 WATCH_SECONDS = 300
 WATCHED = ("rollouts", "deployments", "virtualservices", "destinationrules", "analysistemplates")
+# A Rollout this process wrote comes back through the watch with the version the cache
+# already holds: that wakes no pass (the pass that wrote it asked for its own requeue, and
+# a second pass would write nothing). Echoes of Deployment and VirtualService writes still
+# wake one: the next step may follow at once.
+ECHOES_IGNORED = frozenset({"rollouts"})
 
 
 def _no_keys(kind: str, obj: dict[str, Any]) -> Iterable[Key]:
@@ -265,8 +270,8 @@ class Manager:
                         continue
                     if kind == "DELETED":
                         self.cache.delete(plural, obj)
-                    else:
-                        self.cache.put(plural, obj)
+                    elif not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
+                        continue
                     for key in to_keys(kind, obj):
                         self.queue.add(key)
             except NotFound:
