@@ -34,7 +34,9 @@ def _in(fs: Frames, *prefixes: str) -> bool:
 
 
 def _calls(fs: Frames, function: str, file: str) -> bool:
-    return any(f.startswith(function + " ") and _file(f).endswith(file) for f in fs)
+    """A frame of ``function`` (a method's name without its class) in ``file``."""
+    return any(f.split(" (", 1)[0].rsplit(".", 1)[-1] == function and _file(f).endswith(file)
+               for f in fs)
 
 
 # (group, does a sample's frames belong to it)
@@ -47,26 +49,35 @@ GROUPS: list[tuple[str, Callable[[Frames], bool]]] = [
      lambda fs: _calls(fs, "_watch", "controller/manager.py")),
     ("leader election (Lease renewals)", lambda fs: _in(fs, "meshctl/controller/leader.py")),
     ("Events (written from their own thread)",
-     lambda fs: any(f.startswith("_run ") and "adapters/" in _file(f) for f in fs)),
+     lambda fs: any(f.startswith("EventWriter._run ") for f in fs)),
     ("the `kubernetes` client and urllib3", lambda fs: _in(fs, "kubernetes/", "urllib3/")),
     ("meshctl's own HTTP client (`adapters/rest.py`)",
      lambda fs: _in(fs, "meshctl/adapters/rest.py")),
     ("TLS and sockets (`ssl`, `http.client`, `socket`)",
      lambda fs: _in(fs, "ssl.py", "http/client.py", "socket.py")),
     ("... of which TLS handshakes (new connections)",
-     lambda fs: any(f.startswith("do_handshake ") for f in fs)),
+     lambda fs: any(f.split(" (", 1)[0].endswith("do_handshake") for f in fs)),
     ("JSON encoding and decoding", lambda fs: _in(fs, "json/")),
     ("deep copies (`copy.deepcopy`)", lambda fs: _calls(fs, "deepcopy", "copy.py")),
 ]
 
 
-def parse(raw: Path) -> list[tuple[Frames, int]]:
-    """py-spy's raw (collapsed) output: ``frame;frame;... count`` per line."""
+# Leaves where a thread waits rather than computes: py-spy does not always tell a thread
+# blocked in a read from a running one, so these are counted apart.
+WAITING = ("SSLSocket.read ", "SSLSocket.recv_into ", "SSLSocket.recv ", "socket.recv_into ",
+           "_PollLikeSelector.select ", "Condition.wait ", "Event.wait ", "Thread.join ")
+
+
+def parse(raw: Path, waiting: bool = False) -> list[tuple[Frames, int]]:
+    """py-spy's raw (collapsed) output: ``frame;frame;... count`` per line; the samples of
+    threads computing (``waiting``: those of threads waiting for an answer)."""
     out = []
     for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            out.append((stack.split(";"), int(count)))
+            frames = stack.split(";")
+            if frames[-1].startswith(WAITING) == waiting:
+                out.append((frames, int(count)))
     return out
 
 
@@ -83,11 +94,15 @@ def total_samples(raw: Path) -> int:
 
 
 def table(raw: Path, rate: int) -> list[str]:
-    """Markdown rows: each group's share of the busy samples and its CPU seconds."""
-    rows = ["| where | share of busy samples | CPU seconds |", "| --- | ---: | ---: |"]
+    """Markdown rows: each group's share of the computing samples and its CPU seconds, and
+    the seconds threads spent waiting for the API server's answers."""
+    rows = ["| where | share of CPU samples | CPU seconds |", "| --- | ---: | ---: |"]
     for name, share, samples in groups(raw):
         rows.append(f"| {name} | {share:.0%} | {samples / rate:.1f} |")
-    rows.append(f"| all busy samples | 100% | {total_samples(raw) / rate:.1f} |")
+    rows.append(f"| all CPU samples | 100% | {total_samples(raw) / rate:.1f} |")
+    waited = sum(n for _, n in parse(raw, waiting=True)) / rate
+    rows.append(f"| (thread-seconds waiting: answers from the API server, queue, timers) | "
+                f"| {waited:.1f} |")
     return rows
 
 

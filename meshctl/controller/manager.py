@@ -43,6 +43,7 @@ from meshctl.controller.queue import WorkQueue
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION
+from meshctl.domain.workloads import workload_state
 from meshctl.ops.cluster import reconcile_object
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ class Manager:
                         continue
                     if kind == "DELETED":
                         self.cache.delete(plural, obj)
-                    elif not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
+                    elif not self._news(plural, obj):
                         continue
                     for key in to_keys(kind, obj):
                         self.queue.add(key)
@@ -281,6 +282,18 @@ class Manager:
                 self.metrics.api_errors.labels("watch").inc()
                 log.warning("watch %s: %s", plural, exc)
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+
+    def _news(self, plural: str, obj: dict[str, Any]) -> bool:
+        """Cache ``obj``; False when the change wakes no pass: an echo of this process's own
+        Rollout write, or a Deployment change that leaves what the engine reads of it
+        (replicas, ready replicas, revision) as it was, since the Deployment controller
+        rewrites a Deployment's status several times per rollout (conditions, timestamps)."""
+        meta = obj["metadata"]
+        before = self.cache.get(plural, meta.get("namespace", ""), meta["name"]) \
+            if plural == "deployments" else None
+        if not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
+            return False
+        return before is None or workload_state(before) != workload_state(obj)
 
     def _list(self, group: str, version: str, plural: str,
               to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:
