@@ -40,7 +40,7 @@ def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
     cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
     from meshctl.adapters.errors import AdapterError, Invalid, NotFound
-    from meshctl.ops.rollouts import cli_kube
+    from meshctl.ops.connect import cli_kube
 
     try:
         with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:

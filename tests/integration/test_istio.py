@@ -37,7 +37,8 @@ from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator, LoadStats, binomial_interval
 from meshctl.localmesh.procs import free_port
 from meshctl.ops import policies
-from meshctl.ops.rollouts import Action, ClusterRollouts
+from meshctl.ops.intents import Action
+from meshctl.ops.rollouts import ClusterRollouts
 from testworld.cluster import wait_available
 from testworld.istio import GATEWAY, Backend, IstioWorld
 from testworld.kube import KubeWorld

@@ -18,18 +18,10 @@ from meshctl.api.messages import from_message, to_message
 from meshctl.api.server import CODES, METHOD_ROLES, Access
 from meshctl.cli.options import Duration
 from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, progress_line
-from meshctl.ops.rollouts import (
-    PREVIOUS_TEMPLATE,
-    ConditionView,
-    Failure,
-    MeasurementView,
-    RolloutView,
-    WaitOutcome,
-    WeightsView,
-    _replaced,
-    judge,
-    view_of,
-)
+from meshctl.ops.failures import Failure
+from meshctl.ops.start import PREVIOUS_TEMPLATE, _replaced
+from meshctl.ops.views import ConditionView, MeasurementView, RolloutView, WeightsView, view_of
+from meshctl.ops.wait import WaitOutcome, judge
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
