@@ -16,7 +16,7 @@ from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.ops.cluster import Outcome, reconcile_object
+from meshctl.ops.lifecycle import Outcome, reconcile_object
 from testworld.cluster import wait_available
 from testworld.kube import KubeWorld
 

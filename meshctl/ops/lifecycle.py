@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from meshctl.adapters.cluster import (
+from meshctl.adapters.istio import (
     FINALIZER,
     ISTIO,
     EventWriter,
