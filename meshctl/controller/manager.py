@@ -31,7 +31,7 @@ from typing import Any
 
 from meshctl.adapters.cache import CachedKube, ObjectCache
 from meshctl.adapters.errors import AdapterError, NotFound
-from meshctl.adapters.istio import EventWriter
+from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider

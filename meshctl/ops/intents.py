@@ -10,7 +10,7 @@ import uuid
 from enum import Enum
 from typing import Any
 
-from meshctl.adapters.istio import INTENT_PREFIX
+from meshctl.adapters.status import INTENT_PREFIX
 from meshctl.domain.phases import Phase
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.connect import Objects

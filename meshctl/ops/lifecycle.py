@@ -17,17 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from meshctl.adapters.istio import (
-    FINALIZER,
-    ISTIO,
-    EventWriter,
-    IstioRouter,
-    KubeStatusStore,
-    KubeWorkloads,
-    emit_event,
-)
+from meshctl.adapters.events import EventWriter, emit_event
+from meshctl.adapters.istio import ISTIO, IstioRouter
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.status import FINALIZER, KubeStatusStore
+from meshctl.adapters.workloads import KubeWorkloads
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
