@@ -20,7 +20,7 @@ from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.resolve import MeshKind, analysis_plans
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
-from meshctl.ops.plans import plan_for
+from meshctl.ops.rollout_plan import plan_for
 
 from .sim import Sim
 from .test_validation import with_

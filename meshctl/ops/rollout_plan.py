@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshctl.domain.plans import rollout_plan
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.rollout_plan import rollout_plan
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 
