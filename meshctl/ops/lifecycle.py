@@ -29,7 +29,7 @@ from meshctl.domain.istio import mesh_problems
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
-from meshctl.domain.resolve import MeshKind, Target, analysis_plans
+from meshctl.domain.resolve import MeshKind, Target, resolve_analysis
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
@@ -163,7 +163,7 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
         problems.append(Problem("spec.trafficRouting.istio", "is required in a cluster"))
     if problems:
         raise InvalidSpec(problems)
-    plans = analysis_plans(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
+    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
     return rollout, plans
 
 

@@ -23,7 +23,7 @@ from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
 from meshctl.domain.phases import HUMAN_PAUSES, Phase
 from meshctl.domain.ports import MetricProvider
-from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.resolve import MeshKind, resolve_analysis
 from meshctl.domain.revisions import revision_of
 from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
 from meshctl.domain.status import RolloutStatus
@@ -90,7 +90,7 @@ class LocalRollout:
         stable, canary = revisions(self.rollout) if self.rollout.spec.local else ("", "")
         self.stable_revision = self.stable_revision or stable
         self.canary_revision = self.canary_revision or canary
-        self.plans = analysis_plans(self.rollout, self.templates, MeshKind.ENVOY)
+        self.plans = resolve_analysis(self.rollout, self.templates, MeshKind.ENVOY)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
         status, _ = self.store.load()
         running = status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
