@@ -26,26 +26,26 @@ from meshctl.domain.istio import (
     with_canary_subset,
     without_canary_subset,
 )
+from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import TrafficSplit
 
 ISTIO = ("networking.istio.io", "v1")
-ORIGINAL = "meshctl.io/original-spec"
 SUBSET_TIMEOUT = 10.0  # seconds a new DestinationRule subset may take to reach the proxies
 
 
 def _remember_original(obj: Object) -> Object:
     """Record the object's spec, as found, before meshctl's first change (once)."""
     annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
-    if ORIGINAL not in annotations:
-        annotations[ORIGINAL] = json.dumps(obj.get("spec", {}), sort_keys=True)
+    if ORIGINAL_SPEC not in annotations:
+        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
     return obj
 
 
 def _original(obj: Object) -> dict[str, Any] | None:
     """The spec as meshctl found it, and the record removed; None if there is none."""
     annotations = obj.get("metadata", {}).get("annotations") or {}
-    raw = annotations.pop(ORIGINAL, None)
+    raw = annotations.pop(ORIGINAL_SPEC, None)
     return json.loads(raw) if raw else None
 
 
@@ -145,7 +145,7 @@ class IstioRouter:
                                     self.routing.destination_rule.name, remove)
 
     def _remove_borrowed_subset(self, dr: Object) -> Object:
-        raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL)
+        raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC)
         if raw is not None and not canary_subset_is_borrowed(json.loads(raw), self.rollout):
             return dr
         return without_canary_subset(dr, self.rollout)

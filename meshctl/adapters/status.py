@@ -11,13 +11,12 @@ from typing import Any
 from meshctl.adapters.events import EventWriter, emit_best_effort
 from meshctl.adapters.kube import Kube
 from meshctl.domain.engine import Event, Intents
+from meshctl.domain.keys import INTENT_PREFIX
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.domain.status import RolloutStatus
 
-INTENT_PREFIX = "meshctl.io/intent-"
 # the annotation spelling of each Intents field: promote, promote-full, abort, retry, resume
 INTENT_ACTIONS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Intents))
-FINALIZER = "meshctl.io/cleanup"
 
 
 class KubeStatusStore:

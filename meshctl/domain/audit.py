@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.istio import TRACK_LABEL
+from meshctl.domain.keys import TRACK
 from meshctl.domain.measurements import Error, Measurement, NoData, Value
 from meshctl.domain.policies import APP_LABEL, pod_labels
 from meshctl.domain.spec import Rollout
@@ -56,7 +56,7 @@ Labels = Mapping[str, str]
 ROOT_NAMESPACE = "istio-system"
 CLUSTER_SUFFIX = ".svc.cluster.local"
 WEAK_MODES = ("PERMISSIVE", "DISABLE")
-VERSION_KEYS = (TRACK_LABEL, "version", "app.kubernetes.io/version", "pod-template-hash")
+VERSION_KEYS = (TRACK, "version", "app.kubernetes.io/version", "pod-template-hash")
 
 
 class Severity(str, Enum):
@@ -194,7 +194,7 @@ def view_of(rollout: Rollout) -> RolloutView:
     routing = rollout.spec.traffic_routing
     istio = routing.istio if routing is not None else None
     template = _d(_d(rollout.spec.template).get("metadata")).get("labels")
-    canary = {**pod_labels(rollout, "stable"), **_d(template), TRACK_LABEL: "canary"}
+    canary = {**pod_labels(rollout, "stable"), **_d(template), TRACK: "canary"}
     return RolloutView(rollout.name, rollout.namespace, rollout.spec.security is not None,
                        pod_labels(rollout, "stable"), canary, rollout.spec.service,
                        istio.stable_service if istio else None,
@@ -210,7 +210,7 @@ def _view_of_dict(obj: Obj, templates: Mapping[tuple[str, str], dict[str, str]])
     canary = templates.get((ns, f"{workload}-canary")) or {
         **stable, **_d(_d(_d(spec.get("template")).get("metadata")).get("labels"))}
     return RolloutView(_name(obj), ns, isinstance(spec.get("security"), dict),
-                       {**stable, TRACK_LABEL: "stable"}, {**canary, TRACK_LABEL: "canary"},
+                       {**stable, TRACK: "stable"}, {**canary, TRACK: "canary"},
                        service, istio.get("stableService"), istio.get("canaryService"))
 
 

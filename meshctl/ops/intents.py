@@ -10,7 +10,7 @@ import uuid
 from enum import Enum
 from typing import Any
 
-from meshctl.adapters.status import INTENT_PREFIX
+from meshctl.domain.keys import INTENT_PREFIX
 from meshctl.domain.phases import Phase
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.connect import Objects

@@ -21,11 +21,12 @@ from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istio import ISTIO, IstioRouter
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
-from meshctl.adapters.status import FINALIZER, KubeStatusStore
+from meshctl.adapters.status import KubeStatusStore
 from meshctl.adapters.workloads import KubeWorkloads
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
+from meshctl.domain.keys import FINALIZER
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem

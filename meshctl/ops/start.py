@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from meshctl.adapters.kube import Object
+from meshctl.domain.keys import PREVIOUS_TEMPLATE
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
@@ -18,8 +19,6 @@ from meshctl.domain.workloads import OWN_LABELS
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError, translated
 from meshctl.ops.views import PLURAL, RolloutView, view_of
-
-PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
 
 
 def previous_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.adapters.status import INTENT_ACTIONS, INTENT_PREFIX
+from meshctl.adapters.status import INTENT_ACTIONS
+from meshctl.domain.keys import INTENT_PREFIX
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.schedule import schedule
 from meshctl.domain.spec import GROUP, VERSION, Rollout

@@ -18,8 +18,9 @@ from meshctl.api.messages import from_message, to_message
 from meshctl.api.server import CODES, METHOD_ROLES, Access
 from meshctl.cli.options import Duration
 from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, progress_line
+from meshctl.domain.keys import PREVIOUS_TEMPLATE
 from meshctl.ops.failures import Failure
-from meshctl.ops.start import PREVIOUS_TEMPLATE, _replaced
+from meshctl.ops.start import _replaced
 from meshctl.ops.views import ConditionView, MeasurementView, RolloutView, WeightsView, view_of
 from meshctl.ops.wait import WaitOutcome, judge
 
