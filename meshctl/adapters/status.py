@@ -4,19 +4,15 @@ subresource, the user's intents in its annotations, events through :mod:`~meshct
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshctl.adapters.events import EventWriter, emit_best_effort
 from meshctl.adapters.kube import Kube
-from meshctl.domain.engine import Event, Intents
-from meshctl.domain.keys import INTENT_PREFIX
+from meshctl.domain.engine import Event
+from meshctl.domain.intents import RECORDED, Intents
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.domain.status import RolloutStatus
-
-# the annotation spelling of each Intents field: promote, promote-full, abort, retry, resume
-INTENT_ACTIONS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Intents))
 
 
 class KubeStatusStore:
@@ -61,5 +57,4 @@ def _whole(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 def intents_of(obj: Mapping[str, Any]) -> Intents:
     annotations = obj.get("metadata", {}).get("annotations") or {}
-    values = {a.replace("-", "_"): annotations.get(INTENT_PREFIX + a) for a in INTENT_ACTIONS}
-    return Intents(**values)
+    return Intents.of({action: annotations.get(action.annotation) for action in RECORDED})

@@ -16,9 +16,9 @@ import grpc
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
 from meshctl.api.messages import from_message, history_from_message
+from meshctl.domain.intents import Action
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.history import History
-from meshctl.ops.intents import Action
 from meshctl.ops.views import RolloutView
 
 FAILURES = {

@@ -31,8 +31,8 @@ import grpc
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
 from meshctl.api.messages import history_message, to_message
+from meshctl.domain.intents import Action
 from meshctl.ops.failures import Failure, RolloutError
-from meshctl.ops.intents import Action
 from meshctl.ops.rollouts import ClusterRollouts
 
 log = logging.getLogger(__name__)

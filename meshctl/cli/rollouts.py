@@ -355,7 +355,7 @@ def _intent_command(action: str, help_text: str) -> click.Command:
                   help="Steer a local run (meshctl rollout run) through its state directory.")
     @click.pass_context
     def command(ctx: click.Context, /, name: str, state_dir: str | None, **flags: Any) -> None:
-        from meshctl.ops.intents import Action
+        from meshctl.domain.intents import Action
 
         chosen = Action.PROMOTE_FULL if flags.get("full") else Action(action)
         with _rollouts(ctx, state_dir) as (rollouts, namespace):

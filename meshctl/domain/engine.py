@@ -24,7 +24,8 @@ from datetime import datetime
 
 from meshctl.domain import analysis
 from meshctl.domain.analysis import MeasurementRequest, ResolvedMetric, TakenMeasurement
-from meshctl.domain.phases import Phase, check_transition
+from meshctl.domain.intents import Action, Intents
+from meshctl.domain.phases import Phase, allows, check_transition
 from meshctl.domain.schedule import (
     ANALYSIS_KINDS,
     ScheduledStep,
@@ -57,17 +58,6 @@ class WorkloadState:
     replicas: int = 0
     ready: int = 0
     revision: str | None = None
-
-
-@dataclass(frozen=True)
-class Intents:
-    """Ids of user intents found on the Rollout; one not yet in status is pending."""
-
-    promote: str | None = None
-    promote_full: str | None = None
-    abort: str | None = None
-    retry: str | None = None
-    resume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -345,29 +335,33 @@ def _new_revision(p: _Pass) -> None:
 
 
 def _intents(p: _Pass) -> None:
-    intents, phase = p.obs.intents, p.status.phase
-    active = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+    phase = p.status.phase
 
-    def pending(action: str, intent_id: str | None) -> bool:
+    def pending(action: Action) -> bool:
+        """A new id for ``action`` (recorded as handled now, acted on or not)."""
+        intent_id = p.obs.intents.get(action)
         if intent_id is None or p.status.handled(action) == intent_id:
             return False
         p.status = p.status.with_handled(action, intent_id)
         return True
 
-    if pending("abort", intents.abort) and active:
+    def acts_on(action: Action) -> bool:
+        return pending(action) and allows(action, phase)
+
+    if acts_on(Action.ABORT):
         p.begin_abort("UserAbort", "aborted by user")
         return
-    if pending("retry", intents.retry) and phase is Phase.DEGRADED and p.status.abort:
+    if acts_on(Action.RETRY) and p.status.abort:
         if p.obs.revision != p.status.stable_revision:
             p.start_rollout("retry")
         return
-    if pending("promote_full", intents.promote_full) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+    if acts_on(Action.PROMOTE_FULL):
         p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
         p.move(Phase.PROMOTING, "PromotedFull", "promote --full: skipping remaining steps")
         return
-    if pending("promote", intents.promote) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+    if acts_on(Action.PROMOTE):
         _promote_step(p)
-    if pending("resume", intents.resume) and phase is Phase.PAUSED:
+    if acts_on(Action.RESUME):
         _resume(p)
     _user_pause(p)
 

@@ -7,36 +7,14 @@ id once); pause is ``spec.paused``.
 from __future__ import annotations
 
 import uuid
-from enum import Enum
 from typing import Any
 
-from meshctl.domain.keys import INTENT_PREFIX
-from meshctl.domain.phases import Phase
+from meshctl.domain.intents import Action
+from meshctl.domain.phases import ALLOWED, Phase
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError, translated
 from meshctl.ops.views import PLURAL, RolloutView, view_of
-
-
-class Action(str, Enum):
-    PROMOTE = "promote"
-    PROMOTE_FULL = "promote-full"
-    ABORT = "abort"
-    RETRY = "retry"
-    RESUME = "resume"
-    PAUSE = "pause"
-
-
-_ACTIVE = (Phase.PROGRESSING, Phase.PAUSED)
-# The phases in which an action means something; elsewhere it is refused (FailedPrecondition).
-ALLOWED: dict[Action, tuple[Phase, ...]] = {
-    Action.PROMOTE: _ACTIVE,
-    Action.PROMOTE_FULL: _ACTIVE,
-    Action.ABORT: (*_ACTIVE, Phase.PROMOTING),
-    Action.RETRY: (Phase.DEGRADED,),
-    Action.RESUME: (Phase.PAUSED,),
-    Action.PAUSE: tuple(Phase),
-}
 
 
 def request(kube: Objects, namespace: str, name: str, action: Action) -> RolloutView:
@@ -54,13 +32,16 @@ def request(kube: Objects, namespace: str, name: str, action: Action) -> Rollout
         if action is Action.PAUSE:
             patch["spec"] = {"paused": True}
         else:
-            patch["metadata"] = {"annotations": {INTENT_PREFIX + action.value: uuid.uuid4().hex[:12]}}
+            patch["metadata"] = {"annotations": {action.annotation: uuid.uuid4().hex[:12]}}
         if action is Action.RESUME and (obj.get("spec") or {}).get("paused"):
             patch["spec"] = {"paused": False}
         return view_of(kube.merge_patch(GROUP, VERSION, namespace, PLURAL, name, patch))
 
 
 def check_allowed(view: RolloutView, action: Action) -> None:
+    """Refuse ``action`` in a phase it means nothing in (:data:`meshctl.domain.phases.ALLOWED`,
+    the table the engine acts by), unless the controller has not seen the latest spec or
+    every intent yet (the phase may be about to change)."""
     phases = ALLOWED[action]
     if not view.current or Phase(view.phase) in phases:
         return

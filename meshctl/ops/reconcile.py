@@ -25,13 +25,13 @@ from meshctl.domain.engine import (
     DesiredWorkloads,
     Event,
     Gate,
-    Intents,
     Observation,
     ResolvedAnalysis,
     WorkloadState,
     decide,
     measurements_due,
 )
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter

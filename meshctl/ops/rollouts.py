@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from meshctl.domain.intents import RECORDED, Action
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.status import RolloutStatus
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.history import History, history
-from meshctl.ops.intents import Action, check_allowed, request
+from meshctl.ops.intents import check_allowed, request
 from meshctl.ops.start import apply, apply_files, start, undo
 from meshctl.ops.state import read_intents, state_paths, write_intent
 from meshctl.ops.views import RolloutView, list_rollouts, view_of
@@ -95,8 +96,6 @@ class LocalRollouts:
     files it keeps in its state directory (see :mod:`meshctl.ops.state`)."""
 
     POLL_SECONDS = 0.2
-    _ACTIONS = {Action.PROMOTE: "promote", Action.PROMOTE_FULL: "promote_full",
-                Action.ABORT: "abort", Action.RETRY: "retry", Action.RESUME: "resume"}
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -116,8 +115,8 @@ class LocalRollouts:
         except InvalidSpec:
             status = RolloutStatus()
         intents = read_intents(intents_path)
-        pending = tuple(action.value for action, field in self._ACTIONS.items()
-                        if getattr(intents, field) not in (None, status.handled(field)))
+        pending = tuple(action.value for action in RECORDED
+                        if intents.get(action) not in (None, status.handled(action)))
         return dataclasses.replace(view, observed_generation=view.generation,
                                    pending_intents=pending)
 
@@ -143,10 +142,10 @@ class LocalRollouts:
 
     def request(self, namespace: str, name: str, action: Action) -> RolloutView:
         view = self.get(namespace, name)
-        if action not in self._ACTIONS:
+        if action not in RECORDED:
             raise RolloutError(Failure.PRECONDITION, f"{action.value} needs the cluster "
                                "(spec.paused); a local run pauses at its pause steps")
         check_allowed(view, action)
         _, intents_path = state_paths(self.state_dir, namespace, name)
-        write_intent(intents_path, self._ACTIONS[action])
+        write_intent(intents_path, action)
         return view

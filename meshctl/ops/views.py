@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.adapters.status import INTENT_ACTIONS
-from meshctl.domain.keys import INTENT_PREFIX
+from meshctl.domain.intents import RECORDED
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.schedule import schedule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
@@ -167,9 +166,9 @@ def view_of(obj: Mapping[str, Any]) -> RolloutView:
 def _pending_intents(meta: Mapping[str, Any], status: RolloutStatus) -> tuple[str, ...]:
     """Intents recorded on the Rollout that the controller has not acted on yet."""
     annotations = meta.get("annotations") or {}
-    return tuple(action for action in INTENT_ACTIONS
-                 if annotations.get(INTENT_PREFIX + action)
-                 and status.handled(action.replace("-", "_")) != annotations[INTENT_PREFIX + action])
+    return tuple(action.value for action in RECORDED
+                 if annotations.get(action.annotation)
+                 and status.handled(action) != annotations[action.annotation])
 
 
 def get(kube: Objects, namespace: str, name: str) -> RolloutView:

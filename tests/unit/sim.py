@@ -16,13 +16,13 @@ from meshctl.domain.analysis import ResolvedMetric, TakenMeasurement
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import (
     Decision,
-    Intents,
     Observation,
     ResolvedAnalysis,
     WorkloadState,
     decide,
     measurements_due,
 )
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Measurement, Value
 from meshctl.domain.spec import RolloutSpec
 from meshctl.domain.status import RolloutStatus

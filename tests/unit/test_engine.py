@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 
 from meshctl.domain.analysis import TakenMeasurement
-from meshctl.domain.engine import Intents, ResolvedAnalysis, WorkloadState, decide, measurements_due
+from meshctl.domain.engine import ResolvedAnalysis, WorkloadState, decide, measurements_due
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error, NoData, Value
 from meshctl.domain.phases import Phase
 from meshctl.domain.status import Verdict

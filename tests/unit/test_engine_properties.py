@@ -8,7 +8,8 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshctl.domain.engine import Intents, ResolvedAnalysis, WorkloadState
+from meshctl.domain.engine import ResolvedAnalysis, WorkloadState
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import NoData, Value
 from meshctl.domain.phases import Phase
 
