@@ -28,6 +28,7 @@ from meshctl.cli.options import (
     timeout_option,
 )
 from meshctl.cli.render import emit, table
+from meshctl.cli.results import ENDING_EXIT
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -42,10 +43,8 @@ FAILURE_EXIT = {"NotFound": exitcodes.INVALID, "Invalid": exitcodes.INVALID,
                 "FailedPrecondition": exitcodes.INVALID,
                 "Unauthenticated": exitcodes.UNREACHABLE,
                 "PermissionDenied": exitcodes.UNREACHABLE, "Unavailable": exitcodes.UNREACHABLE}
-# How a wait ended (meshctl.ops.wait.WaitOutcome values) to exit codes.
-WAIT_EXIT = {"Healthy": exitcodes.OK, "Degraded": exitcodes.ROLLED_BACK,
-             "InvalidSpec": exitcodes.INVALID, "TimedOut": exitcodes.TIMED_OUT,
-             "Paused": exitcodes.PAUSED}
+# How a wait ended (meshctl.domain.phases.Ending values) to exit codes: one table.
+WAIT_EXIT = ENDING_EXIT
 
 
 def _fail(ctx: click.Context, code: int, message: str, hint: str | None = None) -> NoReturn:
@@ -226,13 +225,13 @@ def _history_text(found: History) -> str:
 def _finish_wait(ctx: click.Context, result: WaitResult) -> NoReturn:
     if ctx.obj["output"] != "table":
         emit(result.view.to_json(), ctx.obj["output"])
-    code = WAIT_EXIT[result.outcome.value]
+    code = WAIT_EXIT[result.ending.value]
     summary = {
         "Healthy": "is Healthy", "Degraded": f"was rolled back ({result.view.abort_reason})",
         "Paused": f"is paused waiting for a person ({result.view.pause_reason}): "
                   "meshctl rollout promote|resume|abort",
         "InvalidSpec": "has an invalid spec", "TimedOut": "did not finish in time",
-    }[result.outcome.value]
+    }[result.ending.value]
     view = result.view
     click.echo(f"rollout {view.namespace}/{view.name} {summary}"
                + (f": {result.message}" if result.message else ""), err=True)

@@ -67,6 +67,31 @@ def allows(action: Action, phase: Phase) -> bool:
 HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused")
 
 
+class Ending(str, Enum):
+    """Where a rollout comes to rest for someone waiting on it: ``--wait``, ``status
+    --watch`` and a local ``rollout run`` stop there; the CLI maps each to its exit code."""
+
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"  # rolled back
+    PAUSED = "Paused"  # waiting for a person
+    INVALID = "InvalidSpec"
+    TIMED_OUT = "TimedOut"  # the waiter gave up first
+
+
+def ending_of(phase: Phase, pause_reason: str | None, invalid: bool = False) -> Ending | None:
+    """Where a rollout in ``phase`` has ended; None while it is still moving. E.g. Paused
+    for ``PausedAtStep`` has ended (a person must promote), Paused for a timed step has not."""
+    if invalid:
+        return Ending.INVALID
+    if phase is Phase.HEALTHY:
+        return Ending.HEALTHY
+    if phase is Phase.DEGRADED:
+        return Ending.DEGRADED
+    if phase is Phase.PAUSED and pause_reason in HUMAN_PAUSES:
+        return Ending.PAUSED
+    return None
+
+
 class IllegalTransition(RuntimeError):
     def __init__(self, source: Phase, target: Phase) -> None:
         super().__init__(f"illegal phase transition {source.value} -> {target.value}")

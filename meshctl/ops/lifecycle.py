@@ -43,7 +43,7 @@ MetricsFactory = Callable[[str | None], MetricProvider]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Reconciled:
     requeue_after: float | None = None
     decision: Decision | None = None
     problems: tuple[str, ...] = ()
@@ -52,7 +52,7 @@ class Outcome:
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                      now: datetime, events: EventWriter | None = None, *,
-                     data_plane: DataPlane, observe_timeout: float | None = None) -> Outcome:
+                     data_plane: DataPlane, observe_timeout: float | None = None) -> Reconciled:
     """``events``: write Events from that writer's thread (default: in this pass).
     ``data_plane``: where the weights the proxies apply are read (istiod), or
     :class:`StoredWeights` to proceed on written weights, reported as not observed.
@@ -61,7 +61,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         finalize(kube, obj)
-        return Outcome(deleted=True)
+        return Reconciled(deleted=True)
     if FINALIZER not in (meta.get("finalizers") or []):
         obj = kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
                                {"metadata": {"finalizers": [*(meta.get("finalizers") or []),
@@ -81,7 +81,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                          gate)
     if _settled(decision, data_plane):
         router.drop_canary_subset()  # no route uses it, at the proxies too: nothing written twice
-    return Outcome(requeue_after=decision.requeue_after, decision=decision)
+    return Reconciled(requeue_after=decision.requeue_after, decision=decision)
 
 
 def _settled(decision: Decision, data_plane: DataPlane) -> bool:
@@ -169,7 +169,7 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
-                  now: datetime) -> Outcome:
+                  now: datetime) -> Reconciled:
     lines = tuple(str(p) for p in problems)
     store = KubeStatusStore(kube, obj)
     try:
@@ -182,7 +182,7 @@ def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...]
     if updated != status:
         store.save(updated)
         store.record([Event("Warning", "InvalidSpec", "; ".join(lines))])
-    return Outcome(problems=lines)
+    return Reconciled(problems=lines)
 
 
 def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:

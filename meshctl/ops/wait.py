@@ -9,12 +9,11 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.kube import Object
-from meshctl.domain.phases import HUMAN_PAUSES, Phase
+from meshctl.domain.phases import Ending, Phase, ending_of
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError, translated
@@ -78,36 +77,19 @@ def list_changes(kube: Objects, namespace: str, name: str, version: str,
                       field_selector=f"metadata.name={name}")
 
 
-class WaitOutcome(str, Enum):
-    HEALTHY = "Healthy"
-    DEGRADED = "Degraded"  # rolled back
-    PAUSED = "Paused"  # waiting for a person
-    INVALID = "InvalidSpec"
-    TIMED_OUT = "TimedOut"
-
-
 @dataclass(frozen=True)
 class WaitResult:
-    outcome: WaitOutcome
+    ending: Ending
     view: RolloutView
     message: str
 
 
-def judge(view: RolloutView, generation: int = 0) -> WaitOutcome | None:
+def judge(view: RolloutView, generation: int = 0) -> Ending | None:
     """Where a wait ends, if it ends at ``view``; None: keep waiting. A status older than
     ``generation`` (the spec the caller wrote) or than the spec itself says nothing yet."""
     if view.observed_generation < max(generation, view.generation) or view.pending_intents:
         return None
-    if view.invalid:
-        return WaitOutcome.INVALID
-    phase = Phase(view.phase)
-    if phase is Phase.HEALTHY:
-        return WaitOutcome.HEALTHY
-    if phase is Phase.DEGRADED:
-        return WaitOutcome.DEGRADED
-    if phase is Phase.PAUSED and view.pause_reason in HUMAN_PAUSES:
-        return WaitOutcome.PAUSED
-    return None
+    return ending_of(Phase(view.phase), view.pause_reason, view.invalid)
 
 
 def wait(source: Rollouts, namespace: str, name: str, timeout: float | None,
@@ -120,11 +102,11 @@ def wait(source: Rollouts, namespace: str, name: str, timeout: float | None,
         last = view
         if on_change is not None:
             on_change(view)
-        outcome = judge(view, generation)
-        if outcome is not None:
-            return WaitResult(outcome, view, view.message)
+        ending = judge(view, generation)
+        if ending is not None:
+            return WaitResult(ending, view, view.message)
     assert last is not None
-    return WaitResult(WaitOutcome.TIMED_OUT, last, _timeout_message(last, timeout, generation))
+    return WaitResult(Ending.TIMED_OUT, last, _timeout_message(last, timeout, generation))
 
 
 def _timeout_message(view: RolloutView, timeout: float | None, generation: int) -> str:
