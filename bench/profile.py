@@ -42,9 +42,9 @@ def _calls(fs: Frames, function: str, file: str) -> bool:
 # (group, does a sample's frames belong to it)
 GROUPS: list[tuple[str, Callable[[Frames], bool]]] = [
     ("reconcile passes (`reconcile_object`)",
-     lambda fs: _calls(fs, "reconcile_object", "ops/cluster.py")),
+     lambda fs: _calls(fs, "reconcile_object", "ops/lifecycle.py")),
     ("... of which the pure engine (`meshctl/domain`)",
-     lambda fs: _calls(fs, "reconcile_object", "ops/cluster.py") and _in(fs, "meshctl/domain/")),
+     lambda fs: _calls(fs, "reconcile_object", "ops/lifecycle.py") and _in(fs, "meshctl/domain/")),
     ("watches (list, then follow; the cache and the queue)",
      lambda fs: _calls(fs, "_watch", "controller/manager.py")),
     ("leader election (Lease renewals)", lambda fs: _in(fs, "meshctl/controller/leader.py")),

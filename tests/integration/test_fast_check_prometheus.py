@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from meshctl.adapters.prometheus import PrometheusProvider
-from meshctl.domain.analysis import MetricPlan
+from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.measurements import Value
 from meshctl.domain.resolve import MeshKind, Target, slo_metrics
 from meshctl.domain.spec import Rollout
@@ -20,7 +20,7 @@ from meshctl.domain.validation import load_document
 pytestmark = [pytest.mark.prometheus]
 
 
-def fast_check(ns: str) -> MetricPlan:
+def fast_check(ns: str) -> ResolvedMetric:
     doc = load_document({
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "namespace": ns},
@@ -35,7 +35,7 @@ def fast_check(ns: str) -> MetricPlan:
     return next(p for p in slo_metrics(doc, Target.of(doc, MeshKind.ISTIO)) if p.guard)
 
 
-def poll(provider: PrometheusProvider, plan: MetricPlan, started: datetime, seconds: float,
+def poll(provider: PrometheusProvider, plan: ResolvedMetric, started: datetime, seconds: float,
          ) -> list[float]:
     """The check's values, measured every 0.25 s for ``seconds`` (no data left out)."""
     values = []
