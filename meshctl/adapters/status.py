@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from meshctl.adapters.cache import PARSED
 from meshctl.adapters.events import EventWriter, emit_best_effort
 from meshctl.adapters.kube import Kube
 from meshctl.domain.engine import Event
@@ -27,7 +28,9 @@ class KubeStatusStore:
         self.namespace, self.name = meta.get("namespace", "default"), meta["name"]
 
     def load(self) -> tuple[RolloutStatus, Intents]:
-        return RolloutStatus.from_json(self.obj.get("status")), intents_of(self.obj)
+        status = PARSED.of(self.obj, "status",
+                           lambda obj: RolloutStatus.from_json(obj.get("status")))
+        return status, intents_of(self.obj)
 
     def save(self, status: RolloutStatus) -> None:
         # status is written whole: fields the engine no longer sets must go away, at any

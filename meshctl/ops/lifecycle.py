@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from meshctl.adapters.cache import PARSED
 from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istio import ISTIO, IstioRouter
 from meshctl.adapters.istiod import DataPlane, StoredWeights
@@ -144,7 +145,7 @@ def load_templates(kube: Kube, namespace: str) -> dict[str, AnalysisTemplate]:
 
 
 def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
-    rollout = load_document(obj)
+    rollout = PARSED.of(obj, "document", load_document)
     if not isinstance(rollout, Rollout):
         raise InvalidSpec([Problem("kind", "expected a Rollout")])
     problems: list[Problem] = []

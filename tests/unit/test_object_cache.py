@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshctl.adapters.cache import ObjectCache
+from meshctl.adapters.cache import ObjectCache, Parsed
 from meshctl.adapters.kube import json_copy
 
 
@@ -45,3 +45,22 @@ def test_json_copy_is_deep_and_equal():
     assert copied == obj
     copied["spec"]["http"][0]["route"][0]["weight"] = 10
     assert obj["spec"]["http"][0]["route"][0]["weight"] == 90
+
+
+def test_a_parse_is_made_once_per_object_version():
+    parsed = Parsed(limit=2)
+    calls: list[str] = []
+
+    def parse(obj):
+        calls.append(obj["metadata"].get("resourceVersion", "-"))
+        return len(calls)
+
+    v1 = {"metadata": {"uid": "u1", "resourceVersion": "1"}}
+    assert parsed.of(v1, "status", parse) == parsed.of(v1, "status", parse) == 1
+    assert parsed.of({"metadata": {"uid": "u1", "resourceVersion": "2"}}, "status", parse) == 2
+    assert parsed.of(v1, "document", parse) == 3  # another parse of the same version
+    assert parsed.of(v1, "status", parse) == 4  # beyond the limit of 2: made again
+    local = {"metadata": {"name": "web"}}  # no uid (a file): never kept
+    parsed.of(local, "status", parse)
+    parsed.of(local, "status", parse)
+    assert calls == ["1", "2", "1", "1", "-", "-"]
