@@ -42,9 +42,9 @@ def _calls(fs: Frames, function: str, file: str) -> bool:
 # (group, does a sample's frames belong to it)
 GROUPS: list[tuple[str, Callable[[Frames], bool]]] = [
     ("reconcile passes (`reconcile_object`)",
-     lambda fs: _calls(fs, "reconcile_object", "ops/lifecycle.py")),
+     lambda fs: _calls(fs, "reconcile_object", ".py")),
     ("... of which the pure engine (`meshctl/domain`)",
-     lambda fs: _calls(fs, "reconcile_object", "ops/lifecycle.py") and _in(fs, "meshctl/domain/")),
+     lambda fs: _calls(fs, "reconcile_object", ".py") and _in(fs, "meshctl/domain/")),
     ("watches (list, then follow; the cache and the queue)",
      lambda fs: _calls(fs, "_watch", "controller/manager.py")),
     ("leader election (Lease renewals)", lambda fs: _in(fs, "meshctl/controller/leader.py")),
@@ -134,3 +134,43 @@ class Sampler:
     @property
     def recorded(self) -> bool:
         return self.raw.exists() and self.raw.stat().st_size > 0
+
+
+HEADING = "## Where the controller's CPU goes"
+
+
+def compare(before: Path, after: Path, rate: int = 100) -> list[str]:
+    """Rows: each group's share of CPU samples in two profiles, and their CPU seconds."""
+    rows = ["| where | before: share | before: CPU s | after: share | after: CPU s |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for (name, s1, n1), (_, s2, n2) in zip(groups(before), groups(after), strict=True):
+        rows.append(f"| {name} | {s1:.0%} | {n1 / rate:.1f} | {s2:.0%} | {n2 / rate:.1f} |")
+    t1, t2 = total_samples(before) / rate, total_samples(after) / rate
+    w1 = sum(n for _, n in parse(before, waiting=True)) / rate
+    w2 = sum(n for _, n in parse(after, waiting=True)) / rate
+    rows.append(f"| all CPU samples | 100% | {t1:.1f} | 100% | {t2:.1f} |")
+    rows.append(f"| (thread-seconds waiting for answers, the queue, timers) | | {w1:.1f} | | "
+                f"{w2:.1f} |")
+    return rows
+
+
+def main() -> None:
+    """``python -m bench.profile BEFORE.raw AFTER.raw "how they were taken"``: the section
+    comparing two profiles (``bench.controller_load --py-spy ... --profile-out``)."""
+    import sys
+
+    from bench.controller_idle import stamp
+    from bench.results import write_section
+
+    before, after, how = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    write_section(HEADING, "\n".join([
+        HEADING, "", f"`python -m bench.profile`: py-spy samples (100/s) of the controller "
+        f"process during the timed runs of `bench.controller_load`, summed by where they were "
+        f"({how}). Threads blocked on an answer are counted apart, in thread-seconds; a "
+        "sample counts for every group one of its frames is in.", "", stamp(), "",
+        *compare(before, after), "",
+    ]))
+
+
+if __name__ == "__main__":
+    main()
