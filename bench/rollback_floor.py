@@ -10,8 +10,8 @@ real Envoy, meshctl's xDS server and Prometheus scraping every 1 s. Three faults
 - the same hard failure from the first request of step 1: the check counts only since
   its run began, so it waits until the canary has had ``minRequests`` requests (10 at
   6/s: 1.7 s) and Prometheus has scraped them;
-- the demo's breach: +85 ms and 5% errors. At 6 canary requests/s a 5% error rate gives
-  one error every ~3 s, so this one is decided by the latency window, as before.
+- the demo's breach: +85 ms and 5% errors: one error every ~3 s to the canary, which
+  the fast check fails on when one falls in its span, else the latency window decides.
 
     nice python -m bench.rollback_floor [--runs 3] [--no-write]
 """
@@ -77,14 +77,16 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         "interval (1 s), the canary's availability counted since the later of its run's "
         "start and two intervals ago (sample differences with PromQL's `@`, no rate "
         "extrapolation), failing above twice the error budget once the canary has had "
-        "minRequests requests in that span. Its floor is Envoy's 1 s stats flush, the 1 s "
-        "scrape, the 1 s measurement interval and one pass. From the step's first request "
+        "minRequests requests in that span. Its floor is the 1 s scrape (Envoy's admin "
+        "endpoint serves live counters), the 1 s measurement interval and one pass. From the step's first request "
         "it must also wait for minRequests (10 requests at 6/s). The user trades noise for "
         "speed: the span is short, and only minRequests keeps a few unlucky requests from "
-        "rolling back a good version (raise it for services with bursty errors). The demo's "
-        "breach sends one error every ~3 s to the canary, too few for the fast check, so it "
-        "still waits for the latency window (p95 over 4 s, first measured one window after "
-        "the run began).", "",
+        "rolling back a good version (raise it for services with bursty errors): here one "
+        "5xx among 12 requests in the 2 s span is an 8% error ratio, far above twice the "
+        "0.1% budget. So the demo's breach (one error every ~3 s to the canary) is caught "
+        "by the fast check when an error falls in a span with enough requests, and "
+        "otherwise by the latency window (p95 over 4 s, first measured one window after the "
+        "run began).", "", "",
     ])
 
 
