@@ -78,14 +78,15 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         "start and two intervals ago (sample differences with PromQL's `@`, no rate "
         "extrapolation), failing above twice the error budget once the canary has had "
         "minRequests requests in that span. Its floor is the 1 s scrape (Envoy's admin "
-        "endpoint serves live counters), the 1 s measurement interval and one pass. From the step's first request "
-        "it must also wait for minRequests (10 requests at 6/s). The user trades noise for "
-        "speed: the span is short, and only minRequests keeps a few unlucky requests from "
-        "rolling back a good version (raise it for services with bursty errors): here one "
-        "5xx among 12 requests in the 2 s span is an 8% error ratio, far above twice the "
-        "0.1% budget. So the demo's breach (one error every ~3 s to the canary) is caught "
-        "by the fast check when an error falls in a span with enough requests, and "
-        "otherwise by the latency window (p95 over 4 s, first measured one window after the "
+        "endpoint serves live counters), the 1 s measurement interval and one pass. From "
+        "the step's first request it must also wait for minRequests (10 requests at 6/s)."
+        " The user trades noise for speed: the span is short, and only minRequests keeps "
+        "a few unlucky requests from rolling back a good version (raise it for services "
+        "with bursty errors): here one 5xx among 12 requests in the 2 s span is an 8% "
+        "error ratio, far above twice the 0.1% budget. So the demo's breach (one error "
+        "every ~3 s to the canary) is caught by the fast check when an error falls in a "
+        "span with enough requests, and otherwise by the latency window (p95 over 4 s, "
+        "first measured one window after the "
         "run began).", "", "",
     ])
 
