@@ -232,6 +232,7 @@ def section(r: dict[str, Any]) -> str:
         f"{rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | p99 under 100 ms |", "",
         *(["Where the controller's CPU went during the timed runs (py-spy, 100 samples/s of "
            "its threads running Python):", "", *r["profile"], ""] if r.get("profile") else []),
+        "",
     ])
 
 
