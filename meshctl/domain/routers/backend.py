@@ -9,6 +9,7 @@ objects (for the plan preview). Its adapter (``meshctl.adapters.routers``) does 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,9 +53,9 @@ class ObjectRef:
 @dataclass(frozen=True)
 class EnvoyShape:
     """How the managed routes look in the Envoy routes istiod generates: the config each
-    route came from (``metadata.filter_metadata.istio.config``; a ``*`` at the end matches
-    any rest) and the Envoy clusters of the two versions, ``outbound|<port>|<subset>|<host>``
-    given as ``(subset, short host)``."""
+    route came from (``metadata.filter_metadata.istio.config``, a shell-style pattern: ``*``
+    matches any run of characters) and the Envoy clusters of the two versions,
+    ``outbound|<port>|<subset>|<host>`` given as ``(subset, short host)``."""
 
     source: str
     stable: tuple[str, str]
@@ -63,9 +64,7 @@ class EnvoyShape:
 
     def made(self, config: str) -> bool:
         """Whether a route istiod generated came from this backend's object."""
-        if self.source.endswith("*"):
-            return config.startswith(self.source[:-1])
-        return config == self.source
+        return fnmatch.fnmatchcase(config, self.source)
 
     def track(self, cluster: str) -> str | None:
         """'stable', 'canary' or None for an Envoy cluster name."""
