@@ -195,3 +195,51 @@ def test_the_envoy_routes_istiod_makes_from_the_http_route_read_as_the_split():
     elsewhere = {**route, "metadata": {"filter_metadata": {"istio": {
         "config": source.replace("/shop/", "/other/")}}}}
     assert splits_in([{"virtual_hosts": [{"routes": [elsewhere]}]}], rollout(), "primary") == []
+
+
+def _problems(routing: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> list[str]:
+    from meshctl.domain.problems import InvalidSpec
+
+    doc = {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
+           "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"service": "web", "workloadRef": {"name": "web"},
+                    "trafficRouting": routing,
+                    "strategy": {"canary": {"steps": steps or [{"setWeight": 10}]}}}}
+    try:
+        load_document(doc)
+    except InvalidSpec as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+GATEWAY = {"gatewayAPI": {"httpRoute": {"name": "web"}, "stableService": "web",
+                          "canaryService": "web-canary"}}
+
+
+@pytest.mark.parametrize(("routing", "steps", "expected"), [
+    # a prefix header match has no HTTPRoute spelling
+    (GATEWAY, [{"setHeaderRoute": {"name": "t", "match": [
+        {"headerName": "x-a", "headerValue": {"prefix": "b"}}]}}],
+     "spec.strategy.canary.steps[0].setHeaderRoute.match[0].headerValue.prefix: the Gateway "
+     "API matches headers exactly or by regular expression; use exact or regex"),
+    ({"gatewayAPI": {**GATEWAY["gatewayAPI"], "canaryService": "web"}}, None,
+     "spec.trafficRouting.gatewayAPI.canaryService: must differ from stableService"),
+    ({"gatewayAPI": {**GATEWAY["gatewayAPI"], "httpRoute": {"name": "web",
+                                                            "rules": ["a", "meshctl-a-b"]}}},
+     None, "spec.trafficRouting.gatewayAPI.httpRoute.rules[1]: names starting with "
+     "'meshctl-' are meshctl's own header rules; rename the rule"),
+    ({"gatewayAPI": {**GATEWAY["gatewayAPI"], "port": 0}}, None,
+     "spec.trafficRouting.gatewayAPI.port: 0 is below 1; use 1 or more"),
+    ({**GATEWAY, "istio": {"virtualService": {"name": "web"}, "stableService": "web",
+                           "canaryService": "web-canary"}}, None,
+     "spec.trafficRouting: give one of istio, gatewayAPI, not several"),
+    ({}, None, "spec.trafficRouting.istio: is required (or gatewayAPI; or spec.local for a "
+     "local run)"),
+])
+def test_the_gateway_api_section_is_checked_offline_with_field_paths(routing, steps, expected):
+    assert expected in _problems(routing, steps)
+
+
+def test_a_valid_gateway_api_section_has_no_problem():
+    assert _problems(GATEWAY, [{"setHeaderRoute": {"name": "t", "match": [
+        {"headerName": "x-a", "headerValue": {"regex": "b.*"}}]}}]) == []
