@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.cache import CachedKube, ObjectCache
-from meshctl.adapters.cluster import EventWriter
 from meshctl.adapters.errors import AdapterError, NotFound
+from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
@@ -45,7 +45,7 @@ from meshctl.domain.routers import backend_of, watched_kinds
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
-from meshctl.ops.cluster import reconcile_object
+from meshctl.ops.lifecycle import reconcile_object
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]

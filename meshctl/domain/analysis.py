@@ -15,7 +15,7 @@ consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passi
 least ``minSamples`` succeeded; else Pending.
 A run fails when any metric fails, is inconclusive when any is, passes when all pass.
 
-A *guard* metric (``MetricPlan.guard``) can only fail a run: its failed measurements count
+A *guard* metric (``ResolvedMetric.guard``) can only fail a run: its failed measurements count
 as any metric's, but its successes, no data and errors neither pass nor hold the run; it stays
 Pending (measured on every interval) until it fails or the run ends. The SLO's fast
 availability check is one: it stops a hard failure before the latency window has filled.
@@ -46,7 +46,7 @@ from meshctl.domain.status import (
 
 
 @dataclass(frozen=True)
-class MetricPlan:
+class ResolvedMetric:
     """A metric with its query resolved and its limits in seconds: what the engine runs."""
 
     name: str
@@ -84,7 +84,7 @@ class TakenMeasurement:
     measurement: Measurement
 
 
-def outcome_of(plan: MetricPlan, measurement: Measurement) -> tuple[Outcome, str]:
+def outcome_of(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
     if isinstance(measurement, Error):
         return Outcome.ERROR, measurement.message
     if isinstance(measurement, NoData) or math.isnan(measurement.value):
@@ -100,7 +100,8 @@ def outcome_of(plan: MetricPlan, measurement: Measurement) -> tuple[Outcome, str
     return Outcome.INCONCLUSIVE, f"{value:g} meets neither condition"
 
 
-def record(plan: MetricPlan, metric: MetricStatus, at: datetime, measurement: Measurement) -> MetricStatus:
+def record(plan: ResolvedMetric, metric: MetricStatus, at: datetime,
+           measurement: Measurement) -> MetricStatus:
     """Add one measurement to a metric's counters and recompute its verdict."""
     outcome, message = outcome_of(plan, measurement)
     value = measurement.value if isinstance(measurement, Value) else None
@@ -121,7 +122,7 @@ def record(plan: MetricPlan, metric: MetricStatus, at: datetime, measurement: Me
     return dataclasses.replace(updated, verdict=verdict, reason=reason)
 
 
-def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
+def assess_metric(plan: ResolvedMetric, m: MetricStatus) -> tuple[Verdict, str]:
     last = m.measurements[-1].message if m.measurements else ""
     if m.failed > plan.failure_limit:
         return Verdict.FAILING, (f"{plan.name}: {m.failed} of {m.count} measurements failed "
@@ -144,7 +145,7 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
     return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}"
 
 
-def holding(plans: Iterable[MetricPlan], metrics: Iterable[MetricStatus]) -> list[tuple[Verdict, str]]:
+def holding(plans: Iterable[ResolvedMetric], metrics: Iterable[MetricStatus]) -> list[tuple[Verdict, str]]:
     """The verdicts a run's verdict is combined from: a pending guard holds nothing (unless
     the run has nothing but guards)."""
     guards = {p.name for p in plans if p.guard}
@@ -166,7 +167,7 @@ def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
 
 
 def start_run(
-    name: str, step: int, revision: str, plans: Iterable[MetricPlan], now: datetime
+    name: str, step: int, revision: str, plans: Iterable[ResolvedMetric], now: datetime
 ) -> AnalysisRunStatus:
     plans = tuple(plans)
     metrics = tuple(MetricStatus(name=p.name, query=p.query,
@@ -177,7 +178,7 @@ def start_run(
                              metrics=metrics, verdict=verdict, reason=reason)
 
 
-def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> list[MeasurementRequest]:
+def due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> list[MeasurementRequest]:
     """The measurements to take now for a run that is still Pending."""
     if run.verdict is not Verdict.PENDING:
         return []
@@ -192,14 +193,14 @@ def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> l
     return out
 
 
-def next_due(run: AnalysisRunStatus, plan: MetricPlan, metric: MetricStatus) -> datetime:
+def next_due(run: AnalysisRunStatus, plan: ResolvedMetric, metric: MetricStatus) -> datetime:
     last = metric.last_at
     if last is None:
         return run.started_at + timedelta(seconds=plan.initial_delay)
     return last + timedelta(seconds=plan.interval)
 
 
-def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> float | None:
+def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> float | None:
     """How long until the next measurement of a pending run is due (None: nothing due)."""
     if run.verdict is not Verdict.PENDING:
         return None
@@ -213,7 +214,7 @@ def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: 
 
 
 def apply_measurements(
-    run: AnalysisRunStatus, plans: Iterable[MetricPlan], taken: Iterable[TakenMeasurement]
+    run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], taken: Iterable[TakenMeasurement]
 ) -> AnalysisRunStatus:
     """Record the measurements meant for this run and recompute its verdict."""
     plan_by_name = {p.name: p for p in plans}

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from meshctl.domain.analysis import MetricPlan, assess_metric, outcome_of, record
+from meshctl.domain.analysis import ResolvedMetric, assess_metric, outcome_of, record
 from meshctl.domain.conditions import Condition
 from meshctl.domain.durations import format_duration, parse_duration
 from meshctl.domain.measurements import Error, NoData, Value
@@ -79,8 +79,8 @@ def test_weights_must_be_integers_summing_to_100():
             Weights(*bad)  # type: ignore[arg-type]
 
 
-LATENCY = MetricPlan(name="latency", query="q", success=Condition.parse("result < 50"), count=3)
-BOTH = MetricPlan(name="m", query="q", success=Condition.parse("result < 50"),
+LATENCY = ResolvedMetric(name="latency", query="q", success=Condition.parse("result < 50"), count=3)
+BOTH = ResolvedMetric(name="m", query="q", success=Condition.parse("result < 50"),
                   failure=Condition.parse("result > 100"))
 
 
@@ -108,15 +108,15 @@ def _feed(plan, *measurements):
     (LATENCY, [Value(1), Value(2)], Verdict.PENDING),  # count 3 not reached
     (LATENCY, [Value(1), Value(2), Value(3)], Verdict.PASSING),
     (LATENCY, [Value(1), Value(90)], Verdict.FAILING),  # failureLimit 0
-    (MetricPlan(name="l", query="q", success=Condition.parse("result < 50"), count=3,
+    (ResolvedMetric(name="l", query="q", success=Condition.parse("result < 50"), count=3,
                 failure_limit=1), [Value(90), Value(1), Value(2)], Verdict.PASSING),
     (LATENCY, [NoData()], Verdict.INCONCLUSIVE),  # inconclusiveLimit 0
-    (MetricPlan(name="l", query="q", count=2, inconclusive_limit=2,
+    (ResolvedMetric(name="l", query="q", count=2, inconclusive_limit=2,
                 success=Condition.parse("result < 50")), [NoData(), Value(1), Value(1)],
      Verdict.PASSING),
     (LATENCY, [Error("x")] * 4 + [Value(1)], Verdict.PENDING),  # errors retried, not counted
     (LATENCY, [Error("x")] * 5, Verdict.FAILING),  # consecutiveErrorLimit 4
-    (MetricPlan(name="l", query="q", count=2, min_samples=3, failure_limit=5,
+    (ResolvedMetric(name="l", query="q", count=2, min_samples=3, failure_limit=5,
                 success=Condition.parse("result < 50")), [Value(1), Value(2)],
      Verdict.INCONCLUSIVE),  # fewer successes than minSamples
 ])
