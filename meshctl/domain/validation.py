@@ -3,7 +3,7 @@
 Structural checks (types, bounds, unknown keys) come from the field metadata; the rules here
 span fields. Each problem names its path and the fix. Nothing here touches a cluster: checks
 against live objects (a route that must exist, a subset the DestinationRule must have) are in
-:mod:`meshctl.domain.istio`, and PromQL that Prometheus must accept is checked by the shell.
+:mod:`meshctl.domain.routers.istio`, and PromQL that Prometheus must accept is checked by the shell.
 """
 
 from __future__ import annotations

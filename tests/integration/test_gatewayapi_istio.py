@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from meshctl.adapters.gatewayapi import HTTPRouteRouter
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
-from meshctl.adapters.routers.gatewayapi import HTTPRouteRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, TrafficSplit, Weights
 from meshctl.domain.validation import load_document

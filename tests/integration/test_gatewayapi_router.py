@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from meshctl.adapters.gatewayapi import HTTPRouteRouter
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
-from meshctl.adapters.routers.gatewayapi import HTTPRouteRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 from meshctl.domain.validation import load_document

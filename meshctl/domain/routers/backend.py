@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.problems import Problem
 from meshctl.domain.traffic import TrafficSplit
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # the spec imports the registry for its trafficRouting sectio
 
 Obj = dict[str, Any]
 HEADER_ROUTE_PREFIX = "meshctl-"
-ORIGINAL = "meshctl.io/original-spec"
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,13 @@ def is_ours(route: Mapping[str, Any]) -> bool:
 def remember_original(obj: Obj) -> Obj:
     """Record the object's spec, as found, before meshctl's first change (once)."""
     annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
-    if ORIGINAL not in annotations:
-        annotations[ORIGINAL] = json.dumps(obj.get("spec", {}), sort_keys=True)
+    if ORIGINAL_SPEC not in annotations:
+        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
     return obj
 
 
 def take_original(obj: Obj) -> dict[str, Any] | None:
     """The spec as meshctl found it, and the record removed; None if there is none."""
     annotations = obj.get("metadata", {}).get("annotations") or {}
-    raw = annotations.pop(ORIGINAL, None)
+    raw = annotations.pop(ORIGINAL_SPEC, None)
     return json.loads(raw) if raw else None

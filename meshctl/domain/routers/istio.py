@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshctl.domain.fields import field
+from meshctl.domain.keys import TRACK
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.problems import Problem
 from meshctl.domain.routers.backend import (
-    HEADER_ROUTE_PREFIX,
     Backend,
     EnvoyShape,
     Found,
@@ -40,12 +40,7 @@ KEY = "istio"
 ISTIO_NETWORKING = "networking.istio.io/v1"
 VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "virtualservices", "VirtualService")
 DESTINATION_RULE = Kind("networking.istio.io", "v1", "destinationrules", "DestinationRule")
-TRACK_LABEL = "meshctl.io/track"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "meshctl"}
 PATH = "spec.trafficRouting.istio"
-
-__all__ = ["HEADER_ROUTE_PREFIX"]
-
 
 @dataclass(frozen=True)
 class VirtualServiceRef:
@@ -77,10 +72,6 @@ class IstioRouting:
                                        max_length=SUBDOMAIN_MAX)
 
 
-ISTIO_NETWORKING = "networking.istio.io/v1"
-TRACK_LABEL = "meshctl.io/track"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "meshctl"}
-PATH = "spec.trafficRouting.istio"
 
 
 def _destinations(routing: IstioRouting, service: str) -> tuple[Obj, Obj]:
@@ -269,7 +260,7 @@ def baseline_destination_rule(rollout: Rollout) -> Obj | None:
         "metadata": {"name": routing.destination_rule.name, "namespace": rollout.namespace},
         "spec": {"host": rollout.spec.service,
                  "subsets": [{"name": routing.destination_rule.stable_subset,
-                              "labels": {TRACK_LABEL: "stable"}}]},
+                              "labels": {TRACK: "stable"}}]},
     }
 
 
@@ -281,7 +272,7 @@ def with_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
     subsets = out.setdefault("spec", {}).setdefault("subsets", [])
     name = routing.destination_rule.canary_subset
     if not any(s.get("name") == name for s in subsets):
-        subsets.append({"name": name, "labels": {TRACK_LABEL: "canary"}})
+        subsets.append({"name": name, "labels": {TRACK: "canary"}})
     return out
 
 
@@ -294,7 +285,7 @@ def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
     subsets = out.get("spec", {}).get("subsets", [])
     out.setdefault("spec", {})["subsets"] = [
         s for s in subsets
-        if not (s.get("name") == name and s.get("labels") == {TRACK_LABEL: "canary"})
+        if not (s.get("name") == name and s.get("labels") == {TRACK: "canary"})
     ]
     return out
 
