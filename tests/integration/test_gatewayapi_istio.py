@@ -18,16 +18,18 @@ import pytest
 from meshctl.adapters.gatewayapi import HTTPRouteRouter
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
-from meshctl.domain.spec import Rollout
+from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, TrafficSplit, Weights
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator, LoadStats, binomial_interval
+from testworld.cluster import wait_available
 from testworld.istio import ISTIO_NAMESPACE, IstioWorld
 from testworld.kube import KubeWorld
 
-from .cluster_world import rollout
+from .cluster_world import Driver, phase, rollout, template
 
 pytestmark = [pytest.mark.kube, pytest.mark.istio, pytest.mark.timeout(300)]
+# the last test also needs the cluster tier (Pods for the Deployment): marked there
 GATEWAY = ("gateway.networking.k8s.io", "v1")
 TESTERS = HeaderRoute("testers", (HeaderMatch("x-canary", "always"),))
 
@@ -112,3 +114,35 @@ def test_a_header_rule_and_a_mirror_filter_are_applied_at_the_envoy(kube, istio,
     route.router.apply(TrafficSplit.stable_only())
     route.observe(TrafficSplit.stable_only())
     assert [r["name"] for r in route.http_route()["spec"]["rules"]] == ["primary"]
+
+
+@pytest.mark.cluster
+def test_a_rollout_on_the_httproute_is_observed_at_istiod_and_splits_the_traffic(
+        kube, cluster, istio, namespace):
+    """The controller's pass, as its ServiceAccount, on the Gateway API backend: the step's
+    weights are written into the HTTPRoute, observed from istiod, and measured."""
+    route = Route(kube, istio, namespace)
+    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                         "template": template("web:1")}})
+    wait_available(kube, namespace, "web", 2)
+    driver = Driver(kube, namespace, "http://127.0.0.1:9",
+                    data_plane=IstiodDataPlane(Istiod(istio.istiod_debug_url)))
+    doc = rollout(namespace, "web:1", [{"setWeight": 30}, {"pause": {}}])
+    doc["spec"]["trafficRouting"] = {"gatewayAPI": {
+        "httpRoute": {"name": "web", "rules": ["primary"]},
+        "stableService": "web", "canaryService": "web-canary"}}
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", doc)
+    driver.until(phase("Healthy"))
+    driver.kube.merge_patch(GROUP, VERSION, namespace, "rollouts", "web",
+                            {"spec": {"template": template("web:2")}})
+    status = driver.until(phase("Paused"))["status"]
+    assert status["weights"]["observed"] == {"stable": 70, "canary": 30}  # from istiod
+    assert status["weights"].get("notObserved", "") == ""
+    stats = route.send(2000)
+    lo, hi = binomial_interval(stats.answered, 0.30)
+    print(f"Rollout on the HTTPRoute at 70/30: {stats.by_version.get('v2', 0)}/"
+          f"{stats.answered} to canary, 99% interval [{lo}, {hi}]")
+    assert stats.by_status == {200: 2000}
+    assert lo <= stats.by_version.get("v2", 0) <= hi
