@@ -17,6 +17,11 @@ from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_
 from meshctl.domain.routers import TrafficRouting
 from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
 
+# spec.trafficRouting has one section per traffic backend: they live with the backends, in
+# meshctl.domain.routers, and are importable from here as before
+__all__ = ["DNS_LABEL", "DNS_SUBDOMAIN", "LABEL_MAX", "SUBDOMAIN_MAX", "DestinationRuleRef",
+           "IstioRouting", "TrafficRouting", "VirtualServiceRef"]
+
 GROUP = "meshctl.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -155,12 +160,6 @@ class Strategy:
     blue_green: BlueGreenStrategy | None = field("blueGreen")
 
     __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
-
-
-# --- traffic routing: one section per backend, in meshctl.domain.routers -----------------
-
-__all__ = ["DNS_LABEL", "DNS_SUBDOMAIN", "LABEL_MAX", "SUBDOMAIN_MAX", "DestinationRuleRef",
-           "IstioRouting", "TrafficRouting", "VirtualServiceRef"]
 
 
 # --- objectives, security, local --------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Structural checks (types, bounds, unknown keys) come from the field metadata; the rules here
 span fields. Each problem names its path and the fix. Nothing here touches a cluster: checks
-against live objects (a route that must exist, a subset the DestinationRule must have) are in
-:mod:`meshctl.domain.routers.istio`, and PromQL that Prometheus must accept is checked by the shell.
+against live objects (a route that must exist, a subset the DestinationRule must have) are
+each traffic backend's (:mod:`meshctl.domain.routers`), and PromQL that Prometheus must
+accept is checked by the shell. Each backend checks its own part of the spec here too.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The traffic backend registry: which backend a Rollout's ``spec.trafficRouting`` names.
 
 Each backend is one pure module here (its spec section, its objects, its validation, its
-``BACKEND``) and one adapter in ``meshctl.adapters.routers``. Adding one is a section field
-in :class:`TrafficRouting` and an entry in :data:`BACKENDS`; nothing else in the domain, the
-reconcile pass, the plan or the controller names a backend.
+``BACKEND``) and one adapter (``meshctl.adapters.istio``, ``meshctl.adapters.gatewayapi``)
+that the factory ``meshctl.adapters.routers.router_for`` picks by the same key. Adding one is
+a section field in :class:`TrafficRouting`, an entry in :data:`BACKENDS` and one in the
+factory's ``ROUTERS``; validation, the plan, the reconcile pass, the data-plane reading and
+the controller's watches ask the registry and name no backend.
 
     trafficRouting: {istio: {...}}       -> BACKENDS["istio"]
     trafficRouting: {gatewayAPI: {...}}  -> BACKENDS["gatewayAPI"]
