@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.istio import ISTIO_NETWORKING
 from meshctl.domain.keys import MANAGED_BY, MANAGER, ORIGINAL_TLS, ROLLOUT, SPEC_HASH, TRACK
+from meshctl.domain.routers.istio import ISTIO_NETWORKING
 from meshctl.domain.spec import AllowRule, Rollout, Source
 
 Obj = dict[str, Any]

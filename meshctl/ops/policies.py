@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from meshctl.adapters.errors import AlreadyExists, Forbidden, NotFound
 from meshctl.adapters.files import Document, FileProblem, iter_documents
 from meshctl.domain.audit import ROOT_NAMESPACE, Finding, Scope, audit, findings_for, mtls_gate
-from meshctl.domain.istio import baseline_destination_rule
 from meshctl.domain.measurements import Measurement
 from meshctl.domain.policies import (
     RESOURCES,
@@ -38,6 +37,7 @@ from meshctl.domain.policies import (
     with_mutual_tls,
     without_mutual_tls,
 )
+from meshctl.domain.routers.istio import baseline_destination_rule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.ops import failpoints
 
