@@ -110,11 +110,10 @@ def main() -> None:
                                  workdir=work / f"p-{fault}")
                 own.start()
                 try:
-                    timed(f"fault: Prometheus {fault} during analysis (pause, resume when back)",
+                    timed(f"fault: Prometheus {fault} during analysis (pauses; resumes "
+                          "by itself when it answers)",
                           lambda own=own, fault=fault, ns=ns: prometheus_fault_run(
-                              world, ns, own, lambda port, fault=fault: Prometheus(
-                                  [ScrapeTarget("istio", exporter.address)],
-                                  workdir=work / f"p-{fault}-2", port=port), work, fault))
+                              world, ns, own, work, fault))
                 finally:
                     own.stop()
         finally:
