@@ -8,8 +8,10 @@ scheduler, hollow nodes: real Pods and readiness) and a real Prometheus, with
   during which the controller is killed at that failpoint every time it is reached, up to
   ``--per-failpoint`` times, and started again;
 - random kills: one canary with ``--random-kills`` seeded SIGKILLs;
-- faults: kube-apiserver restarted mid-canary; Prometheus stopped, or hung (SIGSTOP:
-  slower than any query timeout), during analysis;
+- faults: kube-apiserver restarted mid-canary; Prometheus stopped (SIGKILL, then started
+  again on its port and data), or hung (SIGSTOP: slower than any query timeout), during
+  analysis: the rollout pauses and resumes by itself; the local mesh's Envoy SIGKILLed
+  mid-run (restarted by the run; the split measured through it afterwards);
 - the local mesh: ``meshctl rollout run --mesh local`` ended at each failpoint in turn and
   SIGKILLed at random.
 
@@ -39,6 +41,7 @@ from testworld.kills import (
     LOCAL_FAILPOINTS,
     Run,
     apiserver_restart_run,
+    envoy_kill_run,
     failpoint_run,
     local_kill_run,
     prometheus_fault_run,
@@ -118,6 +121,9 @@ def main() -> None:
                     own.stop()
         finally:
             prometheus.stop()
+    timed("fault: Envoy SIGKILLed under `rollout run --mesh local` at 50/50 (restarted on "
+          "its ports; split measured after)",
+          lambda: envoy_kill_run(work / "envoy-kill" / "state", work / "envoy-kill.log").run)
     timed(f"`rollout run --mesh local`, each failpoint in turn + {args.local_kills} random "
           f"SIGKILLs (seed {args.seed})",
           lambda: local_kill_run(work / "local", work / "local.log", LOCAL_FAILPOINTS,

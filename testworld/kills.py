@@ -578,7 +578,7 @@ def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus, log_
         findings.notes.append(f"promoted or aborted on measurements not taken: {phases}")
     findings.add(judge(history, events, weights_of(FAULT_STEPS), [0, 1, 2, 3], "Healthy"))
     kube.close()
-    return Run(findings)
+    return Run(findings, kills=1 if fault == "stopped" else 0)
 
 
 # --- the local mesh: ``meshctl rollout run --mesh local`` killed ------------------------
