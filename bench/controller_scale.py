@@ -31,6 +31,7 @@ from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
+from testworld import cluster
 from testworld.cluster import ClusterTier
 from testworld.kube import ApiError, KubeWorld
 
@@ -39,29 +40,8 @@ LOAD: list[float] = []  # the 1-minute load average, sampled while the benchmark
 
 
 def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
-    name = f"svc-{i}"
-    template = {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
-             {"destination": {"host": name, "subset": "stable"}}]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"host": name, "subsets": [{"name": "stable",
-                                              "labels": {"meshctl.io/track": "stable"}}]}},
-        {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"service": name, "workloadRef": {"name": name}, "template": template,
-                  "trafficRouting": {"istio": {
-                      "virtualService": {"name": name, "routes": ["primary"]},
-                      "destinationRule": {"name": name, "stableSubset": "stable",
-                                          "canarySubset": "canary"}}},
-                  "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}}},
-    ]
+    """A service whose Rollout waits at 10% in an indefinite pause once started."""
+    return cluster.service_objects(ns, i, [{"setWeight": 10}, {"pause": {}}])
 
 
 def available(kube: Kube, ns: str) -> int:

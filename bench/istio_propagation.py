@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import machine, write_section  # noqa: E402
-from meshctl.adapters.cluster import IstioRouter  # noqa: E402
+from meshctl.adapters.istio import IstioRouter  # noqa: E402
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane  # noqa: E402
 from meshctl.adapters.kube import Kube  # noqa: E402
 from meshctl.domain.dataplane import splits_in  # noqa: E402

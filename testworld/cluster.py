@@ -292,3 +292,33 @@ def wait_available(kube: KubeWorld, ns: str, name: str, replicas: int,
         if time.monotonic() > deadline:
             raise AssertionError(f"Deployment {name} not available: {status}")
         time.sleep(0.2)
+
+
+def service_objects(ns: str, i: int, steps: list[dict[str, Any]],
+                    **spec: Any) -> list[dict[str, Any]]:
+    """One service of a many-Rollout world, ``svc-<i>``: its Deployment, VirtualService,
+    DestinationRule and a Rollout with ``steps`` (plus any other Rollout ``spec`` fields)."""
+    name = f"svc-{i}"
+    template = {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
+             {"destination": {"host": name, "subset": "stable"}}]}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"host": name, "subsets": [{"name": "stable",
+                                              "labels": {"meshctl.io/track": "stable"}}]}},
+        {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"service": name, "workloadRef": {"name": name}, "template": template,
+                  **spec,
+                  "trafficRouting": {"istio": {
+                      "virtualService": {"name": name, "routes": ["primary"]},
+                      "destinationRule": {"name": name, "stableSubset": "stable",
+                                          "canarySubset": "canary"}}},
+                  "strategy": {"canary": {"steps": steps}}}},
+    ]

@@ -40,6 +40,7 @@ from meshctl.domain.spec import GROUP, VERSION
 from meshctl.localmesh.procs import http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
 from testworld.kube import KubeWorld
+from testworld.poller import Poller
 
 MESHCTL = str(Path(sys.executable).with_name("meshctl"))
 WATCHED = ((GROUP, VERSION, "rollouts"), ("networking.istio.io", "v1", "virtualservices"),
@@ -590,30 +591,22 @@ LOCAL_FAILPOINTS = ("scaled", "traffic-written", "status-saved", "traffic-writte
                     "promotion", "status-saved")
 
 
-class StatusFiles:
+class StatusFiles(Poller):
     """Every status a local run saved (its file is replaced atomically), polled often."""
 
+    interval = 0.02
+
     def __init__(self, state_dir: Path) -> None:
+        super().__init__()
         self.state_dir = state_dir
         self.seen: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> StatusFiles:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            for path in self.state_dir.glob("*.status.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    status = json.loads(path.read_text(encoding="utf-8"))
-                    if not self.seen or self.seen[-1] != status:
-                        self.seen.append(status)
+    def poll(self) -> None:
+        for path in self.state_dir.glob("*.status.json"):
+            with contextlib.suppress(OSError, ValueError):
+                status = json.loads(path.read_text(encoding="utf-8"))
+                if not self.seen or self.seen[-1] != status:
+                    self.seen.append(status)
 
 
 def local_run(state_dir: Path, log: Path, failpoints: str = "",

@@ -1,7 +1,7 @@
 """The CLI's way to the controller's gRPC API (``meshctl --server HOST:PORT --tls-cert
 --tls-key --tls-ca``): :class:`RemoteRollouts` answers like the cluster does (the
 :class:`meshctl.ops.rollouts.Rollouts` protocol), so the CLI renders the same views, and
-turns gRPC status codes back into the same :class:`~meshctl.ops.rollouts.Failure` kinds."""
+turns gRPC status codes back into the same :class:`~meshctl.ops.failures.Failure` kinds."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import grpc
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
 from meshctl.api.messages import from_message, history_from_message
-from meshctl.ops.rollouts import Action, Failure, History, RolloutError, RolloutView
+from meshctl.domain.intents import Action
+from meshctl.ops.failures import Failure, RolloutError
+from meshctl.ops.history import History
+from meshctl.ops.views import RolloutView
 
 FAILURES = {
     grpc.StatusCode.NOT_FOUND: Failure.NOT_FOUND,

@@ -1,18 +1,11 @@
-"""Between the views of :mod:`meshctl.ops.rollouts` and the messages of
+"""Between the views of :mod:`meshctl.ops.views` (and :mod:`~meshctl.ops.history`) and the messages of
 ``protos/meshctl/v1/rollouts.proto``: one field for one field, the same names."""
 
 from __future__ import annotations
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
-from meshctl.ops.rollouts import (
-    ConditionView,
-    EventView,
-    History,
-    MeasurementView,
-    RevisionView,
-    RolloutView,
-    WeightsView,
-)
+from meshctl.ops.history import EventView, History, RevisionView
+from meshctl.ops.views import ConditionView, MeasurementView, RolloutView, WeightsView
 
 
 def to_message(view: RolloutView) -> pb.Rollout:

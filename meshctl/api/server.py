@@ -1,6 +1,6 @@
 """The controller's gRPC API (``meshctl.v1.Rollouts``): mutual TLS, per-method
 authorization by the client certificate's identity, and a servicer that is a few lines per
-method over :mod:`meshctl.ops.rollouts` (the same calls the CLI makes).
+method over :class:`meshctl.ops.rollouts.ClusterRollouts` (the same calls the CLI makes).
 
 Identity: the certificate's subject common name and each subject alternative name (DNS,
 URI such as ``spiffe://cluster.local/ns/ops/sa/oncall``, ...); a call is allowed when any of
@@ -31,7 +31,9 @@ import grpc
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
 from meshctl.api.messages import history_message, to_message
-from meshctl.ops.rollouts import Action, ClusterRollouts, Failure, RolloutError
+from meshctl.domain.intents import Action
+from meshctl.ops.failures import Failure, RolloutError
+from meshctl.ops.rollouts import ClusterRollouts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

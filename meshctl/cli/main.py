@@ -93,7 +93,7 @@ MESH_HELP = ("istio: the objects the controller writes in a cluster; local: the 
 def plan(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
          mesh: str) -> None:
     from meshctl.cli.render import plan_table
-    from meshctl.ops.plans import PlanError, plan_for
+    from meshctl.ops.rollout_plan import PlanError, plan_for
 
     loaded = _load_one(ctx, expand_files(files, more_files))
     try:

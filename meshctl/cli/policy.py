@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from meshctl.adapters.kube import Kube
     from meshctl.domain.audit import Finding
     from meshctl.domain.spec import Rollout
-    from meshctl.ops.policies import Outcome
+    from meshctl.ops.policies import Executed
 
 # The domain's Severity values and Istio's default root namespace, written out so that
 # `meshctl --help` imports nothing of the domain (checked by the unit tests).
@@ -40,7 +40,7 @@ def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
     """A connected client; adapter errors become one line and an exit code (5: the cluster
     cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
     from meshctl.adapters.errors import AdapterError, Invalid, NotFound
-    from meshctl.ops.rollouts import cli_kube
+    from meshctl.ops.connect import cli_kube
 
     try:
         with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
@@ -124,7 +124,7 @@ def apply_command(ctx: click.Context, files: tuple[str, ...], more_files: tuple[
 
     rollouts = _rollouts(ctx, files, more_files)
     with _cluster(ctx) as kube:
-        done: list[tuple[Rollout, list[Outcome]]] = [(r, policies.converge(kube, r))
+        done: list[tuple[Rollout, list[Executed]]] = [(r, policies.converge(kube, r))
                                                      for r in rollouts]
     _render_plans(ctx, [_plan_view(r, [o.as_dict() for o in outcomes]) for r, outcomes in done])
 

@@ -1,17 +1,30 @@
-"""From a rollout's state to the exit code a pipeline sees."""
+"""From where a rollout ended to the exit code a pipeline sees: one table, for ``--wait``,
+``status --watch`` and a local ``rollout run``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from meshctl.cli import exitcodes
-from meshctl.domain.phases import Phase
-from meshctl.domain.status import RolloutStatus
+
+if TYPE_CHECKING:
+    from meshctl.domain.status import RolloutStatus
+
+# Endings (meshctl.domain.phases.Ending values) to exit codes; by value, so that importing
+# this stays light for ``meshctl --help``.
+ENDING_EXIT = {"Healthy": exitcodes.OK, "Degraded": exitcodes.ROLLED_BACK,
+               "InvalidSpec": exitcodes.INVALID, "TimedOut": exitcodes.TIMED_OUT,
+               "Paused": exitcodes.PAUSED}
 
 
 def exit_code_for(status: RolloutStatus) -> int:
-    if status.phase is Phase.HEALTHY:
-        return exitcodes.OK
-    if status.phase in (Phase.DEGRADED, Phase.ABORTING):
-        return exitcodes.ROLLED_BACK
-    if status.phase is Phase.PAUSED:
-        return exitcodes.PAUSED
-    return exitcodes.TIMED_OUT
+    """A local run's exit code from its last status. A run that stopped before an ending
+    (``rollout run`` gave up) exits as rolled back while aborting, as paused while paused,
+    else as timed out."""
+    from meshctl.domain.phases import Ending, Phase, ending_of
+
+    ending = ending_of(status.phase, status.pause_reason)
+    if ending is None:
+        ending = {Phase.ABORTING: Ending.DEGRADED, Phase.PAUSED: Ending.PAUSED}.get(
+            status.phase, Ending.TIMED_OUT)
+    return ENDING_EXIT[ending.value]

@@ -1,9 +1,10 @@
 """``meshctl rollout start|status|list|history|promote|abort|pause|resume|retry|undo``.
 
-Thin: parse, one call of :mod:`meshctl.ops.rollouts`, render. Rollouts are read and steered
-where the global options point: the API server (default; ``--kubeconfig``, ``--context``),
-the controller's gRPC API (``--server`` with ``--tls-cert``, ``--tls-key``, ``--tls-ca``),
-or, for ``status`` and the intents, a local run's state files (``--state-dir``).
+Thin: parse, one call of a :class:`meshctl.ops.rollouts.Rollouts`, render. Rollouts are read
+and steered where the global options point: the API server (default; ``--kubeconfig``,
+``--context``), the controller's gRPC API (``--server`` with ``--tls-cert``, ``--tls-key``,
+``--tls-ca``), or, for ``status`` and the intents, a local run's state files
+(``--state-dir``).
 
 Nothing heavy is imported at module level (``meshctl --help`` stays fast): the Kubernetes
 client, gRPC and the domain are imported inside the commands.
@@ -27,22 +28,23 @@ from meshctl.cli.options import (
     timeout_option,
 )
 from meshctl.cli.render import emit, table
+from meshctl.cli.results import ENDING_EXIT
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from meshctl.ops.rollouts import History, RolloutView, WaitResult
+    from meshctl.ops.history import History
+    from meshctl.ops.views import RolloutView
+    from meshctl.ops.wait import WaitResult
 
-# Failure kinds (meshctl.ops.rollouts.Failure values) to exit codes: 2 for what the user
+# Failure kinds (meshctl.ops.failures.Failure values) to exit codes: 2 for what the user
 # asked wrongly, 5 for a cluster or API that cannot be reached or used.
 FAILURE_EXIT = {"NotFound": exitcodes.INVALID, "Invalid": exitcodes.INVALID,
                 "FailedPrecondition": exitcodes.INVALID,
                 "Unauthenticated": exitcodes.UNREACHABLE,
                 "PermissionDenied": exitcodes.UNREACHABLE, "Unavailable": exitcodes.UNREACHABLE}
-# How a wait ended (meshctl.ops.rollouts.WaitOutcome values) to exit codes.
-WAIT_EXIT = {"Healthy": exitcodes.OK, "Degraded": exitcodes.ROLLED_BACK,
-             "InvalidSpec": exitcodes.INVALID, "TimedOut": exitcodes.TIMED_OUT,
-             "Paused": exitcodes.PAUSED}
+# How a wait ended (meshctl.domain.phases.Ending values) to exit codes: one table.
+WAIT_EXIT = ENDING_EXIT
 
 
 def _fail(ctx: click.Context, code: int, message: str, hint: str | None = None) -> NoReturn:
@@ -64,7 +66,8 @@ def complete_rollout_names(ctx: click.Context, param: click.Parameter,
     options = {k: v for k, v in root.params.items() if v is not None}
     options.update(root.obj if isinstance(root.obj, dict) else {})
     try:
-        from meshctl.ops.rollouts import ClusterRollouts, connect
+        from meshctl.ops.connect import connect
+        from meshctl.ops.rollouts import ClusterRollouts
 
         kube, namespace = connect(options.get("kubeconfig"), options.get("kube_context"),
                                   options.get("namespace"))
@@ -86,7 +89,7 @@ def name_argument(required: bool = True) -> Decorator:
 def _rollouts(ctx: click.Context, state_dir: str | None = None) -> Iterator[tuple[Any, str]]:
     """Where rollouts are (see the module docstring) and the namespace to use. Every
     failure inside becomes one line on stderr and its exit code."""
-    from meshctl.ops.rollouts import RolloutError
+    from meshctl.ops.failures import RolloutError
 
     obj = ctx.obj
     source: Any = None
@@ -103,7 +106,8 @@ def _rollouts(ctx: click.Context, state_dir: str | None = None) -> Iterator[tupl
             source = RemoteRollouts(obj["server"], obj["tls_cert"], obj["tls_key"], obj["tls_ca"])
             yield source, obj["namespace"] or "default"
         else:
-            from meshctl.ops.rollouts import ClusterRollouts, connect
+            from meshctl.ops.connect import connect
+            from meshctl.ops.rollouts import ClusterRollouts
 
             kube, namespace = connect(obj["kubeconfig"], obj["kube_context"], obj["namespace"])
             source = ClusterRollouts(kube)
@@ -221,13 +225,13 @@ def _history_text(found: History) -> str:
 def _finish_wait(ctx: click.Context, result: WaitResult) -> NoReturn:
     if ctx.obj["output"] != "table":
         emit(result.view.to_json(), ctx.obj["output"])
-    code = WAIT_EXIT[result.outcome.value]
+    code = WAIT_EXIT[result.ending.value]
     summary = {
         "Healthy": "is Healthy", "Degraded": f"was rolled back ({result.view.abort_reason})",
         "Paused": f"is paused waiting for a person ({result.view.pause_reason}): "
                   "meshctl rollout promote|resume|abort",
         "InvalidSpec": "has an invalid spec", "TimedOut": "did not finish in time",
-    }[result.outcome.value]
+    }[result.ending.value]
     view = result.view
     click.echo(f"rollout {view.namespace}/{view.name} {summary}"
                + (f": {result.message}" if result.message else ""), err=True)
@@ -264,7 +268,7 @@ def start(ctx: click.Context, name: str | None, image: str | None, files: tuple[
               "meshctl rollout start web --image web:2, or meshctl rollout start -f rollout.yaml")
     if image and not name:
         _fail(ctx, exitcodes.INVALID, "rollout start --image needs the Rollout's NAME")
-    from meshctl.ops.rollouts import wait as wait_for
+    from meshctl.ops.wait import wait as wait_for
 
     with _rollouts(ctx) as (rollouts, namespace):
         view = (rollouts.start(namespace, name, image) if image
@@ -290,7 +294,7 @@ def start(ctx: click.Context, name: str | None, image: str | None, files: tuple[
 @click.pass_context
 def status(ctx: click.Context, name: str, watch: bool, timeout: float | None,
            state_dir: str | None) -> None:
-    from meshctl.ops.rollouts import wait as wait_for
+    from meshctl.ops.wait import wait as wait_for
 
     with _rollouts(ctx, state_dir) as (rollouts, namespace):
         if not watch:
@@ -332,7 +336,7 @@ def history(ctx: click.Context, name: str) -> None:
 @_with_wait
 @click.pass_context
 def undo(ctx: click.Context, name: str, wait: bool, timeout: float | None) -> None:
-    from meshctl.ops.rollouts import wait as wait_for
+    from meshctl.ops.wait import wait as wait_for
 
     with _rollouts(ctx) as (rollouts, namespace):
         view = rollouts.undo(namespace, name)
@@ -350,7 +354,7 @@ def _intent_command(action: str, help_text: str) -> click.Command:
                   help="Steer a local run (meshctl rollout run) through its state directory.")
     @click.pass_context
     def command(ctx: click.Context, /, name: str, state_dir: str | None, **flags: Any) -> None:
-        from meshctl.ops.rollouts import Action
+        from meshctl.domain.intents import Action
 
         chosen = Action.PROMOTE_FULL if flags.get("full") else Action(action)
         with _rollouts(ctx, state_dir) as (rollouts, namespace):

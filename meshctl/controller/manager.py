@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.cache import CachedKube, ObjectCache
-from meshctl.adapters.cluster import EventWriter
 from meshctl.adapters.errors import AdapterError, NotFound
+from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
@@ -42,7 +42,7 @@ from meshctl.controller.queue import WorkQueue
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.ops.cluster import reconcile_object
+from meshctl.ops.lifecycle import reconcile_object
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]

@@ -15,7 +15,7 @@ consecutiveErrorLimit; Inconclusive when inconclusive > inconclusiveLimit; Passi
 least ``minSamples`` succeeded; else Pending.
 A run fails when any metric fails, is inconclusive when any is, passes when all pass.
 
-A *guard* metric (``MetricPlan.guard``) can only fail a run: its failed measurements count
+A *guard* metric (``ResolvedMetric.guard``) can only fail a run: its failed measurements count
 as any metric's, but its successes, no data and errors neither pass nor hold the run; it stays
 Pending (measured on every interval) until it fails or the run ends. The SLO's fast
 availability check is one: it stops a hard failure before the latency window has filled.
@@ -52,7 +52,7 @@ from meshctl.domain.status import (
 
 
 @dataclass(frozen=True)
-class MetricPlan:
+class ResolvedMetric:
     """A metric with its query resolved and its limits in seconds: what the engine runs."""
 
     name: str
@@ -90,7 +90,7 @@ class TakenMeasurement:
     measurement: Measurement
 
 
-def outcome_of(plan: MetricPlan, measurement: Measurement) -> tuple[Outcome, str]:
+def outcome_of(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
     if isinstance(measurement, Error):
         return Outcome.ERROR, measurement.message
     if isinstance(measurement, NoData) or math.isnan(measurement.value):
@@ -106,7 +106,8 @@ def outcome_of(plan: MetricPlan, measurement: Measurement) -> tuple[Outcome, str
     return Outcome.INCONCLUSIVE, f"{value:g} meets neither condition"
 
 
-def record(plan: MetricPlan, metric: MetricStatus, at: datetime, measurement: Measurement) -> MetricStatus:
+def record(plan: ResolvedMetric, metric: MetricStatus, at: datetime,
+           measurement: Measurement) -> MetricStatus:
     """Add one measurement to a metric's counters and recompute its verdict."""
     outcome, message = outcome_of(plan, measurement)
     value = measurement.value if isinstance(measurement, Value) else None
@@ -128,7 +129,7 @@ def record(plan: MetricPlan, metric: MetricStatus, at: datetime, measurement: Me
     return dataclasses.replace(updated, verdict=verdict, reason=reason)
 
 
-def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
+def assess_metric(plan: ResolvedMetric, m: MetricStatus) -> tuple[Verdict, str]:
     last = m.measurements[-1].message if m.measurements else ""
     if m.failed > plan.failure_limit:
         return Verdict.FAILING, (f"{plan.name}: {m.failed} of {m.count} measurements failed "
@@ -151,7 +152,7 @@ def assess_metric(plan: MetricPlan, m: MetricStatus) -> tuple[Verdict, str]:
     return Verdict.PENDING, f"{plan.name}: {m.count} measurement(s) so far: {last}"
 
 
-def holding(plans: Iterable[MetricPlan], metrics: Iterable[MetricStatus]) -> list[tuple[Verdict, str]]:
+def holding(plans: Iterable[ResolvedMetric], metrics: Iterable[MetricStatus]) -> list[tuple[Verdict, str]]:
     """The verdicts a run's verdict is combined from: a pending guard holds nothing (unless
     the run has nothing but guards)."""
     guards = {p.name for p in plans if p.guard}
@@ -173,7 +174,7 @@ def combine(verdicts: Iterable[tuple[Verdict, str]]) -> tuple[Verdict, str]:
 
 
 def start_run(
-    name: str, step: int, revision: str, plans: Iterable[MetricPlan], now: datetime
+    name: str, step: int, revision: str, plans: Iterable[ResolvedMetric], now: datetime
 ) -> AnalysisRunStatus:
     plans = tuple(plans)
     metrics = tuple(MetricStatus(name=p.name, query=p.query,
@@ -184,7 +185,7 @@ def start_run(
                              metrics=metrics, verdict=verdict, reason=reason)
 
 
-def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> list[MeasurementRequest]:
+def due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> list[MeasurementRequest]:
     """The measurements to take now for a run that is still Pending."""
     if run.verdict is not Verdict.PENDING:
         return []
@@ -199,14 +200,14 @@ def due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> l
     return out
 
 
-def next_due(run: AnalysisRunStatus, plan: MetricPlan, metric: MetricStatus) -> datetime:
+def next_due(run: AnalysisRunStatus, plan: ResolvedMetric, metric: MetricStatus) -> datetime:
     last = metric.last_at
     if last is None:
         return run.started_at + timedelta(seconds=plan.initial_delay)
     return last + timedelta(seconds=plan.interval)
 
 
-def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> float | None:
+def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> float | None:
     """How long until the next measurement of a pending run is due (None: nothing due)."""
     if run.verdict is not Verdict.PENDING:
         return None
@@ -220,7 +221,7 @@ def seconds_until_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: 
 
 
 def apply_measurements(
-    run: AnalysisRunStatus, plans: Iterable[MetricPlan], taken: Iterable[TakenMeasurement]
+    run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], taken: Iterable[TakenMeasurement]
 ) -> AnalysisRunStatus:
     """Record the measurements meant for this run and recompute its verdict."""
     plan_by_name = {p.name: p for p in plans}
@@ -253,13 +254,14 @@ def unavailable_only(run: AnalysisRunStatus) -> bool:
                                for m in stuck)
 
 
-def _stuck(run: AnalysisRunStatus, plans: Iterable[MetricPlan]) -> list[tuple[MetricPlan, MetricStatus]]:
+def _stuck(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric]
+           ) -> list[tuple[ResolvedMetric, MetricStatus]]:
     by_name = {m.name: m for m in run.metrics}
     return [(plan, by_name[plan.name]) for plan in plans
             if plan.name in by_name and by_name[plan.name].verdict is Verdict.INCONCLUSIVE]
 
 
-def probes_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime
+def probes_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime
                ) -> list[MeasurementRequest]:
     """While a run waits for its metrics source: each inconclusive metric's query, once per
     ``interval`` after its last measurement, to learn whether the source answers again."""
@@ -267,14 +269,14 @@ def probes_due(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetim
             for plan, metric in _stuck(run, plans) if now >= next_due(run, plan, metric)]
 
 
-def seconds_until_probe(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime
+def seconds_until_probe(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime
                         ) -> float | None:
     waits = [max(0.0, (next_due(run, plan, metric) - now).total_seconds())
              for plan, metric in _stuck(run, plans)]
     return min(waits) if waits else None
 
 
-def patience(plan: MetricPlan) -> float:
+def patience(plan: ResolvedMetric) -> float:
     """How long a source that answers again may answer without data before a pause for it
     turns into one for a person: twice what a fresh run would allow (its initial delay,
     then ``inconclusiveLimit + 1`` intervals of no data). A source that was down has an
@@ -285,7 +287,7 @@ def patience(plan: MetricPlan) -> float:
     return 2 * (plan.initial_delay + (plan.inconclusive_limit + 1) * plan.interval)
 
 
-def quiet_too_long(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: datetime) -> str:
+def quiet_too_long(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> str:
     """Why the source, answering again, has had no data for longer than a metric's
     :func:`patience` ("" while it has not): the latest records of that metric are all
     answered no data (not ``unavailable``), the first of them that long ago."""
@@ -301,7 +303,7 @@ def quiet_too_long(run: AnalysisRunStatus, plans: Iterable[MetricPlan], now: dat
     return ""
 
 
-def record_probes(run: AnalysisRunStatus, plans: Iterable[MetricPlan],
+def record_probes(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric],
                   taken: Iterable[TakenMeasurement]) -> AnalysisRunStatus:
     """Record probes that found no data, the source unavailable or answering with nothing
     (the run stays inconclusive; the records say when it was last asked, which times the

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.istio import TRACK_LABEL
+from meshctl.domain.keys import TRACK
 from meshctl.domain.measurements import Error, Measurement, NoData, Value
 from meshctl.domain.policies import APP_LABEL, pod_labels
 from meshctl.domain.spec import Rollout
@@ -56,7 +56,7 @@ Labels = Mapping[str, str]
 ROOT_NAMESPACE = "istio-system"
 CLUSTER_SUFFIX = ".svc.cluster.local"
 WEAK_MODES = ("PERMISSIVE", "DISABLE")
-VERSION_KEYS = (TRACK_LABEL, "version", "app.kubernetes.io/version", "pod-template-hash")
+VERSION_KEYS = (TRACK, "version", "app.kubernetes.io/version", "pod-template-hash")
 
 
 class Severity(str, Enum):
@@ -165,7 +165,7 @@ def _host_matches(pattern: str, name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class RolloutView:
+class AuditedRollout:
     """What the audit needs of a Rollout, from a typed Rollout or a plain dict."""
 
     name: str
@@ -190,18 +190,18 @@ class RolloutView:
         return [self.stable, self.canary]
 
 
-def view_of(rollout: Rollout) -> RolloutView:
+def audited(rollout: Rollout) -> AuditedRollout:
     routing = rollout.spec.traffic_routing
     istio = routing.istio if routing is not None else None
     template = _d(_d(rollout.spec.template).get("metadata")).get("labels")
-    canary = {**pod_labels(rollout, "stable"), **_d(template), TRACK_LABEL: "canary"}
-    return RolloutView(rollout.name, rollout.namespace, rollout.spec.security is not None,
+    canary = {**pod_labels(rollout, "stable"), **_d(template), TRACK: "canary"}
+    return AuditedRollout(rollout.name, rollout.namespace, rollout.spec.security is not None,
                        pod_labels(rollout, "stable"), canary, rollout.spec.service,
                        istio.stable_service if istio else None,
                        istio.canary_service if istio else None)
 
 
-def _view_of_dict(obj: Obj, templates: Mapping[tuple[str, str], dict[str, str]]) -> RolloutView:
+def _audited_dict(obj: Obj, templates: Mapping[tuple[str, str], dict[str, str]]) -> AuditedRollout:
     spec, ns = _d(obj.get("spec")), _ns(obj)
     service = str(spec.get("service") or _name(obj))
     workload = str(_d(spec.get("workloadRef")).get("name") or service)
@@ -209,8 +209,8 @@ def _view_of_dict(obj: Obj, templates: Mapping[tuple[str, str], dict[str, str]])
     stable = templates.get((ns, workload)) or {APP_LABEL: workload}
     canary = templates.get((ns, f"{workload}-canary")) or {
         **stable, **_d(_d(_d(spec.get("template")).get("metadata")).get("labels"))}
-    return RolloutView(_name(obj), ns, isinstance(spec.get("security"), dict),
-                       {**stable, TRACK_LABEL: "stable"}, {**canary, TRACK_LABEL: "canary"},
+    return AuditedRollout(_name(obj), ns, isinstance(spec.get("security"), dict),
+                       {**stable, TRACK: "stable"}, {**canary, TRACK: "canary"},
                        service, istio.get("stableService"), istio.get("canaryService"))
 
 
@@ -221,7 +221,7 @@ class Inventory:
     authorization_policies: list[Obj] = field(default_factory=list)
     destination_rules: list[Obj] = field(default_factory=list)
     virtual_services: list[Obj] = field(default_factory=list)
-    rollouts: list[RolloutView] = field(default_factory=list)
+    rollouts: list[AuditedRollout] = field(default_factory=list)
     services: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     pods: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
@@ -282,9 +282,9 @@ def inventory(objects: Iterable[Obj], rollouts: Iterable[Rollout] = (),
         elif kind == "Pod":
             inv.pods.append((key[0], {str(k): str(v) for k, v in
                                       _d(_d(obj.get("metadata")).get("labels")).items()}))
-    typed = [view_of(r) for r in rollouts]
+    typed = [audited(r) for r in rollouts]
     seen = {(r.namespace, r.name) for r in typed}
-    inv.rollouts = typed + [_view_of_dict(o, templates) for o in objects
+    inv.rollouts = typed + [_audited_dict(o, templates) for o in objects
                             if o.get("kind") == "Rollout" and (_ns(o), _name(o)) not in seen]
     return inv
 
@@ -375,11 +375,11 @@ def _peer_authentication_modes(inv: Inventory) -> Iterator[Finding]:
                                f"remove portLevelMtls[{port}] or set it to STRICT")
 
 
-def _rollout_object(r: RolloutView) -> dict[str, Any]:
+def _rollout_object(r: AuditedRollout) -> dict[str, Any]:
     return {"kind": "Rollout", "metadata": {"name": r.name, "namespace": r.namespace}}
 
 
-def _weak_places(inv: Inventory, r: RolloutView) -> list[str]:
+def _weak_places(inv: Inventory, r: AuditedRollout) -> list[str]:
     places = []
     for track, labels in (("stable", r.stable), ("canary", r.canary)):
         mode, winner = effective_mode(inv, r.namespace, labels)
@@ -683,7 +683,7 @@ def at_or_above(findings: Iterable[Finding], severity: Severity) -> list[Finding
 _SHADOWED = {"mtls-permissive", "mtls-disabled"}
 
 
-def concerns(finding: Finding, rollout: RolloutView) -> bool:
+def concerns(finding: Finding, rollout: AuditedRollout) -> bool:
     """Whether a finding is about the Rollout's service or its stable or canary pods."""
     if finding.kind == "Rollout":
         return (finding.namespace, finding.name) == (rollout.namespace, rollout.name)
@@ -701,7 +701,7 @@ def concerns(finding: Finding, rollout: RolloutView) -> bool:
 
 
 def findings_for(findings: Iterable[Finding], rollout: Rollout) -> list[Finding]:
-    view = view_of(rollout)
+    view = audited(rollout)
     return [f for f in findings if concerns(f, view)]
 
 

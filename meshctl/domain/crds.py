@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshctl.domain.fields import openapi_schema
+from meshctl.domain.keys import MANAGER, PART_OF
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplateSpec, RolloutSpec
 from meshctl.domain.status import RolloutStatus
 
@@ -29,7 +30,7 @@ def _crd(kind: str, plural: str, short: list[str], spec: dict[str, Any],
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{GROUP}",
-                     "labels": {"app.kubernetes.io/part-of": "meshctl"}},
+                     "labels": {PART_OF: MANAGER}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from meshctl.domain import analysis
-from meshctl.domain.analysis import MeasurementRequest, MetricPlan, TakenMeasurement
+from meshctl.domain.analysis import MeasurementRequest, ResolvedMetric, TakenMeasurement
+from meshctl.domain.intents import Action, Intents
 from meshctl.domain.measurements import NoData
-from meshctl.domain.phases import ANALYSIS_UNAVAILABLE, Phase, check_transition
+from meshctl.domain.phases import ANALYSIS_UNAVAILABLE, Phase, allows, check_transition
 from meshctl.domain.schedule import (
     ANALYSIS_KINDS,
-    PlannedStep,
+    ScheduledStep,
     StepKind,
     replicas_for,
     schedule,
@@ -63,22 +64,11 @@ class WorkloadState:
 
 
 @dataclass(frozen=True)
-class Intents:
-    """Ids of user intents found on the Rollout; one not yet in status is pending."""
+class ResolvedAnalysis:
+    """The resolved metrics of each analysis step (by index), and of background analysis."""
 
-    promote: str | None = None
-    promote_full: str | None = None
-    abort: str | None = None
-    retry: str | None = None
-    resume: str | None = None
-
-
-@dataclass(frozen=True)
-class AnalysisPlans:
-    """Metric plans per analysis step index, and for background analysis."""
-
-    steps: Mapping[int, tuple[MetricPlan, ...]] = field(default_factory=dict)
-    background: tuple[MetricPlan, ...] = ()
+    steps: Mapping[int, tuple[ResolvedMetric, ...]] = field(default_factory=dict)
+    background: tuple[ResolvedMetric, ...] = ()
     background_from: int = 0
 
 
@@ -104,7 +94,7 @@ class Observation:
     observe_timeout: float | None = None
     intents: Intents = Intents()
     measurements: tuple[TakenMeasurement, ...] = ()
-    plans: AnalysisPlans = AnalysisPlans()
+    analysis: ResolvedAnalysis = ResolvedAnalysis()
     generation: int = 0
     gate: Gate | None = None  # security.requireMutualTLS: None when it does not apply
 
@@ -162,7 +152,7 @@ class _Pass:
         return (self.now - since).total_seconds() if since is not None else 0.0
 
     @property
-    def step(self) -> PlannedStep | None:
+    def step(self) -> ScheduledStep | None:
         i = self.status.current_step
         return self.steps[i] if 0 <= i < len(self.steps) else None
 
@@ -233,7 +223,7 @@ class _Pass:
         self.move(Phase.PAUSED, reason, message)
         self.update(pause_reason=reason)
 
-    def pause_inconclusive(self, run: AnalysisRunStatus, plans: tuple[MetricPlan, ...],
+    def pause_inconclusive(self, run: AnalysisRunStatus, plans: tuple[ResolvedMetric, ...],
                            label: str, human: str) -> None:
         """Inconclusive analysis pauses. No data from a metrics source that answered waits
         for a person (``human`` says what they may do); when the source itself did not
@@ -257,33 +247,33 @@ class _Pass:
 
     # -- analysis -----------------------------------------------------------------------
 
-    def run_analysis(self, name: str, plans: tuple[MetricPlan, ...]) -> AnalysisRunStatus:
+    def run_analysis(self, name: str, metrics: tuple[ResolvedMetric, ...]) -> AnalysisRunStatus:
         """Start the run if needed, record measurements, return its state."""
         run = self.status.run(name)
         if run is None or run.revision != self.status.current_revision:
             run = analysis.start_run(name, self.status.current_step,
-                                     self.status.current_revision or "", plans, self.now)
+                                     self.status.current_revision or "", metrics, self.now)
         before = run
-        run = analysis.apply_measurements(run, plans, self.obs.measurements)
+        run = analysis.apply_measurements(run, metrics, self.obs.measurements)
         if run != before or self.status.run(name) != run:
             others = tuple(r for r in self.status.analysis if r.name != name)
             self.update(analysis=(*others, run))
-        wait = analysis.seconds_until_due(run, plans, self.now)
+        wait = analysis.seconds_until_due(run, metrics, self.now)
         if wait is not None:
             self.requeue(wait)
         return run
 
     def background_analysis(self) -> bool:
         """Runs background analysis where it applies; True when it aborted or paused."""
-        plans = self.obs.plans
-        if not plans.background or self.status.current_step < plans.background_from:
+        resolved = self.obs.analysis
+        if not resolved.background or self.status.current_step < resolved.background_from:
             return False
-        run = self.run_analysis(BACKGROUND_RUN, plans.background)
+        run = self.run_analysis(BACKGROUND_RUN, resolved.background)
         if run.verdict is Verdict.FAILING:
             self.begin_abort("AnalysisFailed", f"background analysis: {run.reason}")
             return True
         if run.verdict is Verdict.INCONCLUSIVE and self.status.phase is Phase.PROGRESSING:
-            self.pause_inconclusive(run, plans.background, "background analysis",
+            self.pause_inconclusive(run, resolved.background, "background analysis",
                                     "promote or resume")
             return True
         return False
@@ -303,7 +293,7 @@ def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
 
 
 def _live_runs(status: RolloutStatus, obs: Observation
-               ) -> list[tuple[AnalysisRunStatus, tuple[MetricPlan, ...]]]:
+               ) -> list[tuple[AnalysisRunStatus, tuple[ResolvedMetric, ...]]]:
     """The analysis runs of the current revision that still matter, with their plans: the
     background run, and the current step's."""
     out = []
@@ -311,9 +301,9 @@ def _live_runs(status: RolloutStatus, obs: Observation
         if run.revision != status.current_revision:
             continue
         if run.name == BACKGROUND_RUN:
-            out.append((run, obs.plans.background))
-        elif run.step == status.current_step and run.step in obs.plans.steps:
-            out.append((run, obs.plans.steps[run.step]))
+            out.append((run, obs.analysis.background))
+        elif run.step == status.current_step and run.step in obs.analysis.steps:
+            out.append((run, obs.analysis.steps[run.step]))
     return out
 
 
@@ -382,29 +372,33 @@ def _new_revision(p: _Pass) -> None:
 
 
 def _intents(p: _Pass) -> None:
-    intents, phase = p.obs.intents, p.status.phase
-    active = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+    phase = p.status.phase
 
-    def pending(action: str, intent_id: str | None) -> bool:
+    def pending(action: Action) -> bool:
+        """A new id for ``action`` (recorded as handled now, acted on or not)."""
+        intent_id = p.obs.intents.get(action)
         if intent_id is None or p.status.handled(action) == intent_id:
             return False
         p.status = p.status.with_handled(action, intent_id)
         return True
 
-    if pending("abort", intents.abort) and active:
+    def acts_on(action: Action) -> bool:
+        return pending(action) and allows(action, phase)
+
+    if acts_on(Action.ABORT):
         p.begin_abort("UserAbort", "aborted by user")
         return
-    if pending("retry", intents.retry) and phase is Phase.DEGRADED and p.status.abort:
+    if acts_on(Action.RETRY) and p.status.abort:
         if p.obs.revision != p.status.stable_revision:
             p.start_rollout("retry")
         return
-    if pending("promote_full", intents.promote_full) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+    if acts_on(Action.PROMOTE_FULL):
         p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
         p.move(Phase.PROMOTING, "PromotedFull", "promote --full: skipping remaining steps")
         return
-    if pending("promote", intents.promote) and phase in (Phase.PROGRESSING, Phase.PAUSED):
+    if acts_on(Action.PROMOTE):
         _promote_step(p)
-    if pending("resume", intents.resume) and phase is Phase.PAUSED:
+    if acts_on(Action.RESUME):
         _resume(p)
     _user_pause(p)
 
@@ -474,7 +468,7 @@ def _canary_replicas_for_step(p: _Pass) -> int:
     return p.needed_canary(scale)
 
 
-def _traffic_step(p: _Pass, step: PlannedStep) -> None:
+def _traffic_step(p: _Pass, step: ScheduledStep) -> None:
     if not p.canary_ready_for(step.canary_scale):
         p.traffic = p.held_traffic()
         need = p.needed_canary(step.canary_scale)
@@ -493,7 +487,7 @@ def _traffic_step(p: _Pass, step: PlannedStep) -> None:
         _hold_for_data_plane(p, step)
 
 
-def _hold_for_data_plane(p: _Pass, step: PlannedStep) -> None:
+def _hold_for_data_plane(p: _Pass, step: ScheduledStep) -> None:
     """The step's weights are written but not seen at the data plane: the step waits, and
     after ``observe_timeout`` says it is held (a Warning event, once)."""
     w = step.traffic.weights
@@ -511,7 +505,7 @@ def _hold_for_data_plane(p: _Pass, step: PlannedStep) -> None:
     p.requeue(VERIFY_REQUEUE)
 
 
-def _wait_step(p: _Pass, step: PlannedStep) -> None:
+def _wait_step(p: _Pass, step: ScheduledStep) -> None:
     p.traffic = p.held_traffic()
     if step.waits_for_promote:
         p.pause("PausedAtStep", f"step {step.index}: paused until promote")
@@ -523,7 +517,7 @@ def _wait_step(p: _Pass, step: PlannedStep) -> None:
         p.requeue(remaining)
 
 
-def _cutover_gate_open(p: _Pass, step: PlannedStep) -> bool:
+def _cutover_gate_open(p: _Pass, step: ScheduledStep) -> bool:
     if p.status.promoted:
         return True
     if step.waits_for_promote:
@@ -537,10 +531,10 @@ def _cutover_gate_open(p: _Pass, step: PlannedStep) -> bool:
     return True
 
 
-def _analysis_step(p: _Pass, step: PlannedStep) -> None:
+def _analysis_step(p: _Pass, step: ScheduledStep) -> None:
     p.traffic = p.held_traffic()
-    plans = p.obs.plans.steps.get(step.index, ())
-    run = p.run_analysis(step.run_name, plans)
+    metrics = p.obs.analysis.steps.get(step.index, ())
+    run = p.run_analysis(step.run_name, metrics)
     label = f"step {step.index} ({step.kind.value})"
     if run.verdict is Verdict.PASSING:
         if p.advance():
@@ -548,12 +542,12 @@ def _analysis_step(p: _Pass, step: PlannedStep) -> None:
     elif run.verdict is Verdict.FAILING:
         p.begin_abort("AnalysisFailed", f"{label}: {run.reason}")
     elif run.verdict is Verdict.INCONCLUSIVE:
-        p.pause_inconclusive(run, plans, label, "promote to skip, resume to measure again")
+        p.pause_inconclusive(run, metrics, label, "promote to skip, resume to measure again")
     else:
         p.update(message=f"{label}: {run.reason}")
 
 
-def _check_deadline(p: _Pass, step: PlannedStep) -> None:
+def _check_deadline(p: _Pass, step: ScheduledStep) -> None:
     if step.kind in ANALYSIS_KINDS or step.kind in (StepKind.PAUSE, StepKind.SCALE_DOWN):
         return
     if p.elapsed(p.status.step_started_at) > p.spec.progress_deadline_seconds:

@@ -43,17 +43,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.istio import ISTIO_NETWORKING, TRACK_LABEL
+from meshctl.domain.istio import ISTIO_NETWORKING
+from meshctl.domain.keys import MANAGED_BY, MANAGER, ORIGINAL_TLS, ROLLOUT, SPEC_HASH, TRACK
 from meshctl.domain.spec import AllowRule, Rollout, Source
 
 Obj = dict[str, Any]
 ISTIO_SECURITY = "security.istio.io/v1"
 TRUST_DOMAIN = "cluster.local"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "meshctl"
-ROLLOUT_LABEL = "meshctl.io/rollout"
-SPEC_HASH = "meshctl.io/spec-hash"
-ORIGINAL_TLS = "meshctl.io/original-tls"
 APP_LABEL = "app"
 
 # kind -> (group, version, plural): the resources meshctl manages for zero trust.
@@ -79,7 +75,7 @@ def workload_selector(rollout: Rollout) -> dict[str, str]:
 
 def pod_labels(rollout: Rollout, track: str) -> dict[str, str]:
     """The labels meshctl's pods of one track carry (at least)."""
-    return {**workload_selector(rollout), TRACK_LABEL: track}
+    return {**workload_selector(rollout), TRACK: track}
 
 
 # --- desired objects ---------------------------------------------------------------------
@@ -120,7 +116,7 @@ def user_destination_rule(rollout: Rollout) -> str | None:
 
 
 def _object(rollout: Rollout, api_version: str, kind: str, name: str, spec: Obj) -> Obj:
-    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, ROLLOUT_LABEL: rollout.name}
+    labels = {MANAGED_BY: MANAGER, ROLLOUT: rollout.name}
     return {
         "apiVersion": api_version, "kind": kind,
         "metadata": {"name": name, "namespace": rollout.namespace, "labels": labels,
@@ -335,8 +331,8 @@ class Action:
 
 def owned(obj: Mapping[str, Any], rollout: str) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
-                and labels.get(ROLLOUT_LABEL) == rollout)
+    return bool(labels.get(MANAGED_BY) == MANAGER
+                and labels.get(ROLLOUT) == rollout)
 
 
 def diff(before: Any, after: Any, path: str = "") -> tuple[Change, ...]:
@@ -379,7 +375,7 @@ def _managed_action(desired: DesiredPolicies, want: Obj, live: Obj | None) -> Ac
         return Action(Verb.CREATE, kind, desired.namespace, name, want,
                       diff(None, want["spec"], "spec"))
     if not owned(live, desired.rollout):
-        manager = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL)
+        manager = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_BY)
         return Action(Verb.SKIP, kind, desired.namespace, name, live,
                       reason=f"exists and is not meshctl's for Rollout {desired.rollout} "
                              f"(managed-by: {manager or 'unset'}); left untouched: rename or "
@@ -394,7 +390,7 @@ def converged(live: Mapping[str, Any], want: Mapping[str, Any]) -> Obj:
     """``live`` with meshctl's spec, labels and hash; other metadata kept. A pure mutation for
     read-modify-write: an object that is no longer meshctl's comes back unchanged."""
     out = copy.deepcopy(dict(live))
-    rollout = str(want["metadata"]["labels"][ROLLOUT_LABEL])
+    rollout = str(want["metadata"]["labels"][ROLLOUT])
     if not owned(out, rollout):
         return out
     metadata = out.setdefault("metadata", {})

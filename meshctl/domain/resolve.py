@@ -1,4 +1,4 @@
-"""From a Rollout's analysis references to the metric plans the engine runs.
+"""From a Rollout's analysis references to the resolved metrics the engine runs.
 
 An ``analysis`` with no templates checks the Rollout's SLO: p95 latency under
 ``slo.latencyP95`` and availability at least ``slo.availability`` over ``slo.window``,
@@ -7,7 +7,7 @@ and first measured one window after the step began:
 
     (<p95 query>) and on() (<requests query> >= 20)   -> empty below 20 requests -> NoData
 
-Beside them runs a *fast availability check*, a guard (:class:`MetricPlan` ``guard``): the
+Beside them runs a *fast availability check*, a guard (:class:`ResolvedMetric` ``guard``): the
 availability over a short window (:func:`fast_window`), measured every ``slo.interval``
 once that short window has passed, failing when the error ratio is more than
 ``HARD_FAILURE_FACTOR`` times the SLO's error budget, with the same ``minRequests``
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from meshctl.domain import queries
-from meshctl.domain.analysis import MetricPlan
+from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
-from meshctl.domain.engine import AnalysisPlans
+from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
 from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
@@ -108,7 +108,7 @@ def hard_failure_ratio(availability: float) -> float:
     return max(0.0, 1.0 - HARD_FAILURE_FACTOR * (1.0 - availability))
 
 
-def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
+def slo_metrics(rollout: Rollout, target: Target) -> tuple[ResolvedMetric, ...]:
     slo = rollout.spec.slo
     latency, availability, requests = _slo_templates(target.mesh, slo.metrics)
     variables = target.variables(slo.window.text)
@@ -127,12 +127,12 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[MetricPlan, ...]:
               "inconclusive_limit": slo.inconclusive_limit}
     ms = slo.latency_p95.seconds * 1000
     return (
-        MetricPlan(name="latency-p95", query=guarded(latency),
+        ResolvedMetric(name="latency-p95", query=guarded(latency),
                    success=Condition.parse(f"result < {ms:g}"), **common),  # type: ignore[arg-type]
-        MetricPlan(name="availability", query=guarded(availability),
+        ResolvedMetric(name="availability", query=guarded(availability),
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
-        MetricPlan(name="availability-fast", query=guarded(availability, fast),
+        ResolvedMetric(name="availability-fast", query=guarded(availability, fast),
                    failure=Condition.parse(
                        f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
                    interval=slo.interval.seconds, count=slo.count,
@@ -154,7 +154,7 @@ def _slo_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTe
 
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
                      templates: Mapping[str, AnalysisTemplate], rollout: Rollout,
-                     target: Target) -> Iterator[MetricPlan | Problem]:
+                     target: Target) -> Iterator[ResolvedMetric | Problem]:
     given = {a.name: a.value for a in args if a.value is not None}
     for i, ref in enumerate(refs):
         path = f"{ref_path}.templates[{i}].templateName"
@@ -179,7 +179,7 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             except ValueError as exc:
                 yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
                 continue
-            yield MetricPlan(
+            yield ResolvedMetric(
                 name=metric.name, query=query, address=prom.address,
                 timeout=prom.timeout.seconds,
                 success=Condition.parse(metric.success_condition) if metric.success_condition else None,
@@ -192,14 +192,14 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             )
 
 
-def analysis_plans(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
-                   mesh: MeshKind) -> AnalysisPlans:
+def resolve_analysis(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
+                   mesh: MeshKind) -> ResolvedAnalysis:
     """Every analysis of the rollout resolved; raises InvalidSpec naming each problem."""
     target = Target.of(rollout, mesh)
     problems: list[Problem] = []
 
     def resolve(path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
-                background: bool) -> tuple[MetricPlan, ...]:
+                background: bool) -> tuple[ResolvedMetric, ...]:
         if not refs:
             plans = slo_metrics(rollout, target)
             # background checks run until the rollout ends
@@ -221,7 +221,7 @@ def analysis_plans(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
             assert ref is not None
             path = f"{base}[{step.index}].analysis" if strategy.canary else f"{base}.{step.kind.value}"
             steps[step.index] = resolve(path, ref.templates, ref.args, False)
-    background: tuple[MetricPlan, ...] = ()
+    background: tuple[ResolvedMetric, ...] = ()
     start = 0
     if strategy.canary is not None and strategy.canary.analysis is not None:
         bg = strategy.canary.analysis
@@ -229,8 +229,8 @@ def analysis_plans(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
         start = bg.starting_step
     if problems:
         raise InvalidSpec(problems)
-    return AnalysisPlans(steps=steps, background=background, background_from=start)
+    return ResolvedAnalysis(steps=steps, background=background, background_from=start)
 
 
-def _background(plan: MetricPlan) -> MetricPlan:
+def _background(plan: ResolvedMetric) -> ResolvedMetric:
     return dataclasses.replace(plan, count=None)

@@ -42,7 +42,7 @@ ANALYSIS_KINDS = frozenset(
 
 
 @dataclass(frozen=True)
-class PlannedStep:
+class ScheduledStep:
     index: int
     kind: StepKind
     traffic: TrafficSplit
@@ -75,13 +75,13 @@ def replicas_for(replicas: int, scale_percent: int) -> int:
     return max(1, math.ceil(replicas * scale_percent / 100))
 
 
-def schedule(spec: RolloutSpec) -> tuple[PlannedStep, ...]:
+def schedule(spec: RolloutSpec) -> tuple[ScheduledStep, ...]:
     if spec.strategy.blue_green is not None:
         return _blue_green(spec.strategy.blue_green)
     return _canary(spec)
 
 
-def _canary(spec: RolloutSpec) -> tuple[PlannedStep, ...]:
+def _canary(spec: RolloutSpec) -> tuple[ScheduledStep, ...]:
     assert spec.strategy.canary is not None
     weight, mirror = 0, 0
     routes: dict[str, HeaderRoute] = {}
@@ -104,12 +104,12 @@ def _canary(spec: RolloutSpec) -> tuple[PlannedStep, ...]:
             wait = duration.seconds if duration is not None else None
             waits_for_promote = duration is None
         traffic = TrafficSplit(Weights.canary_at(weight), tuple(routes.values()), mirror)
-        out.append(PlannedStep(index, kind, traffic, max(weight, 1), wait, waits_for_promote,
+        out.append(ScheduledStep(index, kind, traffic, max(weight, 1), wait, waits_for_promote,
                                step.analysis))
     return tuple(out)
 
 
-def _blue_green(bg: BlueGreenStrategy) -> tuple[PlannedStep, ...]:
+def _blue_green(bg: BlueGreenStrategy) -> tuple[ScheduledStep, ...]:
     preview = tuple([header_route(bg.preview_route)]) if bg.preview_route is not None else ()
     before = TrafficSplit(Weights.all_stable(), preview)
     after = TrafficSplit(Weights.canary_at(100))
@@ -131,10 +131,10 @@ def _blue_green(bg: BlueGreenStrategy) -> tuple[PlannedStep, ...]:
             wait, waits_for_promote = (float(auto), False) if auto is not None else (None, True)
         elif kind is StepKind.SCALE_DOWN:
             wait = float(bg.scale_down_delay_seconds)
-        out.append(PlannedStep(index, kind, traffic, 100, wait, waits_for_promote, analysis))
+        out.append(ScheduledStep(index, kind, traffic, 100, wait, waits_for_promote, analysis))
     return tuple(out)
 
 
-def traffic_before(steps: tuple[PlannedStep, ...], index: int) -> TrafficSplit:
+def traffic_before(steps: tuple[ScheduledStep, ...], index: int) -> TrafficSplit:
     """Traffic in force when step ``index`` begins (all stable before the first)."""
     return steps[index - 1].traffic if index > 0 else TrafficSplit.stable_only()

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from meshctl.domain.fields import field, from_json, to_json
+from meshctl.domain.intents import Action
 from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.traffic import Weights
@@ -147,13 +148,14 @@ class RolloutStatus:
         "handledIntents", default=(), doc="Ids of user intents already acted on."
     )
 
-    def handled(self, action: str) -> str | None:
-        return next((i.id for i in self.handled_intents if i.action == action), None)
+    def handled(self, action: Action) -> str | None:
+        return next((i.id for i in self.handled_intents if Action.parse(i.action) is action),
+                    None)
 
-    def with_handled(self, action: str, intent_id: str) -> RolloutStatus:
-        others = tuple(i for i in self.handled_intents if i.action != action)
+    def with_handled(self, action: Action, intent_id: str) -> RolloutStatus:
+        others = tuple(i for i in self.handled_intents if Action.parse(i.action) is not action)
         return dataclasses.replace(
-            self, handled_intents=(*others, Intent(action, intent_id))
+            self, handled_intents=(*others, Intent(action.value, intent_id))
         )
 
     def run(self, name: str) -> AnalysisRunStatus | None:

@@ -20,12 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshctl.domain.engine import WorkloadState
+from meshctl.domain.keys import MANAGED_BY, MANAGER, REVISION, ROLLOUT, TRACK
 from meshctl.domain.revisions import revision_of
 
-TRACK = "meshctl.io/track"
-REVISION = "meshctl.io/revision"
-ROLLOUT = "meshctl.io/rollout"
-MANAGED_BY = "app.kubernetes.io/managed-by"
 OWN_LABELS = (TRACK, REVISION)
 
 Obj = dict[str, Any]
@@ -68,7 +65,7 @@ def canary_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], re
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": canary_name(meta["name"]), "namespace": meta.get("namespace"),
                      "labels": {**meta.get("labels", {}), TRACK: "canary", REVISION: revision,
-                                MANAGED_BY: "meshctl", ROLLOUT: rollout_name}},
+                                MANAGED_BY: MANAGER, ROLLOUT: rollout_name}},
         "spec": spec,
     }
 

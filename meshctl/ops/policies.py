@@ -57,7 +57,7 @@ ROOT_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "DestinationRule")
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Executed:
     """An action of the plan and what came of it: ``written`` is False for actions that
     write nothing and for writes the cluster made unnecessary meanwhile (``note`` says)."""
 
@@ -101,20 +101,20 @@ def offline_plan(rollout: Rollout) -> list[Action]:
     return policy_plan(desired_policies(rollout), [user_rule] if user_rule else [])
 
 
-def converge(kube: Kube, rollout: Rollout) -> list[Outcome]:
+def converge(kube: Kube, rollout: Rollout) -> list[Executed]:
     """Make the cluster hold what the Rollout's security asks for; correct drift on
     meshctl's objects; delete those it no longer asks for."""
     return execute(kube, rollout.name, plan(kube, rollout))
 
 
-def cleanup(kube: Kube, rollout: Rollout) -> list[Outcome]:
+def cleanup(kube: Kube, rollout: Rollout) -> list[Executed]:
     """Remove every object meshctl created for the Rollout and give back the borrowed TLS
     setting of its DestinationRule."""
     nothing = DesiredPolicies(rollout.name, rollout.namespace)
     return execute(kube, rollout.name, policy_plan(nothing, observe(kube, rollout.namespace)))
 
 
-def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Outcome]:
+def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Executed]:
     outcomes = []
     for action in actions:
         outcomes.append(_execute(kube, rollout, action))
@@ -131,9 +131,9 @@ def _mutation(rollout: str, action: Action) -> Callable[[Obj], Obj]:
     return functools.partial(converged, want=action.object)
 
 
-def _execute(kube: Kube, rollout: str, action: Action) -> Outcome:
+def _execute(kube: Kube, rollout: str, action: Action) -> Executed:
     if not action.writes:
-        return Outcome(action, written=False)
+        return Executed(action, written=False)
     group, version, plural = RESOURCES[action.kind]
     try:
         if action.verb is Verb.CREATE:
@@ -145,15 +145,15 @@ def _execute(kube: Kube, rollout: str, action: Action) -> Outcome:
             updated = kube.update_with_retry(group, version, action.namespace, plural,
                                              action.name, _mutation(rollout, action))
             if not updated.changed:
-                return Outcome(action, written=False, note="already as desired")
+                return Executed(action, written=False, note="already as desired")
     except AlreadyExists:
-        return Outcome(action, written=False,
+        return Executed(action, written=False,
                        note="created meanwhile by someone else; the next pass decides")
     except NotFound:
         if action.verb is Verb.CREATE:
             raise  # the namespace does not exist: the caller must know
-        return Outcome(action, written=False, note="gone meanwhile")
-    return Outcome(action, written=True)
+        return Executed(action, written=False, note="gone meanwhile")
+    return Executed(action, written=True)
 
 
 # --- audit -------------------------------------------------------------------------------

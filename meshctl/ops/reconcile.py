@@ -21,17 +21,17 @@ from typing import Protocol
 
 from meshctl.domain.analysis import MeasurementRequest, TakenMeasurement
 from meshctl.domain.engine import (
-    AnalysisPlans,
     Decision,
     DesiredWorkloads,
     Event,
     Gate,
-    Intents,
     Observation,
+    ResolvedAnalysis,
     WorkloadState,
     decide,
     measurements_due,
 )
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter
@@ -82,7 +82,7 @@ def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | Non
     return tuple(taken)
 
 
-def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Ports,
+def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: Ports,
               now: datetime, gate: Gate | None = None) -> Decision:
     status, intents = ports.store.load()
     stable, canary = ports.workloads.observe()
@@ -92,7 +92,7 @@ def reconcile(rollout: Rollout, plans: AnalysisPlans, revision: str, ports: Port
                       written=written, observed=observed,
                       unobserved=ports.router.unobserved_reason() if observed is None else "",
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
-                      intents=intents, plans=plans, generation=rollout.metadata.generation,
+                      intents=intents, analysis=plans, generation=rollout.metadata.generation,
                       gate=gate)
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)

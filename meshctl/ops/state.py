@@ -8,7 +8,6 @@ it. Intents (promote, abort, ...) for such a run are a second file that
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import uuid
@@ -16,11 +15,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from meshctl.domain.engine import Event, Intents
+from meshctl.domain.engine import Event
+from meshctl.domain.intents import RECORDED, Action, Intents
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
-
-INTENT_ACTIONS = tuple(f.name for f in dataclasses.fields(Intents))  # promote, promote_full, ...
 
 
 def _write_atomically(path: Path, value: Any) -> None:
@@ -64,14 +62,20 @@ def read_intents(path: Path) -> Intents:
     if not path.exists():
         return Intents()
     raw = json.loads(path.read_text("utf-8"))
-    return Intents(**{k: raw.get(k) for k in INTENT_ACTIONS})
+    ids: dict[Action, str] = {}
+    for key, value in raw.items():  # earlier versions wrote promote_full: both are read
+        action = Action.parse(key)
+        if action is not None and (key == action.value or action not in ids):
+            ids[action] = value
+    return Intents.of(ids)
 
 
-def write_intent(path: Path, action: str) -> str:
+def write_intent(path: Path, action: Action) -> str:
     """Record a new intent id for ``action``; the next pass acts on it once."""
-    if action not in INTENT_ACTIONS:
-        raise ValueError(f"unknown intent {action!r}")
+    if action not in RECORDED:
+        raise ValueError(f"{action.value} is not recorded as an intent id")
     raw = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    raw[action] = uuid.uuid4().hex[:12]
+    raw = {k: v for k, v in raw.items() if Action.parse(k) is not action}
+    raw[action.value] = uuid.uuid4().hex[:12]
     _write_atomically(path, raw)
-    return str(raw[action])
+    return str(raw[action.value])

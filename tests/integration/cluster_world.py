@@ -16,7 +16,7 @@ from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.ops.cluster import Outcome, reconcile_object
+from meshctl.ops.lifecycle import Reconciled, reconcile_object
 from testworld.cluster import wait_available
 from testworld.kube import KubeWorld
 
@@ -83,7 +83,7 @@ class Driver:
         self.controller = Kube.from_kubeconfig(
             world.service_account_kubeconfig("meshctl-system", "meshctl-controller"))
         self.provider = PrometheusProvider(prometheus_url)
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[Reconciled] = []
 
     def metrics(self, address: str | None) -> PrometheusProvider:
         return self.provider
@@ -98,11 +98,11 @@ class Driver:
     def deployment(self, name: str) -> dict[str, Any] | None:
         return self.kube.get_or_none("apps", "v1", self.ns, "deployments", name)
 
-    def once(self) -> Outcome:
+    def once(self) -> Reconciled:
         try:
             obj = self.get()
         except NotFound:
-            return Outcome(deleted=True)
+            return Reconciled(deleted=True)
         outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC),
                                    data_plane=self.data_plane,
                                    observe_timeout=self.observe_timeout)

@@ -3,7 +3,6 @@ meshctl-controller ServiceAccount bound by manifests/rbac: restarts, leader elec
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ from meshctl.adapters.kube import Kube
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.kills import History, judge
+from testworld.poller import Poller
 
 from .cluster_world import Driver, rollout, seed_service, weights
 
@@ -22,34 +22,23 @@ STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 40}, {"
          {"setWeight": 60}, {"pause": {}}, {"setWeight": 80}]
 
 
-class Recorder:
+class Recorder(Poller):
     """Records the Rollout's step and the VirtualService weights as they change."""
 
     def __init__(self, driver: Driver) -> None:
+        super().__init__()
         self.driver = driver
         self.steps: list[int] = []
         self.weights: list[dict[str, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            status = self.driver.get().get("status") or {}
-            step = status.get("currentStep")
-            if step is not None and (not self.steps or self.steps[-1] != step):
-                self.steps.append(step)
-            w = weights(self.driver.vs())
-            if not self.weights or self.weights[-1] != w:
-                self.weights.append(w)
-            self._stop.wait(0.2)
+    def poll(self) -> None:
+        status = self.driver.get().get("status") or {}
+        step = status.get("currentStep")
+        if step is not None and (not self.steps or self.steps[-1] != step):
+            self.steps.append(step)
+        w = weights(self.driver.vs())
+        if not self.weights or self.weights[-1] != w:
+            self.weights.append(w)
 
 
 def controller_kube(kube) -> Kube:

@@ -31,13 +31,14 @@ from meshctl.adapters.kube import Kube
 from meshctl.cli.main import cli
 from meshctl.controller.manager import Manager
 from meshctl.domain.dataplane import splits_in
+from meshctl.domain.intents import Action
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator, LoadStats, binomial_interval
 from meshctl.localmesh.procs import free_port
 from meshctl.ops import policies
-from meshctl.ops.rollouts import Action, ClusterRollouts
+from meshctl.ops.rollouts import ClusterRollouts
 from testworld.cluster import wait_available
 from testworld.istio import GATEWAY, Backend, IstioWorld
 from testworld.kube import KubeWorld

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from meshctl.adapters.cluster import IstioRouter
+from meshctl.adapters.istio import IstioRouter
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import Rollout

@@ -13,7 +13,6 @@ import contextlib
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import set_pod_condition, wait_available
 from testworld.kube import ApiError, KubeWorld
+from testworld.poller import Poller
 
 from .cluster_world import rollout, weights
 
@@ -40,33 +40,22 @@ def gated_template(image: str) -> dict[str, Any]:
                      "containers": [{"name": "web", "image": image}]}}
 
 
-class GateController:
+class GateController(Poller):
     """Sets the readiness gate of every Pod in the namespace: True, or False on the Pods of
     a held track (``hold("canary")``); runs in a thread while in its ``with`` block."""
 
     def __init__(self, world: KubeWorld, ns: str) -> None:
+        super().__init__()
         self.world, self.ns = world, ns
         self.held: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> GateController:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def hold(self, track: str, held: bool = True) -> None:
         (self.held.add if held else self.held.discard)(track)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(ApiError, OSError, KeyError):  # a Pod going away
-                for pod in self.world.request("GET", f"/api/v1/namespaces/{self.ns}/pods")["items"]:
-                    self._set(pod)
-            self._stop.wait(0.2)
+    def poll(self) -> None:
+        with contextlib.suppress(ApiError, OSError, KeyError):  # a Pod going away
+            for pod in self.world.request("GET", f"/api/v1/namespaces/{self.ns}/pods")["items"]:
+                self._set(pod)
 
     def _set(self, pod: dict[str, Any]) -> None:
         # the stable Deployment's Pods from before adoption have no track label yet

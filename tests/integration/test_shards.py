@@ -21,6 +21,7 @@ import pytest
 from meshctl.adapters.kube import Kube
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION
+from testworld.cluster import service_objects
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster]
 SHARDS, ROLLOUTS = 3, 18
@@ -28,32 +29,9 @@ PASS = re.compile(r"pass (\S+)/(\S+) shard (\d+) from ([\d.]+) to ([\d.]+)")
 
 
 def service(ns: str, i: int) -> list[dict[str, Any]]:
-    name = f"svc-{i}"
-    template = {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
-             {"destination": {"host": name, "subset": "stable"}}]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"host": name, "subsets": [{"name": "stable",
-                                              "labels": {"meshctl.io/track": "stable"}}]}},
-        {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"service": name, "workloadRef": {"name": name}, "template": template,
-                  "abortScaleDownDelaySeconds": 0,
-                  "trafficRouting": {"istio": {
-                      "virtualService": {"name": name, "routes": ["primary"]},
-                      "destinationRule": {"name": name, "stableSubset": "stable",
-                                          "canarySubset": "canary"}}},
-                  "strategy": {"canary": {"steps": [
-                      {"setWeight": 25}, {"pause": {"duration": "2s"}},
-                      {"setWeight": 75}, {"pause": {"duration": "2s"}}]}}}},
-    ]
+    return service_objects(ns, i, [{"setWeight": 25}, {"pause": {"duration": "2s"}},
+                                   {"setWeight": 75}, {"pause": {"duration": "2s"}}],
+                           abortScaleDownDelaySeconds=0)
 
 
 def wait(check: Callable[[], bool], what: str, timeout: float = 300.0,

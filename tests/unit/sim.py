@@ -12,17 +12,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from meshctl.domain.analysis import MetricPlan, TakenMeasurement
+from meshctl.domain.analysis import ResolvedMetric, TakenMeasurement
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import (
-    AnalysisPlans,
     Decision,
-    Intents,
     Observation,
+    ResolvedAnalysis,
     WorkloadState,
     decide,
     measurements_due,
 )
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Measurement, Value
 from meshctl.domain.spec import RolloutSpec
 from meshctl.domain.status import RolloutStatus
@@ -50,15 +50,15 @@ def canary(*steps: dict[str, Any], **extra: Any) -> RolloutSpec:
     return rollout_spec({"strategy": {"canary": {"steps": list(steps)}}, **extra})
 
 
-def slo_plan(name: str = "latency", count: int = 1, interval: float = 10.0) -> MetricPlan:
-    return MetricPlan(name=name, query=f"q_{name}", success=Condition.parse("result < 50"),
+def slo_metric(name: str = "latency", count: int = 1, interval: float = 10.0) -> ResolvedMetric:
+    return ResolvedMetric(name=name, query=f"q_{name}", success=Condition.parse("result < 50"),
                       count=count, interval=interval)
 
 
 @dataclasses.dataclass
 class Sim:
     spec: RolloutSpec
-    plans: AnalysisPlans = dataclasses.field(default_factory=AnalysisPlans)
+    analysis: ResolvedAnalysis = dataclasses.field(default_factory=ResolvedAnalysis)
     replicas: int = 4
     revision: str = "v2"
     status: RolloutStatus = dataclasses.field(default_factory=RolloutStatus)
@@ -84,7 +84,7 @@ class Sim:
                            unobserved=self.unobserved if self.observed is None else "",
                            trust_written=self.trust_written,
                            observe_timeout=self.observe_timeout,
-                           plans=self.plans)
+                           analysis=self.analysis)
 
     def reconcile(self) -> Decision:
         if self.restart_every_pass:  # a new controller process: only the stored status survives

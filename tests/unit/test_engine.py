@@ -12,14 +12,15 @@ from datetime import timedelta
 import pytest
 
 from meshctl.domain.analysis import TakenMeasurement
-from meshctl.domain.engine import AnalysisPlans, Intents, WorkloadState, decide, measurements_due
+from meshctl.domain.engine import ResolvedAnalysis, WorkloadState, decide, measurements_due
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error, NoData, Unavailable, Value
 from meshctl.domain.phases import Phase
 from meshctl.domain.status import MAX_MEASUREMENTS_KEPT, Verdict
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.ops.local import is_finished
 
-from .sim import T0, Sim, canary, rollout_spec, slo_plan
+from .sim import T0, Sim, canary, rollout_spec, slo_metric
 
 STEPS = ({"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50},
          {"pause": {"duration": "30s"}})
@@ -90,8 +91,8 @@ def _failing_analysis_sim(**kw):
     spec = canary({"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "match": [
         {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}},
         {"setMirror": {"percent": 50}}, {"analysis": {}}, {"setWeight": 60})
-    plans = AnalysisPlans(steps={3: (slo_plan(),)})
-    return Sim(spec, plans=plans, metric=lambda run, m: Value(83.2), **kw)
+    plans = ResolvedAnalysis(steps={3: (slo_metric(),)})
+    return Sim(spec, analysis=plans, metric=lambda run, m: Value(83.2), **kw)
 
 
 def test_failed_analysis_sends_all_traffic_to_stable_first_in_one_write():
@@ -129,7 +130,7 @@ def test_canary_scales_down_only_after_stable_is_observed_and_the_delay():
 def test_analysis_step_outcomes(measurement, verdict, phase):
     """Passing advances, failing aborts, no data pauses for a human, errors past the limit fail."""
     spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
-    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(count=1, interval=1),)}),
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(count=1, interval=1),)}),
               metric=lambda run, m: measurement)
     sim.run(passes=400)
     assert sim.status.phase is phase
@@ -139,7 +140,7 @@ def test_analysis_step_outcomes(measurement, verdict, phase):
 
 def test_inconclusive_never_promotes_and_resume_measures_again():
     spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
-    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(),)}),
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(),)}),
               metric=lambda run, m: NoData("0 requests"))
     sim.run()
     assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "InconclusiveAnalysis"
@@ -154,7 +155,7 @@ def test_inconclusive_never_promotes_and_resume_measures_again():
 
 def test_promote_skips_an_inconclusive_analysis():
     spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 30})
-    sim = Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(),)}), metric=lambda r, m: NoData())
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(),)}), metric=lambda r, m: NoData())
     sim.run()
     sim.intents = Intents(promote="p1")
     sim.run()
@@ -227,8 +228,8 @@ def test_background_analysis_aborts_from_its_starting_step():
         "steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50},
                   {"pause": {"duration": "1m"}}],
         "analysis": {"startingStep": 2}}}})
-    plans = AnalysisPlans(background=(slo_plan(count=None, interval=5),), background_from=2)
-    sim = Sim(spec, plans=plans, metric=lambda r, m: Value(99.0))
+    plans = ResolvedAnalysis(background=(slo_metric(count=None, interval=5),), background_from=2)
+    sim = Sim(spec, analysis=plans, metric=lambda r, m: Value(99.0))
     sim.run()
     assert sim.status.phase is Phase.DEGRADED
     run = sim.status.run("background")
@@ -259,9 +260,9 @@ def test_reverting_the_template_to_stable_rolls_back_to_healthy():
 def test_restart_at_every_pass_gives_the_same_rollout():
     """A controller killed and restarted between every pass repeats and skips nothing."""
     spec = canary(*STEPS, {"analysis": {}}, {"setWeight": 80})
-    plans = AnalysisPlans(steps={4: (slo_plan(count=3, interval=5),)})
-    plain = Sim(spec, plans=plans).run()
-    restarted = Sim(spec, plans=plans, restart_every_pass=True).run()
+    plans = ResolvedAnalysis(steps={4: (slo_metric(count=3, interval=5),)})
+    plain = Sim(spec, analysis=plans).run()
+    restarted = Sim(spec, analysis=plans, restart_every_pass=True).run()
     assert restarted.writes == plain.writes
     assert restarted.status == plain.status
     assert restarted.status.run("step-4").metrics[0].count == 3
@@ -270,7 +271,7 @@ def test_restart_at_every_pass_gives_the_same_rollout():
 def test_second_pass_on_the_same_world_writes_nothing():
     """Idempotence: a pass right after a pass that did not advance changes nothing."""
     spec = canary(*STEPS, {"analysis": {}}, {"setWeight": 80})
-    sim = Sim(spec, plans=AnalysisPlans(steps={4: (slo_plan(count=2, interval=5),)}))
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={4: (slo_metric(count=2, interval=5),)}))
     checked = 0
     for _ in range(60):
         before = sim.status
@@ -325,7 +326,7 @@ def test_blue_green_previews_then_cuts_over_on_promote_and_scales_down_later():
 def test_blue_green_post_promotion_failure_switches_back_at_once():
     spec = blue_green(autoPromotionSeconds=0, postPromotionAnalysis={})
     post_index = 2
-    sim = Sim(spec, plans=AnalysisPlans(steps={post_index: (slo_plan(),)}),
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={post_index: (slo_metric(),)}),
               metric=lambda r, m: Value(500.0))
     sim.run()
     assert sim.status.phase is Phase.DEGRADED
@@ -431,7 +432,7 @@ DOWN = Unavailable("Prometheus http://127.0.0.1:9 did not answer within 10s: con
 
 def _analysis_sim(**kw):
     spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
-    return Sim(spec, plans=AnalysisPlans(steps={1: (slo_plan(interval=10),)}), **kw)
+    return Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(interval=10),)}), **kw)
 
 
 def test_a_source_that_does_not_answer_pauses_then_resumes_by_itself_when_it_does():
@@ -520,8 +521,9 @@ def test_the_unavailable_pause_survives_a_restart_and_still_lifts_itself():
 def test_background_analysis_unavailable_pauses_and_resumes():
     spec = canary({"setWeight": 10}, {"pause": {"duration": "60s"}}, {"setWeight": 50},
                   {"pause": {"duration": "60s"}})
-    plans = AnalysisPlans(background=(slo_plan(count=None, interval=10),), background_from=1)
-    sim = Sim(spec, plans=plans, metric=lambda run, m: DOWN)
+    resolved = ResolvedAnalysis(background=(slo_metric(count=None, interval=10),),
+                                background_from=1)
+    sim = Sim(spec, analysis=resolved, metric=lambda run, m: DOWN)
     sim.run(passes=20)
     assert sim.status.pause_reason == "AnalysisUnavailable"
     assert sim.weights_written() == [(100, 0), (90, 10)]  # the 60 s pause never ended

@@ -8,11 +8,12 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshctl.domain.engine import AnalysisPlans, Intents, WorkloadState
+from meshctl.domain.engine import ResolvedAnalysis, WorkloadState
+from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import NoData, Value
 from meshctl.domain.phases import Phase
 
-from .sim import Sim, canary, slo_plan
+from .sim import Sim, canary, slo_metric
 
 
 @st.composite
@@ -38,8 +39,8 @@ def canary_steps(draw: st.DrawFn) -> list[dict[str, object]]:
 @given(steps=canary_steps(), data=st.data())
 def test_every_decision_keeps_the_weight_invariants(steps, data):
     spec = canary(*steps)
-    analysis_steps = {i: (slo_plan(),) for i, s in enumerate(steps) if "analysis" in s}
-    sim = Sim(spec, plans=AnalysisPlans(steps=analysis_steps),
+    analysis_steps = {i: (slo_metric(),) for i, s in enumerate(steps) if "analysis" in s}
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps=analysis_steps),
               replicas=data.draw(st.integers(1, 10)))
     for _ in range(data.draw(st.integers(5, 60))):
         # the world misbehaves at random between passes

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from meshctl.domain.analysis import MetricPlan
+from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
-from meshctl.domain.engine import AnalysisPlans
+from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.measurements import NoData, Value
 from meshctl.domain.phases import Phase
 from meshctl.domain.resolve import (
@@ -74,19 +74,19 @@ def test_slo_metrics_add_a_fast_guard_over_a_short_window_with_the_min_requests_
     assert plans["availability"].initial_delay == 60
 
 
-def _plans() -> AnalysisPlans:
-    latency = MetricPlan(name="latency", query="q_latency", success=Condition.parse("result < 50"),
+def _plans() -> ResolvedAnalysis:
+    latency = ResolvedMetric(name="latency", query="q_latency", success=Condition.parse("result < 50"),
                          interval=1, count=3, initial_delay=60)
-    guard = MetricPlan(name="availability-fast", query="q_fast",
+    guard = ResolvedMetric(name="availability-fast", query="q_fast",
                        failure=Condition.parse("result < 0.998"), interval=1, count=3,
                        guard=True)
-    return AnalysisPlans(steps={1: (latency, guard)})
+    return ResolvedAnalysis(steps={1: (latency, guard)})
 
 
 def test_a_hard_failure_rolls_back_before_the_latency_window_has_filled():
     """The guard's 90% availability fails the run at its first data, long before the
     latency metric's first measurement (60 s after the step began)."""
-    sim = Sim(canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}), plans=_plans(),
+    sim = Sim(canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}), analysis=_plans(),
               metric=lambda run, m: Value(0.9) if m == "availability-fast" else Value(10.0))
     sim.run(until=lambda s: s.status.phase is Phase.DEGRADED)
     assert sim.status.phase is Phase.DEGRADED
@@ -102,7 +102,7 @@ def test_a_hard_failure_rolls_back_before_the_latency_window_has_filled():
 def test_a_guard_with_no_data_or_good_data_neither_holds_nor_pauses_the_run(guard_sees):
     """Too few requests is no data, which would pause a normal metric: a guard ignores it;
     the run passes on the windowed metrics alone."""
-    sim = Sim(canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}), plans=_plans(),
+    sim = Sim(canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}), analysis=_plans(),
               metric=lambda run, m: guard_sees if m == "availability-fast" else Value(10.0))
     sim.run()
     assert sim.status.phase is Phase.HEALTHY
@@ -113,7 +113,7 @@ def test_a_guard_with_no_data_or_good_data_neither_holds_nor_pauses_the_run(guar
 def test_a_run_of_guards_only_measures_on_until_it_fails():
     guard = dataclasses.replace(_plans().steps[1][1], count=None)
     sim = Sim(canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}),
-              plans=AnalysisPlans(steps={1: (guard,)}), metric=lambda run, m: Value(1.0))
+              analysis=ResolvedAnalysis(steps={1: (guard,)}), metric=lambda run, m: Value(1.0))
     sim.run(passes=30)
     run = sim.status.run("step-1")
     assert run is not None and run.verdict is Verdict.PENDING

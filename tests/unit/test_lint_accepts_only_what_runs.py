@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from meshctl.adapters.files import FileProblem, parse_bytes
 from meshctl.cli.render import plan_table
-from meshctl.domain.engine import AnalysisPlans
+from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.resolve import MeshKind, resolve_analysis
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
-from meshctl.ops.plans import plan_for
+from meshctl.ops.rollout_plan import plan_for
 
 from .sim import Sim
 from .test_validation import with_
@@ -86,8 +86,8 @@ def runs_downstream(doc: dict[str, Any]) -> None:
     assert isinstance(rollout, Rollout)
     for mesh in ("istio", "local"):
         plan_table(plan_for(rollout, {}, mesh))
-    plans = analysis_plans(rollout, {}, MeshKind.ISTIO)
-    sim = Sim(rollout.spec, plans=AnalysisPlans(plans.steps, plans.background,
+    plans = resolve_analysis(rollout, {}, MeshKind.ISTIO)
+    sim = Sim(rollout.spec, analysis=ResolvedAnalysis(plans.steps, plans.background,
                                                 plans.background_from))
     for _ in range(40):
         d = sim.reconcile()

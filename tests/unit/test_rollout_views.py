@@ -18,18 +18,12 @@ from meshctl.api.messages import from_message, to_message
 from meshctl.api.server import CODES, METHOD_ROLES, Access
 from meshctl.cli.options import Duration
 from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, progress_line
-from meshctl.ops.rollouts import (
-    PREVIOUS_TEMPLATE,
-    ConditionView,
-    Failure,
-    MeasurementView,
-    RolloutView,
-    WaitOutcome,
-    WeightsView,
-    _replaced,
-    judge,
-    view_of,
-)
+from meshctl.domain.keys import PREVIOUS_TEMPLATE
+from meshctl.domain.phases import Ending
+from meshctl.ops.failures import Failure
+from meshctl.ops.start import _replaced
+from meshctl.ops.views import ConditionView, MeasurementView, RolloutView, WeightsView, view_of
+from meshctl.ops.wait import judge
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -44,17 +38,17 @@ INVALID = (ConditionView("InvalidSpec", "True", "InvalidSpec", "bad", ""),)
 
 
 @pytest.mark.parametrize("case, generation, expected", [
-    (view(), 0, WaitOutcome.HEALTHY),
-    (view(phase="Degraded"), 0, WaitOutcome.DEGRADED),
-    (view(phase="Paused", pause_reason="PausedAtStep"), 0, WaitOutcome.PAUSED),
-    (view(phase="Paused", pause_reason="InconclusiveAnalysis"), 0, WaitOutcome.PAUSED),
-    (view(phase="Paused", pause_reason="AwaitingPromotion"), 0, WaitOutcome.PAUSED),
-    (view(phase="Paused", pause_reason="UserPaused"), 0, WaitOutcome.PAUSED),
+    (view(), 0, Ending.HEALTHY),
+    (view(phase="Degraded"), 0, Ending.DEGRADED),
+    (view(phase="Paused", pause_reason="PausedAtStep"), 0, Ending.PAUSED),
+    (view(phase="Paused", pause_reason="InconclusiveAnalysis"), 0, Ending.PAUSED),
+    (view(phase="Paused", pause_reason="AwaitingPromotion"), 0, Ending.PAUSED),
+    (view(phase="Paused", pause_reason="UserPaused"), 0, Ending.PAUSED),
     (view(phase="Paused", pause_reason="AnalysisUnavailable"), 0, None),  # lifts itself
     (view(phase="Progressing"), 0, None),
     (view(phase="Promoting"), 0, None),
     (view(phase="Aborting"), 0, None),
-    (view(conditions=INVALID), 0, WaitOutcome.INVALID),
+    (view(conditions=INVALID), 0, Ending.INVALID),
     (view(observed_generation=2), 0, None),
     (view(), 4, None),
     (view(phase="Degraded", pending_intents=("retry",)), 0, None),
@@ -143,7 +137,7 @@ def test_access_by_identity(identities, method, allowed):
 
 def test_every_failure_has_an_exit_code_and_a_grpc_code_and_back():
     assert set(FAILURE_EXIT) == {f.value for f in Failure}
-    assert set(WAIT_EXIT) == {o.value for o in WaitOutcome}
+    assert set(WAIT_EXIT) == {o.value for o in Ending}
     assert set(CODES) == set(Failure)
     for failure, code in CODES.items():
         assert FAILURES.get(code, Failure.UNAVAILABLE) is failure

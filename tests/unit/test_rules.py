@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from meshctl.domain.analysis import (
-    MetricPlan,
+    ResolvedMetric,
     assess_metric,
     outcome_of,
     patience,
@@ -88,8 +88,8 @@ def test_weights_must_be_integers_summing_to_100():
             Weights(*bad)  # type: ignore[arg-type]
 
 
-LATENCY = MetricPlan(name="latency", query="q", success=Condition.parse("result < 50"), count=3)
-BOTH = MetricPlan(name="m", query="q", success=Condition.parse("result < 50"),
+LATENCY = ResolvedMetric(name="latency", query="q", success=Condition.parse("result < 50"), count=3)
+BOTH = ResolvedMetric(name="m", query="q", success=Condition.parse("result < 50"),
                   failure=Condition.parse("result > 100"))
 
 
@@ -117,15 +117,15 @@ def _feed(plan, *measurements):
     (LATENCY, [Value(1), Value(2)], Verdict.PENDING),  # count 3 not reached
     (LATENCY, [Value(1), Value(2), Value(3)], Verdict.PASSING),
     (LATENCY, [Value(1), Value(90)], Verdict.FAILING),  # failureLimit 0
-    (MetricPlan(name="l", query="q", success=Condition.parse("result < 50"), count=3,
+    (ResolvedMetric(name="l", query="q", success=Condition.parse("result < 50"), count=3,
                 failure_limit=1), [Value(90), Value(1), Value(2)], Verdict.PASSING),
     (LATENCY, [NoData()], Verdict.INCONCLUSIVE),  # inconclusiveLimit 0
-    (MetricPlan(name="l", query="q", count=2, inconclusive_limit=2,
+    (ResolvedMetric(name="l", query="q", count=2, inconclusive_limit=2,
                 success=Condition.parse("result < 50")), [NoData(), Value(1), Value(1)],
      Verdict.PASSING),
     (LATENCY, [Error("x")] * 4 + [Value(1)], Verdict.PENDING),  # errors retried, not counted
     (LATENCY, [Error("x")] * 5, Verdict.FAILING),  # consecutiveErrorLimit 4
-    (MetricPlan(name="l", query="q", count=2, min_samples=3, failure_limit=5,
+    (ResolvedMetric(name="l", query="q", count=2, min_samples=3, failure_limit=5,
                 success=Condition.parse("result < 50")), [Value(1), Value(2)],
      Verdict.INCONCLUSIVE),  # fewer successes than minSamples
 ])
@@ -177,9 +177,9 @@ def test_an_unavailable_source_counts_as_no_data_and_is_remembered():
 
 
 @pytest.mark.parametrize("plan, seconds", [
-    (MetricPlan(name="l", query="q", initial_delay=60, interval=10, inconclusive_limit=1), 160),
-    (MetricPlan(name="l", query="q", initial_delay=4, interval=1, inconclusive_limit=1), 12),
-    (MetricPlan(name="l", query="q", interval=10), 20),  # no delay, limit 0
+    (ResolvedMetric(name="l", query="q", initial_delay=60, interval=10, inconclusive_limit=1), 160),
+    (ResolvedMetric(name="l", query="q", initial_delay=4, interval=1, inconclusive_limit=1), 12),
+    (ResolvedMetric(name="l", query="q", interval=10), 20),  # no delay, limit 0
 ])
 def test_patience_for_a_source_that_answers_without_data(plan, seconds):
     assert patience(plan) == seconds
@@ -192,7 +192,7 @@ def test_patience_for_a_source_that_answers_without_data(plan, seconds):
 ])
 def test_quiet_too_long_counts_from_the_first_answer_without_data(measured, quiet_after):
     """Limit 0, interval 10 s, no initial delay: patience 20 s; records 10 s apart."""
-    plan = MetricPlan(name="latency", query="q", interval=10, count=5)
+    plan = ResolvedMetric(name="latency", query="q", interval=10, count=5)
     metric = MetricStatus(name="latency")
     for i, m in enumerate(measured):
         metric = record(plan, metric, T0 + timedelta(seconds=10 * i), m)

@@ -17,24 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from meshctl.adapters.cluster import (
-    FINALIZER,
-    ISTIO,
-    EventWriter,
-    IstioRouter,
-    KubeStatusStore,
-    KubeWorkloads,
-    emit_event,
-)
+from meshctl.adapters.events import EventWriter, emit_event
+from meshctl.adapters.istio import ISTIO, IstioRouter
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.status import KubeStatusStore
+from meshctl.adapters.workloads import KubeWorkloads
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.istio import mesh_problems
+from meshctl.domain.keys import FINALIZER
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
-from meshctl.domain.resolve import MeshKind, Target, analysis_plans
+from meshctl.domain.resolve import MeshKind, Target, resolve_analysis
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
@@ -47,7 +43,7 @@ MetricsFactory = Callable[[str | None], MetricProvider]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Reconciled:
     requeue_after: float | None = None
     decision: Decision | None = None
     problems: tuple[str, ...] = ()
@@ -56,7 +52,7 @@ class Outcome:
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                      now: datetime, events: EventWriter | None = None, *,
-                     data_plane: DataPlane, observe_timeout: float | None = None) -> Outcome:
+                     data_plane: DataPlane, observe_timeout: float | None = None) -> Reconciled:
     """``events``: write Events from that writer's thread (default: in this pass).
     ``data_plane``: where the weights the proxies apply are read (istiod), or
     :class:`StoredWeights` to proceed on written weights, reported as not observed.
@@ -65,7 +61,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         finalize(kube, obj)
-        return Outcome(deleted=True)
+        return Reconciled(deleted=True)
     if FINALIZER not in (meta.get("finalizers") or []):
         obj = kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
                                {"metadata": {"finalizers": [*(meta.get("finalizers") or []),
@@ -85,7 +81,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                          gate)
     if _settled(decision, data_plane):
         router.drop_canary_subset()  # no route uses it, at the proxies too: nothing written twice
-    return Outcome(requeue_after=decision.requeue_after, decision=decision)
+    return Reconciled(requeue_after=decision.requeue_after, decision=decision)
 
 
 def _settled(decision: Decision, data_plane: DataPlane) -> bool:
@@ -168,12 +164,12 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
         problems.append(Problem("spec.trafficRouting.istio", "is required in a cluster"))
     if problems:
         raise InvalidSpec(problems)
-    plans = analysis_plans(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
+    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
     return rollout, plans
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
-                  now: datetime) -> Outcome:
+                  now: datetime) -> Reconciled:
     lines = tuple(str(p) for p in problems)
     store = KubeStatusStore(kube, obj)
     try:
@@ -186,7 +182,7 @@ def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...]
     if updated != status:
         store.save(updated)
         store.record([Event("Warning", "InvalidSpec", "; ".join(lines))])
-    return Outcome(problems=lines)
+    return Reconciled(problems=lines)
 
 
 def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:

@@ -18,20 +18,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshctl.domain.analysis import MetricPlan
+from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
-from meshctl.domain.engine import AnalysisPlans
+from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.istio import (
     apply_split,
     baseline_destination_rule,
     baseline_virtual_service,
     with_canary_subset,
 )
-from meshctl.domain.schedule import ANALYSIS_KINDS, PlannedStep, StepKind, replicas_for, schedule
+from meshctl.domain.schedule import ANALYSIS_KINDS, ScheduledStep, StepKind, replicas_for, schedule
 from meshctl.domain.spec import Rollout
 
 
-def _metric(plan: MetricPlan) -> dict[str, Any]:
+def _metric(plan: ResolvedMetric) -> dict[str, Any]:
     out: dict[str, Any] = {"name": plan.name, "query": plan.query}
     if plan.success is not None:
         out["successCondition"] = plan.success.text
@@ -42,7 +42,7 @@ def _metric(plan: MetricPlan) -> dict[str, Any]:
     return out
 
 
-def _gates(rollout: Rollout, step: PlannedStep, plans: AnalysisPlans,
+def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
            replicas: int) -> list[dict[str, Any]]:
     gates: list[dict[str, Any]] = []
     if step.kind in (StepKind.SET_WEIGHT, StepKind.SET_HEADER_ROUTE, StepKind.SET_MIRROR,
@@ -72,7 +72,7 @@ def _gates(rollout: Rollout, step: PlannedStep, plans: AnalysisPlans,
     return gates
 
 
-def rollout_plan(rollout: Rollout, plans: AnalysisPlans, replicas: int = 1,
+def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, replicas: int = 1,
                  virtual_service: Mapping[str, Any] | None = None,
                  destination_rule: Mapping[str, Any] | None = None,
                  with_objects: bool = True) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshctl.domain.plans import rollout_plan
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, analysis_plans
+from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.rollout_plan import rollout_plan
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 
@@ -22,7 +22,7 @@ def plan_for(rollout: Rollout, templates: Mapping[str, AnalysisTemplate], mesh: 
              destination_rule: Mapping[str, Any] | None = None) -> dict[str, Any]:
     kind = MeshKind.ENVOY if mesh == "local" else MeshKind.ISTIO
     try:
-        plans = analysis_plans(rollout, templates, kind)
+        plans = resolve_analysis(rollout, templates, kind)
     except InvalidSpec as exc:
         raise PlanError([str(p) for p in exc.problems]) from exc
     with_objects = kind is MeshKind.ISTIO and rollout.spec.traffic_routing is not None

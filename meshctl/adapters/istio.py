@@ -1,0 +1,151 @@
+"""The Istio traffic router over a real cluster: the Rollout's VirtualService (its named
+routes) and DestinationRule subsets.
+
+Translate, never decide: what to write comes from :mod:`meshctl.domain.istio`; this class
+reads and writes it, records what it borrowed, and puts it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from meshctl.adapters.errors import NotFound, Unavailable
+from meshctl.adapters.istiod import DataPlane
+from meshctl.adapters.kube import Kube, Object
+from meshctl.domain.istio import (
+    apply_split,
+    canary_subset_is_borrowed,
+    managed_route_names,
+    read_split,
+    restored_virtual_service,
+    uses_canary,
+    with_canary_subset,
+    without_canary_subset,
+)
+from meshctl.domain.keys import ORIGINAL_SPEC
+from meshctl.domain.spec import Rollout
+from meshctl.domain.traffic import TrafficSplit
+
+ISTIO = ("networking.istio.io", "v1")
+SUBSET_TIMEOUT = 10.0  # seconds a new DestinationRule subset may take to reach the proxies
+
+
+def _remember_original(obj: Object) -> Object:
+    """Record the object's spec, as found, before meshctl's first change (once)."""
+    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if ORIGINAL_SPEC not in annotations:
+        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
+    return obj
+
+
+def _original(obj: Object) -> dict[str, Any] | None:
+    """The spec as meshctl found it, and the record removed; None if there is none."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    raw = annotations.pop(ORIGINAL_SPEC, None)
+    return json.loads(raw) if raw else None
+
+
+class IstioRouter:
+    """TrafficRouter over the Rollout's VirtualService (and DestinationRule subsets).
+
+    ``written()`` reads the VirtualService as the API server holds it; ``observed()`` reads
+    the proxies through ``data_plane`` (istiod's debug API), never the stored object.
+    """
+
+    def __init__(self, kube: Kube, rollout: Rollout, data_plane: DataPlane) -> None:
+        self.kube, self.rollout = kube, rollout
+        routing = rollout.spec.traffic_routing
+        assert routing is not None and routing.istio is not None
+        self.routing = routing.istio
+        self.data_plane = data_plane
+        self._vs: Object | None = None
+        self._unobserved = ""
+
+    def _get_vs(self) -> Object:
+        self._vs = self.kube.get(*ISTIO, self.rollout.namespace, "virtualservices",
+                                 self.routing.virtual_service.name)
+        return self._vs
+
+    def written(self) -> TrafficSplit | None:
+        return read_split(self._get_vs(), self.rollout)
+
+    def observed(self) -> TrafficSplit | None:
+        vs = self._vs if self._vs is not None else self._get_vs()
+        names = managed_route_names(vs, self.routing)
+        if not names:
+            self._unobserved = "not observed: the VirtualService has no route meshctl manages"
+            return None
+        reading = self.data_plane.read(self.rollout, names[0], read_split(vs, self.rollout))
+        self._unobserved = reading.reason
+        return reading.split
+
+    def unobserved_reason(self) -> str:
+        return self._unobserved
+
+    def apply(self, split: TrafficSplit) -> None:
+        """Write ``split``; the canary subset exists (at the proxies too) before a route
+        uses it. It leaves once the rollout is settled (:meth:`drop_canary_subset`)."""
+        ns, rollout = self.rollout.namespace, self.rollout
+        dr = self.routing.destination_rule
+        if dr is not None and uses_canary(split):
+            self.kube.update_with_retry(
+                *ISTIO, ns, "destinationrules", dr.name,
+                lambda obj: with_canary_subset(_remember_original(obj), rollout))
+            self._wait_for_subset(dr.canary_subset)
+        updated = self.kube.update_with_retry(
+            *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
+            lambda vs: apply_split(_remember_original(vs), rollout, split))
+        self._vs = updated.object
+
+    def _wait_for_subset(self, subset: str) -> None:
+        """A route to a subset the proxies do not have yet answers 503 (no cluster): wait
+        until the data plane has it (istiod pushes it about 100 ms after the write)."""
+        deadline = time.monotonic() + SUBSET_TIMEOUT
+        while not self.data_plane.has_subset(self.rollout, subset):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"subset {subset!r} has not reached the proxies after "
+                                  f"{SUBSET_TIMEOUT:g} s; the route to it is not written yet")
+            time.sleep(0.05)
+
+    def restore(self) -> None:
+        """Give back what meshctl changed (the Rollout is being deleted): the managed routes'
+        destinations and mirror, its header routes, the canary subset it added. Edits
+        others made meanwhile stay."""
+        rollout = self.rollout
+
+        def virtual_service(vs: Object) -> Object:
+            original = _original(vs)
+            return vs if original is None else restored_virtual_service(vs, original, rollout)
+
+        self._restore("virtualservices", self.routing.virtual_service.name, virtual_service)
+        if self.routing.destination_rule is not None:
+            self._restore("destinationrules", self.routing.destination_rule.name,
+                          self._without_borrowed_subset)
+
+    def _restore(self, plural: str, name: str, change: Callable[[Object], Object]) -> None:
+        with contextlib.suppress(NotFound):
+            self.kube.update_with_retry(*ISTIO, self.rollout.namespace, plural, name, change)
+
+    def _without_borrowed_subset(self, dr: Object) -> Object:
+        original = _original(dr)
+        if original is None or canary_subset_is_borrowed(original, self.rollout):
+            return without_canary_subset(dr, self.rollout)
+        return dr
+
+    def drop_canary_subset(self) -> None:
+        """Remove the canary subset if meshctl added it (kept when the user defined it)."""
+        if self.routing.destination_rule is None:
+            return
+        rollout, remove = self.rollout, self._remove_borrowed_subset
+        self.kube.update_with_retry(*ISTIO, rollout.namespace, "destinationrules",
+                                    self.routing.destination_rule.name, remove)
+
+    def _remove_borrowed_subset(self, dr: Object) -> Object:
+        raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC)
+        if raw is not None and not canary_subset_is_borrowed(json.loads(raw), self.rollout):
+            return dr
+        return without_canary_subset(dr, self.rollout)

@@ -1,0 +1,36 @@
+"""The label, annotation and finalizer keys meshctl puts on objects: one module, so each
+key has one spelling (tests spell them out literally: they are a contract with users).
+
+Labels:
+    ``meshctl.io/track``            stable | canary, on the pods of each version
+    ``meshctl.io/revision``         the pod template's hash, on the pods of each version
+    ``meshctl.io/rollout``          the Rollout an object meshctl created belongs to
+    ``app.kubernetes.io/managed-by: meshctl``   on every object meshctl created
+    ``app.kubernetes.io/part-of: meshctl``      on meshctl's CRDs
+
+Annotations:
+    ``meshctl.io/intent-<action>``  a user intent's id (:mod:`meshctl.domain.intents`)
+    ``meshctl.io/original-spec``    a borrowed object's spec as found, restored on delete
+    ``meshctl.io/original-tls``     a DestinationRule's TLS settings as found
+    ``meshctl.io/spec-hash``        the hash of the spec meshctl last wrote (drift check)
+    ``meshctl.io/previous-template`` the pod template a start replaced (for undo)
+
+Finalizer: ``meshctl.io/cleanup`` (a deleted Rollout gives back what meshctl changed).
+"""
+
+from __future__ import annotations
+
+TRACK = "meshctl.io/track"
+REVISION = "meshctl.io/revision"
+ROLLOUT = "meshctl.io/rollout"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "meshctl"  # the value of MANAGED_BY on what meshctl created
+PART_OF = "app.kubernetes.io/part-of"
+
+INTENT_PREFIX = "meshctl.io/intent-"
+ORIGINAL_SPEC = "meshctl.io/original-spec"
+ORIGINAL_TLS = "meshctl.io/original-tls"
+SPEC_HASH = "meshctl.io/spec-hash"
+PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
+
+FINALIZER = "meshctl.io/cleanup"

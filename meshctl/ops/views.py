@@ -1,0 +1,187 @@
+"""Rollouts as a person or a pipeline sees them: :class:`RolloutView`, the same from the
+API server, from the gRPC API and from a local run's files; and reading them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshctl.domain.intents import RECORDED
+from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.schedule import schedule
+from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.domain.status import RolloutStatus
+from meshctl.domain.validation import load_document
+from meshctl.ops.connect import Objects
+from meshctl.ops.failures import translated
+
+PLURAL = "rollouts"
+
+
+@dataclass(frozen=True)
+class WeightsView:
+    stable: int
+    canary: int
+
+
+@dataclass(frozen=True)
+class MeasurementView:
+    """The newest measurement of one metric (``value`` None: no data or an error)."""
+
+    metric: str
+    run: str
+    value: float | None
+    outcome: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ConditionView:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """One rollout as a person or a pipeline needs it; the same from the API server and
+    from the gRPC API. ``step`` counts from 0; at ``total_steps`` every step is done."""
+
+    name: str
+    namespace: str
+    phase: str
+    step: int = 0
+    total_steps: int = 0
+    weights: WeightsView = WeightsView(100, 0)
+    observed_weights: WeightsView | None = None
+    not_observed: str = ""  # why observed_weights is None ("stored, not observed: ...")
+    measurements: tuple[MeasurementView, ...] = ()
+    message: str = ""
+    conditions: tuple[ConditionView, ...] = ()
+    abort_reason: str = ""
+    pause_reason: str = ""
+    revision: str = ""
+    stable_revision: str = ""
+    image: str = ""
+    paused: bool = False
+    generation: int = 0
+    observed_generation: int = 0
+    pending_intents: tuple[str, ...] = ()
+
+    @property
+    def invalid(self) -> bool:
+        return any(c.type == "InvalidSpec" and c.status == "True" for c in self.conditions)
+
+    @property
+    def current(self) -> bool:
+        """The status describes the latest spec and every intent recorded (the controller
+        has seen them)."""
+        return self.observed_generation >= self.generation and not self.pending_intents
+
+    def to_json(self) -> dict[str, Any]:
+        observed = self.observed_weights
+        return {
+            "name": self.name, "namespace": self.namespace, "phase": self.phase,
+            "step": self.step, "totalSteps": self.total_steps,
+            "weights": {"stable": self.weights.stable, "canary": self.weights.canary},
+            "observedWeights": None if observed is None else {
+                "stable": observed.stable, "canary": observed.canary},
+            "notObserved": self.not_observed,
+            "measurements": [{"metric": m.metric, "run": m.run, "value": m.value,
+                              "outcome": m.outcome, "at": m.at} for m in self.measurements],
+            "message": self.message,
+            "conditions": [{"type": c.type, "status": c.status, "reason": c.reason,
+                            "message": c.message, "lastTransitionTime": c.last_transition_time}
+                           for c in self.conditions],
+            "abortReason": self.abort_reason, "pauseReason": self.pause_reason,
+            "revision": self.revision, "stableRevision": self.stable_revision,
+            "image": self.image, "paused": self.paused, "generation": self.generation,
+            "observedGeneration": self.observed_generation,
+            "pendingIntents": list(self.pending_intents),
+        }
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else ""
+
+
+def _measurements(status: RolloutStatus) -> tuple[MeasurementView, ...]:
+    latest: dict[str, MeasurementView] = {}
+    for run in status.analysis:
+        for metric in run.metrics:
+            if not metric.measurements:
+                continue
+            m = metric.measurements[-1]
+            view = MeasurementView(metric.name, run.name, m.value, m.outcome.value, _iso(m.at))
+            if metric.name not in latest or latest[metric.name].at < view.at:
+                latest[metric.name] = view
+    return tuple(latest[name] for name in sorted(latest))
+
+
+def first_image(template: Any) -> str:
+    containers = ((template or {}).get("spec") or {}).get("containers") or [{}]
+    return str(containers[0].get("image") or "")
+
+
+def _total_steps(obj: Mapping[str, Any]) -> int:
+    try:
+        rollout = load_document(obj)
+    except InvalidSpec:
+        return 0
+    return len(schedule(rollout.spec)) if isinstance(rollout, Rollout) else 0
+
+
+def view_of(obj: Mapping[str, Any]) -> RolloutView:
+    """The view of a Rollout object as the API server serves it."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    try:
+        status = RolloutStatus.from_json(obj.get("status"))
+        message = status.message
+    except InvalidSpec as exc:  # a damaged status is shown, not fatal
+        status, message = RolloutStatus(), f"status unreadable: {exc}"
+    observed = status.weights.observed
+    return RolloutView(
+        name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")),
+        phase=status.phase.value, step=status.current_step, total_steps=_total_steps(obj),
+        weights=WeightsView(status.weights.stable, status.weights.canary),
+        observed_weights=None if observed is None else WeightsView(observed.stable,
+                                                                   observed.canary),
+        not_observed=status.weights.not_observed,
+        measurements=_measurements(status), message=message,
+        conditions=tuple(ConditionView(c.type, c.status, c.reason, c.message,
+                                       _iso(c.last_transition_time))
+                         for c in status.conditions),
+        abort_reason=status.abort.reason if status.abort else "",
+        pause_reason=status.pause_reason or "", revision=status.current_revision or "",
+        stable_revision=status.stable_revision or "", image=first_image(spec.get("template")),
+        paused=bool(spec.get("paused", False)), generation=int(meta.get("generation", 0)),
+        observed_generation=status.observed_generation,
+        pending_intents=_pending_intents(meta, status),
+    )
+
+
+def _pending_intents(meta: Mapping[str, Any], status: RolloutStatus) -> tuple[str, ...]:
+    """Intents recorded on the Rollout that the controller has not acted on yet."""
+    annotations = meta.get("annotations") or {}
+    return tuple(action.value for action in RECORDED
+                 if annotations.get(action.annotation)
+                 and status.handled(action) != annotations[action.annotation])
+
+
+def get(kube: Objects, namespace: str, name: str) -> RolloutView:
+    with translated():
+        return view_of(kube.get(GROUP, VERSION, namespace, PLURAL, name))
+
+
+def list_rollouts(kube: Objects, namespace: str | None) -> list[RolloutView]:
+    """The rollouts of ``namespace`` (None: of every namespace), by namespace and name."""
+    with translated():
+        if namespace is None:
+            items, _ = kube.list_all(GROUP, VERSION, PLURAL)
+        else:
+            items = kube.list(GROUP, VERSION, namespace, PLURAL)
+    views = [view_of(item) for item in items]
+    return sorted(views, key=lambda v: (v.namespace, v.name))
