@@ -39,6 +39,7 @@ from testworld.cluster import ClusterTier
 from testworld.istio_exporter import IstioExporter
 from testworld.kills import (
     LOCAL_FAILPOINTS,
+    Findings,
     Run,
     apiserver_restart_run,
     envoy_kill_run,
@@ -73,8 +74,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshctl-bench-kills-"))
 
     def timed(scenario: str, go: Callable[[], Run]) -> None:
+        """Run one scenario; one that does not finish is a row too (inconsistent end)."""
         began = time.monotonic()
-        run = go()
+        try:
+            run = go()
+        except AssertionError as exc:
+            run = Run(Findings(inconsistent=1, notes=[f"did not finish: {exc}"]))
         rows.append(row(scenario, run, time.monotonic() - began))
         print(rows[-1], file=sys.stderr, flush=True)
 

@@ -456,7 +456,7 @@ def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
             process.start()
             end = "Degraded" if rollback else "Healthy"
             wait_for(lambda: phase_of(kube, ns) == end if rollback else promoted(kube, ns),
-                     timeout, f"the rollout to end {end}")
+                     timeout, f"the rollout to end {end}", lambda: _brief_status(kube, ns))
             process.kill()
     expected_weights = [0, 20, 0] if rollback else weights_of(steps)
     expected_steps = [0, 1] if rollback else list(range(len(steps) + 1))
@@ -487,7 +487,8 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
                 process.kill()
                 run.kills += 1
             process.start()
-            wait_for(lambda: promoted(kube, ns), timeout, "promotion")
+            wait_for(lambda: promoted(kube, ns), timeout, "promotion",
+                     lambda: _brief_status(kube, ns))
             process.kill()
     run.findings = judge(history, events_of(kube, ns, before), weights_of(LONG_STEPS),
                          list(range(len(LONG_STEPS) + 1)), "Healthy")
@@ -516,7 +517,8 @@ def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
             start_canary(kube, ns)
             wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60, "step 1")
             world.restart_apiserver(down_seconds=3)
-            wait_for(lambda: promoted(kube, ns), 150, "promotion")
+            wait_for(lambda: promoted(kube, ns), 150, "promotion",
+                     lambda: _brief_status(kube, ns))
         alive = process.alive
     run = Run(judge(history, events_of(kube, ns, before), weights_of(CANARY_STEPS),
                     list(range(len(CANARY_STEPS) + 1)), "Healthy"))
@@ -548,7 +550,8 @@ def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus, log_
             pid = prometheus.process.pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL if fault == "stopped" else signal.SIGSTOP)
-            wait_for(lambda: status_of(kube, ns).get("phase") == "Paused", 120, "the pause")
+            wait_for(lambda: status_of(kube, ns).get("phase") == "Paused", 120, "the pause",
+                     lambda: _brief_status(kube, ns))
             paused = status_of(kube, ns)
             if (paused.get("pauseReason") != "AnalysisUnavailable"
                     or "did not answer" not in paused.get("message", "")):
@@ -563,10 +566,8 @@ def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus, log_
                 prometheus.restart()
             else:
                 os.kill(pid, signal.SIGCONT)
-            try:
-                wait_for(lambda: promoted(kube, ns), 120, "promotion")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; status: {status_of(kube, ns)}") from None
+            wait_for(lambda: promoted(kube, ns), 120, "promotion",
+                     lambda: _brief_status(kube, ns))
     events = events_of(kube, ns, before)
     if not any(e.get("reason") == "AnalysisAvailable" for e in events):
         findings.inconsistent += 1
@@ -823,10 +824,23 @@ def _sigkill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             explain: Callable[[], object] | None = None) -> None:
+    """Until ``condition()``; else an AssertionError naming ``what`` (and ``explain()``, the
+    state it ended in)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    found = ""
+    if explain is not None:
+        with contextlib.suppress(Exception):
+            found = f"; found {explain()}"
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{found}")
+
+
+def _brief_status(kube: Kube, ns: str) -> str:
+    status = status_of(kube, ns)
+    return (f"{status.get('phase')} step {status.get('currentStep')} "
+            f"({status.get('pauseReason') or '-'}): {status.get('message')}")

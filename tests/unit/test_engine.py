@@ -12,12 +12,18 @@ from datetime import timedelta
 import pytest
 
 from meshctl.domain.analysis import TakenMeasurement
-from meshctl.domain.engine import ResolvedAnalysis, WorkloadState, decide, measurements_due
+from meshctl.domain.engine import (
+    Observation,
+    ResolvedAnalysis,
+    WorkloadState,
+    decide,
+    measurements_due,
+)
 from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error, NoData, Unavailable, Value
 from meshctl.domain.phases import Phase
-from meshctl.domain.status import MAX_MEASUREMENTS_KEPT, Verdict
-from meshctl.domain.traffic import TrafficSplit
+from meshctl.domain.status import MAX_MEASUREMENTS_KEPT, AbortStatus, RolloutStatus, Verdict
+from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.ops.local import is_finished
 
 from .sim import T0, Sim, canary, rollout_spec, slo_metric
@@ -569,3 +575,103 @@ def test_a_source_back_without_data_for_too_long_waits_for_a_person():
     sim.metric = lambda run, m: Value(5.0)
     sim.run(passes=30)
     assert sim.status.phase is Phase.PAUSED  # no probes now: a person resumes
+
+
+# -- boundaries and guards, one decide() each (found by flipping an operator in engine.py) --
+
+V1, V2 = "v1", "v2"
+SPLIT_90_10 = TrafficSplit(Weights(90, 10))
+STABLE_PODS, CANARY_POD = WorkloadState(4, 4, V1), WorkloadState(1, 1, V2)
+
+
+def _status(phase: Phase, **fields) -> RolloutStatus:
+    given = {"stable_revision": V1, "current_revision": V2, "step_started_at": T0, **fields}
+    return dataclasses.replace(RolloutStatus(), phase=phase, **given)
+
+
+def _obs(written: TrafficSplit, observed: TrafficSplit | None = None, *,
+         stable: WorkloadState = STABLE_PODS, canary_pods: WorkloadState = CANARY_POD,
+         **fields) -> Observation:
+    return Observation(revision=V2, stable=stable, canary=canary_pods, written=written,
+                       observed=written if observed is None else observed, **fields)
+
+
+def test_the_canary_keeps_its_pods_while_the_data_plane_still_shows_it_weight():
+    """Healthy again, 100/0 written but the data plane still applies 90/10: scaling the
+    canary to 0 now would drop the requests still routed to it."""
+    status = _status(Phase.HEALTHY, stable_revision=V2)
+    held = decide(canary({"setWeight": 10}), status, _obs(TrafficSplit.stable_only(),
+                                                          SPLIT_90_10), T0)
+    assert held.workloads.canary_replicas == 1 and held.requeue_after is not None
+    done = decide(canary({"setWeight": 10}), status, _obs(TrafficSplit.stable_only()), T0)
+    assert done.workloads.canary_replicas == 0
+
+
+@pytest.mark.parametrize("seconds, replicas", [(29.9, 1), (30, 0)])
+def test_the_canary_scales_down_when_the_abort_delay_has_passed(seconds, replicas):
+    """abortScaleDownDelaySeconds 30, stable observed at T0: at T0+30 s, not before."""
+    spec = canary({"setWeight": 10}, abortScaleDownDelaySeconds=30)
+    status = _status(Phase.DEGRADED, abort=AbortStatus("AnalysisFailed", T0,
+                                                       stable_observed_at=T0))
+    d = decide(spec, status, _obs(TrafficSplit.stable_only()), T0 + timedelta(seconds=seconds))
+    assert d.workloads.canary_replicas == replicas
+
+
+@pytest.mark.parametrize("seconds, phase", [(60, Phase.PROGRESSING), (60.5, Phase.DEGRADED)])
+def test_the_progress_deadline_aborts_once_it_is_exceeded(seconds, phase):
+    """progressDeadlineSeconds 60, the canary never ready: 60 s without progress is within
+    the deadline; past it, the step aborts (traffic is still all on stable: Degraded in the
+    same pass)."""
+    spec = canary({"setWeight": 10}, progressDeadlineSeconds=60)
+    status = _status(Phase.PROGRESSING)
+    d = decide(spec, status, _obs(TrafficSplit.stable_only(),
+                                  canary_pods=WorkloadState(1, 0, V2)),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.phase is phase
+
+
+@pytest.mark.parametrize("ready, traffic", [(2, TrafficSplit(Weights(50, 50))),
+                                            (4, TrafficSplit.stable_only())])
+def test_promotion_returns_traffic_to_stable_only_when_every_stable_pod_is_ready(ready, traffic):
+    spec = canary({"setWeight": 50})
+    status = _status(Phase.PROMOTING, current_step=1)
+    d = decide(spec, status, _obs(TrafficSplit(Weights(50, 50)),
+                                  stable=WorkloadState(4, ready, V2),
+                                  canary_pods=WorkloadState(2, 2, V2)), T0)
+    assert d.traffic == traffic
+    if ready < 4:
+        assert f"{ready}/4 ready" in d.status.message
+
+
+@pytest.mark.parametrize("seconds, step", [(29.9, 1), (30, 2)])
+def test_a_timed_pause_ends_when_its_duration_has_passed(seconds, step):
+    spec = canary({"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50})
+    status = _status(Phase.PROGRESSING, current_step=1)
+    d = decide(spec, status, _obs(SPLIT_90_10, canary_pods=WorkloadState(2, 2, V2)),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.current_step == step
+
+
+@pytest.mark.parametrize("seconds, held", [(9.9, False), (10, True)])
+def test_a_step_says_it_is_held_once_the_observe_timeout_has_passed(seconds, held):
+    spec = canary({"setWeight": 10})
+    status = _status(Phase.PROGRESSING)
+    d = decide(spec, status, _obs(SPLIT_90_10, TrafficSplit.stable_only(), observe_timeout=10),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.message.startswith("step 0 held") is held
+    assert any(e.reason == "TrafficNotObserved" for e in d.events) is held
+
+
+def test_background_no_data_during_a_pause_for_promote_keeps_the_pause_reason():
+    """Paused at an indefinite pause step, background analysis finds no data: the rollout
+    stays paused for the step (PausedAtStep); the analysis pauses it once it moves on."""
+    spec = canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})
+    resolved = ResolvedAnalysis(background=(slo_metric(count=None, interval=10),),
+                                background_from=1)
+    sim = Sim(spec, analysis=resolved, metric=lambda run, m: NoData("0 requests"))
+    sim.run(passes=10)
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "PausedAtStep"
+    assert sim.status.run("background").verdict is Verdict.INCONCLUSIVE
+    sim.intents = Intents(promote="p1")
+    sim.run(passes=10)
+    assert sim.status.pause_reason == "InconclusiveAnalysis" and sim.status.current_step == 2

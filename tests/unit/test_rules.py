@@ -124,6 +124,7 @@ def _feed(plan, *measurements):
                 success=Condition.parse("result < 50")), [NoData(), Value(1), Value(1)],
      Verdict.PASSING),
     (LATENCY, [Error("x")] * 4 + [Value(1)], Verdict.PENDING),  # errors retried, not counted
+    (LATENCY, [Error("x")] * 4, Verdict.PENDING),  # 4 in a row: within the limit 4
     (LATENCY, [Error("x")] * 5, Verdict.FAILING),  # consecutiveErrorLimit 4
     (ResolvedMetric(name="l", query="q", count=2, min_samples=3, failure_limit=5,
                 success=Condition.parse("result < 50")), [Value(1), Value(2)],
