@@ -31,13 +31,6 @@ from typing import Any
 
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_before_delay,
-    wait_exponential,
-)
 from urllib3.util.retry import Retry
 
 from meshctl.adapters.errors import (
@@ -47,6 +40,7 @@ from meshctl.adapters.errors import (
     from_http_status,
     translate,
 )
+from meshctl.adapters.retries import before_deadline
 from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
@@ -100,18 +94,7 @@ class PrometheusProvider:
         self._client.close()
 
     def _with_retries(self, query: str, deadline: float) -> Any:
-        retrying = Retrying(
-            # stop_before_delay: no back-off sleep may end past the deadline
-            stop=stop_before_delay(max(0.0, deadline - time.monotonic())),
-            wait=wait_exponential(multiplier=0.1, max=1.0),
-            retry=retry_if_exception_type(TransientError),
-            reraise=False,
-        )
-        try:
-            return retrying(self._query_once, query, deadline)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            raise last if isinstance(last, AdapterError) else translate(exc) from exc
+        return before_deadline(lambda: self._query_once(query, deadline), deadline)
 
     def _query_once(self, query: str, deadline: float) -> Any:
         timeout = max(_MIN_ATTEMPT_SECONDS, deadline - time.monotonic())

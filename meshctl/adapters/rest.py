@@ -23,7 +23,6 @@ import json
 import os
 import ssl
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from meshctl.adapters.errors import (
-    Conflict,
     NotFound,
     PermanentError,
     TransientError,
@@ -47,6 +45,7 @@ from meshctl.adapters.kube import (
     Object,
     Updated,
     request_budget,
+    update,
 )
 
 IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -143,13 +142,15 @@ class RestKube:
     """The subset of :class:`meshctl.adapters.kube.Kube` the CLI uses, same signatures."""
 
     def __init__(self, endpoint: Endpoint, *, field_manager: str = FIELD_MANAGER,
-                 timeout_seconds: float = 30.0, max_attempts: int = 5) -> None:
+                 timeout_seconds: float = 30.0, max_attempts: int = 5,
+                 max_backoff_seconds: float = 2.0) -> None:
         self.endpoint = endpoint
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
         # A time.monotonic() instant no request may outlast (a command's --timeout).
         self.deadline: float | None = None
         self.max_attempts = max_attempts
+        self.max_backoff_seconds = max_backoff_seconds
         url = urllib.parse.urlsplit(endpoint.server)
         if url.scheme != "https" or not url.hostname:
             raise PermanentError(f"{endpoint.server}: only https:// API servers are supported")
@@ -328,22 +329,10 @@ class RestKube:
     def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
                           name: str, mutate: Mutation) -> Updated:
         """As :meth:`Kube.update_with_retry`: read, mutate a copy, write with the version
-        read; a Conflict starts again from a fresh read (``max_attempts`` in all)."""
-        for attempt in range(1, self.max_attempts + 1):
-            current = self.get(group, version, namespace, plural, name)
-            desired = mutate(json.loads(json.dumps(current)))
-            if desired == current:
-                return Updated(current, attempt, changed=False)
-            desired.setdefault("metadata", {})["resourceVersion"] = \
-                current["metadata"]["resourceVersion"]
-            try:
-                return Updated(self.replace(group, version, namespace, plural, desired),
-                               attempt, changed=True)
-            except Conflict:
-                if attempt == self.max_attempts:
-                    raise
-                time.sleep(0.05 * attempt)
-        raise AssertionError("unreachable")
+        read; a transient failure (a Conflict above all) starts again from a fresh read,
+        under the same retry policy (``max_attempts`` in all)."""
+        return update(self, group, version, namespace, plural, name, mutate,
+                      attempts=self.max_attempts, max_backoff=self.max_backoff_seconds)
 
 
 def _as_object(value: object) -> Object:
