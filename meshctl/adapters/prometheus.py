@@ -9,9 +9,10 @@ measurement, never raising for data problems:
 - a vector with more series -> ``Error("query returned N series; aggregate it")``;
 - a query Prometheus rejects (400/422) -> ``Error`` with Prometheus's message, at once;
 - transport failures and 5xx/429 -> retried (tenacity, exponential back-off) until
-  ``timeout_seconds`` is spent, then ``NoData`` naming the last failure: Prometheus down,
-  or slower than the timeout, says nothing about the canary. It counts toward
-  ``inconclusiveLimit`` (the rollout pauses; it never promotes on it), not toward
+  ``timeout_seconds`` is spent, then ``Unavailable`` (a kind of ``NoData``) naming the last
+  failure: Prometheus down, or slower than the timeout, says nothing about the canary. It
+  counts toward ``inconclusiveLimit`` (the rollout pauses, AnalysisUnavailable; it never
+  promotes on it, and the pause lifts itself once Prometheus answers again), not toward
   ``consecutiveErrorLimit`` (a monitoring outage does not roll a good version back).
 
 :meth:`PrometheusProvider.check_query` asks Prometheus whether it accepts a query (spec
@@ -40,7 +41,7 @@ from meshctl.adapters.errors import (
     translate,
 )
 from meshctl.adapters.retries import before_deadline
-from meshctl.domain.measurements import Error, Measurement, NoData, Value
+from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
@@ -73,7 +74,7 @@ class PrometheusProvider:
         try:
             result = self._with_retries(query, deadline)
         except TransientError as exc:
-            return NoData(f"Prometheus {self.address} did not answer within "
+            return Unavailable(f"Prometheus {self.address} did not answer within "
                           f"{timeout_seconds:g}s: {exc.message}")
         except AdapterError as exc:
             return Error(f"Prometheus {self.address}: {exc.message}")
