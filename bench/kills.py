@@ -8,8 +8,10 @@ scheduler, hollow nodes: real Pods and readiness) and a real Prometheus, with
   during which the controller is killed at that failpoint every time it is reached, up to
   ``--per-failpoint`` times, and started again;
 - random kills: one canary with ``--random-kills`` seeded SIGKILLs;
-- faults: kube-apiserver restarted mid-canary; Prometheus stopped, or hung (SIGSTOP:
-  slower than any query timeout), during analysis;
+- faults: kube-apiserver restarted mid-canary; Prometheus stopped (SIGKILL, then started
+  again on its port and data), or hung (SIGSTOP: slower than any query timeout), during
+  analysis: the rollout pauses and resumes by itself; the local mesh's Envoy SIGKILLed
+  mid-run (restarted by the run; the split measured through it afterwards);
 - the local mesh: ``meshctl rollout run --mesh local`` ended at each failpoint in turn and
   SIGKILLed at random.
 
@@ -37,8 +39,10 @@ from testworld.cluster import ClusterTier
 from testworld.istio_exporter import IstioExporter
 from testworld.kills import (
     LOCAL_FAILPOINTS,
+    Findings,
     Run,
     apiserver_restart_run,
+    envoy_kill_run,
     failpoint_run,
     local_kill_run,
     prometheus_fault_run,
@@ -70,8 +74,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshctl-bench-kills-"))
 
     def timed(scenario: str, go: Callable[[], Run]) -> None:
+        """Run one scenario; one that does not finish is a row too (inconsistent end)."""
         began = time.monotonic()
-        run = go()
+        try:
+            run = go()
+        except AssertionError as exc:
+            run = Run(Findings(inconsistent=1, notes=[f"did not finish: {exc}"]))
         rows.append(row(scenario, run, time.monotonic() - began))
         print(rows[-1], file=sys.stderr, flush=True)
 
@@ -110,15 +118,17 @@ def main() -> None:
                                  workdir=work / f"p-{fault}")
                 own.start()
                 try:
-                    timed(f"fault: Prometheus {fault} during analysis (pause, resume when back)",
+                    timed(f"fault: Prometheus {fault} during analysis (pauses; resumes "
+                          "by itself when it answers)",
                           lambda own=own, fault=fault, ns=ns: prometheus_fault_run(
-                              world, ns, own, lambda port, fault=fault: Prometheus(
-                                  [ScrapeTarget("istio", exporter.address)],
-                                  workdir=work / f"p-{fault}-2", port=port), work, fault))
+                              world, ns, own, work, fault))
                 finally:
                     own.stop()
         finally:
             prometheus.stop()
+    timed("fault: Envoy SIGKILLed under `rollout run --mesh local` at 50/50 (restarted on "
+          "its ports; split measured after)",
+          lambda: envoy_kill_run(work / "envoy-kill" / "state", work / "envoy-kill.log").run)
     timed(f"`rollout run --mesh local`, each failpoint in turn + {args.local_kills} random "
           f"SIGKILLs (seed {args.seed})",
           lambda: local_kill_run(work / "local", work / "local.log", LOCAL_FAILPOINTS,

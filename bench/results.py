@@ -20,7 +20,8 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
         end = current.find("\n## ", start + len(heading))
-        updated = current[:start] + text + (current[end + 1:] if end >= 0 else "")
+        rest = current[end + 1:] if end >= 0 else ""
+        updated = current[:start] + text.rstrip("\n") + ("\n\n" + rest if rest else "")
     path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
 
 

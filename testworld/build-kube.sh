@@ -9,6 +9,7 @@
 #   .cache/kube/<version>/kubectl                   the client, for the kubectl plugin tests
 #   .cache/kube/<version>/build-times.tsv           component, seconds, bytes of each build
 #   .cache/istio/crds.yaml                          Istio CRDs with their real OpenAPI schemas
+#   .cache/gateway-api/crds.yaml                    Gateway API CRDs (standard channel)
 #
 # A binary already present is kept (a warm machine skips the build).
 #
@@ -19,7 +20,7 @@
 # published v0.<minor>.<patch> of the same release; the list is read from k8s.io/kubernetes's
 # own go.mod, never hand-copied. All components build in that one module.
 #
-# Environment: KUBE_VERSION (default below), ISTIO_API_VERSION, GO (the go command),
+# Environment: KUBE_VERSION (default below), ISTIO_API_VERSION, GATEWAY_API_VERSION, GO (the go command),
 # FORCE=1 to rebuild, NICE (default "nice -n 10") prefixes the go builds.
 # GOPATH/GOMODCACHE/GOCACHE keep the Go defaults, so the module and build caches are reused
 # across runs (and the components share most packages).
@@ -29,6 +30,7 @@ ROOT=$PWD
 
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
 ISTIO_API_VERSION=${ISTIO_API_VERSION:-v1.32.0}
+GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.0}
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
@@ -157,7 +159,30 @@ fetch_istio_crds() {
   log "fetched Istio CRDs from istio.io/api $ISTIO_API_VERSION into $out"
 }
 
+# The Gateway API's standard-channel CRDs from the sigs.k8s.io/gateway-api module, in one
+# file (its ValidatingAdmissionPolicy against mixing channels is left out: not a CRD).
+fetch_gateway_api_crds() {
+  local out="$ROOT/.cache/gateway-api/crds.yaml"
+  local stamp="$ROOT/.cache/gateway-api/version"
+  if [[ -s "$out" && "$(cat "$stamp" 2>/dev/null)" == "$GATEWAY_API_VERSION" ]]; then
+    log "cached: $out (sigs.k8s.io/gateway-api $GATEWAY_API_VERSION)"
+    return
+  fi
+  local dir file
+  dir=$("$GO" mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | json_field Dir)
+  mkdir -p "$(dirname "$out")"
+  : >"$out.tmp"
+  for file in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    [[ $file == *_vap_* ]] && continue
+    { printf -- '---\n'; cat "$file"; } >>"$out.tmp"
+  done
+  mv "$out.tmp" "$out"
+  printf '%s\n' "$GATEWAY_API_VERSION" >"$stamp"
+  log "fetched Gateway API CRDs from sigs.k8s.io/gateway-api $GATEWAY_API_VERSION into $out"
+}
+
 # go mod download needs a module-agnostic working directory.
 cd "$ROOT/.cache" 2>/dev/null || { mkdir -p "$ROOT/.cache" && cd "$ROOT/.cache"; }
 fetch_istio_crds
+fetch_gateway_api_crds
 build_kube

@@ -14,6 +14,7 @@ the service's host::
         istio.host_service(ns, "web", v1)                 # Service + EndpointSlice -> v1
         istio.subset_service(ns, "api", {"stable": v1})   # Service + WorkloadEntries
         istio.istiod_debug_url                            # what the controller reads
+        istio.gateway_api_gateway()                       # a Gateway API Gateway's port
 
 What istiod and upstream Envoy need here (facts from running them; see the module's tests):
 
@@ -267,6 +268,7 @@ class IstioWorld:
         self._ports: dict[str, int] = {}
         self.envoy: Envoy | None = None
         self.gateway_port = 0
+        self._gateway_api_port = 0
         self.ip = ""
         self.backends: list[Backend] = []
         self.timings: dict[str, float] = {}
@@ -395,6 +397,35 @@ class IstioWorld:
         envoy.start(timeout=60)
         _wait("the gateway listener", lambda: envoy.listener_port(f"0.0.0.0_{self.gateway_port}"),
               60)
+
+    def gateway_api_gateway(self) -> int:
+        """A Gateway API ``Gateway`` (class ``istio``) programmed on the same Envoy; returns
+        the port it listens on. istiod binds such a Gateway to the proxies of the Service its
+        address names (a "manual deployment": no Deployment is made); the proxy has no Pod,
+        so a WorkloadEntry named as the proxy, at its address, makes it that Service's. The
+        listener is port 80 of the Service; Envoy listens on the target port."""
+        if self._gateway_api_port:
+            return self._gateway_api_port
+        name, port = "meshctl-gateway-api", free_port()
+        self.kube.apply([
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": name, "namespace": ISTIO_NAMESPACE},
+             "spec": {"selector": {"istio": "ingressgateway"}, "ports": [
+                 {"name": "http", "port": 80, "targetPort": port, "protocol": "TCP"}]}},
+            {"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
+             "metadata": {"name": "istio-ingressgateway-0", "namespace": ISTIO_NAMESPACE},
+             "spec": {"address": "127.0.0.1", "labels": GATEWAY_LABELS, "ports": {"http": port}}},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+             "metadata": {"name": name, "namespace": ISTIO_NAMESPACE},
+             "spec": {"gatewayClassName": "istio", "addresses": [
+                 {"type": "Hostname", "value": f"{name}.{ISTIO_NAMESPACE}.svc.{DOMAIN}"}],
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+        ])
+        envoy = self.envoy_admin
+        _wait("the Gateway API listener", lambda: envoy.listener_port(f"0.0.0.0_{port}"), 60)
+        self._gateway_api_port = port
+        return port
 
     # -- services and backends ------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -36,6 +37,7 @@ from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube
 from meshctl.domain.phases import TRANSITIONS, Phase
 from meshctl.domain.spec import GROUP, VERSION
+from meshctl.localmesh.procs import http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
 from testworld.kube import KubeWorld
 from testworld.poller import Poller
@@ -454,7 +456,7 @@ def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
             process.start()
             end = "Degraded" if rollback else "Healthy"
             wait_for(lambda: phase_of(kube, ns) == end if rollback else promoted(kube, ns),
-                     timeout, f"the rollout to end {end}")
+                     timeout, f"the rollout to end {end}", lambda: _brief_status(kube, ns))
             process.kill()
     expected_weights = [0, 20, 0] if rollback else weights_of(steps)
     expected_steps = [0, 1] if rollback else list(range(len(steps) + 1))
@@ -485,7 +487,8 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
                 process.kill()
                 run.kills += 1
             process.start()
-            wait_for(lambda: promoted(kube, ns), timeout, "promotion")
+            wait_for(lambda: promoted(kube, ns), timeout, "promotion",
+                     lambda: _brief_status(kube, ns))
             process.kill()
     run.findings = judge(history, events_of(kube, ns, before), weights_of(LONG_STEPS),
                          list(range(len(LONG_STEPS) + 1)), "Healthy")
@@ -514,7 +517,8 @@ def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
             start_canary(kube, ns)
             wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60, "step 1")
             world.restart_apiserver(down_seconds=3)
-            wait_for(lambda: promoted(kube, ns), 150, "promotion")
+            wait_for(lambda: promoted(kube, ns), 150, "promotion",
+                     lambda: _brief_status(kube, ns))
         alive = process.alive
     run = Run(judge(history, events_of(kube, ns, before), weights_of(CANARY_STEPS),
                     list(range(len(CANARY_STEPS) + 1)), "Healthy"))
@@ -525,57 +529,58 @@ def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
     return run
 
 
-def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus,
-                         replacement: Callable[[int], Prometheus], log_dir: Path,
+def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus, log_dir: Path,
                          fault: str) -> Run:
-    """A canary whose Prometheus is ``stopped`` (then a new one on its port, from
-    ``replacement(port)``) or ``hung`` (SIGSTOP: it accepts connections and never answers,
-    then SIGCONT) during the analysis step. It must pause (InconclusiveAnalysis) without
-    promoting or aborting, and promote after ``resume`` once Prometheus is back."""
+    """A canary whose Prometheus is ``stopped`` (SIGKILL, then started again on the same
+    port with the same data directory) or ``hung`` (SIGSTOP: it accepts connections and
+    never answers, then SIGCONT) during the analysis step. It must pause
+    (AnalysisUnavailable, the message saying Prometheus did not answer) without promoting or
+    aborting, and resume on its own once Prometheus answers: nobody resumes it."""
     kube = seed(world, ns, FAULT_STEPS)
     process = ControllerProcess(world, ns, prometheus.url, log_dir / f"controller-{ns}.log")
-    port = int(prometheus.url.rsplit(":", 1)[1])
-    started: list[Prometheus] = []
     findings = Findings()
-    try:
-        with _killed_at_exit(process):
-            process.start()
-            wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
-            with History(world, ns) as history:
-                start_canary(kube, ns)
-                wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60,
-                         "the analysis step")
-                pid = prometheus.process.pid
-                assert pid is not None
-                if fault == "stopped":
-                    prometheus.stop()
-                else:
-                    os.kill(pid, signal.SIGSTOP)
-                wait_for(lambda: status_of(kube, ns).get("pauseReason")
-                         == "InconclusiveAnalysis", 120, "the pause")
-                if "did not answer" not in status_of(kube, ns).get("message", ""):
-                    findings.inconsistent += 1
-                    findings.notes.append(f"pause message: {status_of(kube, ns).get('message')}")
-                if fault == "stopped":
-                    started.append(replacement(port))
-                    started[-1].start()
-                else:
-                    os.kill(pid, signal.SIGCONT)
-                kube.merge_patch(GROUP, VERSION, ns, "rollouts", "web", {"metadata": {
-                    "annotations": {"meshctl.io/intent-resume": f"prometheus-{fault}-back"}}})
-                wait_for(lambda: promoted(kube, ns), 120, "promotion")
-    finally:
-        for server in started:
-            server.stop()
+    with _killed_at_exit(process):
+        process.start()
+        wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
+        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        with History(world, ns) as history:
+            start_canary(kube, ns)
+            wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60,
+                     "the analysis step")
+            pid = prometheus.process.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL if fault == "stopped" else signal.SIGSTOP)
+            wait_for(lambda: status_of(kube, ns).get("phase") == "Paused", 120, "the pause",
+                     lambda: _brief_status(kube, ns))
+            paused = status_of(kube, ns)
+            if (paused.get("pauseReason") != "AnalysisUnavailable"
+                    or "did not answer" not in paused.get("message", "")):
+                findings.inconsistent += 1
+                findings.notes.append(f"paused {paused.get('pauseReason')}: "
+                                      f"{paused.get('message')}")
+            time.sleep(3)  # a few probes go unanswered: the pause holds
+            if status_of(kube, ns).get("phase") != "Paused":
+                findings.inconsistent += 1
+                findings.notes.append(f"left the pause while Prometheus was {fault}")
+            if fault == "stopped":
+                prometheus.restart()
+            else:
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: promoted(kube, ns), 120, "promotion",
+                     lambda: _brief_status(kube, ns))
+    events = events_of(kube, ns, before)
+    if not any(e.get("reason") == "AnalysisAvailable" for e in events):
+        findings.inconsistent += 1
+        findings.notes.append("no AnalysisAvailable event: the pause did not lift itself")
     phases = [(c.obj.get("status") or {}).get("phase") for c in history.ordered()
               if c.plural == "rollouts"]
     before_pause = phases[:phases.index("Paused")] if "Paused" in phases else phases
     if "Promoting" in before_pause or "Aborting" in phases:
         findings.unsafe += 1
         findings.notes.append(f"promoted or aborted on measurements not taken: {phases}")
-    findings.add(judge(history, [], weights_of(FAULT_STEPS), [0, 1, 2, 3], "Healthy"))
+    findings.add(judge(history, events, weights_of(FAULT_STEPS), [0, 1, 2, 3], "Healthy"))
     kube.close()
-    return Run(findings)
+    return Run(findings, kills=1 if fault == "stopped" else 0)
 
 
 # --- the local mesh: ``meshctl rollout run --mesh local`` killed ------------------------
@@ -605,12 +610,13 @@ class StatusFiles(Poller):
                     self.seen.append(status)
 
 
-def local_run(state_dir: Path, log: Path, failpoints: str = "") -> subprocess.Popen[bytes]:
+def local_run(state_dir: Path, log: Path, failpoints: str = "",
+              file: str | Path = LOCAL_FILE) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MESHCTL_FAILPOINTS": failpoints}
     with open(log, "ab") as out:
         out.write(f"--- start failpoints={failpoints!r}\n".encode())
         out.flush()
-        return subprocess.Popen([MESHCTL, "rollout", "run", "-f", LOCAL_FILE, "--state-dir",
+        return subprocess.Popen([MESHCTL, "rollout", "run", "-f", str(file), "--state-dir",
                                  str(state_dir), "--timeout", "600", "--load", "60"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -662,6 +668,154 @@ def local_kill_run(state_dir: Path, log: Path, failpoints: Sequence[str] = (),
     return run
 
 
+# A local canary that holds 50/50 for 20 s (the Envoy is killed there), background analysis
+# from the start: steps 10%, analysis, 50%, pause, analysis, 100%.
+ENVOY_KILL_ROLLOUT = """\
+apiVersion: meshctl.io/v1alpha1
+kind: Rollout
+metadata: {name: envoy-kill}
+spec:
+  service: demo
+  local:
+    stable: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v1]}
+    canary: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v2]}
+  slo: {latencyP95: 250ms, availability: "99.9%", window: 5s, minRequests: 10, interval: 1s,
+        count: 3}
+  strategy:
+    canary:
+      steps:
+        - setWeight: 10
+        - analysis: {}
+        - setWeight: 50
+        - pause: {duration: 20s}
+        - analysis: {}
+        - setWeight: 100
+      analysis: {startingStep: 0}
+"""
+ENVOY_KILL_WEIGHTS = [0, 10, 50, 100, 0]
+ENVOY_KILL_STEPS = list(range(7))
+
+
+@dataclass
+class EnvoyKill:
+    """What killing a local run's Envoy did: the run's findings, and the data plane seen."""
+
+    run: Run
+    killed_pid: int = 0
+    restarted_pid: int = 0  # the Envoy the run's ledger names afterwards (0: none)
+    same_ports: bool = False  # admin and listener ports as before the kill
+    canary_share: float = -1.0  # of requests sent through the restarted Envoy
+    canary_weight: int = -1  # in the status while they were sent
+    requests: int = 0
+
+
+def _ledger(state_dir: Path) -> dict[str, Any]:
+    for path in state_dir.glob("*.children.json"):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def _envoy_child(state_dir: Path) -> dict[str, Any] | None:
+    return next((c for c in _ledger(state_dir).get("children") or []
+                 if c.get("name") == "envoy" and is_same_process(c)), None)
+
+
+def _envoy_ports(workdir: Path) -> tuple[int, int] | None:
+    """(admin port, listener port) of the Envoy running in a local mesh's work directory."""
+    with contextlib.suppress(OSError, ValueError, KeyError, StopIteration):
+        admin = int((workdir / "envoy-admin-address").read_text().strip().rpartition(":")[2])
+        answer = http_get(f"http://127.0.0.1:{admin}/listeners?format=json", timeout=1.0)
+        if answer is None or answer[0] != 200:
+            return None
+        listener = next(iter(json.loads(answer[1])["listener_statuses"]))
+        return admin, int(listener["local_address"]["socket_address"]["port_value"])
+    return None
+
+
+def canary_share(port: int, requests: int) -> float:
+    """The share of ``requests`` sent to ``127.0.0.1:port`` that the canary (v2) answered."""
+    versions = []
+    for _ in range(requests):
+        answer = http_get(f"http://127.0.0.1:{port}/", timeout=2.0)
+        with contextlib.suppress(ValueError, TypeError):
+            if answer is not None:
+                versions.append(json.loads(answer[1]).get("version"))
+    return versions.count("v2") / len(versions) if versions else -1.0
+
+
+def envoy_kill_run(state_dir: Path, log: Path, requests: int = 400,
+                   timeout: float = 300) -> EnvoyKill:
+    """A local canary whose Envoy is SIGKILLed (found through the run's ledger of children)
+    while it holds 50/50; the run must start Envoy again on the same ports, the xDS server
+    must give it the current split (measured with ``requests`` requests through it), and the
+    rollout must finish with every step once."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    file = state_dir.parent / "envoy-kill.yaml"
+    file.write_text(ENVOY_KILL_ROLLOUT, encoding="utf-8")
+    kill = EnvoyKill(Run(Findings()))
+    findings = kill.run.findings
+    process = local_run(state_dir, log, file=file)
+    try:
+        with StatusFiles(state_dir) as statuses:
+            wait_for(lambda: bool(statuses.seen) and statuses.seen[-1].get("currentStep") == 3,
+                     180, "the 20 s pause at 50/50")
+            child = _envoy_child(state_dir)
+            workdir = Path((_ledger(state_dir).get("workdirs") or [""])[0])
+            before = _envoy_ports(workdir)
+            assert child is not None and before is not None, "no Envoy in the run's ledger"
+            kill.killed_pid = int(child["pid"])
+            os.kill(kill.killed_pid, signal.SIGKILL)
+            kill.run.kills = 1
+
+            def restarted() -> bool:
+                found = _envoy_child(state_dir)
+                return found is not None and found["pid"] != kill.killed_pid
+            wait_for(restarted, 30, "the run to start Envoy again")
+            kill.restarted_pid = int((_envoy_child(state_dir) or {"pid": 0})["pid"])
+            wait_for(lambda: _envoy_ports(workdir) is not None, 30, "the new Envoy's listener")
+            after = _envoy_ports(workdir)
+            kill.same_ports = after == before
+            weight_then = (statuses.seen[-1].get("weights") or {}).get("canary", -1)
+            kill.canary_share = canary_share(before[1], requests)
+            kill.requests = requests
+            weight_now = (statuses.seen[-1].get("weights") or {}).get("canary", -1)
+            kill.canary_weight = weight_now if weight_now == weight_then else -1
+            code = process.wait(timeout)
+            time.sleep(0.2)
+    finally:
+        _sigkill(process)
+    if code != 0:
+        findings.inconsistent += 1
+        findings.notes.append(f"the run exited {code}")
+    seen = statuses.seen
+    _align(_deduped([0, *((s.get("weights") or {}).get("canary", 0) for s in seen)]),
+           ENVOY_KILL_WEIGHTS, "weights", findings)
+    _align(_deduped([0, *(s.get("currentStep", 0) for s in seen)]), ENVOY_KILL_STEPS, "steps",
+           findings)
+    _phase_moves([s.get("phase") for s in seen], findings)
+    if not kill.restarted_pid or not kill.same_ports:
+        findings.inconsistent += 1
+        findings.notes.append(f"Envoy restarted as pid {kill.restarted_pid}, same ports: "
+                              f"{kill.same_ports}")
+    if not split_matches(kill.canary_share, kill.canary_weight, requests):
+        findings.unsafe += 1
+        findings.notes.append(f"after the restart {kill.canary_share:.3f} of {requests} "
+                              f"requests reached the canary; the status says "
+                              f"{kill.canary_weight}%")
+    return kill
+
+
+def split_matches(share: float, weight: int, requests: int) -> bool:
+    """``share`` lies in the 99% (normal approximation) binomial interval of ``weight``%."""
+    if weight < 0 or share < 0:
+        return False
+    p = weight / 100
+    return abs(share - p) <= 2.576 * math.sqrt(p * (1 - p) / requests) + 1 / requests
+
+
 def _sigkill(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the run alone: its children stay, for the next run to stop."""
     if process.poll() is None:
@@ -670,10 +824,23 @@ def _sigkill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             explain: Callable[[], object] | None = None) -> None:
+    """Until ``condition()``; else an AssertionError naming ``what`` (and ``explain()``, the
+    state it ended in)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    found = ""
+    if explain is not None:
+        with contextlib.suppress(Exception):
+            found = f"; found {explain()}"
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{found}")
+
+
+def _brief_status(kube: Kube, ns: str) -> str:
+    status = status_of(kube, ns)
+    return (f"{status.get('phase')} step {status.get('currentStep')} "
+            f"({status.get('pauseReason') or '-'}): {status.get('message')}")

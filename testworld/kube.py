@@ -1,11 +1,12 @@
 """A real Kubernetes API server for tests and benchmarks: etcd + kube-apiserver on loopback.
 
 ``testworld/build-kube.sh`` (run by ``make testenv``) builds the server binary and
-fetches Istio's CRDs into ``.cache/``; etcd is the Debian ``etcd-server`` package.
+fetches Istio's and the Gateway API's CRDs into ``.cache/``; etcd is the Debian
+``etcd-server`` package.
 :class:`KubeWorld` starts both on free loopback ports with a throw-away data directory, with
 RBAC on, real TLS, ServiceAccount token signing and an admin identity (a client certificate
-in ``system:masters``), then installs Istio's CRDs, meshctl's CRDs (``manifests/crds/``) and
-meshctl's RBAC (``manifests/rbac/``)::
+in ``system:masters``), then installs Istio's and the Gateway API's CRDs, meshctl's CRDs
+(``manifests/crds/``) and meshctl's RBAC (``manifests/rbac/``)::
 
     with KubeWorld() as world:
         api = world.api_client()                  # kubernetes.client.ApiClient, admin
@@ -107,6 +108,13 @@ def find_istio_crds(root: Path = REPO_ROOT) -> Path:
     path = root / ".cache" / "istio" / "crds.yaml"
     if not path.is_file():
         raise WorldUnavailable(f"no Istio CRDs at {path}: run `make testenv`")
+    return path
+
+
+def find_gateway_api_crds(root: Path = REPO_ROOT) -> Path:
+    path = root / ".cache" / "gateway-api" / "crds.yaml"
+    if not path.is_file():
+        raise WorldUnavailable(f"no Gateway API CRDs at {path}: run `make testenv`")
     return path
 
 
@@ -531,6 +539,7 @@ class KubeWorld:
 
     def _install(self, istio_crds: Path) -> None:
         objects = list(_load_yaml(istio_crds))
+        objects += list(_load_yaml(find_gateway_api_crds(self.root)))
         crd_dir = self.root / "manifests" / "crds"
         rbac_dir = self.root / "manifests" / "rbac"
         if self._install_meshctl:

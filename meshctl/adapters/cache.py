@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from meshctl.adapters.errors import NotFound
-from meshctl.adapters.kube import Kube, Mutation, Object, Updated, read_mutate_write
+from meshctl.adapters.kube import Kube, Mutation, Object, Updated, update
 from meshctl.adapters.rest import RestKube
 
 T = TypeVar("T")
@@ -187,12 +187,24 @@ class CachedKube(Kube):
                           name: str, mutate: Mutation) -> Updated:
         """From the cached object (see the module docstring); fresh reads after a Conflict."""
         cached = self.cache.get(plural, namespace, name) if self.cache.synced(plural) else None
-        updated = read_mutate_write(
-            lambda: self.kube.get(group, version, namespace, plural, name),
-            lambda body: self.replace(group, version, namespace, plural, body), mutate,
-            max_attempts=self.max_attempts, max_backoff_seconds=self.max_backoff_seconds,
-            first=cached)
-        return updated
+        return update(_Fresh(self), group, version, namespace, plural, name, mutate,
+                      attempts=self.max_attempts, max_backoff=self.max_backoff_seconds,
+                      first=cached)
+
+
+class _Fresh:
+    """A :class:`CachedKube` whose reads go to the API server (after a Conflict, the cache
+    is not to be trusted) and whose writes still go into the cache."""
+
+    def __init__(self, cached: CachedKube) -> None:
+        self.cached = cached
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
+        return self.cached.kube.get(group, version, namespace, plural, name)
+
+    def replace(self, group: str, version: str, namespace: str, plural: str,
+                body: Object) -> Object:
+        return self.cached.replace(group, version, namespace, plural, body)
 
 
 class Parsed:

@@ -1,7 +1,7 @@
 """The Istio traffic router over a real cluster: the Rollout's VirtualService (its named
 routes) and DestinationRule subsets.
 
-Translate, never decide: what to write comes from :mod:`meshctl.domain.istio`; this class
+Translate, never decide: what to write comes from :mod:`meshctl.domain.routers.istio`; this class
 reads and writes it, records what it borrowed, and puts it back.
 """
 
@@ -11,12 +11,13 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
-from meshctl.domain.istio import (
+from meshctl.domain.keys import ORIGINAL_SPEC
+from meshctl.domain.routers.backend import remember_original, take_original
+from meshctl.domain.routers.istio import (
     apply_split,
     canary_subset_is_borrowed,
     managed_route_names,
@@ -26,27 +27,11 @@ from meshctl.domain.istio import (
     with_canary_subset,
     without_canary_subset,
 )
-from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import TrafficSplit
 
 ISTIO = ("networking.istio.io", "v1")
 SUBSET_TIMEOUT = 10.0  # seconds a new DestinationRule subset may take to reach the proxies
-
-
-def _remember_original(obj: Object) -> Object:
-    """Record the object's spec, as found, before meshctl's first change (once)."""
-    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
-    if ORIGINAL_SPEC not in annotations:
-        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
-    return obj
-
-
-def _original(obj: Object) -> dict[str, Any] | None:
-    """The spec as meshctl found it, and the record removed; None if there is none."""
-    annotations = obj.get("metadata", {}).get("annotations") or {}
-    raw = annotations.pop(ORIGINAL_SPEC, None)
-    return json.loads(raw) if raw else None
 
 
 class IstioRouter:
@@ -94,11 +79,11 @@ class IstioRouter:
         if dr is not None and uses_canary(split):
             self.kube.update_with_retry(
                 *ISTIO, ns, "destinationrules", dr.name,
-                lambda obj: with_canary_subset(_remember_original(obj), rollout))
+                lambda obj: with_canary_subset(remember_original(obj), rollout))
             self._wait_for_subset(dr.canary_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
-            lambda vs: apply_split(_remember_original(vs), rollout, split))
+            lambda vs: apply_split(remember_original(vs), rollout, split))
         self._vs = updated.object
 
     def _wait_for_subset(self, subset: str) -> None:
@@ -118,7 +103,7 @@ class IstioRouter:
         rollout = self.rollout
 
         def virtual_service(vs: Object) -> Object:
-            original = _original(vs)
+            original = take_original(vs)
             return vs if original is None else restored_virtual_service(vs, original, rollout)
 
         self._restore("virtualservices", self.routing.virtual_service.name, virtual_service)
@@ -131,10 +116,15 @@ class IstioRouter:
             self.kube.update_with_retry(*ISTIO, self.rollout.namespace, plural, name, change)
 
     def _without_borrowed_subset(self, dr: Object) -> Object:
-        original = _original(dr)
+        original = take_original(dr)
         if original is None or canary_subset_is_borrowed(original, self.rollout):
             return without_canary_subset(dr, self.rollout)
         return dr
+
+    def settle(self) -> None:
+        """The rollout is over and the proxies send everything to stable: the canary subset
+        meshctl added may go (removing it earlier would leave a route without its cluster)."""
+        self.drop_canary_subset()
 
     def drop_canary_subset(self) -> None:
         """Remove the canary subset if meshctl added it (kept when the user defined it)."""

@@ -20,14 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from typing import Any, Protocol
 
 from meshctl.adapters.errors import (
     NotFound,
@@ -36,6 +29,7 @@ from meshctl.adapters.errors import (
     Unavailable,
     translated,
 )
+from meshctl.adapters.retries import with_retries
 
 FIELD_MANAGER = "meshctl"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -372,45 +366,47 @@ class Kube:
     ) -> Updated:
         """Read the object, apply ``mutate`` to a copy, write it back with the
         resourceVersion it was read at; on a transient failure (409 Conflict above all)
-        start again from a fresh read, up to ``max_attempts`` times with jittered
-        exponential backoff. ``mutate`` must be pure: it may run once per attempt.
+        start again from a fresh read, up to ``max_attempts`` times under the adapters'
+        retry policy (:mod:`meshctl.adapters.retries`). ``mutate`` must be pure: it may
+        run once per attempt.
 
         If ``mutate`` changes nothing, nothing is written (``changed=False``). When the
         attempts run out the last error is raised (``Conflict``, ``Unavailable``...);
         permanent errors (NotFound, Invalid, Forbidden) are raised at once.
         """
-        return read_mutate_write(
-            lambda: self.get(group, version, namespace, plural, name),
-            lambda body: self.replace(group, version, namespace, plural, body), mutate,
-            max_attempts=self.max_attempts, max_backoff_seconds=self.max_backoff_seconds)
+        return update(self, group, version, namespace, plural, name, mutate,
+                      attempts=self.max_attempts, max_backoff=self.max_backoff_seconds)
 
 
-def read_mutate_write(read: Callable[[], Object], write: Callable[[Object], Object],
-                      mutate: Mutation, *, max_attempts: int, max_backoff_seconds: float,
-                      first: Object | None = None) -> Updated:
-    """The loop of :meth:`Kube.update_with_retry`, for every client: ``read()`` the object
-    (the first attempt may start from ``first`` instead, e.g. a cached copy: a stale one
-    only costs a Conflict and a fresh read), ``mutate`` a copy, ``write`` it with the
-    resourceVersion it was read at; transient errors start again, with jittered
-    exponential backoff, up to ``max_attempts`` attempts."""
-    retrying = Retrying(
-        stop=stop_after_attempt(max_attempts),
-        wait=wait_random_exponential(multiplier=0.05, max=max_backoff_seconds),
-        retry=retry_if_exception_type(TransientError),
-        reraise=True,
-    )
-    for attempt in retrying:
-        with attempt:
-            number = attempt.retry_state.attempt_number
-            current = first if number == 1 and first is not None else read()
-            desired = mutate(json_copy(current))
-            if desired == current:
-                return Updated(current, number, changed=False)
-            desired.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
-                "resourceVersion"
-            ]
-            return Updated(write(desired), number, changed=True)
-    raise AssertionError("unreachable: tenacity reraises the last error")
+class Store(Protocol):
+    """What a read-modify-write needs of a client (:class:`Kube`, or the CLI's RestKube)."""
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str
+            ) -> Object: ...
+
+    def replace(self, group: str, version: str, namespace: str, plural: str,
+                body: Object) -> Object: ...
+
+
+def update(store: Store, group: str, version: str, namespace: str, plural: str, name: str,
+           mutate: Mutation, *, attempts: int, max_backoff: float,
+           first: Object | None = None) -> Updated:
+    """The read-modify-write of ``update_with_retry``, for any :class:`Store`. The first
+    try may start from ``first`` instead of a read (a cached object: a stale one only costs
+    a Conflict, and the next try reads afresh)."""
+
+    def attempt(number: int) -> Updated:
+        current = first if number == 1 and first is not None else \
+            store.get(group, version, namespace, plural, name)
+        desired = mutate(json_copy(current))
+        if desired == current:
+            return Updated(current, number, changed=False)
+        desired.setdefault("metadata", {})["resourceVersion"] = \
+            current["metadata"]["resourceVersion"]
+        return Updated(store.replace(group, version, namespace, plural, desired), number,
+                       changed=True)
+
+    return with_retries(attempt, attempts=attempts, max_backoff=max_backoff)
 
 
 def json_copy(obj: Object) -> Object:

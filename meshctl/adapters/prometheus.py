@@ -9,9 +9,10 @@ measurement, never raising for data problems:
 - a vector with more series -> ``Error("query returned N series; aggregate it")``;
 - a query Prometheus rejects (400/422) -> ``Error`` with Prometheus's message, at once;
 - transport failures and 5xx/429 -> retried (tenacity, exponential back-off) until
-  ``timeout_seconds`` is spent, then ``NoData`` naming the last failure: Prometheus down,
-  or slower than the timeout, says nothing about the canary. It counts toward
-  ``inconclusiveLimit`` (the rollout pauses; it never promotes on it), not toward
+  ``timeout_seconds`` is spent, then ``Unavailable`` (a kind of ``NoData``) naming the last
+  failure: Prometheus down, or slower than the timeout, says nothing about the canary. It
+  counts toward ``inconclusiveLimit`` (the rollout pauses, AnalysisUnavailable; it never
+  promotes on it, and the pause lifts itself once Prometheus answers again), not toward
   ``consecutiveErrorLimit`` (a monitoring outage does not roll a good version back).
 
 :meth:`PrometheusProvider.check_query` asks Prometheus whether it accepts a query (spec
@@ -30,13 +31,6 @@ from typing import Any
 
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_before_delay,
-    wait_exponential,
-)
 from urllib3.util.retry import Retry
 
 from meshctl.adapters.errors import (
@@ -46,7 +40,8 @@ from meshctl.adapters.errors import (
     from_http_status,
     translate,
 )
-from meshctl.domain.measurements import Error, Measurement, NoData, Value
+from meshctl.adapters.retries import before_deadline
+from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
@@ -79,7 +74,7 @@ class PrometheusProvider:
         try:
             result = self._with_retries(query, deadline)
         except TransientError as exc:
-            return NoData(f"Prometheus {self.address} did not answer within "
+            return Unavailable(f"Prometheus {self.address} did not answer within "
                           f"{timeout_seconds:g}s: {exc.message}")
         except AdapterError as exc:
             return Error(f"Prometheus {self.address}: {exc.message}")
@@ -99,18 +94,7 @@ class PrometheusProvider:
         self._client.close()
 
     def _with_retries(self, query: str, deadline: float) -> Any:
-        retrying = Retrying(
-            # stop_before_delay: no back-off sleep may end past the deadline
-            stop=stop_before_delay(max(0.0, deadline - time.monotonic())),
-            wait=wait_exponential(multiplier=0.1, max=1.0),
-            retry=retry_if_exception_type(TransientError),
-            reraise=False,
-        )
-        try:
-            return retrying(self._query_once, query, deadline)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            raise last if isinstance(last, AdapterError) else translate(exc) from exc
+        return before_deadline(lambda: self._query_once(query, deadline), deadline)
 
     def _query_once(self, query: str, deadline: float) -> Any:
         timeout = max(_MIN_ATTEMPT_SECONDS, deadline - time.monotonic())

@@ -50,8 +50,8 @@ from meshctl.adapters.kube import (
     Mutation,
     Object,
     Updated,
-    read_mutate_write,
     request_budget,
+    update,
 )
 
 IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -414,11 +414,10 @@ class RestKube:
     def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
                           name: str, mutate: Mutation) -> Updated:
         """As :meth:`Kube.update_with_retry`: read, mutate a copy, write with the version
-        read; a Conflict starts again from a fresh read (``max_attempts`` in all)."""
-        return read_mutate_write(
-            lambda: self.get(group, version, namespace, plural, name),
-            lambda body: self.replace(group, version, namespace, plural, body), mutate,
-            max_attempts=self.max_attempts, max_backoff_seconds=self.max_backoff_seconds)
+        read; a transient failure (a Conflict above all) starts again from a fresh read,
+        under the same retry policy (``max_attempts`` in all)."""
+        return update(self, group, version, namespace, plural, name, mutate,
+                      attempts=self.max_attempts, max_backoff=self.max_backoff_seconds)
 
 
 class _Closed(Exception):

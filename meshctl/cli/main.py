@@ -139,8 +139,12 @@ def run(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
         def leftover(what: str) -> None:
             click.echo(f"stopped what a killed earlier run left: {what}", err=True)
 
+        def notice(what: str) -> None:
+            click.echo(f"local mesh: {what}", err=True)
+
         with _terminate_like_interrupt(), \
-                local_mesh_for(rollout_, Path(state_dir), load_rate, leftover) as local_mesh:
+                local_mesh_for(rollout_, Path(state_dir), load_rate, leftover,
+                               notice) as local_mesh:
             driver = LocalRollout(rollout_, loaded.templates, local_mesh, Path(state_dir),
                                   on_event=printer.event)
             decision = driver.run(timeout=timeout, on_pass=printer)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.cache import CachedKube, ObjectCache
+from meshctl.adapters.cache import PARSED, CachedKube, ObjectCache
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
@@ -41,24 +41,26 @@ from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
 from meshctl.controller.queue import WorkQueue
 from meshctl.domain.ports import MetricProvider
+from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.routers import backend_of, watched_kinds
 from meshctl.domain.shards import lease_names, shard_of
-from meshctl.domain.spec import GROUP, VERSION
+from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import workload_state
 from meshctl.ops.lifecycle import reconcile_object
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 WATCH_SECONDS = 300
-WATCHED = ("rollouts", "deployments", "virtualservices", "destinationrules", "analysistemplates")
+# the traffic backends' kinds (VirtualServices, DestinationRules, HTTPRoutes) are watched too
+WATCHED = ("rollouts", "deployments", "analysistemplates",
+           *(kind.plural for kind in watched_kinds()))
+ABSENT_RETRY_SECONDS = 60.0  # a kind whose CRD is not installed is listed again this often
 # A Rollout this process wrote comes back through the watch with the version the cache
 # already holds: that wakes no pass (the pass that wrote it asked for its own requeue, and
-# a second pass would write nothing). Echoes of Deployment and VirtualService writes still
-# wake one: the next step may follow at once.
+# a second pass would write nothing). Echoes of Deployment and traffic writes still wake
+# one: the next step may follow at once.
 ECHOES_IGNORED = frozenset({"rollouts"})
-
-
-def _no_keys(kind: str, obj: dict[str, Any]) -> Iterable[Key]:
-    return ()
 
 
 def default_identity() -> str:
@@ -66,8 +68,9 @@ def default_identity() -> str:
 
 
 class _Index:
-    """Which Rollouts use which Deployment and VirtualService (from the Rollout cache), both
-    ways, so an event on a Deployment finds its Rollouts without scanning them all."""
+    """Which Rollouts use which Deployment and traffic objects (the backend's: a
+    VirtualService and DestinationRule, an HTTPRoute), both ways, so an event on one finds
+    its Rollouts without scanning them all."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -75,17 +78,7 @@ class _Index:
         self._users: dict[tuple[str, str, str], set[Key]] = {}
 
     def update(self, key: Key, obj: dict[str, Any] | None) -> None:
-        refs: set[tuple[str, str, str]] = set()
-        if obj is not None:
-            spec = obj.get("spec") or {}
-            workload = (spec.get("workloadRef") or {}).get("name")
-            if workload:
-                refs |= {("deployments", key[0], workload),
-                         ("deployments", key[0], f"{workload}-canary")}
-            vs = (((spec.get("trafficRouting") or {}).get("istio") or {})
-                  .get("virtualService") or {}).get("name")
-            if vs:
-                refs.add(("virtualservices", key[0], vs))
+        refs = _uses(key[0], obj) if obj is not None else set()
         with self._lock:
             for ref in self._uses.pop(key, set()) - refs:
                 users = self._users.get(ref, set())
@@ -104,6 +97,27 @@ class _Index:
     def users(self, plural: str, namespace: str, name: str) -> list[Key]:
         with self._lock:
             return list(self._users.get((plural, namespace, name), ()))
+
+
+def _uses(namespace: str, obj: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(plural, namespace, name) of each object the Rollout ``obj`` reads: its Deployments
+    and what its traffic backend names (nothing from a spec that does not parse: it is
+    reconciled on its own events, and marked invalid)."""
+    refs: set[tuple[str, str, str]] = set()
+    workload = ((obj.get("spec") or {}).get("workloadRef") or {}).get("name")
+    if workload:
+        refs |= {("deployments", namespace, workload),
+                 ("deployments", namespace, f"{workload}-canary")}
+    try:
+        rollout = PARSED.of(obj, "document", load_document)
+    except InvalidSpec:
+        return refs
+    if not isinstance(rollout, Rollout):
+        return refs
+    backend = backend_of(rollout)
+    if backend is not None:
+        refs |= {(r.kind.plural, r.namespace, r.name) for r in backend.refs(rollout)}
+    return refs
 
 
 class Manager:
@@ -129,6 +143,7 @@ class Manager:
         self._providers: dict[str, MetricProvider] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
+        self._absent: set[str] = set()  # kinds whose CRD the cluster does not have
         self.shards = shards
         claiming = threading.Lock()
         self.electors = [
@@ -147,13 +162,10 @@ class Manager:
             threading.Thread(target=self._watch, args=("apps", "v1", "deployments",
                                                        self._on_used("deployments")),
                              name="meshctl-watch-deployments", daemon=True),
-            threading.Thread(target=self._watch, args=("networking.istio.io", "v1",
-                                                       "virtualservices",
-                                                       self._on_used("virtualservices")),
-                             name="meshctl-watch-virtualservices", daemon=True),
-            threading.Thread(target=self._watch, args=("networking.istio.io", "v1",
-                                                       "destinationrules", _no_keys),
-                             name="meshctl-watch-destinationrules", daemon=True),
+            *(threading.Thread(target=self._watch, args=(kind.group, kind.version, kind.plural,
+                                                         self._on_used(kind.plural)),
+                               name=f"meshctl-watch-{kind.plural}", daemon=True)
+              for kind in watched_kinds()),
             threading.Thread(target=self._watch, args=(GROUP, VERSION, "analysistemplates",
                                                        self._on_template),
                              name="meshctl-watch-analysistemplates", daemon=True),
@@ -259,6 +271,7 @@ class Manager:
             try:
                 if not version_seen:
                     version_seen = self._list(group, version, plural, to_keys)
+                    self._absent.discard(plural)
                 failures = 0
                 # one watched namespace: list and watch there only, so a Role is enough
                 for kind, obj in self.kube.watch(group, version, plural, version_seen,
@@ -276,7 +289,15 @@ class Manager:
                     for key in to_keys(kind, obj):
                         self.queue.add(key)
             except NotFound:
-                version_seen = ""  # 410 Gone: list again
+                if version_seen:
+                    version_seen = ""  # 410 Gone: list again
+                    continue
+                # no such resource: the cluster lacks that backend's CRD (no Gateway API,
+                # say); Rollouts naming it read through to the API server and are told so
+                self._absent.add(plural)
+                if self.synced():
+                    self._synced.set()
+                self._stop.wait(ABSENT_RETRY_SECONDS)
             except AdapterError as exc:
                 failures += 1
                 self.metrics.api_errors.labels("watch").inc()
@@ -309,7 +330,7 @@ class Manager:
         return version_seen
 
     def synced(self) -> bool:
-        return all(self.cache.synced(p) for p in WATCHED)
+        return all(self.cache.synced(p) or p in self._absent for p in WATCHED)
 
     def _wanted(self, obj: dict[str, Any]) -> bool:
         return self.namespace is None or obj["metadata"].get("namespace") == self.namespace

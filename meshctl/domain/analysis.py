@@ -26,6 +26,12 @@ seconds ago (:meth:`ResolvedMetric.query_at`). So it never counts what happened 
 (a retry right after a failure starts clean), and it can measure from the run's first
 interval on.
 
+A metrics source that does not answer (:class:`Unavailable`, a kind of no data) counts
+as no data; the records remember it (``unavailable``), so the engine can tell a pause for a
+missing source (:func:`unavailable_only`; it probes the source, :func:`probes_due`, and lifts the pause
+when it answers with data, :func:`quiet_too_long`) from a pause for no data about the
+version.
+
 Worked examples (limit 0): measurements [Successful, Successful, Failed] -> Failing, reason
 "1 of 3 measurements failed (limit 0): last value 83.2". Count 3 with [NoData] ->
 Inconclusive at once: "no data: 0 requests", so a human looks before anything promotes.
@@ -41,7 +47,7 @@ from datetime import datetime, timedelta
 
 from meshctl.domain import queries
 from meshctl.domain.conditions import Condition
-from meshctl.domain.measurements import Error, Measurement, NoData, Value
+from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 from meshctl.domain.status import (
     MAX_MEASUREMENTS_KEPT,
     AnalysisRunStatus,
@@ -132,7 +138,8 @@ def record(plan: ResolvedMetric, metric: MetricStatus, at: datetime,
     value = measurement.value if isinstance(measurement, Value) else None
     if value is not None and math.isnan(value):
         value = None
-    entry = MeasurementRecord(at=at, outcome=outcome, value=value, message=message)
+    entry = MeasurementRecord(at=at, outcome=outcome, value=value, message=message,
+                              unavailable=True if isinstance(measurement, Unavailable) else None)
     updated = dataclasses.replace(
         metric,
         count=metric.count + 1,
@@ -254,6 +261,89 @@ def apply_measurements(
         if metric.last_at is not None and t.at <= metric.last_at:
             continue  # already recorded: presenting a measurement twice changes nothing
         metrics[t.metric] = record(plan_by_name[t.metric], metrics[t.metric], t.at, t.measurement)
+    ordered = tuple(metrics[m.name] for m in run.metrics)
+    verdict, reason = combine(holding(plan_by_name.values(), ordered))
+    return dataclasses.replace(run, metrics=ordered, verdict=verdict, reason=reason)
+
+
+# -- a metrics source that does not answer ------------------------------------------------
+
+
+def unavailable_only(run: AnalysisRunStatus) -> bool:
+    """True when ``run`` is inconclusive only because its metrics source did not answer:
+    the last measurement of every inconclusive metric found the source unavailable.
+
+    E.g. latency [Value 12, Unavailable] with limit 0 -> True (Prometheus went away);
+    latency [NoData "3 requests"] -> False (Prometheus answered: too little traffic)."""
+    stuck = [m for m in run.metrics if m.verdict is Verdict.INCONCLUSIVE]
+    return bool(stuck) and all(m.measurements and m.measurements[-1].unavailable
+                               for m in stuck)
+
+
+def _stuck(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric]
+           ) -> list[tuple[ResolvedMetric, MetricStatus]]:
+    by_name = {m.name: m for m in run.metrics}
+    return [(plan, by_name[plan.name]) for plan in plans
+            if plan.name in by_name and by_name[plan.name].verdict is Verdict.INCONCLUSIVE]
+
+
+def probes_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime
+               ) -> list[MeasurementRequest]:
+    """While a run waits for its metrics source: each inconclusive metric's query, once per
+    ``interval`` after its last measurement, to learn whether the source answers again."""
+    return [MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
+                               plan.address, plan.timeout)
+            for plan, metric in _stuck(run, plans) if now >= next_due(run, plan, metric)]
+
+
+def seconds_until_probe(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime
+                        ) -> float | None:
+    waits = [max(0.0, (next_due(run, plan, metric) - now).total_seconds())
+             for plan, metric in _stuck(run, plans)]
+    return min(waits) if waits else None
+
+
+def patience(plan: ResolvedMetric) -> float:
+    """How long a source that answers again may answer without data before a pause for it
+    turns into one for a person: twice what a fresh run would allow (its initial delay,
+    then ``inconclusiveLimit + 1`` intervals of no data). A source that was down has an
+    empty window to fill first.
+
+    E.g. initialDelay 60 s, interval 10 s, limit 1 -> 2 x (60 + 20) = 160 s;
+    initialDelay 4 s, interval 1 s, limit 1 -> 12 s."""
+    return 2 * (plan.initial_delay + (plan.inconclusive_limit + 1) * plan.interval)
+
+
+def quiet_too_long(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) -> str:
+    """Why the source, answering again, has had no data for longer than a metric's
+    :func:`patience` ("" while it has not): the latest records of that metric are all
+    answered no data (not ``unavailable``), the first of them that long ago."""
+    for plan, metric in _stuck(run, plans):
+        quiet = []
+        for entry in reversed(metric.measurements):
+            if entry.unavailable or entry.outcome is not Outcome.INCONCLUSIVE:
+                break
+            quiet.append(entry)
+        if quiet and (now - quiet[-1].at).total_seconds() >= patience(plan):
+            return (f"{plan.name} has had no data for {(now - quiet[-1].at).total_seconds():g} "
+                    f"s: {quiet[0].message}")
+    return ""
+
+
+def record_probes(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric],
+                  taken: Iterable[TakenMeasurement]) -> AnalysisRunStatus:
+    """Record probes that found no data, the source unavailable or answering with nothing
+    (the run stays inconclusive; the records say when it was last asked, which times the
+    next probe, and since when it answers without data)."""
+    plan_by_name = {p.name: p for p in plans}
+    metrics = {m.name: m for m in run.metrics}
+    for t in taken:
+        metric = metrics.get(t.metric)
+        if (t.run != run.name or metric is None or t.metric not in plan_by_name
+                or metric.verdict is not Verdict.INCONCLUSIVE
+                or (metric.last_at is not None and t.at <= metric.last_at)):
+            continue
+        metrics[t.metric] = record(plan_by_name[t.metric], metric, t.at, t.measurement)
     ordered = tuple(metrics[m.name] for m in run.metrics)
     verdict, reason = combine(holding(plan_by_name.values(), ordered))
     return dataclasses.replace(run, metrics=ordered, verdict=verdict, reason=reason)

@@ -29,8 +29,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.domain.istio import HEADER_ROUTE_PREFIX
-from meshctl.domain.spec import IstioRouting, Rollout
+from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import EnvoyShape, header_route_name
+from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
 NOT_OBSERVED = "stored, not observed"
@@ -63,38 +64,21 @@ def _f(obj: Mapping[str, Any], snake: str) -> Any:
     return obj.get(head + "".join(w.title() for w in rest))
 
 
-def config_path(rollout: Rollout) -> str:
-    """How Istio names the VirtualService a route came from, in the route's metadata."""
-    name = _istio(rollout).virtual_service.name
-    return f"/apis/networking.istio.io/v1/namespaces/{rollout.namespace}/virtual-service/{name}"
+def shape(rollout: Rollout) -> EnvoyShape:
+    """How the Rollout's backend shows its managed routes in istiod's Envoy routes."""
+    backend = backend_of(rollout)
+    if backend is None:
+        raise ValueError("spec.trafficRouting names no backend istiod programs")
+    return backend.envoy_shape(rollout)
 
 
-def _track(cluster: str, rollout: Rollout) -> str | None:
-    """'stable', 'canary' or None for an Envoy cluster name ``outbound|port|subset|host``."""
-    parts = cluster.split("|")
-    if len(parts) != 4 or parts[0] != "outbound":
-        return None
-    subset, short = parts[2], parts[3].split(".")[0]
-    routing = _istio(rollout)
-    if routing.destination_rule is not None:
-        if short != rollout.spec.service.split(".")[0]:
-            return None
-        dr = routing.destination_rule
-        return {dr.stable_subset: "stable", dr.canary_subset: "canary"}.get(subset)
-    if subset:
-        return None
-    hosts = {str(routing.stable_service).split(".")[0]: "stable",
-             str(routing.canary_service).split(".")[0]: "canary"}
-    return hosts.get(short)
-
-
-def _weights(action: Mapping[str, Any], rollout: Rollout) -> Weights | None:
+def _weights(action: Mapping[str, Any], shape: EnvoyShape) -> Weights | None:
     weighted = _f(action, "weighted_clusters")
     pairs = ([(c.get("name", ""), int(c.get("weight", 0))) for c in weighted.get("clusters", [])]
              if weighted else [(str(_f(action, "cluster") or ""), 100)])
     sums = {"stable": 0, "canary": 0}
     for cluster, weight in pairs:
-        track = _track(cluster, rollout)
+        track = shape.track(cluster)
         if track is None:
             return None  # not meshctl's shape: a destination it does not manage
         sums[track] += weight
@@ -103,9 +87,9 @@ def _weights(action: Mapping[str, Any], rollout: Rollout) -> Weights | None:
     return Weights(sums["stable"], sums["canary"])
 
 
-def _mirror_percent(action: Mapping[str, Any], rollout: Rollout) -> int:
+def _mirror_percent(action: Mapping[str, Any], shape: EnvoyShape) -> int:
     for policy in _f(action, "request_mirror_policies") or []:
-        if _track(str(policy.get("cluster", "")), rollout) != "canary":
+        if shape.track(str(policy.get("cluster", ""))) != "canary":
             continue
         fraction = _f(policy, "runtime_fraction")
         if not fraction:
@@ -140,24 +124,24 @@ def splits_in(route_configs: Iterable[Mapping[str, Any]], rollout: Rollout,
               route_name: str) -> list[TrafficSplit | None]:
     """The split of the managed route in each virtual host that has it (None where the
     route is there but not in meshctl's shape)."""
-    source = config_path(rollout)
-    header_prefix = f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-"
+    found_shape = shape(rollout)
+    header_prefix = header_route_name(route_name, "")
     found: list[TrafficSplit | None] = []
     for routes in _virtual_hosts(route_configs):
         ours = [r for r in routes
-                if ((_f(r, "metadata") or {}).get("filterMetadata")
-                    or (_f(r, "metadata") or {}).get("filter_metadata") or {})
-                .get("istio", {}).get("config") == source]
+                if found_shape.made(str(((_f(r, "metadata") or {}).get("filterMetadata")
+                                         or (_f(r, "metadata") or {}).get("filter_metadata")
+                                         or {}).get("istio", {}).get("config", "")))]
         managed = next((r for r in ours if r.get("name", "") == route_name), None)
         if managed is None:
             continue
         action = managed.get("route", {})
-        weights = _weights(action, rollout)
+        weights = _weights(action, found_shape)
         headers = tuple(HeaderRoute(r["name"][len(header_prefix):],
                                     _header_matches(r.get("match", {})))
                         for r in ours if str(r.get("name", "")).startswith(header_prefix))
         found.append(None if weights is None else
-                     TrafficSplit(weights, headers, _mirror_percent(action, rollout)))
+                     TrafficSplit(weights, headers, _mirror_percent(action, found_shape)))
     return found
 
 
@@ -208,10 +192,9 @@ def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
             return Reading(None, f"not observed: proxy {proxy.proxy} routes "
                            f"{route_name or 'the route'} in a shape meshctl does not manage")
         seen[proxy.proxy] = splits[0]
-    vs = _istio(rollout).virtual_service.name
     if not seen:
         return Reading(None, f"not observed: no proxy connected to istiod serves route "
-                       f"{route_name!r} of VirtualService {rollout.namespace}/{vs} "
+                       f"{route_name!r} of {shape(rollout).described} "
                        f"({len(proxies)} connected)")
     if len(set(seen.values())) > 1:
         shown = ", ".join(f"{p} at {s.weights.stable}/{s.weights.canary}"
@@ -220,10 +203,3 @@ def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
     split = next(iter(seen.values()))
     assert split is not None
     return Reading(_aligned(split, written))
-
-
-def _istio(rollout: Rollout) -> IstioRouting:
-    routing = rollout.spec.traffic_routing
-    if routing is None or routing.istio is None:
-        raise ValueError("spec.trafficRouting.istio is required for Istio routing")
-    return routing.istio

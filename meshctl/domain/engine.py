@@ -5,13 +5,15 @@ One pass, in order:
 1. record what the data plane shows and the generation seen;
 2. a new version (template revision) starts a rollout, or a revert goes back to stable;
 3. user intents: abort, retry, promote (--full), resume; ``spec.paused``;
-4. the phase's handler: walk the current step, run analysis, promote, abort;
+4. the phase's handler: walk the current step, run analysis, promote, abort; a pause for
+   an unavailable metrics source lifts itself once the source answers again;
 5. guard the traffic: never weight on a version with no ready endpoints.
 
 Rules that hold in every decision (each has a test): weights move only when the canary has
 enough ready replicas for the new weight; abort sends 100% to stable first in one write,
 with header and mirror routes removed, and the canary is scaled down only after the stable
-split is observed; inconclusive analysis pauses for a human; all state is in the status, so
+split is observed; inconclusive analysis pauses for a human, unless only the metrics
+source was missing (then the pause lasts until it answers); all state is in the status, so
 a restart continues exactly; a second pass on the same world changes nothing.
 """
 
@@ -25,7 +27,8 @@ from datetime import datetime
 from meshctl.domain import analysis
 from meshctl.domain.analysis import MeasurementRequest, ResolvedMetric, TakenMeasurement
 from meshctl.domain.intents import Action, Intents
-from meshctl.domain.phases import Phase, allows, check_transition
+from meshctl.domain.measurements import NoData
+from meshctl.domain.phases import ANALYSIS_UNAVAILABLE, Phase, allows, check_transition
 from meshctl.domain.schedule import (
     ANALYSIS_KINDS,
     ScheduledStep,
@@ -220,6 +223,28 @@ class _Pass:
         self.move(Phase.PAUSED, reason, message)
         self.update(pause_reason=reason)
 
+    def pause_inconclusive(self, run: AnalysisRunStatus, plans: tuple[ResolvedMetric, ...],
+                           label: str, human: str) -> None:
+        """Inconclusive analysis pauses. No data from a metrics source that answered waits
+        for a person (``human`` says what they may do); when the source itself did not
+        answer, the pause lifts itself once it does (:func:`_unavailable_pause`)."""
+        if analysis.unavailable_only(run):
+            self.pause(ANALYSIS_UNAVAILABLE, f"{label}: the metrics source does not answer; "
+                       f"paused until it does (or promote to skip): {run.reason}")
+            wait = analysis.seconds_until_probe(run, plans, self.now)
+            if wait is not None:
+                self.requeue(wait)
+        else:
+            self.pause("InconclusiveAnalysis", f"{label} inconclusive, needs a human "
+                       f"({human}): {run.reason}")
+
+    def restart_runs(self, names: set[str]) -> None:
+        """Drop the runs ``names`` (they start again from scratch) and what this pass
+        measured for them: a run restarted now takes its first measurement when due."""
+        self.update(analysis=tuple(r for r in self.status.analysis if r.name not in names))
+        kept = tuple(t for t in self.obs.measurements if t.run not in names)
+        self.obs = dataclasses.replace(self.obs, measurements=kept)
+
     # -- analysis -----------------------------------------------------------------------
 
     def run_analysis(self, name: str, metrics: tuple[ResolvedMetric, ...]) -> AnalysisRunStatus:
@@ -248,8 +273,8 @@ class _Pass:
             self.begin_abort("AnalysisFailed", f"background analysis: {run.reason}")
             return True
         if run.verdict is Verdict.INCONCLUSIVE and self.status.phase is Phase.PROGRESSING:
-            self.pause("InconclusiveAnalysis", f"background analysis inconclusive, needs a "
-                       f"human (promote or resume): {run.reason}")
+            self.pause_inconclusive(run, resolved.background, "background analysis",
+                                    "promote or resume")
             return True
         return False
 
@@ -260,13 +285,25 @@ def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
     if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
         return []
     out: list[MeasurementRequest] = []
+    for run, plans in _live_runs(status, obs):
+        out += analysis.due(run, plans, now)
+        if status.pause_reason == ANALYSIS_UNAVAILABLE:
+            out += analysis.probes_due(run, plans, now)
+    return out
+
+
+def _live_runs(status: RolloutStatus, obs: Observation
+               ) -> list[tuple[AnalysisRunStatus, tuple[ResolvedMetric, ...]]]:
+    """The analysis runs of the current revision that still matter, with their plans: the
+    background run, and the current step's."""
+    out = []
     for run in status.analysis:
         if run.revision != status.current_revision:
             continue
         if run.name == BACKGROUND_RUN:
-            out += analysis.due(run, obs.analysis.background, now)
+            out.append((run, obs.analysis.background))
         elif run.step == status.current_step and run.step in obs.analysis.steps:
-            out += analysis.due(run, obs.analysis.steps[run.step], now)
+            out.append((run, obs.analysis.steps[run.step]))
     return out
 
 
@@ -380,9 +417,8 @@ def _promote_step(p: _Pass) -> None:
 
 
 def _resume(p: _Pass) -> None:
-    if p.status.pause_reason == "InconclusiveAnalysis":
-        inconclusive = {r.name for r in p.status.analysis if r.verdict is Verdict.INCONCLUSIVE}
-        p.update(analysis=tuple(r for r in p.status.analysis if r.name not in inconclusive))
+    if p.status.pause_reason in ("InconclusiveAnalysis", ANALYSIS_UNAVAILABLE):
+        p.restart_runs({r.name for r in p.status.analysis if r.verdict is Verdict.INCONCLUSIVE})
     p.update(pause_reason=None)
     p.move(Phase.PROGRESSING, "Resumed", "resumed by user")
 
@@ -506,8 +542,7 @@ def _analysis_step(p: _Pass, step: ScheduledStep) -> None:
     elif run.verdict is Verdict.FAILING:
         p.begin_abort("AnalysisFailed", f"{label}: {run.reason}")
     elif run.verdict is Verdict.INCONCLUSIVE:
-        p.pause("InconclusiveAnalysis", f"{label} inconclusive, needs a human "
-                f"(promote to skip, resume to measure again): {run.reason}")
+        p.pause_inconclusive(run, metrics, label, "promote to skip, resume to measure again")
     else:
         p.update(message=f"{label}: {run.reason}")
 
@@ -522,11 +557,62 @@ def _check_deadline(p: _Pass, step: ScheduledStep) -> None:
 
 
 def _paused(p: _Pass) -> None:
+    if p.status.pause_reason == ANALYSIS_UNAVAILABLE and _unavailable_pause(p):
+        _HANDLERS[p.status.phase](p)
+        return
     if p.background_analysis() and p.status.phase is Phase.ABORTING:
         _aborting(p)
         return
     p.traffic = p.held_traffic()
     p.canary_replicas = _canary_replicas_for_step(p) if p.step else None
+
+
+def _unavailable_pause(p: _Pass) -> bool:
+    """Paused because the metrics source did not answer (AnalysisUnavailable): the shell
+    probes it every interval (:func:`measurements_due`), and the probes are recorded.
+
+    - A probe answered with data (a value, or an error: a query it refuses) resumes the
+      rollout; the runs it held start again from scratch (True).
+    - Answered without data (no series: a source that just came back has not scraped a
+      window yet), the pause holds for the metric's patience
+      (:func:`~meshctl.domain.analysis.patience`), then becomes a pause for a person
+      (InconclusiveAnalysis): the source is back and there is still nothing to judge.
+    - Not answered: the pause holds.
+
+    E.g. interval 10 s, paused at 10:00:05: probes at 10:00:15 and 10:00:25 go unanswered;
+    at 10:00:35 Prometheus answers 12.5 ms, so the pass resumes and the step's analysis
+    starts again from its initial delay."""
+    held = [(run, plans) for run, plans in _live_runs(p.status, p.obs)
+            if run.verdict is Verdict.INCONCLUSIVE]
+    names = {run.name for run, _ in held}
+    probes = [t for t in p.obs.measurements if t.run in names]
+    answered = [t for t in probes if not isinstance(t.measurement, NoData)]
+    if answered or not held:
+        p.restart_runs(names)
+        source = f" ({answered[0].metric} answered)" if answered else ""
+        if p.spec.paused:  # the source is back, the person's pause stays
+            p.pause("UserPaused", f"the metrics source answers again{source}; paused by "
+                    "user (spec.paused)")
+            return False
+        p.update(pause_reason=None)
+        p.move(Phase.PROGRESSING, "AnalysisAvailable",
+               f"resumed: the metrics source answers again{source}; analysis starts again")
+        return True
+    for run, plans in held:
+        updated = analysis.record_probes(run, plans, probes)
+        if updated != run:
+            p.update(analysis=tuple(updated if r.name == run.name else r
+                                    for r in p.status.analysis))
+        quiet = analysis.quiet_too_long(updated, plans, p.now)
+        if quiet:
+            p.pause("InconclusiveAnalysis", f"the metrics source answers again but has no "
+                    f"data about the version: {quiet}; needs a human (promote to skip, "
+                    "resume to measure again)")
+            return False
+        wait = analysis.seconds_until_probe(updated, plans, p.now)
+        if wait is not None:
+            p.requeue(wait)
+    return False
 
 
 def _promoting(p: _Pass) -> None:

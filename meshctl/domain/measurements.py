@@ -17,6 +17,13 @@ class NoData:
 
 
 @dataclass(frozen=True)
+class Unavailable(NoData):
+    """No data because the metrics source did not answer (down, or slower than the query
+    timeout). It says nothing about the version, so it counts as no data; the pause it ends
+    in lifts itself once the source answers again (:mod:`meshctl.domain.engine`)."""
+
+
+@dataclass(frozen=True)
 class Error:
     message: str
 

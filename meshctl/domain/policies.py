@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from meshctl.domain.istio import ISTIO_NETWORKING
 from meshctl.domain.keys import MANAGED_BY, MANAGER, ORIGINAL_TLS, ROLLOUT, SPEC_HASH, TRACK
+from meshctl.domain.routers.istio import ISTIO_NETWORKING
 from meshctl.domain.spec import AllowRule, Rollout, Source
 
 Obj = dict[str, Any]
@@ -303,7 +303,7 @@ def _short(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Action:
+class PolicyStep:
     """One step of a policy plan. ``object``: the desired object (create, update; written
     over the live one with :func:`converged`), the user's object as it will be (borrowed
     update, restore), or what is there (delete, unchanged, skip). ``borrowed``: a user's
@@ -369,21 +369,21 @@ def _update_reason(live: Mapping[str, Any]) -> str:
     return "drift: changed outside meshctl; restoring what meshctl wrote"
 
 
-def _managed_action(desired: DesiredPolicies, want: Obj, live: Obj | None) -> Action:
+def _managed_action(desired: DesiredPolicies, want: Obj, live: Obj | None) -> PolicyStep:
     kind, name = _key(want)
     if live is None:
-        return Action(Verb.CREATE, kind, desired.namespace, name, want,
+        return PolicyStep(Verb.CREATE, kind, desired.namespace, name, want,
                       diff(None, want["spec"], "spec"))
     if not owned(live, desired.rollout):
         manager = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_BY)
-        return Action(Verb.SKIP, kind, desired.namespace, name, live,
+        return PolicyStep(Verb.SKIP, kind, desired.namespace, name, live,
                       reason=f"exists and is not meshctl's for Rollout {desired.rollout} "
                              f"(managed-by: {manager or 'unset'}); left untouched: rename or "
                              "delete it")
     changes = _ownership_changes(live, want)
     if not changes:
-        return Action(Verb.UNCHANGED, kind, desired.namespace, name, live)
-    return Action(Verb.UPDATE, kind, desired.namespace, name, want, changes, _update_reason(live))
+        return PolicyStep(Verb.UNCHANGED, kind, desired.namespace, name, live)
+    return PolicyStep(Verb.UPDATE, kind, desired.namespace, name, want, changes, _update_reason(live))
 
 
 def converged(live: Mapping[str, Any], want: Mapping[str, Any]) -> Obj:
@@ -401,32 +401,32 @@ def converged(live: Mapping[str, Any], want: Mapping[str, Any]) -> Obj:
     return out
 
 
-def _borrowed_actions(desired: DesiredPolicies, existing: list[Obj]) -> Iterator[Action]:
+def _borrowed_actions(desired: DesiredPolicies, existing: list[Obj]) -> Iterator[PolicyStep]:
     rules = {_key(o)[1]: o for o in existing if o.get("kind") == "DestinationRule"}
     name = desired.borrowed_destination_rule
     for other, dr in sorted(rules.items()):
         if other != name and borrowed_by(dr) == desired.rollout:
             restored = without_mutual_tls(dr, desired.rollout)
-            yield Action(Verb.RESTORE, "DestinationRule", desired.namespace, other, restored,
+            yield PolicyStep(Verb.RESTORE, "DestinationRule", desired.namespace, other, restored,
                          diff(dr.get("spec"), restored.get("spec"), "spec"),
                          "no longer used: the TLS setting it had is put back", borrowed=True)
     if name is None:
         return
     live = rules.get(name)
     if live is None:
-        yield Action(Verb.SKIP, "DestinationRule", desired.namespace, name, None,
+        yield PolicyStep(Verb.SKIP, "DestinationRule", desired.namespace, name, None,
                      reason="the Rollout's DestinationRule does not exist; create it first",
                      borrowed=True)
         return
     secured = with_mutual_tls(live, desired.rollout)
     changes = diff(live.get("spec"), secured.get("spec"), "spec")
     verb = Verb.UPDATE if changes else Verb.UNCHANGED
-    yield Action(verb, "DestinationRule", desired.namespace, name, secured if changes else live,
+    yield PolicyStep(verb, "DestinationRule", desired.namespace, name, secured if changes else live,
                  changes, "trafficPolicy.tls of the user's DestinationRule" if changes else "",
                  borrowed=True)
 
 
-def policy_plan(desired: DesiredPolicies, existing: Iterable[Mapping[str, Any]]) -> list[Action]:
+def policy_plan(desired: DesiredPolicies, existing: Iterable[Mapping[str, Any]]) -> list[PolicyStep]:
     """Actions that make ``existing`` (the live objects of the Rollout's namespace) hold
     ``desired``. Only objects labelled as meshctl's for this Rollout are created, updated or
     deleted, and only ``trafficPolicy.tls`` of the Rollout's own DestinationRule is borrowed;
@@ -441,7 +441,7 @@ def policy_plan(desired: DesiredPolicies, existing: Iterable[Mapping[str, Any]])
     for obj in sorted(live, key=_key):
         if owned(obj, desired.rollout) and _key(obj) not in wanted:
             kind, name = _key(obj)
-            actions.append(Action(Verb.DELETE, kind, desired.namespace, name, obj,
+            actions.append(PolicyStep(Verb.DELETE, kind, desired.namespace, name, obj,
                                   reason="no longer asked for by the Rollout"))
     actions += _borrowed_actions(desired, live)
     return actions

@@ -34,6 +34,7 @@ from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.routers import backend_of
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
 from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
 
@@ -74,18 +75,10 @@ class Target:
 
 
 def _canary_cluster(rollout: Rollout) -> str:
-    """How Istio names the canary in a proxy's cluster names, after the port:
-    ``canary|web.shop.svc.cluster.local`` (subset-level) or ``|web-canary.shop.svc...``."""
-    routing = rollout.spec.traffic_routing
-    istio = routing.istio if routing is not None else None
-    if istio is None:
-        return ""
-    ns = rollout.namespace
-    if istio.destination_rule is not None:
-        host = rollout.spec.service.split(".")[0]
-        return f"{istio.destination_rule.canary_subset}|{host}.{ns}.svc.cluster.local"
-    host = str(istio.canary_service or "").split(".")[0]
-    return f"|{host}.{ns}.svc.cluster.local" if host else ""
+    """How Istio names the canary in a proxy's cluster names, after the port (the backend
+    knows): ``canary|web.shop.svc.cluster.local`` (a subset) or ``|web-canary.shop.svc...``."""
+    backend = backend_of(rollout)
+    return backend.canary_cluster(rollout) if backend is not None else ""
 
 
 HARD_FAILURE_FACTOR = 2.0

@@ -9,24 +9,20 @@ Shape (stable, documented in the README)::
 Gates: ``readiness`` (canary replicas that must be ready), ``dataPlane`` (the weight must be
 observed applied), ``pause`` (a duration, or ``promote``), ``analysis`` and
 ``backgroundAnalysis`` (metrics with resolved queries), ``autoPromotion``, ``delay``,
-``mutualTLS``. Objects: the VirtualService (and DestinationRule for subset-level routing)
-exactly as they would be written once the step is done.
+``mutualTLS``. Objects: the traffic backend's (the VirtualService and, for subset-level
+routing, the DestinationRule; the HTTPRoute) exactly as they would be written once the step
+is done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
 from meshctl.domain.engine import ResolvedAnalysis
-from meshctl.domain.istio import (
-    apply_split,
-    baseline_destination_rule,
-    baseline_virtual_service,
-    with_canary_subset,
-)
+from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import Found
 from meshctl.domain.schedule import ANALYSIS_KINDS, ScheduledStep, StepKind, replicas_for, schedule
 from meshctl.domain.spec import Rollout
 
@@ -73,20 +69,16 @@ def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
 
 
 def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, replicas: int = 1,
-                 virtual_service: Mapping[str, Any] | None = None,
-                 destination_rule: Mapping[str, Any] | None = None,
-                 with_objects: bool = True) -> dict[str, Any]:
-    """The whole plan; objects start from the live ones when given, else a baseline."""
+                 found: Found | None = None, with_objects: bool = True) -> dict[str, Any]:
+    """The whole plan. Objects are the traffic backend's as it would write them, from the
+    live ones when given (``found``, in the order of the backend's refs), else from the
+    objects it assumes (its baseline)."""
     steps = schedule(rollout.spec)
-    vs = virtual_service or (baseline_virtual_service(rollout) if with_objects else None)
-    dr = destination_rule or (baseline_destination_rule(rollout) if with_objects else None)
+    backend = backend_of(rollout) if with_objects else None
+    start: Found = (found or backend.baseline(rollout)) if backend is not None else []
     out_steps = []
     for step in steps:
-        objects: list[dict[str, Any]] = []
-        if dr is not None:
-            objects.append(with_canary_subset(dr, rollout))
-        if vs is not None:
-            objects.append(apply_split(vs, rollout, step.traffic))
+        objects = backend.planned(rollout, start, step.traffic) if backend is not None else []
         out_steps.append({
             "index": step.index,
             "kind": step.kind.value,

@@ -13,14 +13,18 @@ from typing import Any
 
 from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
+from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
+from meshctl.domain.routers import TrafficRouting
+from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
+
+# spec.trafficRouting has one section per traffic backend: they live with the backends, in
+# meshctl.domain.routers, and are importable from here as before
+__all__ = ["DNS_LABEL", "DNS_SUBDOMAIN", "LABEL_MAX", "SUBDOMAIN_MAX", "DestinationRuleRef",
+           "IstioRouting", "TrafficRouting", "VirtualServiceRef"]
 
 GROUP = "meshctl.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-# Kubernetes' limits: a DNS label (namespace, most names) 63, a DNS subdomain 253.
-LABEL_MAX, SUBDOMAIN_MAX = 63, 253
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -156,44 +160,6 @@ class Strategy:
     blue_green: BlueGreenStrategy | None = field("blueGreen")
 
     __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
-
-
-# --- traffic routing ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VirtualServiceRef:
-    name: str = field("name", required=True, pattern=DNS_LABEL)
-    routes: tuple[str, ...] = field(
-        "routes", default=(), items={"max_length": SUBDOMAIN_MAX},
-        doc="Named HTTP routes meshctl manages; empty: the only route."
-    )
-
-
-@dataclass(frozen=True)
-class DestinationRuleRef:
-    name: str = field("name", required=True, pattern=DNS_LABEL)
-    stable_subset: str = field("stableSubset", required=True, pattern=DNS_LABEL,
-                               max_length=LABEL_MAX)
-    canary_subset: str = field("canarySubset", required=True, pattern=DNS_LABEL,
-                               max_length=LABEL_MAX)
-
-
-@dataclass(frozen=True)
-class IstioRouting:
-    """Subset-level (destinationRule) or host-level (stableService + canaryService)."""
-
-    virtual_service: VirtualServiceRef = field("virtualService", required=True)
-    destination_rule: DestinationRuleRef | None = field("destinationRule")
-    stable_service: str | None = field("stableService", pattern=DNS_SUBDOMAIN,
-                                       max_length=SUBDOMAIN_MAX)
-    canary_service: str | None = field("canaryService", pattern=DNS_SUBDOMAIN,
-                                       max_length=SUBDOMAIN_MAX)
-
-
-@dataclass(frozen=True)
-class TrafficRouting:
-    istio: IstioRouting | None = field("istio")
 
 
 # --- objectives, security, local --------------------------------------------------------

@@ -42,6 +42,9 @@ class MeasurementRecord:
     outcome: Outcome = field("outcome", required=True)
     value: float | None = field("value")
     message: str | None = field("message")
+    unavailable: bool | None = field(
+        "unavailable", doc="True when the metrics source did not answer (no data about the "
+        "version); such a pause lifts itself once it answers again.")
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 Structural checks (types, bounds, unknown keys) come from the field metadata; the rules here
 span fields. Each problem names its path and the fix. Nothing here touches a cluster: checks
-against live objects (a route that must exist, a subset the DestinationRule must have) are in
-:mod:`meshctl.domain.istio`, and PromQL that Prometheus must accept is checked by the shell.
+against live objects (a route that must exist, a subset the DestinationRule must have) are
+each traffic backend's (:mod:`meshctl.domain.routers`), and PromQL that Prometheus must
+accept is checked by the shell. Each backend checks its own part of the spec here too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from meshctl.domain.conditions import Condition
 from meshctl.domain.fields import from_json
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND
 from meshctl.domain.spec import (
     API_VERSION,
     AnalysisTemplate,
@@ -155,24 +158,22 @@ def _security_problems(spec: RolloutSpec) -> Iterator[Problem]:
 
 
 def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """Exactly one backend section (none for a local run), then that backend's own rules."""
     routing = spec.traffic_routing
-    istio = routing.istio if routing is not None else None
-    if istio is None:
-        if spec.local is None:
-            yield Problem("spec.trafficRouting.istio", "is required (or spec.local for a local run)")
+    given = [f.metadata["json"] for f in dataclasses.fields(routing)
+             if getattr(routing, f.name) is not None] if routing is not None else []
+    if len(given) > 1:
+        yield Problem("spec.trafficRouting", f"give one of {', '.join(given)}, not several")
         return
-    path = "spec.trafficRouting.istio"
-    host_level = istio.stable_service is not None or istio.canary_service is not None
-    if istio.destination_rule is not None and host_level:
-        yield Problem(path, "use destinationRule (subset-level) or stableService and "
-                      "canaryService (host-level), not both")
-    elif istio.destination_rule is None and not (istio.stable_service and istio.canary_service):
-        yield Problem(path, "give destinationRule, or both stableService and canaryService")
-    rule = istio.destination_rule
-    if rule is not None and rule.stable_subset == rule.canary_subset:
-        yield Problem(f"{path}.destinationRule.canarySubset", "must differ from stableSubset")
-    if host_level and istio.stable_service == istio.canary_service:
-        yield Problem(f"{path}.canaryService", "must differ from stableService")
+    if not given:
+        if spec.local is None:
+            others = ", ".join(k for k in BACKENDS if k != DEFAULT_BACKEND)
+            yield Problem(f"spec.trafficRouting.{DEFAULT_BACKEND}",
+                          f"is required (or {others}; or spec.local for a local run)")
+        return
+    backend = BACKENDS.get(given[0])
+    if backend is not None:
+        yield from backend.spec_problems(spec)
 
 
 def template_problems(spec: AnalysisTemplateSpec) -> Iterator[Problem]:

@@ -170,6 +170,16 @@ class Envoy:
         self._admin_port = wait_until(admin_port, timeout=timeout, what="the admin address", process=process)
         wait_until(self.ready, timeout=timeout, what="/ready to say LIVE", process=process)
 
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start a new process after this one died: the same bootstrap and the same admin
+        port (scrapes and admin reads go on at the same address). Its dynamic configuration
+        comes over ADS again: the xDS server's current state."""
+        if self._process is not None:
+            self._process.stop(timeout=1.0)  # reap it and drop it from the run's ledger
+        if self._admin_port:
+            self._bootstrap["admin"]["address"]["socket_address"]["port_value"] = self._admin_port
+        self.start(timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
         if self._process is not None:
             self._process.stop(timeout)

@@ -15,6 +15,11 @@ everything it started, in reverse order, also on exceptions and KeyboardInterrup
 starting fails half-way); each child runs in its own process group and is stopped with its
 whole group. Nothing is left behind but what ``keep_workdir`` asks to keep.
 
+Envoy is supervised (:mod:`meshctl.localmesh.supervisor`): if it dies it is started again
+with back-off, on the same listener and admin ports (the load, Prometheus's scrape and the
+router's admin reads go on at the same addresses), and the xDS server sends it the current
+state, so the split it applies is the one last written.
+
 Metric names in Prometheus: Envoy's cluster stats, with ``envoy_cluster_name`` set to
 :attr:`LocalMesh.clusters` ``.stable`` / ``.canary`` (that is ``stable`` and ``canary``, the
 names :class:`meshctl.domain.resolve.Target` uses for the local mesh).
@@ -27,7 +32,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -47,6 +52,7 @@ from meshctl.localmesh.procs import (
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from meshctl.localmesh.resources import LISTENER_NAME, MeshLayout, Upstream
 from meshctl.localmesh.router import LocalTrafficRouter
+from meshctl.localmesh.supervisor import Supervisor
 from meshctl.localmesh.xds import XdsServer
 
 T = TypeVar("T")
@@ -104,6 +110,8 @@ class LocalMesh:
         workdir: where configs, logs and the TSDB go (default: a new temporary directory,
             removed on stop unless ``keep_workdir``).
         ack_timeout: how long :attr:`router` ``.apply()`` waits for Envoy's ACK.
+        supervise: start Envoy again when it dies (see the module docstring).
+        on_notice: gets one line when Envoy dies and when it is started again.
     """
 
     def __init__(
@@ -119,6 +127,8 @@ class LocalMesh:
         keep_workdir: bool = False,
         envoy_concurrency: int = 1,
         ack_timeout: float = 5.0,
+        supervise: bool = True,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.clusters = Clusters(stable="stable", canary="canary")
         self._backends = {"stable": stable, "canary": canary}
@@ -130,6 +140,9 @@ class LocalMesh:
         self._keep_workdir = keep_workdir or workdir is not None
         self._envoy_concurrency = envoy_concurrency
         self._ack_timeout = ack_timeout
+        self._supervise = supervise
+        self._on_notice = on_notice
+        self._supervisor: Supervisor | None = None
         self._stack = contextlib.ExitStack()
         self._workdir: Path | None = None
         self._apps: dict[str, AppProcess] = {}
@@ -197,6 +210,15 @@ class LocalMesh:
             timeout=10.0, what="a request through Envoy to succeed", process=envoy.process,
         )  # fmt: skip
         self._router = LocalTrafficRouter(xds, envoy, ack_timeout=self._ack_timeout)
+        if self._supervise:
+            def restart() -> None:
+                xds.set_listener_port(port)  # the port the first Envoy bound
+                envoy.restart()
+
+            supervisor = Supervisor("envoy", lambda: envoy.process.alive, restart,
+                                    on_notice=self._on_notice)
+            self._stack.callback(supervisor.stop)  # before envoy.stop: no restart on purpose
+            self._supervisor = supervisor.start()
         if self._with_prometheus:
             prometheus = Prometheus(
                 [ScrapeTarget("envoy", envoy.admin_address, "/stats/prometheus")],
@@ -257,6 +279,11 @@ class LocalMesh:
     @property
     def envoy(self) -> Envoy:
         return self._require(self._envoy)
+
+    @property
+    def envoy_restarts(self) -> int:
+        """How many times the supervisor started Envoy again after it died."""
+        return self._supervisor.restarts if self._supervisor is not None else 0
 
     @property
     def prometheus(self) -> Prometheus | None:

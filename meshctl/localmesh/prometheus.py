@@ -113,9 +113,18 @@ class Prometheus:
                     raise
         wait_until(self.targets_up, timeout=timeout, what="its targets to be up", process=self._process)
 
-    def _spawn(self, config_path: Path) -> ManagedProcess:
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start again after it stopped (or died): the same port, the same data directory
+        (what it had stored survives), then wait as :meth:`start` does."""
+        self.stop()
+        process = self._spawn(self._workdir / "prometheus.yml", keep_data=True)
+        wait_until(self.ready, timeout=timeout, what="/-/ready", process=process)
+        wait_until(self.targets_up, timeout=timeout, what="its targets to be up", process=process)
+
+    def _spawn(self, config_path: Path, keep_data: bool = False) -> ManagedProcess:
         data = self._workdir / "prometheus-data"
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(data, ignore_errors=True)
         argv = [
             str(self._binary or prometheus_binary()),
             f"--config.file={config_path}",

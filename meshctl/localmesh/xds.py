@@ -28,6 +28,7 @@ ACK itself (no polling), so push-to-applied latency is Envoy's own.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import queue
@@ -222,6 +223,13 @@ class XdsServer:
             version = self._set(TYPE_ROUTE, [config])
             self._split = split
             return version
+
+    def set_listener_port(self, port: int) -> int:
+        """Serve the listener on ``port`` from now on: an Envoy started after one that died
+        binds the port its predecessor had (which that one may have picked from port 0)."""
+        with self._cond:
+            self.layout = dataclasses.replace(self.layout, listener_port=port)
+            return self._set(TYPE_LISTENER, [listener(self.layout)])
 
     def set_resources(self, type_url: str, resources: Sequence[Any]) -> int:
         """Serve arbitrary resources of one type (low level: tests, experiments).

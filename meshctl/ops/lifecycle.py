@@ -1,9 +1,10 @@
 """One reconcile of one Rollout object in a cluster: the controller's unit of work.
 
-    1. a Rollout being deleted: put back the VirtualService and DestinationRule as found,
-       delete the canary Deployment, drop the finalizer;
+    1. a Rollout being deleted: give back what meshctl changed in its traffic backend's
+       objects (VirtualService and DestinationRule, HTTPRoute), delete the canary
+       Deployment, drop the finalizer;
     2. make sure the finalizer is there (so deletion comes through step 1);
-    3. validate: the spec, the live VirtualService/DestinationRule, the analysis templates;
+    3. validate: the spec, the backend's live objects, the analysis templates;
        an invalid Rollout gets the InvalidSpec condition and nothing else is touched;
     4. zero trust: converge the Rollout's policies; with ``requireMutualTLS`` the gate;
     5. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
@@ -19,19 +20,19 @@ from typing import Any
 
 from meshctl.adapters.cache import PARSED
 from meshctl.adapters.events import EventWriter, emit_event
-from meshctl.adapters.istio import ISTIO, IstioRouter
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.routers import router_for
 from meshctl.adapters.status import KubeStatusStore
 from meshctl.adapters.workloads import KubeWorkloads
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
-from meshctl.domain.istio import mesh_problems
 from meshctl.domain.keys import FINALIZER
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.resolve import MeshKind, Target, resolve_analysis
+from meshctl.domain.routers import DEFAULT_BACKEND, backend_of
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
@@ -73,7 +74,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         return _mark_invalid(kube, obj, exc.problems, now)
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
-    router = IstioRouter(kube, rollout, data_plane)
+    router = router_for(kube, rollout, data_plane)
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
                   observe_timeout=observe_timeout)
@@ -81,13 +82,14 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
     if _settled(decision, data_plane):
-        router.drop_canary_subset()  # no route uses it, at the proxies too: nothing written twice
+        router.settle()  # e.g. the canary subset no route uses, at the proxies too
     return Reconciled(requeue_after=decision.requeue_after, decision=decision)
 
 
 def _settled(decision: Decision, data_plane: DataPlane) -> bool:
-    """The rollout is over and every proxy sends all traffic to stable: the canary subset
-    meshctl added may go (removing it earlier would leave a route without its cluster)."""
+    """The rollout is over and every proxy sends all traffic to stable: what only the
+    rollout needed may go (a canary subset removed earlier would leave a route without its
+    cluster)."""
     status = decision.status
     return (status.phase in (Phase.HEALTHY, Phase.DEGRADED)
             and decision.traffic == TrafficSplit.stable_only()
@@ -154,15 +156,14 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
     if not rollout.spec.template:
         problems.append(Problem("spec.template", "is required in a cluster: the pod template "
                                 "of the new version (meshctl rollout start --image sets it)"))
-    routing = rollout.spec.traffic_routing
-    if routing is not None and routing.istio is not None:
-        ns = rollout.namespace
-        vs = kube.get_or_none(*ISTIO, ns, "virtualservices", routing.istio.virtual_service.name)
-        dr_ref = routing.istio.destination_rule
-        dr = kube.get_or_none(*ISTIO, ns, "destinationrules", dr_ref.name) if dr_ref else None
-        problems += list(mesh_problems(rollout, vs, dr))
+    backend = backend_of(rollout)
+    if backend is not None:
+        found = [kube.get_or_none(r.kind.group, r.kind.version, r.namespace, r.kind.plural,
+                                  r.name) for r in backend.refs(rollout)]
+        problems += list(backend.live_problems(rollout, found))
     else:
-        problems.append(Problem("spec.trafficRouting.istio", "is required in a cluster"))
+        problems.append(Problem(f"spec.trafficRouting.{DEFAULT_BACKEND}",
+                                "is required in a cluster"))
     if problems:
         raise InvalidSpec(problems)
     plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
@@ -194,16 +195,16 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
     except InvalidSpec:
         rollout = None
     if isinstance(rollout, Rollout):
-        routing = rollout.spec.traffic_routing
-        if routing is not None and routing.istio is not None:
-            IstioRouter(kube, rollout, StoredWeights()).restore()
+        backend = backend_of(rollout)
+        if backend is not None:
+            router_for(kube, rollout, StoredWeights()).restore()
         if rollout.spec.workload_ref is not None:
             KubeWorkloads(kube, rollout).delete_canary()
         if rollout.spec.security is not None:
             policies.cleanup(kube, rollout)
+        kinds = " and ".join(k.kind for k in backend.kinds) if backend else "objects"
         emit_event(kube, obj, Event("Normal", "Finalized",
-                                    "gave back what meshctl changed in the VirtualService and "
-                                    "DestinationRule"))
+                                    f"gave back what meshctl changed in the {kinds}"))
     finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
     kube.merge_patch(GROUP, VERSION, meta["namespace"], "rollouts", meta["name"],
                      {"metadata": {"finalizers": finalizers or None}})

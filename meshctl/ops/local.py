@@ -31,6 +31,7 @@ from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
 from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
+from meshctl.localmesh.router import XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore, state_paths
@@ -124,15 +125,24 @@ class LocalRollout:
         """Reconcile until finished (see :func:`is_finished`) or ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            decision = self.reconcile()
-            if on_pass is not None:
-                on_pass(decision)
-            if is_finished(decision):
-                return decision
+            try:
+                decision: Decision | None = self.reconcile()
+            except XdsTimeout:
+                # Envoy did not apply the split in time (it died and its supervisor is
+                # starting it again): the split stays served, the status unsaved; the next
+                # pass sees where the data plane is, as after a kill at "traffic-written".
+                decision = None
+            if decision is not None:
+                if on_pass is not None:
+                    on_pass(decision)
+                if is_finished(decision):
+                    return decision
             if deadline is not None and time.monotonic() >= deadline:
+                status = decision.status if decision is not None else self.store.load()[0]
                 raise TimeoutError(f"rollout not finished after {timeout:g}s: "
-                                   f"{decision.status.phase.value}: {decision.status.message}")
-            time.sleep(min(max(decision.requeue_after or max_sleep, 0.05), max_sleep))
+                                   f"{status.phase.value}: {status.message}")
+            wait = decision.requeue_after if decision is not None else None
+            time.sleep(min(max(wait or max_sleep, 0.05), max_sleep))
 
 
 def initial_split(status: RolloutStatus) -> TrafficSplit:
@@ -148,12 +158,13 @@ def children_path(state_dir: Path, rollout: Rollout) -> Path:
 
 @contextlib.contextmanager
 def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
-                   on_leftover: Callable[[str], None] | None = None) -> Iterator[LocalMesh]:
+                   on_leftover: Callable[[str], None] | None = None,
+                   on_notice: Callable[[str], None] | None = None) -> Iterator[LocalMesh]:
     """The local mesh for ``rollout``, with ``load_rate`` requests/s sent through it.
 
     What a killed earlier run of the same rollout left (its Envoy, Prometheus, apps, work
     directory) is stopped first and named to ``on_leftover``; a run of it still alive is
-    refused."""
+    refused. ``on_notice`` hears when the mesh's Envoy dies and is started again."""
     local = rollout.spec.local
     if local is None:
         raise LocalRunError("spec.local is required for --mesh local")
@@ -168,7 +179,8 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
                 on_leftover(leftover)
         mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
                                              canary=backend_of(local.canary),
-                                             initial_split=initial_split(status)))
+                                             initial_split=initial_split(status),
+                                             on_notice=on_notice))
         if load_rate <= 0:
             yield mesh
             return

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 from meshctl.adapters.errors import AlreadyExists, Forbidden, NotFound
 from meshctl.adapters.files import Document, FileProblem, iter_documents
 from meshctl.domain.audit import ROOT_NAMESPACE, Finding, Scope, audit, findings_for, mtls_gate
-from meshctl.domain.istio import baseline_destination_rule
 from meshctl.domain.measurements import Measurement
 from meshctl.domain.policies import (
     RESOURCES,
-    Action,
     DesiredPolicies,
+    PolicyStep,
     Verb,
     converged,
     desired_policies,
@@ -38,6 +37,7 @@ from meshctl.domain.policies import (
     with_mutual_tls,
     without_mutual_tls,
 )
+from meshctl.domain.routers.istio import baseline_destination_rule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.ops import failpoints
 
@@ -61,7 +61,7 @@ class Executed:
     """An action of the plan and what came of it: ``written`` is False for actions that
     write nothing and for writes the cluster made unnecessary meanwhile (``note`` says)."""
 
-    action: Action
+    action: PolicyStep
     written: bool
     note: str = ""
 
@@ -90,11 +90,11 @@ def observe(kube: Kube, namespace: str) -> list[Obj]:
 # --- plan and converge -------------------------------------------------------------------
 
 
-def plan(kube: Kube, rollout: Rollout) -> list[Action]:
+def plan(kube: Kube, rollout: Rollout) -> list[PolicyStep]:
     return policy_plan(desired_policies(rollout), observe(kube, rollout.namespace))
 
 
-def offline_plan(rollout: Rollout) -> list[Action]:
+def offline_plan(rollout: Rollout) -> list[PolicyStep]:
     """The plan without a cluster: against a namespace holding only the Rollout's own
     DestinationRule as meshctl assumes it (its stable subset, no traffic policy)."""
     user_rule = baseline_destination_rule(rollout) if rollout.spec.traffic_routing else None
@@ -114,7 +114,7 @@ def cleanup(kube: Kube, rollout: Rollout) -> list[Executed]:
     return execute(kube, rollout.name, policy_plan(nothing, observe(kube, rollout.namespace)))
 
 
-def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Executed]:
+def execute(kube: Kube, rollout: str, actions: Iterable[PolicyStep]) -> list[Executed]:
     outcomes = []
     for action in actions:
         outcomes.append(_execute(kube, rollout, action))
@@ -123,7 +123,7 @@ def execute(kube: Kube, rollout: str, actions: Iterable[Action]) -> list[Execute
     return outcomes
 
 
-def _mutation(rollout: str, action: Action) -> Callable[[Obj], Obj]:
+def _mutation(rollout: str, action: PolicyStep) -> Callable[[Obj], Obj]:
     if action.borrowed:
         borrow = with_mutual_tls if action.verb is Verb.UPDATE else without_mutual_tls
         return functools.partial(borrow, rollout=rollout)
@@ -131,7 +131,7 @@ def _mutation(rollout: str, action: Action) -> Callable[[Obj], Obj]:
     return functools.partial(converged, want=action.object)
 
 
-def _execute(kube: Kube, rollout: str, action: Action) -> Executed:
+def _execute(kube: Kube, rollout: str, action: PolicyStep) -> Executed:
     if not action.writes:
         return Executed(action, written=False)
     group, version, plural = RESOURCES[action.kind]

@@ -8,6 +8,7 @@ from typing import Any
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.resolve import MeshKind, resolve_analysis
 from meshctl.domain.rollout_plan import rollout_plan
+from meshctl.domain.routers.backend import Found
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 
@@ -18,13 +19,13 @@ class PlanError(Exception):
 
 
 def plan_for(rollout: Rollout, templates: Mapping[str, AnalysisTemplate], mesh: str,
-             virtual_service: Mapping[str, Any] | None = None,
-             destination_rule: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             found: Found | None = None) -> dict[str, Any]:
+    """``found``: the traffic backend's live objects (in the order of its refs); without
+    them the plan starts from the objects the backend assumes."""
     kind = MeshKind.ENVOY if mesh == "local" else MeshKind.ISTIO
     try:
         plans = resolve_analysis(rollout, templates, kind)
     except InvalidSpec as exc:
         raise PlanError([str(p) for p in exc.problems]) from exc
     with_objects = kind is MeshKind.ISTIO and rollout.spec.traffic_routing is not None
-    return rollout_plan(rollout, plans, virtual_service=virtual_service,
-                        destination_rule=destination_rule, with_objects=with_objects)
+    return rollout_plan(rollout, plans, found=found, with_objects=with_objects)

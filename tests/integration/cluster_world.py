@@ -71,11 +71,11 @@ class Driver:
     """Runs reconcile passes like the controller would."""
 
     def __init__(self, world: KubeWorld, ns: str, prometheus_url: str,
-                 data_plane: DataPlane | None = None, observe_timeout: float | None = None
-                 ) -> None:
+                 data_plane: DataPlane | None = None, observe_timeout: float | None = None,
+                 name: str = "web") -> None:
         """``data_plane``: istiod to observe the weights at; by default none (this world
         has no istiod unless a test starts one): steps proceed on the stored weights."""
-        self.world, self.ns = world, ns
+        self.world, self.ns, self.name = world, ns, name
         self.data_plane = data_plane or StoredWeights()
         self.observe_timeout = observe_timeout
         self.kube = Kube.from_kubeconfig(world.kubeconfig_path)  # the user (admin)
@@ -88,9 +88,9 @@ class Driver:
     def metrics(self, address: str | None) -> PrometheusProvider:
         return self.provider
 
-    def get(self, plural: str = "rollouts", name: str = "web", group: str = GROUP,
+    def get(self, plural: str = "rollouts", name: str | None = None, group: str = GROUP,
             version: str = VERSION) -> dict[str, Any]:
-        return self.kube.get(group, version, self.ns, plural, name)
+        return self.kube.get(group, version, self.ns, plural, name or self.name)
 
     def vs(self) -> dict[str, Any]:
         return self.get("virtualservices", "web", "networking.istio.io", "v1")

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from meshctl.adapters.files import dump_yaml, read_documents
 from meshctl.adapters.kube import Kube
 from meshctl.cli.main import cli
-from meshctl.domain.istio import baseline_destination_rule
 from meshctl.domain.keys import ORIGINAL_TLS
 from meshctl.domain.measurements import NoData, Value
 from meshctl.domain.policies import desired_policies, owned
+from meshctl.domain.routers.istio import baseline_destination_rule
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
 from meshctl.ops.policies import AUDITED, audit_cluster, cleanup, converge, gate, observe, plan

@@ -6,17 +6,25 @@ Each test reads Given / When / Then and asserts traffic and status, never call s
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import timedelta
 
 import pytest
 
 from meshctl.domain.analysis import TakenMeasurement
-from meshctl.domain.engine import ResolvedAnalysis, WorkloadState, decide, measurements_due
+from meshctl.domain.engine import (
+    Observation,
+    ResolvedAnalysis,
+    WorkloadState,
+    decide,
+    measurements_due,
+)
 from meshctl.domain.intents import Intents
-from meshctl.domain.measurements import Error, NoData, Value
+from meshctl.domain.measurements import Error, NoData, Unavailable, Value
 from meshctl.domain.phases import Phase
-from meshctl.domain.status import Verdict
-from meshctl.domain.traffic import TrafficSplit
+from meshctl.domain.status import MAX_MEASUREMENTS_KEPT, AbortStatus, RolloutStatus, Verdict
+from meshctl.domain.traffic import TrafficSplit, Weights
+from meshctl.ops.local import is_finished
 
 from .sim import T0, Sim, canary, rollout_spec, slo_metric
 
@@ -421,3 +429,249 @@ def test_a_pass_that_changes_nothing_writes_nothing_while_traffic_is_held():
     assert "holding traffic" in second.message
     assert second.message.count("holding traffic") == 1
     assert second == first
+
+
+# -- a metrics source that does not answer ------------------------------------------------
+
+DOWN = Unavailable("Prometheus http://127.0.0.1:9 did not answer within 10s: connection refused")
+
+
+def _analysis_sim(**kw):
+    spec = canary({"setWeight": 10}, {"analysis": {}}, {"setWeight": 100})
+    return Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(interval=10),)}), **kw)
+
+
+def test_a_source_that_does_not_answer_pauses_then_resumes_by_itself_when_it_does():
+    """Given Prometheus down at the analysis step, the rollout pauses (AnalysisUnavailable)
+    at 90/10 and asks again every interval; when Prometheus answers it resumes, measures
+    afresh and promotes, with no one touching it."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED
+    assert sim.status.pause_reason == "AnalysisUnavailable"
+    assert "does not answer" in sim.status.message and "connection refused" in sim.status.message
+    assert sim.weights_written()[-1] == (90, 10)
+    probes = sim.status.run("step-1").metrics[0].measurements
+    assert len(probes) == MAX_MEASUREMENTS_KEPT and all(r.unavailable for r in probes)
+    assert [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(probes)] == [10.0] * 9
+    assert not is_finished(sim.decisions[-1])  # a local run keeps waiting
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (90, 10), (0, 100), (100, 0)]
+    reasons = [e.reason for d in sim.decisions for e in d.events]
+    assert reasons.count("AnalysisAvailable") == 1 and "Resumed" not in reasons
+
+
+def test_after_the_source_answers_the_analysis_starts_again_from_scratch():
+    """The answering probe is not the new run's first measurement: the run starts at the
+    resume and takes its measurement when due (its initial delay)."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run(until=lambda s: s.status.phase is Phase.PROGRESSING)
+    run = sim.status.run("step-1")
+    assert run is not None and run.verdict is Verdict.PENDING
+    assert run.started_at == sim.now and run.metrics[0].count == 0
+
+
+@pytest.mark.parametrize("answer", [Value(500.0), Error("bad_data: parse error")])
+def test_a_source_that_answers_with_bad_news_resumes_into_a_verdict_with_data(answer):
+    """Resuming never promotes on its own: the fresh run judges what Prometheus now says."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.metric = lambda run, m: answer
+    sim.run()
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.status.abort.reason == "AnalysisFailed"
+
+
+def test_no_data_from_a_source_that_answers_waits_for_a_person():
+    """Too little traffic (Prometheus answered) is a verdict with data: the pause stays
+    when measurements would now pass, until `rollout resume`."""
+    sim = _analysis_sim(metric=lambda run, m: NoData("3 requests, fewer than minRequests 5"))
+    sim.run()
+    assert sim.status.pause_reason == "InconclusiveAnalysis"
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "InconclusiveAnalysis"
+    sim.intents = Intents(resume="r1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_a_user_pause_is_not_lifted_when_the_source_answers():
+    """spec.paused during an outage: when Prometheus answers, the pause becomes the user's
+    (UserPaused) and nothing moves until spec.paused is false."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.spec = dataclasses.replace(sim.spec, paused=True)
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "UserPaused"
+    assert sim.weights_written()[-1] == (90, 10)
+    sim.spec = dataclasses.replace(sim.spec, paused=False)
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_the_unavailable_pause_survives_a_restart_and_still_lifts_itself():
+    sim = _analysis_sim(metric=lambda run, m: DOWN, restart_every_pass=True)
+    sim.run(passes=10)
+    assert sim.status.pause_reason == "AnalysisUnavailable"
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_background_analysis_unavailable_pauses_and_resumes():
+    spec = canary({"setWeight": 10}, {"pause": {"duration": "60s"}}, {"setWeight": 50},
+                  {"pause": {"duration": "60s"}})
+    resolved = ResolvedAnalysis(background=(slo_metric(count=None, interval=10),),
+                                background_from=1)
+    sim = Sim(spec, analysis=resolved, metric=lambda run, m: DOWN)
+    sim.run(passes=20)
+    assert sim.status.pause_reason == "AnalysisUnavailable"
+    assert sim.weights_written() == [(100, 0), (90, 10)]  # the 60 s pause never ended
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    assert sim.weights_written() == [(100, 0), (90, 10), (50, 50), (100, 0)]
+
+
+def test_a_resume_or_promote_during_an_outage_is_honoured():
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.intents = Intents(promote="p1")
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY  # a person chose to skip the analysis
+
+
+def test_a_source_back_without_data_yet_holds_the_pause_until_its_data_comes():
+    """Prometheus answers again with an empty window ("no series": it has not scraped a
+    window since it came back): the pause holds; data then resumes the rollout."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.metric = lambda run, m: NoData("query returned no series")
+    sim.run(passes=2)  # 10 s of answers without data: within the patience (20 s)
+    assert sim.status.pause_reason == "AnalysisUnavailable"
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+
+
+def test_a_source_back_without_data_for_too_long_waits_for_a_person():
+    """Answering with no data past the metric's patience (2 x (0 s + 1 x 10 s) = 20 s) is
+    a verdict with data: the pause becomes InconclusiveAnalysis and stays."""
+    sim = _analysis_sim(metric=lambda run, m: DOWN)
+    sim.run(passes=5)
+    sim.metric = lambda run, m: NoData("query returned no series")
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED
+    assert sim.status.pause_reason == "InconclusiveAnalysis"
+    assert "answers again but has no data" in sim.status.message
+    quiet = [r for r in sim.status.run("step-1").metrics[0].measurements if not r.unavailable]
+    assert (quiet[-1].at - quiet[0].at).total_seconds() == 20.0
+    sim.metric = lambda run, m: Value(5.0)
+    sim.run(passes=30)
+    assert sim.status.phase is Phase.PAUSED  # no probes now: a person resumes
+
+
+# -- boundaries and guards, one decide() each (found by flipping an operator in engine.py) --
+
+V1, V2 = "v1", "v2"
+SPLIT_90_10 = TrafficSplit(Weights(90, 10))
+STABLE_PODS, CANARY_POD = WorkloadState(4, 4, V1), WorkloadState(1, 1, V2)
+
+
+def _status(phase: Phase, **fields) -> RolloutStatus:
+    given = {"stable_revision": V1, "current_revision": V2, "step_started_at": T0, **fields}
+    return dataclasses.replace(RolloutStatus(), phase=phase, **given)
+
+
+def _obs(written: TrafficSplit, observed: TrafficSplit | None = None, *,
+         stable: WorkloadState = STABLE_PODS, canary_pods: WorkloadState = CANARY_POD,
+         **fields) -> Observation:
+    return Observation(revision=V2, stable=stable, canary=canary_pods, written=written,
+                       observed=written if observed is None else observed, **fields)
+
+
+def test_the_canary_keeps_its_pods_while_the_data_plane_still_shows_it_weight():
+    """Healthy again, 100/0 written but the data plane still applies 90/10: scaling the
+    canary to 0 now would drop the requests still routed to it."""
+    status = _status(Phase.HEALTHY, stable_revision=V2)
+    held = decide(canary({"setWeight": 10}), status, _obs(TrafficSplit.stable_only(),
+                                                          SPLIT_90_10), T0)
+    assert held.workloads.canary_replicas == 1 and held.requeue_after is not None
+    done = decide(canary({"setWeight": 10}), status, _obs(TrafficSplit.stable_only()), T0)
+    assert done.workloads.canary_replicas == 0
+
+
+@pytest.mark.parametrize("seconds, replicas", [(29.9, 1), (30, 0)])
+def test_the_canary_scales_down_when_the_abort_delay_has_passed(seconds, replicas):
+    """abortScaleDownDelaySeconds 30, stable observed at T0: at T0+30 s, not before."""
+    spec = canary({"setWeight": 10}, abortScaleDownDelaySeconds=30)
+    status = _status(Phase.DEGRADED, abort=AbortStatus("AnalysisFailed", T0,
+                                                       stable_observed_at=T0))
+    d = decide(spec, status, _obs(TrafficSplit.stable_only()), T0 + timedelta(seconds=seconds))
+    assert d.workloads.canary_replicas == replicas
+
+
+@pytest.mark.parametrize("seconds, phase", [(60, Phase.PROGRESSING), (60.5, Phase.DEGRADED)])
+def test_the_progress_deadline_aborts_once_it_is_exceeded(seconds, phase):
+    """progressDeadlineSeconds 60, the canary never ready: 60 s without progress is within
+    the deadline; past it, the step aborts (traffic is still all on stable: Degraded in the
+    same pass)."""
+    spec = canary({"setWeight": 10}, progressDeadlineSeconds=60)
+    status = _status(Phase.PROGRESSING)
+    d = decide(spec, status, _obs(TrafficSplit.stable_only(),
+                                  canary_pods=WorkloadState(1, 0, V2)),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.phase is phase
+
+
+@pytest.mark.parametrize("ready, traffic", [(2, TrafficSplit(Weights(50, 50))),
+                                            (4, TrafficSplit.stable_only())])
+def test_promotion_returns_traffic_to_stable_only_when_every_stable_pod_is_ready(ready, traffic):
+    spec = canary({"setWeight": 50})
+    status = _status(Phase.PROMOTING, current_step=1)
+    d = decide(spec, status, _obs(TrafficSplit(Weights(50, 50)),
+                                  stable=WorkloadState(4, ready, V2),
+                                  canary_pods=WorkloadState(2, 2, V2)), T0)
+    assert d.traffic == traffic
+    if ready < 4:
+        assert f"{ready}/4 ready" in d.status.message
+
+
+@pytest.mark.parametrize("seconds, step", [(29.9, 1), (30, 2)])
+def test_a_timed_pause_ends_when_its_duration_has_passed(seconds, step):
+    spec = canary({"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50})
+    status = _status(Phase.PROGRESSING, current_step=1)
+    d = decide(spec, status, _obs(SPLIT_90_10, canary_pods=WorkloadState(2, 2, V2)),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.current_step == step
+
+
+@pytest.mark.parametrize("seconds, held", [(9.9, False), (10, True)])
+def test_a_step_says_it_is_held_once_the_observe_timeout_has_passed(seconds, held):
+    spec = canary({"setWeight": 10})
+    status = _status(Phase.PROGRESSING)
+    d = decide(spec, status, _obs(SPLIT_90_10, TrafficSplit.stable_only(), observe_timeout=10),
+               T0 + timedelta(seconds=seconds))
+    assert d.status.message.startswith("step 0 held") is held
+    assert any(e.reason == "TrafficNotObserved" for e in d.events) is held
+
+
+def test_background_no_data_during_a_pause_for_promote_keeps_the_pause_reason():
+    """Paused at an indefinite pause step, background analysis finds no data: the rollout
+    stays paused for the step (PausedAtStep); the analysis pauses it once it moves on."""
+    spec = canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})
+    resolved = ResolvedAnalysis(background=(slo_metric(count=None, interval=10),),
+                                background_from=1)
+    sim = Sim(spec, analysis=resolved, metric=lambda run, m: NoData("0 requests"))
+    sim.run(passes=10)
+    assert sim.status.phase is Phase.PAUSED and sim.status.pause_reason == "PausedAtStep"
+    assert sim.status.run("background").verdict is Verdict.INCONCLUSIVE
+    sim.intents = Intents(promote="p1")
+    sim.run(passes=10)
+    assert sim.status.pause_reason == "InconclusiveAnalysis" and sim.status.current_step == 2

@@ -44,6 +44,7 @@ INVALID = (ConditionView("InvalidSpec", "True", "InvalidSpec", "bad", ""),)
     (view(phase="Paused", pause_reason="InconclusiveAnalysis"), 0, Ending.PAUSED),
     (view(phase="Paused", pause_reason="AwaitingPromotion"), 0, Ending.PAUSED),
     (view(phase="Paused", pause_reason="UserPaused"), 0, Ending.PAUSED),
+    (view(phase="Paused", pause_reason="AnalysisUnavailable"), 0, None),  # lifts itself
     (view(phase="Progressing"), 0, None),
     (view(phase="Promoting"), 0, None),
     (view(phase="Aborting"), 0, None),

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
-from meshctl.domain.analysis import ResolvedMetric, assess_metric, outcome_of, record
+from meshctl.domain.analysis import (
+    ResolvedMetric,
+    assess_metric,
+    outcome_of,
+    patience,
+    quiet_too_long,
+    record,
+    unavailable_only,
+)
 from meshctl.domain.conditions import Condition
 from meshctl.domain.durations import format_duration, parse_duration
-from meshctl.domain.measurements import Error, NoData, Value
+from meshctl.domain.measurements import Error, NoData, Unavailable, Value
 from meshctl.domain.phases import IllegalTransition, Phase, check_transition, mermaid
-from meshctl.domain.status import MetricStatus, Outcome, Verdict
+from meshctl.domain.status import AnalysisRunStatus, MetricStatus, Outcome, Verdict
 from meshctl.domain.traffic import Weights
 
 from .sim import T0
@@ -115,6 +124,7 @@ def _feed(plan, *measurements):
                 success=Condition.parse("result < 50")), [NoData(), Value(1), Value(1)],
      Verdict.PASSING),
     (LATENCY, [Error("x")] * 4 + [Value(1)], Verdict.PENDING),  # errors retried, not counted
+    (LATENCY, [Error("x")] * 4, Verdict.PENDING),  # 4 in a row: within the limit 4
     (LATENCY, [Error("x")] * 5, Verdict.FAILING),  # consecutiveErrorLimit 4
     (ResolvedMetric(name="l", query="q", count=2, min_samples=3, failure_limit=5,
                 success=Condition.parse("result < 50")), [Value(1), Value(2)],
@@ -137,3 +147,56 @@ def test_the_readme_state_diagram_is_the_table():
 
     readme = Path("README.md").read_text()
     assert mermaid() in readme
+
+
+DOWN = Unavailable("did not answer within 10s")
+
+
+@pytest.mark.parametrize("measured, unavailable", [
+    ({"latency": [DOWN]}, True),  # Prometheus never answered
+    ({"latency": [Value(1), DOWN]}, True),  # it went away after a good measurement
+    ({"latency": [NoData("3 requests")]}, False),  # it answered: too little traffic
+    ({"latency": [Value(60)]}, False),  # not inconclusive at all (failing)
+    ({"latency": [DOWN], "errors": [NoData("0 requests")]}, False),  # one metric has data
+    ({"latency": [DOWN], "errors": [Value(1)]}, True),  # the other is still pending
+    ({"latency": [], "errors": []}, False),  # nothing inconclusive
+])
+def test_a_pause_lifts_itself_only_when_the_source_alone_was_missing(measured, unavailable):
+    """The rule behind AnalysisUnavailable: every inconclusive metric's last measurement
+    found the metrics source unavailable."""
+    metrics = tuple(_feed(dataclasses.replace(LATENCY, name=name), *values)
+                    for name, values in measured.items())
+    run = AnalysisRunStatus(name="step-1", started_at=T0, metrics=metrics)
+    assert unavailable_only(run) is unavailable
+
+
+def test_an_unavailable_source_counts_as_no_data_and_is_remembered():
+    metric = _feed(LATENCY, DOWN)
+    assert metric.verdict is Verdict.INCONCLUSIVE and metric.inconclusive == 1
+    assert metric.measurements[-1].unavailable is True
+    assert _feed(LATENCY, NoData("0 requests")).measurements[-1].unavailable is None
+
+
+@pytest.mark.parametrize("plan, seconds", [
+    (ResolvedMetric(name="l", query="q", initial_delay=60, interval=10, inconclusive_limit=1), 160),
+    (ResolvedMetric(name="l", query="q", initial_delay=4, interval=1, inconclusive_limit=1), 12),
+    (ResolvedMetric(name="l", query="q", interval=10), 20),  # no delay, limit 0
+])
+def test_patience_for_a_source_that_answers_without_data(plan, seconds):
+    assert patience(plan) == seconds
+
+
+@pytest.mark.parametrize("measured, quiet_after", [
+    ([DOWN, NoData("no series"), NoData("no series"), NoData("no series")], True),  # 20 s
+    ([DOWN, NoData("no series"), NoData("no series")], False),  # answered empty for 10 s
+    ([NoData("no series"), NoData("no series"), DOWN], False),  # not answering again
+])
+def test_quiet_too_long_counts_from_the_first_answer_without_data(measured, quiet_after):
+    """Limit 0, interval 10 s, no initial delay: patience 20 s; records 10 s apart."""
+    plan = ResolvedMetric(name="latency", query="q", interval=10, count=5)
+    metric = MetricStatus(name="latency")
+    for i, m in enumerate(measured):
+        metric = record(plan, metric, T0 + timedelta(seconds=10 * i), m)
+    run = AnalysisRunStatus(name="step-1", started_at=T0, metrics=(metric,))
+    now = T0 + timedelta(seconds=10 * (len(measured) - 1))
+    assert bool(quiet_too_long(run, [plan], now)) is quiet_after

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from meshctl.adapters.files import read_documents
-from meshctl.domain.istio import mesh_problems
 from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.routers.istio import mesh_problems
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 from meshctl.domain.validation import load_document
 

@@ -1,4 +1,5 @@
-"""Istio objects as meshctl wants them: pure transforms of plain dicts.
+"""Istio backend: weights in the named HTTP routes of a VirtualService (and DestinationRule
+subsets); pure transforms of plain dicts.
 
 meshctl owns only the HTTP routes a Rollout names (and the header routes it adds, named
 ``meshctl-<route>-<name>``); every other route and every other field of the VirtualService is
@@ -13,18 +14,64 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from meshctl.domain.fields import field
+from meshctl.domain.keys import TRACK
+from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.problems import Problem
-from meshctl.domain.spec import IstioRouting, Rollout
+from meshctl.domain.routers.backend import (
+    Backend,
+    EnvoyShape,
+    Found,
+    Kind,
+    Obj,
+    ObjectRef,
+    header_route_name,
+    is_ours,
+)
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
-Obj = dict[str, Any]
+if TYPE_CHECKING:  # the spec imports the registry for its trafficRouting section
+    from meshctl.domain.spec import Rollout, RolloutSpec
+
+KEY = "istio"
 ISTIO_NETWORKING = "networking.istio.io/v1"
-HEADER_ROUTE_PREFIX = "meshctl-"
-TRACK_LABEL = "meshctl.io/track"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "meshctl"}
+VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "virtualservices", "VirtualService")
+DESTINATION_RULE = Kind("networking.istio.io", "v1", "destinationrules", "DestinationRule")
 PATH = "spec.trafficRouting.istio"
+
+@dataclass(frozen=True)
+class VirtualServiceRef:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    routes: tuple[str, ...] = field(
+        "routes", default=(), items={"max_length": SUBDOMAIN_MAX},
+        doc="Named HTTP routes meshctl manages; empty: the only route."
+    )
+
+
+@dataclass(frozen=True)
+class DestinationRuleRef:
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    stable_subset: str = field("stableSubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
+    canary_subset: str = field("canarySubset", required=True, pattern=DNS_LABEL,
+                               max_length=LABEL_MAX)
+
+
+@dataclass(frozen=True)
+class IstioRouting:
+    """Subset-level (destinationRule) or host-level (stableService + canaryService)."""
+
+    virtual_service: VirtualServiceRef = field("virtualService", required=True)
+    destination_rule: DestinationRuleRef | None = field("destinationRule")
+    stable_service: str | None = field("stableService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
+    canary_service: str | None = field("canaryService", pattern=DNS_SUBDOMAIN,
+                                       max_length=SUBDOMAIN_MAX)
+
+
 
 
 def _destinations(routing: IstioRouting, service: str) -> tuple[Obj, Obj]:
@@ -39,16 +86,8 @@ def managed_route_names(vs: Mapping[str, Any], routing: IstioRouting) -> list[st
     """The named routes, or the only HTTP route when none is named."""
     if routing.virtual_service.routes:
         return list(routing.virtual_service.routes)
-    own = [r for r in vs.get("spec", {}).get("http", []) if not _is_ours(r)]
+    own = [r for r in vs.get("spec", {}).get("http", []) if not is_ours(r)]
     return [own[0].get("name", "")] if len(own) == 1 else []
-
-
-def _is_ours(route: Mapping[str, Any]) -> bool:
-    return str(route.get("name", "")).startswith(HEADER_ROUTE_PREFIX)
-
-
-def _header_route_name(route_name: str, header: HeaderRoute) -> str:
-    return f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-{header.name}"
 
 
 def _headers(header: HeaderRoute) -> Obj:
@@ -88,13 +127,13 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
     stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
     kept: list[Obj] = []
     for route in http:
-        if _is_ours(route):
+        if is_ours(route):
             continue  # meshctl's header routes are rebuilt below
         if route.get("name", "") in names:
             existing = route.get("route", [])
             stable, canary = _with_port(stable_dest, existing), _with_port(canary_dest, existing)
             for header in split.header_routes:
-                kept.append({"name": _header_route_name(route.get("name", ""), header),
+                kept.append({"name": header_route_name(route.get("name", ""), header.name),
                              "match": _match(header, route), "route": [{"destination": canary}]})
             route = {**route, "route": [
                 {"destination": stable, "weight": split.weights.stable},
@@ -123,7 +162,7 @@ def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
 
 
 def _route_split(http: list[Any], name: str, dests: tuple[Obj, Obj]) -> TrafficSplit | None:
-    route = next((r for r in http if r.get("name", "") == name and not _is_ours(r)), None)
+    route = next((r for r in http if r.get("name", "") == name and not is_ours(r)), None)
     if route is None:
         return None
     stable_dest, canary_dest = dests
@@ -138,7 +177,7 @@ def _route_split(http: list[Any], name: str, dests: tuple[Obj, Obj]) -> TrafficS
     if weights["stable"] + weights["canary"] != 100:
         return None
     mirror = int(route.get("mirrorPercentage", {}).get("value", 0)) if route.get("mirror") else 0
-    prefix = _header_route_name(name, HeaderRoute("", ()))
+    prefix = header_route_name(name, "")
     own = (route.get("match") or [{}])[0].get("headers", {})
     headers = tuple(_read_header_route(r, prefix, own) for r in http
                     if str(r.get("name", "")).startswith(prefix))
@@ -172,7 +211,7 @@ def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
     names = managed_route_names(out, routing)
     kept = []
     for route in out.get("spec", {}).get("http", []):
-        if _is_ours(route):
+        if is_ours(route):
             continue
         name = route.get("name", "")
         if name in names and name in before:
@@ -221,7 +260,7 @@ def baseline_destination_rule(rollout: Rollout) -> Obj | None:
         "metadata": {"name": routing.destination_rule.name, "namespace": rollout.namespace},
         "spec": {"host": rollout.spec.service,
                  "subsets": [{"name": routing.destination_rule.stable_subset,
-                              "labels": {TRACK_LABEL: "stable"}}]},
+                              "labels": {TRACK: "stable"}}]},
     }
 
 
@@ -233,7 +272,7 @@ def with_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
     subsets = out.setdefault("spec", {}).setdefault("subsets", [])
     name = routing.destination_rule.canary_subset
     if not any(s.get("name") == name for s in subsets):
-        subsets.append({"name": name, "labels": {TRACK_LABEL: "canary"}})
+        subsets.append({"name": name, "labels": {TRACK: "canary"}})
     return out
 
 
@@ -246,7 +285,7 @@ def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
     subsets = out.get("spec", {}).get("subsets", [])
     out.setdefault("spec", {})["subsets"] = [
         s for s in subsets
-        if not (s.get("name") == name and s.get("labels") == {TRACK_LABEL: "canary"})
+        if not (s.get("name") == name and s.get("labels") == {TRACK: "canary"})
     ]
     return out
 
@@ -261,7 +300,7 @@ def mesh_problems(rollout: Rollout, vs: Mapping[str, Any] | None,
                       f"VirtualService {vs_name!r} not found in namespace {rollout.namespace}; "
                       "create it or fix the name")
         return
-    present = [r.get("name", "") for r in vs.get("spec", {}).get("http", []) if not _is_ours(r)]
+    present = [r.get("name", "") for r in vs.get("spec", {}).get("http", []) if not is_ours(r)]
     for i, name in enumerate(routing.virtual_service.routes):
         if name not in present:
             yield Problem(f"{PATH}.virtualService.routes[{i}]",
@@ -291,3 +330,88 @@ def _istio(rollout: Rollout) -> IstioRouting:
     if routing is None or routing.istio is None:
         raise ValueError(f"{PATH} is required for Istio routing")
     return routing.istio
+
+
+# --- the Backend -------------------------------------------------------------------------
+
+
+def refs(rollout: Rollout) -> tuple[ObjectRef, ...]:
+    """The VirtualService, and the DestinationRule for subset-level routing."""
+    routing = _istio(rollout)
+    found = [ObjectRef(VIRTUAL_SERVICE, rollout.namespace, routing.virtual_service.name,
+                       f"{PATH}.virtualService.name")]
+    if routing.destination_rule is not None:
+        found.append(ObjectRef(DESTINATION_RULE, rollout.namespace,
+                               routing.destination_rule.name, f"{PATH}.destinationRule.name"))
+    return tuple(found)
+
+
+def spec_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """One routing mode, and two different destinations."""
+    routing = spec.traffic_routing
+    istio = routing.istio if routing is not None else None
+    if istio is None:
+        return
+    host_level = istio.stable_service is not None or istio.canary_service is not None
+    if istio.destination_rule is not None and host_level:
+        yield Problem(PATH, "use destinationRule (subset-level) or stableService and "
+                      "canaryService (host-level), not both")
+    elif istio.destination_rule is None and not (istio.stable_service and istio.canary_service):
+        yield Problem(PATH, "give destinationRule, or both stableService and canaryService")
+    rule = istio.destination_rule
+    if rule is not None and rule.stable_subset == rule.canary_subset:
+        yield Problem(f"{PATH}.destinationRule.canarySubset", "must differ from stableSubset")
+    if host_level and istio.stable_service == istio.canary_service:
+        yield Problem(f"{PATH}.canaryService", "must differ from stableService")
+
+
+def live_problems(rollout: Rollout, found: Found) -> Iterator[Problem]:
+    vs = found[0] if found else None
+    dr = found[1] if len(found) > 1 else None
+    return mesh_problems(rollout, vs, dr)
+
+
+def baseline(rollout: Rollout) -> list[Obj | None]:
+    found: list[Obj | None] = [baseline_virtual_service(rollout)]
+    if _istio(rollout).destination_rule is not None:
+        found.append(baseline_destination_rule(rollout))
+    return found
+
+
+def planned(rollout: Rollout, found: Found, split: TrafficSplit) -> list[Obj]:
+    """The DestinationRule with the canary subset (written first), then the VirtualService."""
+    vs = found[0] if found else None
+    dr = found[1] if len(found) > 1 else None
+    out = [with_canary_subset(dr, rollout)] if dr is not None else []
+    return out + ([apply_split(vs, rollout, split)] if vs is not None else [])
+
+
+def canary_cluster(rollout: Rollout) -> str:
+    """How Istio names the canary in a proxy's cluster names, after the port:
+    ``canary|web.shop.svc.cluster.local`` (subset-level) or ``|web-canary.shop.svc...``."""
+    istio = _istio(rollout)
+    ns = rollout.namespace
+    if istio.destination_rule is not None:
+        host = rollout.spec.service.split(".")[0]
+        return f"{istio.destination_rule.canary_subset}|{host}.{ns}.svc.cluster.local"
+    host = str(istio.canary_service or "").split(".")[0]
+    return f"|{host}.{ns}.svc.cluster.local" if host else ""
+
+
+def envoy_shape(rollout: Rollout) -> EnvoyShape:
+    routing = _istio(rollout)
+    name = routing.virtual_service.name
+    source = f"/apis/{ISTIO_NETWORKING}/namespaces/{rollout.namespace}/virtual-service/{name}"
+    described = f"VirtualService {rollout.namespace}/{name}"
+    if routing.destination_rule is not None:
+        service = rollout.spec.service.split(".")[0]
+        dr = routing.destination_rule
+        return EnvoyShape(source, (dr.stable_subset, service), (dr.canary_subset, service),
+                          described)
+    return EnvoyShape(source, ("", str(routing.stable_service).split(".")[0]),
+                      ("", str(routing.canary_service).split(".")[0]), described)
+
+
+BACKEND = Backend(key=KEY, kinds=(VIRTUAL_SERVICE, DESTINATION_RULE), refs=refs,
+                  spec_problems=spec_problems, live_problems=live_problems, baseline=baseline,
+                  planned=planned, canary_cluster=canary_cluster, envoy_shape=envoy_shape)

@@ -1,0 +1,127 @@
+"""What a traffic backend is, in the domain: pure functions over plain dicts.
+
+A backend (Istio VirtualService, Gateway API HTTPRoute) is one module beside this one that
+ends with ``BACKEND = Backend(...)``, and one line in the registry
+(:mod:`meshctl.domain.routers`). It says which objects it reads and writes, what its part of
+the spec must satisfy (offline and against the live objects), and how a split looks in its
+objects (for the plan preview). Its adapter (``meshctl.adapters.routers``) does the I/O.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshctl.domain.keys import ORIGINAL_SPEC
+from meshctl.domain.problems import Problem
+from meshctl.domain.traffic import TrafficSplit
+
+if TYPE_CHECKING:  # the spec imports the registry for its trafficRouting section
+    from meshctl.domain.spec import Rollout, RolloutSpec
+
+Obj = dict[str, Any]
+HEADER_ROUTE_PREFIX = "meshctl-"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource type a backend reads and writes (what the controller watches)."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object a Rollout's backend reads and writes, and the spec field naming it."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    path: str  # e.g. spec.trafficRouting.gatewayAPI.httpRoute.name
+
+
+@dataclass(frozen=True)
+class EnvoyShape:
+    """How the managed routes look in the Envoy routes istiod generates: the config each
+    route came from (``metadata.filter_metadata.istio.config``, a shell-style pattern: ``*``
+    matches any run of characters) and the Envoy clusters of the two versions,
+    ``outbound|<port>|<subset>|<host>`` given as ``(subset, short host)``."""
+
+    source: str
+    stable: tuple[str, str]
+    canary: tuple[str, str]
+    described: str  # e.g. "VirtualService shop/web", for messages
+
+    def made(self, config: str) -> bool:
+        """Whether a route istiod generated came from this backend's object."""
+        return fnmatch.fnmatchcase(config, self.source)
+
+    def track(self, cluster: str) -> str | None:
+        """'stable', 'canary' or None for an Envoy cluster name."""
+        parts = cluster.split("|")
+        if len(parts) != 4 or parts[0] != "outbound":
+            return None
+        found = (parts[2], parts[3].split(".")[0])
+        return {self.stable: "stable", self.canary: "canary"}.get(found)
+
+
+Found = Sequence[Mapping[str, Any] | None]  # the live objects, in the order of ``refs``
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One traffic backend's pure half.
+
+    - ``refs``: the objects it reads and writes for a Rollout (the route object first);
+    - ``spec_problems``: rules on its part of the spec that hold without a cluster;
+    - ``live_problems``: rules against the live objects (``found``, aligned with ``refs``);
+    - ``baseline``: the objects assumed when planning without a cluster;
+    - ``planned``: the objects as they would be written for a split (the plan preview);
+    - ``canary_cluster``: how Envoy names the canary's cluster after ``outbound|<port>|``
+      when Istio programs the proxies ('' when unknown);
+    - ``envoy_shape``: how its managed routes look in the Envoy routes istiod generates.
+    """
+
+    key: str  # its JSON name under spec.trafficRouting
+    kinds: tuple[Kind, ...]
+    refs: Callable[[Rollout], tuple[ObjectRef, ...]]
+    spec_problems: Callable[[RolloutSpec], Iterator[Problem]]
+    live_problems: Callable[[Rollout, Found], Iterator[Problem]]
+    baseline: Callable[[Rollout], list[Obj | None]]
+    planned: Callable[[Rollout, Found, TrafficSplit], list[Obj]]
+    canary_cluster: Callable[[Rollout], str]
+    envoy_shape: Callable[[Rollout], EnvoyShape]
+
+
+def header_route_name(route_name: str, header_name: str) -> str:
+    """The route meshctl adds before a managed route for a header match."""
+    return f"{HEADER_ROUTE_PREFIX}{route_name or 'default'}-{header_name}"
+
+
+def is_ours(route: Mapping[str, Any]) -> bool:
+    return str(route.get("name", "")).startswith(HEADER_ROUTE_PREFIX)
+
+
+def remember_original(obj: Obj) -> Obj:
+    """Record the object's spec, as found, before meshctl's first change (once)."""
+    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if ORIGINAL_SPEC not in annotations:
+        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
+    return obj
+
+
+def take_original(obj: Obj) -> dict[str, Any] | None:
+    """The spec as meshctl found it, and the record removed; None if there is none."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    raw = annotations.pop(ORIGINAL_SPEC, None)
+    return json.loads(raw) if raw else None
