@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meshctl.adapters.cache import PARSED
 from meshctl.adapters.events import EventWriter, emit_best_effort
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.domain.engine import Event
 from meshctl.domain.intents import RECORDED, Intents
 from meshctl.domain.spec import GROUP, VERSION

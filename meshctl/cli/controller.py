@@ -73,8 +73,7 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         grpc_operators: tuple[str, ...]) -> None:
     from meshctl.adapters.errors import AdapterError
     from meshctl.adapters.istiod import DataPlane, Istiod, IstiodDataPlane, StoredWeights
-    from meshctl.adapters.rest import controller_client
-    from meshctl.controller.manager import Manager
+    from meshctl.controller.manager import Manager, controller_client
 
     data_plane: DataPlane
     if istiod_debug_url and trust_stored_weights:

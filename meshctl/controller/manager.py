@@ -29,13 +29,15 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from meshctl.adapters.cache import PARSED, CachedKube, ObjectCache
+from meshctl.adapters.cache import CachedKube, ObjectCache
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.adapters.rest import RestKube
+from meshctl.adapters.rest import controller_client as controller_client  # the CLI's way
 from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from meshctl.adapters.cache import PARSED
 from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.routers import router_for
 from meshctl.adapters.status import KubeStatusStore
 from meshctl.adapters.workloads import KubeWorkloads

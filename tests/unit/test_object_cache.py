@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from meshctl.adapters.cache import ObjectCache, Parsed
+from meshctl.adapters.cache import ObjectCache
 from meshctl.adapters.kube import json_copy
+from meshctl.adapters.parsed import Parsed
 
 
 def rollout(version: int, **annotations: str) -> dict:
