@@ -12,7 +12,11 @@ PATCH returned) to a watch on the VirtualServices seeing the result:
 
 Then the controller's own reconcile histogram (upper bucket bounds) over the whole run.
 
-    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--no-write]
+With ``--py-spy PATH`` (a py-spy binary; not a meshctl dependency) the controller is
+sampled during the timed runs and the section says where its CPU went (:mod:`bench.profile`).
+
+    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--py-spy PATH]
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from typing import Any
 
 from bench.controller_idle import controller_process, lagging, stamp
 from bench.controller_scale import percentiles, phases, service_objects
+from bench.profile import Sampler, table
 from bench.results import write_section
+from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import controller_client
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
@@ -59,10 +66,11 @@ class Seen:
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        try:
-            self._follow()
-        except Exception:  # the world stopping ends the watch: nothing more to see
-            return
+        while True:  # a loaded API server may drop the watch: list and follow again
+            try:
+                self._follow()
+            except Exception:  # the world stopping ends it as well
+                time.sleep(1.0)
 
     def _follow(self) -> None:
         items, version = self.kube.list_all("networking.istio.io", "v1", "virtualservices")
@@ -99,16 +107,31 @@ def churn(admin: Kube, ns: str, stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
         n += 1
-        admin.merge_patch(GROUP, VERSION, ns, "rollouts", f"svc-{n % MOVING}", {"spec": {
+        patch(admin, ns, f"svc-{n % MOVING}", {"spec": {
             "template": {"spec": {"containers": [{"name": "app", "image": f"app:c{n}"}]}}}})
         stop.wait(0.1)
+
+
+def patch(admin: Any, ns: str, name: str, body: dict[str, Any]) -> None:
+    """A merge patch of a Rollout, sent again when the loaded API server does not answer."""
+    for attempt in range(5):
+        try:
+            admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, body)
+            return
+        except AdapterError:
+            if attempt == 4:
+                raise
+            time.sleep(1.0)
 
 
 def canary_ready(admin: Kube, ns: str, name: str) -> float:
     """When the canary Deployment of image app:2 was first seen ready (polled every 5 ms)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        canary = admin.get_or_none("apps", "v1", ns, "deployments", f"{name}-canary") or {}
+        try:
+            canary = admin.get_or_none("apps", "v1", ns, "deployments", f"{name}-canary") or {}
+        except AdapterError:  # the loaded API server did not answer in time: ask again
+            continue
         spec, status = canary.get("spec") or {}, canary.get("status") or {}
         image = (spec.get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image")
         if image == "app:2" and spec.get("replicas", 0) > 0 and \
@@ -119,42 +142,56 @@ def canary_ready(admin: Kube, ns: str, name: str) -> float:
     raise TimeoutError(f"{name}: canary Deployment not ready")
 
 
-def measure(n: int, runs: int, nodes: int) -> dict[str, Any]:
+def settled(admin: Any, ns: str, n: int) -> bool:
+    """Every Rollout Healthy and every Deployment ready (a check the loaded API server does
+    not answer in time counts as not yet)."""
+    try:
+        return phases(admin, ns).get("Healthy", 0) >= n and not lagging(admin, ns)
+    except AdapterError:
+        return False
+
+
+def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
+            profile_out: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rollouts": n, "runs": runs}
     with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
             tempfile.TemporaryDirectory() as tmp:
         ns = world.create_namespace("load")
-        admin = Kube.from_kubeconfig(world.kubeconfig_path)
+        admin = controller_client(world.kubeconfig_path)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         log = Path(tmp) / "controller.log"
         proc = controller_process(world, ns, log, [])
         moving = threading.Event()
         try:
-            while phases(admin, ns).get("Healthy", 0) < n or lagging(admin, ns):
-                time.sleep(2.0)
+            while not settled(admin, ns, n):
+                time.sleep(max(2.0, n / 500))
             url = re.search(r"health on (\S+)", log.read_text())
             assert url is not None, log.read_text()[-2000:]
-            seen = Seen(Kube.from_kubeconfig(world.kubeconfig_path), ns)
+            seen = Seen(controller_client(world.kubeconfig_path), ns)
             time.sleep(3)
             threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
             time.sleep(5)
             start_ms, ready_ms, abort_ms = [], [], []
-            for i in range(MOVING, MOVING + runs):
-                name = f"svc-{i}"
-                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"spec": {"template": {
-                    "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
-                accepted = time.monotonic()
-                marked = canary_ready(admin, ns, name)
-                weighted = seen.wait(name, lambda w: w > 0)
-                start_ms.append((weighted - accepted) * 1000)
-                ready_ms.append((weighted - marked) * 1000)
-            for i in range(MOVING, MOVING + runs):
-                name = f"svc-{i}"
-                admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"metadata": {
-                    "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
-                accepted = time.monotonic()
-                abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+            sampler = Sampler(py_spy, proc.pid, Path(profile_out or Path(tmp) / "controller.raw"))
+            with sampler:
+                for i in range(MOVING, MOVING + runs):
+                    name = f"svc-{i}"
+                    patch(admin, ns, name, {"spec": {"template": {
+                        "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
+                    accepted = time.monotonic()
+                    marked = canary_ready(admin, ns, name)
+                    weighted = seen.wait(name, lambda w: w > 0)
+                    start_ms.append((weighted - accepted) * 1000)
+                    ready_ms.append((weighted - marked) * 1000)
+                for i in range(MOVING, MOVING + runs):
+                    name = f"svc-{i}"
+                    patch(admin, ns, name, {"metadata": {
+                        "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
+                    accepted = time.monotonic()
+                    abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+            if sampler.recorded:
+                result["profile"] = table(sampler.raw, sampler.rate)
             moving.set()
             text = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
             result["template_to_first_weight_ms"] = {
@@ -193,6 +230,9 @@ def section(r: dict[str, Any]) -> str:
         f"{r['abort_to_stable_ms']['p99']} ms | p99 under 100 ms |",
         f"| reconcile pass, all {rec['count']:.0f} passes (histogram bucket bounds) | "
         f"{rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | p99 under 100 ms |", "",
+        *(["Where the controller's CPU went during the timed runs (py-spy, 100 samples/s of "
+           "its threads running Python):", "", *r["profile"], ""] if r.get("profile") else []),
+        "",
     ])
 
 
@@ -201,9 +241,12 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--py-spy", help="a py-spy binary: sample the controller and report "
+                        "where its CPU went")
+    parser.add_argument("--profile-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    result = measure(args.rollouts, args.runs, args.nodes)
+    result = measure(args.rollouts, args.runs, args.nodes, args.py_spy, args.profile_out)
     json.dump(result, sys.stdout, indent=2)
     print()
     if not args.no_write:

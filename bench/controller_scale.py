@@ -9,7 +9,11 @@ labels the stable template, so each Deployment rolls its Pod); reconcile time pe
 memory; and the writes an idle controller makes per Rollout over two resyncs (target: 0).
 Then starts a canary on 50 of them and measures how long until they reach their first pause.
 
-    python -m bench.controller_scale [--rollouts 1000] [--workers 2] [--nodes 6] [--no-write]
+    python -m bench.controller_scale [--rollouts 1000] [--workers 2] [--nodes 6]
+        [--cap-minutes 100] [--no-write]
+
+``--cap-minutes`` bounds the whole run: past it, the section says what was measured and what
+the run was waiting for when it stopped.
 
 Writes bench/RESULTS.md, section "Controller scale" (other sections are kept).
 """
@@ -29,6 +33,7 @@ from bench.results import machine, write_section
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import controller_client
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld import cluster
@@ -37,6 +42,12 @@ from testworld.kube import ApiError, KubeWorld
 
 SECTION = "## Controller scale"
 LOAD: list[float] = []  # the 1-minute load average, sampled while the benchmark waits
+DEADLINE = [float("inf")]  # time.monotonic() past which the run stops (--cap-minutes)
+POLL = [1.0]  # seconds between checks: a list of 10,000 objects is not free
+
+
+class Capped(Exception):
+    """The run reached --cap-minutes while waiting for what the message names."""
 
 
 def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
@@ -74,7 +85,9 @@ def wait_until(what: str, done: Any, timeout: float) -> float:
             print(f"{what}: check failed, retrying: {exc}", file=sys.stderr)
         if time.monotonic() - began > timeout:
             raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1.0)
+        if time.monotonic() > DEADLINE[0]:
+            raise Capped(what)
+        time.sleep(POLL[0])
 
 
 def percentiles(text: str, name: str) -> dict[str, float]:
@@ -122,73 +135,130 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resync", type=float, default=15.0)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--cap-minutes", type=float, default=None,
+                        help="stop waiting after this long and report what was measured")
     parser.add_argument("--no-write", action="store_true", help="leave bench/RESULTS.md")
     args = parser.parse_args()
-    n = args.rollouts
-    result: dict[str, Any] = {"rollouts": n, "workers": args.workers, "nodes": args.nodes}
-    with KubeWorld() as world, ClusterTier(world, nodes=args.nodes) as tier:
+    if args.cap_minutes is not None:
+        DEADLINE[0] = time.monotonic() + args.cap_minutes * 60
+    POLL[0] = max(1.0, args.rollouts / 1000)
+    result: dict[str, Any] = {"rollouts": args.rollouts, "workers": args.workers,
+                              "nodes": args.nodes, "cap_minutes": args.cap_minutes}
+    try:
+        measure(args.rollouts, args.workers, args.resync, args.nodes, result)
+    except Capped as exc:
+        result["capped_waiting_for"] = str(exc)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    if not args.no_write:
+        text = report(result) if "capped_waiting_for" not in result else capped_report(result)
+        if args.rollouts > 1000:  # its own section: the 1,000 figures stay
+            heading = f"{SECTION}, {args.rollouts:,} Rollouts"
+            write_section(heading, text.replace(SECTION, heading, 1))
+        else:
+            write_section(SECTION, text)
+
+
+def measure(n: int, workers: int, resync: float, nodes: int, result: dict[str, Any]) -> None:
+    """Fills ``result`` as it goes (a capped run keeps what it measured)."""
+    with KubeWorld() as world, ClusterTier(world, nodes=nodes) as tier:
         result["cluster_tier_up_seconds"] = round(tier.startup_seconds, 1)
         result["idle_node_rss_mb"] = node_rss(tier)
         ns = world.create_namespace("scale")
-        admin = Kube.from_kubeconfig(world.kubeconfig_path)
+        admin = controller_client(world.kubeconfig_path)
         began = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         result["create_seconds"] = round(time.monotonic() - began, 1)
         result["deployments_available_seconds"] = round(result["create_seconds"] + wait_until(
-            "every Deployment available", lambda: available(admin, ns) >= n, 1800), 1)
-        wait_until("every Pod Running", lambda: running_pods(world, ns) >= n, 300)
+            "every Deployment available", lambda: available(admin, ns) >= n, 3600), 1)
+        wait_until("every Pod Running", lambda: running_pods(world, ns) >= n, 600)
         result["pods_running"] = running_pods(world, ns)  # Ready comes a moment before Running
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        controller = Kube.from_kubeconfig(world.service_account_kubeconfig(
+        result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
+        controller = controller_client(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
         manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
                           data_plane=StoredWeights(), identity="bench",
-                          namespace=ns, workers=args.workers, resync_seconds=args.resync,
+                          namespace=ns, workers=workers, resync_seconds=resync,
                           renew_seconds=2.0).start()
-        result["adopt_all_seconds"] = wait_until(
-            "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 1800)
-        result["reconcile_adoption"] = percentiles(manager.metrics.exposition().decode(),
-                                                   "meshctl_reconcile_duration_seconds")
-        result["rolled_pods_available_seconds"] = round(result["adopt_all_seconds"] + wait_until(
-            "every adopted Deployment available", lambda: available(admin, ns) >= n, 1800), 1)
-        time.sleep(3)  # let the last status writes and events settle
-        before = resource_versions(admin, ns)
-        idle = 2 * args.resync + 2
-        time.sleep(idle)
-        after = resource_versions(admin, ns)
-        changed = sorted(k for k in after if after[k] != before.get(k))
-        result["idle_seconds"] = idle
-        result["idle_writes"] = len(changed)
-        result["idle_writes_per_rollout"] = len(changed) / n
-        result["idle_changed_examples"] = changed[:5]
-        reconciles_before = percentiles(manager.metrics.exposition().decode(),
-                                        "meshctl_reconcile_duration_seconds")["count"]
-        result["idle_reconciles"] = reconciles_before - result["reconcile_adoption"]["count"]
-        # a canary on 50 of them: each gets a canary Deployment whose Pod must become ready
-        canaries = min(50, n)
-        for i in range(canaries):
-            admin.merge_patch(GROUP, VERSION, ns, "rollouts", f"svc-{i}", {"spec": {"template": {
-                "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
-        result["canary_50_to_first_pause_seconds"] = wait_until(
-            "the canaries' first pause", lambda: phases(admin, ns).get("Paused", 0) >= canaries,
-            900)
-        result["reconcile_all"] = percentiles(manager.metrics.exposition().decode(),
-                                              "meshctl_reconcile_duration_seconds")
-        result["pods_running_at_end"] = running_pods(world, ns)
-        result["loaded_node_rss_mb"] = node_rss(tier)
-        result["tier_rss_mb"] = {k: round(v) for k, v in tier.rss_mib().items()
-                                 if not k.startswith("hollow-node")}
-        # ru_maxrss is KiB on Linux: the peak of this process (controller + the bench's lists)
-        result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
-        result["load_1m"] = {"min": min(LOAD), "max": max(LOAD),
-                             "mean": round(sum(LOAD) / len(LOAD), 1)}
-        manager.stop()
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    if not args.no_write:
-        write_section(SECTION, report(result))
+        try:
+            watch(manager, admin, world, tier, ns, n, resync, result)
+        finally:
+            result["max_rss_mb"] = round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            if LOAD:
+                result["load_1m"] = {"min": min(LOAD), "max": max(LOAD),
+                                     "mean": round(sum(LOAD) / len(LOAD), 1)}
+            manager.stop()
+
+
+def watch(manager: Manager, admin: Any, world: KubeWorld, tier: ClusterTier, ns: str, n: int,
+          resync: float, result: dict[str, Any]) -> None:
+    """From the controller's start: adoption, idle writes, 50 canaries."""
+    result["adopt_all_seconds"] = wait_until(
+        "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 3600)
+    result["reconcile_adoption"] = percentiles(manager.metrics.exposition().decode(),
+                                               "meshctl_reconcile_duration_seconds")
+    result["rolled_pods_available_seconds"] = round(result["adopt_all_seconds"] + wait_until(
+        "every adopted Deployment available", lambda: available(admin, ns) >= n, 3600), 1)
+    time.sleep(3)  # let the last status writes and events settle
+    before = resource_versions(admin, ns)
+    idle = 2 * resync + 2
+    time.sleep(idle)
+    after = resource_versions(admin, ns)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    result["idle_seconds"] = idle
+    result["idle_writes"] = len(changed)
+    result["idle_writes_per_rollout"] = len(changed) / n
+    result["idle_changed_examples"] = changed[:5]
+    reconciles_before = percentiles(manager.metrics.exposition().decode(),
+                                    "meshctl_reconcile_duration_seconds")["count"]
+    result["idle_reconciles"] = reconciles_before - result["reconcile_adoption"]["count"]
+    # a canary on 50 of them: each gets a canary Deployment whose Pod must become ready
+    canaries = min(50, n)
+    names = [f"svc-{i}" for i in range(canaries)]
+    for name in names:
+        admin.merge_patch(GROUP, VERSION, ns, "rollouts", name, {"spec": {"template": {
+            "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
+    result["canary_50_to_first_weight_seconds"] = wait_until(
+        "the canaries' first weight",
+        lambda: sum(canary_weight(admin.get("networking.istio.io", "v1", ns, "virtualservices",
+                                            name)) > 0 for name in names) >= canaries, 900)
+    result["canary_50_to_first_pause_seconds"] = round(
+        result["canary_50_to_first_weight_seconds"] + wait_until(
+            "the canaries' first pause",
+            lambda: phases(admin, ns).get("Paused", 0) >= canaries, 900), 1)
+    result["reconcile_all"] = percentiles(manager.metrics.exposition().decode(),
+                                          "meshctl_reconcile_duration_seconds")
+    result["pods_running_at_end"] = running_pods(world, ns)
+    result["loaded_node_rss_mb"] = node_rss(tier)
+    result["tier_rss_mb"] = {k: round(v) for k, v in tier.rss_mib().items()
+                             if not k.startswith("hollow-node")}
+
+
+def canary_weight(vs: dict[str, Any]) -> int:
+    return sum(int(d.get("weight", 0)) for route in vs["spec"].get("http", [])
+               for d in route.get("route", []) if d["destination"].get("subset") == "canary")
+
+
+def capped_report(r: dict[str, Any]) -> str:
+    """The section of a run stopped by --cap-minutes: what it measured, what it waited for."""
+    n = r["rollouts"]
+    skip = {"rollouts", "workers", "nodes", "cap_minutes", "capped_waiting_for"}
+    rows = [f"| {k.replace('_', ' ')} | {v} |" for k, v in r.items() if k not in skip]
+    return "\n".join([
+        SECTION, "",
+        f"`python -m bench.controller_scale --rollouts {n} --workers {r['workers']} --nodes "
+        f"{r['nodes']} --cap-minutes {r['cap_minutes']:g}` against the test world (real "
+        "kube-apiserver and etcd, kube-controller-manager, kube-scheduler and kubemark hollow "
+        "nodes, all on the same cores as the benchmark and the controller). **Stopped at the "
+        f"cap of {r['cap_minutes']:g} minutes while waiting for {r['capped_waiting_for']}**; "
+        "what it measured until then:", "",
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')} UTC; 1-minute load average "
+        f"at the end {os.getloadavg()[0]:.1f}.", "",
+        "| measure | value |", "| --- | --- |", *rows, "",
+    ])
 
 
 def node_rss(tier: ClusterTier) -> list[float]:
@@ -241,8 +311,9 @@ def report(r: dict[str, Any]) -> str:
         f"| peak resident memory of the controller's process (with the benchmark's lists) | "
         f"{r['max_rss_mb']:.0f} MB ({r['rss_before_controller_mb']:.0f} MB before the "
         f"controller started) | under 300 MB: {'met' if r['max_rss_mb'] < 300 else '**not met**'} |\n"
-        f"| 50 canaries started at once, to their first pause (canary Pods ready) | "
-        f"{r['canary_50_to_first_pause_seconds']} s | |\n"
+        f"| 50 canaries started at once, to their first weight (canary Pods ready) | "
+        f"{r['canary_50_to_first_weight_seconds']} s | within 10 s at 10,000 |\n"
+        f"| ... to their first pause | {r['canary_50_to_first_pause_seconds']} s | |\n"
         f"| each hollow node's resident memory, idle / at the end | "
         f"{min(idle_rss)}-{max(idle_rss)} MB / {min(loaded_rss)}-{max(loaded_rss)} MB | |\n"
         f"| kube-controller-manager / kube-scheduler resident memory at the end | "

@@ -3,19 +3,27 @@
 The controller's watches keep :class:`ObjectCache` current; :class:`CachedKube` answers
 ``get``/``list`` from it for the kinds it holds (a read costs no request), and writes
 through to the API server, putting what the server returns into the cache at once, so the
-next pass never reads an object older than its own last write. Read-modify-write
-(``update_with_retry``) always reads fresh from the server: a 409 is never answered from a
-stale cache. Objects are copied on the way out; callers may mutate what they get.
+next pass never reads an object older than its own last write.
+
+Objects are shared, never copied: what ``get`` and ``list`` return is the cached object
+itself, and callers must not change it (the domain's functions copy before they change
+anything; ``update_with_retry`` hands ``mutate`` a copy). The cache replaces an object by a
+newer one, never edits it, so an object a pass holds stays as it was read.
+
+``update_with_retry`` starts from the cached object and writes with its resourceVersion:
+when the cache was behind, the server answers 409 Conflict and the next attempt reads fresh
+from the server. When the cached object needs no change, nothing is read or written.
 """
 
 from __future__ import annotations
 
 import builtins
-import copy
 import threading
+from collections.abc import Iterator
 
 from meshctl.adapters.errors import NotFound
-from meshctl.adapters.kube import Kube, Mutation, Object, Updated
+from meshctl.adapters.kube import Kube, Mutation, Object, Updated, update
+from meshctl.adapters.rest import RestKube
 
 Key = tuple[str, str, str]  # plural, namespace, name
 Shelf = tuple[str, str]  # plural, namespace: a list reads one shelf, never the whole cache
@@ -59,14 +67,18 @@ class ObjectCache:
                 self._shelf(key)[key[2]] = item
             self._synced.add(plural)
 
-    def put(self, plural: str, obj: Object) -> None:
-        """Keep ``obj`` unless the cache already holds a newer version of it."""
+    def put(self, plural: str, obj: Object) -> bool:
+        """Keep ``obj`` unless the cache already holds a newer version of it. False when the
+        cache already held this very version: this process's own write echoing back through
+        the watch (put here when the server answered it). An older version is not kept but
+        is news all the same: a write of this process's may have merged it unseen."""
         key = self._key(plural, obj)
         with self._lock:
             shelf = self._shelf(key)
             held = shelf.get(key[2])
             if held is None or _version(obj) >= _version(held):
                 shelf[key[2]] = obj
+            return held is None or _version(obj) != _version(held)
 
     def delete(self, plural: str, obj: Object) -> None:
         key = self._key(plural, obj)
@@ -78,25 +90,31 @@ class ObjectCache:
             return plural in self._synced
 
     def get(self, plural: str, namespace: str, name: str) -> Object | None:
+        """The cached object itself (shared: never change it)."""
         with self._lock:
-            found = self._shelves.get((plural, namespace), {}).get(name)
-        return copy.deepcopy(found) if found is not None else None
+            return self._shelves.get((plural, namespace), {}).get(name)
 
     def list(self, plural: str, namespace: str) -> builtins.list[Object]:
+        """The cached objects themselves (shared: never change them)."""
         with self._lock:
-            found = list(self._shelves.get((plural, namespace), {}).values())
-        return copy.deepcopy(found)
+            return list(self._shelves.get((plural, namespace), {}).values())
 
 
 class CachedKube(Kube):
-    """A :class:`Kube` whose reads of cached kinds come from an :class:`ObjectCache`.
+    """A :class:`Kube` whose reads of cached kinds come from an :class:`ObjectCache`; every
+    other call goes to the wrapped client (:class:`Kube` or :class:`RestKube`)."""
 
-    It shares the wrapped client; methods it does not override (apply, delete, watch,
-    list_all) are the plain ones."""
-
-    def __init__(self, kube: Kube, cache: ObjectCache) -> None:  # shares kube's client
-        self.__dict__.update(kube.__dict__)
+    def __init__(self, kube: Kube | RestKube, cache: ObjectCache) -> None:
+        # not Kube.__init__: this client has no ApiClient of its own
         self.kube, self.cache = kube, cache
+        self.field_manager = kube.field_manager
+        self.timeout_seconds = kube.timeout_seconds
+        self.deadline = None
+        self.max_attempts = kube.max_attempts
+        self.max_backoff_seconds = kube.max_backoff_seconds
+
+    def close(self) -> None:
+        self.kube.close()
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
         if not self.cache.synced(plural):
@@ -118,9 +136,23 @@ class CachedKube(Kube):
             return self.kube.list(group, version, namespace, plural, label_selector)
         return self.cache.list(plural, namespace)
 
+    def list_all(self, group: str, version: str, plural: str,
+                 label_selector: str | None = None, page_size: int = 500, *,
+                 namespace: str | None = None) -> tuple[builtins.list[Object], str]:
+        return self.kube.list_all(group, version, plural, label_selector, page_size,
+                                  namespace=namespace)
+
+    def watch(self, group: str, version: str, plural: str, resource_version: str,
+              timeout_seconds: int = 60, *, namespace: str | None = None,
+              field_selector: str | None = None,
+              bookmarks: bool = False) -> Iterator[tuple[str, Object]]:
+        return self.kube.watch(group, version, plural, resource_version, timeout_seconds,
+                               namespace=namespace, field_selector=field_selector,
+                               bookmarks=bookmarks)
+
     def _keep(self, plural: str, obj: Object) -> Object:
         if obj.get("metadata", {}).get("name") and self.cache.synced(plural):
-            self.cache.put(plural, copy.deepcopy(obj))
+            self.cache.put(plural, obj)  # shared from now on, as every cached object
         return obj
 
     def create(self, group: str, version: str, namespace: str, plural: str, body: Object) -> Object:
@@ -140,8 +172,34 @@ class CachedKube(Kube):
                 body: Object) -> Object:
         return self._keep(plural, self.kube.replace(group, version, namespace, plural, body))
 
+    def apply(self, group: str, version: str, namespace: str, plural: str, body: Object, *,
+              force: bool = False) -> Object:
+        return self._keep(plural, self.kube.apply(group, version, namespace, plural, body,
+                                                  force=force))
+
+    def delete(self, group: str, version: str, namespace: str, plural: str, name: str) -> None:
+        self.kube.delete(group, version, namespace, plural, name)
+
     def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
                           name: str, mutate: Mutation) -> Updated:
-        updated = self.kube.update_with_retry(group, version, namespace, plural, name, mutate)
-        self._keep(plural, updated.object)
-        return updated
+        """From the cached object (see the module docstring); fresh reads after a Conflict."""
+        cached = self.cache.get(plural, namespace, name) if self.cache.synced(plural) else None
+        return update(_Fresh(self), group, version, namespace, plural, name, mutate,
+                      attempts=self.max_attempts, max_backoff=self.max_backoff_seconds,
+                      first=cached)
+
+
+class _Fresh:
+    """A :class:`CachedKube` whose reads go to the API server (after a Conflict, the cache
+    is not to be trusted) and whose writes still go into the cache."""
+
+    def __init__(self, cached: CachedKube) -> None:
+        self.cached = cached
+
+    def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
+        return self.cached.kube.get(group, version, namespace, plural, name)
+
+    def replace(self, group: str, version: str, namespace: str, plural: str,
+                body: Object) -> Object:
+        return self.cached.replace(group, version, namespace, plural, body)
+

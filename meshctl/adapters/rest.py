@@ -11,7 +11,11 @@ or a bearer token (or token file), and the in-cluster ServiceAccount; :meth:`Res
 returns None for anything else (``exec`` and ``auth-provider`` plugins, basic auth,
 impersonation, proxies, ``tls-server-name``, a multi-file ``KUBECONFIG``), and the caller
 uses ``Kube``.
-Not thread-safe: one client per thread.
+
+The controller talks to the API server through it too (:func:`controller_client`): under
+load, the ``kubernetes`` client's call machinery (argument checks, model lookups, urllib3's
+pool) took about half of the controller's CPU. Thread-safe: each thread keeps its own
+kept-alive connection; each watch has one of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +46,7 @@ from meshctl.adapters.kube import (
     APPLY_PATCH,
     FIELD_MANAGER,
     MERGE_PATCH,
+    Kube,
     Mutation,
     Object,
     Updated,
@@ -157,7 +163,9 @@ class RestKube:
         self._host, self._port = url.hostname, url.port or 443
         self._prefix = url.path.rstrip("/")
         self._context = _ssl_context(endpoint)
-        self._connection: http.client.HTTPSConnection | None = None
+        self._local = threading.local()  # .connection: this thread's kept-alive connection
+        self._lock = threading.Lock()
+        self._connections: builtins.list[http.client.HTTPSConnection] = []
 
     @classmethod
     def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None,
@@ -179,9 +187,26 @@ class RestKube:
         return self.endpoint.namespace
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Close every thread's kept-alive connection (a thread's next call opens another)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    @property
+    def _connection(self) -> http.client.HTTPSConnection | None:
+        return getattr(self._local, "connection", None)
+
+    @_connection.setter
+    def _connection(self, connection: http.client.HTTPSConnection | None) -> None:
+        self._local.connection = connection
+        if connection is not None:
+            with self._lock:
+                self._connections.append(connection)
+
+    def request_timeout(self, seconds: float | None = None) -> float:
+        """As :meth:`Kube.request_timeout`."""
+        return request_budget(seconds or self.timeout_seconds, self.deadline)
 
     def __enter__(self) -> RestKube:
         return self
@@ -216,25 +241,56 @@ class RestKube:
 
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str | None = None) -> Any:
-        """One call; the decoded JSON answer, or the error tree's exception."""
+        """One call; the decoded JSON answer, or the error tree's exception.
+
+        A kept-alive connection the server closed while it was idle fails the next call
+        before any answer: that call is sent once more on a new connection."""
         timeout = request_budget(self.timeout_seconds, self.deadline)
-        if self._connection is None:
-            self._connection = self._open(timeout)
-        self._connection.timeout = timeout
-        if self._connection.sock is not None:
-            self._connection.sock.settimeout(timeout)
+        reused = self._connection is not None
         try:
-            response = self._send(self._connection, method, path, body, content_type)
-            raw = response.read()
-        except Unavailable:
-            self._connection = None
-            raise
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise Unavailable(describe(exc)) from exc
-        if response.status >= 400:
-            raise from_http_status(response.status, raw, response.reason)
+            status, reason, raw = self._exchange(method, path, body, content_type, timeout,
+                                                 last=not reused)
+        except _Closed:
+            status, reason, raw = self._exchange(method, path, body, content_type, timeout,
+                                                 last=True)
+        if status >= 400:
+            raise from_http_status(status, raw, reason)
         return json.loads(raw) if raw else {}
+
+    def _exchange(self, method: str, path: str, body: Any, content_type: str | None,
+                  timeout: float, last: bool) -> tuple[int, str, bytes]:
+        """One request and its answer; a connection closed under it raises ``_Closed``
+        (worth one more try on a new connection) unless this is the ``last`` try."""
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._open(timeout)
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            connection.request(method, self._prefix + path, body=data,
+                               headers=self._headers(content_type))
+            response = connection.getresponse()
+            raw = response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            self._drop(connection)
+            if last:
+                raise Unavailable(describe(exc)) from exc
+            raise _Closed() from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(connection)
+            raise Unavailable(describe(exc)) from exc
+        if response.will_close:
+            self._drop(connection)
+        return response.status, response.reason, raw
+
+    def _drop(self, connection: http.client.HTTPSConnection) -> None:
+        connection.close()
+        self._local.connection = None
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
 
     @staticmethod
     def _path(group: str, version: str, namespace: str | None, plural: str,
@@ -264,20 +320,32 @@ class RestKube:
         return [_as_object(item) for item in _as_object(found).get("items", [])]
 
     def list_all(self, group: str, version: str, plural: str,
-                 label_selector: str | None = None, *,
+                 label_selector: str | None = None, page_size: int = 500, *,
                  namespace: str | None = None) -> tuple[builtins.list[Object], str]:
-        body = _as_object(self.request("GET", self._path(group, version, namespace, plural,
-                                                         labelSelector=label_selector)))
-        items = [_as_object(item) for item in body.get("items", [])]
-        return items, str(body.get("metadata", {}).get("resourceVersion", ""))
+        """As :meth:`Kube.list_all`: every namespace (or ``namespace``), read in pages of
+        ``page_size`` that make one snapshot, and the list's resourceVersion."""
+        items: builtins.list[Object] = []
+        token: str | None = None
+        while True:
+            body = _as_object(self.request("GET", self._path(
+                group, version, namespace, plural, labelSelector=label_selector,
+                limit=page_size, **{"continue": token})))
+            items += [_as_object(item) for item in body.get("items", [])]
+            meta = body.get("metadata", {})
+            token = meta.get("continue") or None
+            if token is None:
+                return items, str(meta.get("resourceVersion", ""))
 
     def watch(self, group: str, version: str, plural: str, resource_version: str,
               timeout_seconds: int = 60, *, namespace: str | None = None,
-              field_selector: str | None = None) -> Iterator[tuple[str, Object]]:
-        """As :meth:`Kube.watch`: (type, object) changes until the server ends the watch."""
+              field_selector: str | None = None,
+              bookmarks: bool = False) -> Iterator[tuple[str, Object]]:
+        """As :meth:`Kube.watch`: (type, object) changes until the server ends the watch;
+        with ``bookmarks``, ``("BOOKMARK", {"metadata": {"resourceVersion": ...}})`` too."""
         path = self._path(group, version, namespace, plural, watch="true",
                           resourceVersion=resource_version, timeoutSeconds=timeout_seconds,
-                          allowWatchBookmarks="false", fieldSelector=field_selector)
+                          allowWatchBookmarks="true" if bookmarks else "false",
+                          fieldSelector=field_selector)
         connection = self._open(request_budget(timeout_seconds + self.timeout_seconds,
                                                self.deadline))
         try:
@@ -298,17 +366,34 @@ class RestKube:
                 if kind == "ERROR":
                     raise (NotFound if obj.get("code") == 410 else TransientError)(
                         f"watch of {plural} ended: {obj.get('message', obj)}")
+                if kind == "BOOKMARK" and not bookmarks:
+                    continue
                 yield kind, obj
         finally:
             connection.close()
 
     # -- writes ---------------------------------------------------------------------------
 
+    def create(self, group: str, version: str, namespace: str, plural: str,
+               body: Object) -> Object:
+        path = self._path(group, version, namespace, plural, fieldManager=self.field_manager)
+        return _as_object(self.request("POST", path, body, "application/json"))
+
     def merge_patch(self, group: str, version: str, namespace: str, plural: str, name: str,
                     patch: Object) -> Object:
         path = self._path(group, version, namespace, plural, name,
                           fieldManager=self.field_manager)
         return _as_object(self.request("PATCH", path, patch, MERGE_PATCH))
+
+    def merge_patch_status(self, group: str, version: str, namespace: str, plural: str,
+                           name: str, patch: Object) -> Object:
+        """JSON merge patch of the ``status`` subresource."""
+        path = self._path(group, version, namespace, plural, f"{name}/status",
+                          fieldManager=self.field_manager)
+        return _as_object(self.request("PATCH", path, patch, MERGE_PATCH))
+
+    def delete(self, group: str, version: str, namespace: str, plural: str, name: str) -> None:
+        self.request("DELETE", self._path(group, version, namespace, plural, name))
 
     def apply(self, group: str, version: str, namespace: str, plural: str, body: Object, *,
               force: bool = False) -> Object:
@@ -333,6 +418,20 @@ class RestKube:
         under the same retry policy (``max_attempts`` in all)."""
         return update(self, group, version, namespace, plural, name, mutate,
                       attempts=self.max_attempts, max_backoff=self.max_backoff_seconds)
+
+
+class _Closed(Exception):
+    """The server closed a kept-alive connection before answering."""
+
+
+def controller_client(kubeconfig: str | Path | None = None, context: str | None = None,
+                      **options: Any) -> Kube | RestKube:
+    """The controller's client: :class:`RestKube` when the configuration allows it (see
+    the module docstring), the ``kubernetes`` client otherwise (exec plugins...)."""
+    quick = RestKube.connect(kubeconfig, context, **options)
+    if quick is not None:
+        return quick
+    return Kube.connect(kubeconfig, context, **options)
 
 
 def _as_object(value: object) -> Object:

@@ -9,6 +9,7 @@ from typing import Any
 
 from meshctl.adapters.events import EventWriter, emit_best_effort
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.domain.engine import Event
 from meshctl.domain.intents import RECORDED, Intents
 from meshctl.domain.spec import GROUP, VERSION
@@ -27,7 +28,9 @@ class KubeStatusStore:
         self.namespace, self.name = meta.get("namespace", "default"), meta["name"]
 
     def load(self) -> tuple[RolloutStatus, Intents]:
-        return RolloutStatus.from_json(self.obj.get("status")), intents_of(self.obj)
+        status = PARSED.of(self.obj, "status",
+                           lambda obj: RolloutStatus.from_json(obj.get("status")))
+        return status, intents_of(self.obj)
 
     def save(self, status: RolloutStatus) -> None:
         # status is written whole: fields the engine no longer sets must go away, at any

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from typing import Any
@@ -74,8 +73,7 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         grpc_operators: tuple[str, ...]) -> None:
     from meshctl.adapters.errors import AdapterError
     from meshctl.adapters.istiod import DataPlane, Istiod, IstiodDataPlane, StoredWeights
-    from meshctl.adapters.kube import Kube
-    from meshctl.controller.manager import Manager
+    from meshctl.controller.manager import Manager, controller_client
 
     data_plane: DataPlane
     if istiod_debug_url and trust_stored_weights:
@@ -94,10 +92,8 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = ctx.obj
     try:
-        if options.get("kubeconfig") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kube = Kube.from_kubeconfig(options.get("kubeconfig"), options.get("kube_context"))
-        else:
-            kube = Kube.in_cluster()
+        # in a pod with no kubeconfig named: the pod's ServiceAccount
+        kube = controller_client(options.get("kubeconfig"), options.get("kube_context"))
     except AdapterError as exc:
         fail(ctx, exitcodes.UNREACHABLE, f"cannot reach the cluster: {exc}")
     host, _, port = health_addr.rpartition(":")

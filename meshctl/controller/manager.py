@@ -34,7 +34,10 @@ from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.adapters.rest import RestKube
+from meshctl.adapters.rest import controller_client as controller_client  # the CLI's way
 from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
@@ -45,6 +48,7 @@ from meshctl.domain.routers import backend_of, watched_kinds
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
+from meshctl.domain.workloads import workload_state
 from meshctl.ops.lifecycle import reconcile_object
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,11 @@ WATCH_SECONDS = 300
 WATCHED = ("rollouts", "deployments", "analysistemplates",
            *(kind.plural for kind in watched_kinds()))
 ABSENT_RETRY_SECONDS = 60.0  # a kind whose CRD is not installed is listed again this often
+# A Rollout this process wrote comes back through the watch with the version the cache
+# already holds: that wakes no pass (the pass that wrote it asked for its own requeue, and
+# a second pass would write nothing). Echoes of Deployment and traffic writes still wake
+# one: the next step may follow at once.
+ECHOES_IGNORED = frozenset({"rollouts"})
 
 
 def default_identity() -> str:
@@ -102,7 +111,7 @@ def _uses(namespace: str, obj: dict[str, Any]) -> set[tuple[str, str, str]]:
         refs |= {("deployments", namespace, workload),
                  ("deployments", namespace, f"{workload}-canary")}
     try:
-        rollout = load_document(obj)
+        rollout = PARSED.of(obj, "document", load_document)
     except InvalidSpec:
         return refs
     if not isinstance(rollout, Rollout):
@@ -114,7 +123,7 @@ def _uses(namespace: str, obj: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 class Manager:
-    def __init__(self, kube: Kube, *, prometheus_url: str, data_plane: DataPlane,
+    def __init__(self, kube: Kube | RestKube, *, prometheus_url: str, data_plane: DataPlane,
                  observe_timeout: float | None = 30.0, identity: str | None = None,
                  namespace: str | None = None, lease_namespace: str = "meshctl-system",
                  lease_name: str = "meshctl-controller", workers: int = 2,
@@ -123,7 +132,7 @@ class Manager:
                  renew_seconds: float = 5.0, shards: int = 1) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
-        self.events = EventWriter(kube)
+        self.events = EventWriter(self.kube)
         self.namespace = namespace
         self.identity = identity or default_identity()
         self.metrics = ControllerMetrics()
@@ -140,7 +149,7 @@ class Manager:
         self.shards = shards
         claiming = threading.Lock()
         self.electors = [
-            LeaderElector(kube, lease_namespace, name, self.identity, lease_seconds,
+            LeaderElector(self.kube, lease_namespace, name, self.identity, lease_seconds,
                           renew_seconds, on_change=self._on_leadership(shard),
                           claim_delay=lambda: renew_seconds * len(self.held_shards()),
                           claim_lock=claiming)
@@ -203,6 +212,7 @@ class Manager:
             elector.stop(release=release)
         self.events.close()
         self.health.stop()
+        self.kube.close()  # the kept-alive connections of every thread
         # watch threads end with their long poll (daemon threads: they never block exit)
 
     def metrics_provider(self, address: str | None) -> MetricProvider:
@@ -276,8 +286,8 @@ class Manager:
                         continue
                     if kind == "DELETED":
                         self.cache.delete(plural, obj)
-                    else:
-                        self.cache.put(plural, obj)
+                    elif not self._news(plural, obj):
+                        continue
                     for key in to_keys(kind, obj):
                         self.queue.add(key)
             except NotFound:
@@ -295,6 +305,18 @@ class Manager:
                 self.metrics.api_errors.labels("watch").inc()
                 log.warning("watch %s: %s", plural, exc)
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+
+    def _news(self, plural: str, obj: dict[str, Any]) -> bool:
+        """Cache ``obj``; False when the change wakes no pass: an echo of this process's own
+        Rollout write, or a Deployment change that leaves what the engine reads of it
+        (replicas, ready replicas, revision) as it was, since the Deployment controller
+        rewrites a Deployment's status several times per rollout (conditions, timestamps)."""
+        meta = obj["metadata"]
+        before = self.cache.get(plural, meta.get("namespace", ""), meta["name"]) \
+            if plural == "deployments" else None
+        if not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
+            return False
+        return before is None or workload_state(before) != workload_state(obj)
 
     def _list(self, group: str, version: str, plural: str,
               to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:

@@ -20,6 +20,12 @@ as any metric's, but its successes, no data and errors neither pass nor hold the
 Pending (measured on every interval) until it fails or the run ends. The SLO's fast
 availability check is one: it stops a hard failure before the latency window has filled.
 
+A metric with ``since_window`` counts from a moment, not over a rate window: each
+measurement's query gets ``{{since}}`` = the later of the run's start and ``since_window``
+seconds ago (:meth:`ResolvedMetric.query_at`). So it never counts what happened before its run
+(a retry right after a failure starts clean), and it can measure from the run's first
+interval on.
+
 A metrics source that does not answer (:class:`Unavailable`, a kind of no data) counts
 as no data; the records remember it (``unavailable``), so the engine can tell a pause for a
 missing source (:func:`unavailable_only`; it probes the source, :func:`probes_due`, and lifts the pause
@@ -39,6 +45,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from meshctl.domain import queries
 from meshctl.domain.conditions import Condition
 from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 from meshctl.domain.status import (
@@ -69,6 +76,24 @@ class ResolvedMetric:
     initial_delay: float = 0.0
     min_samples: int = 1
     guard: bool = False  # only fails the run (see the module docstring)
+    # counting from a moment (see the module docstring): ``template`` with its
+    # ``variables``, rendered at each measurement with ``since``; ``query`` shows it
+    since_window: float | None = None
+    template: str = ""
+    variables: tuple[tuple[str, str], ...] = ()
+
+    def query_at(self, started: datetime, now: datetime) -> str:
+        """The query to run at ``now`` in a run that began at ``started``: ``query``, or for
+        a metric counting from a moment, its template from the later of ``started`` and
+        ``since_window`` seconds before ``now``.
+
+        Window 2 s, run started at 10:00:00: at 10:00:01 it counts from 10:00:00 (1 s of
+        traffic); at 10:00:05, from 10:00:03."""
+        if self.since_window is None:
+            return self.query
+        since = max(started, now - timedelta(seconds=self.since_window))
+        return queries.render(self.template, {**dict(self.variables),
+                                              "since": f"{since.timestamp():.3f}"})
 
 
 @dataclass(frozen=True)
@@ -196,7 +221,8 @@ def due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) 
         if metric is None or metric.verdict is not Verdict.PENDING:
             continue
         if now >= next_due(run, plan, metric):
-            out.append(MeasurementRequest(run.name, plan.name, plan.query, plan.address, plan.timeout))
+            out.append(MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
+                                          plan.address, plan.timeout))
     return out
 
 
@@ -265,7 +291,8 @@ def probes_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: dat
                ) -> list[MeasurementRequest]:
     """While a run waits for its metrics source: each inconclusive metric's query, once per
     ``interval`` after its last measurement, to learn whether the source answers again."""
-    return [MeasurementRequest(run.name, plan.name, plan.query, plan.address, plan.timeout)
+    return [MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
+                               plan.address, plan.timeout)
             for plan, metric in _stuck(run, plans) if now >= next_due(run, plan, metric)]
 
 

@@ -207,6 +207,18 @@ def _availability(total: str, errors: str) -> str:
     return f"1 - ((sum(rate({errors})) or vector(0)) / sum(rate({total})))"
 
 
+def _since(selector: str) -> str:
+    """A counter's increase since ``{{since}}`` (a Unix time): its value now less its last
+    sample at or before that moment (a series born after it counts from zero). Sample
+    differences, not ``rate()``: no extrapolation, no second sample needed, so the first
+    scrape after a fault shows it, and nothing from before ``{{since}}`` counts."""
+    return f"({selector} - ({selector} @ {{{{since}}}} or {selector} * 0))"
+
+
+def _availability_since(total: str, errors: str) -> str:
+    return f"1 - ((sum({_since(errors)}) or vector(0)) / sum({_since(total)}))"
+
+
 _ENVOY = 'envoy_cluster_name="{{cluster}}"'
 _ISTIO = (
     'reporter="destination", destination_service_namespace="{{namespace}}", '
@@ -283,6 +295,53 @@ ISTIO_REQUESTS = QueryTemplate(
     name="istio-requests",
     text=f"sum(increase(istio_requests_total{{{_ISTIO}}}{_W}))",
     description="requests the destination workload received over the window",
+    unit="requests",
+)
+# The fast availability check's (meshctl.domain.resolve): the same measures counted since
+# {{since}} instead of over a rate window.
+ENVOY_AVAILABILITY_SINCE = QueryTemplate(
+    name="envoy-availability-since",
+    text=_availability_since(
+        total=f"envoy_cluster_upstream_rq_total{{{_ENVOY}}}",
+        errors=f'envoy_cluster_upstream_rq_xx{{{_ENVOY}, envoy_response_code_class="5"}}',
+    ),
+    description="share of requests to one Envoy cluster since a moment answered without a 5xx",
+    unit="ratio",
+)
+ENVOY_REQUESTS_SINCE = QueryTemplate(
+    name="envoy-requests-since",
+    text=f"sum({_since(f'envoy_cluster_upstream_rq_total{{{_ENVOY}}}')})",
+    description="requests sent to one Envoy cluster since a moment",
+    unit="requests",
+)
+ISTIO_ENVOY_AVAILABILITY_SINCE = QueryTemplate(
+    name="istio-envoy-availability-since",
+    text=_availability_since(
+        total=f"envoy_cluster_upstream_rq_total{{{_ISTIO_ENVOY}}}",
+        errors=f'envoy_cluster_upstream_rq{{{_ISTIO_ENVOY}, response_code_class="5xx"}}',
+    ),
+    description="share of the proxies' requests to the canary since a moment without a 5xx",
+    unit="ratio",
+)
+ISTIO_ENVOY_REQUESTS_SINCE = QueryTemplate(
+    name="istio-envoy-requests-since",
+    text=f"sum({_since(f'envoy_cluster_upstream_rq_total{{{_ISTIO_ENVOY}}}')})",
+    description="requests the proxies sent to the canary since a moment",
+    unit="requests",
+)
+ISTIO_AVAILABILITY_SINCE = QueryTemplate(
+    name="istio-availability-since",
+    text=_availability_since(
+        total=f"istio_requests_total{{{_ISTIO}}}",
+        errors=f'istio_requests_total{{{_ISTIO}, response_code=~"5.."}}',
+    ),
+    description="share of requests to the destination workload since a moment without a 5xx",
+    unit="ratio",
+)
+ISTIO_REQUESTS_SINCE = QueryTemplate(
+    name="istio-requests-since",
+    text=f"sum({_since(f'istio_requests_total{{{_ISTIO}}}')})",
+    description="requests the destination workload received since a moment",
     unit="requests",
 )
 ISTIO_MTLS_SHARE = QueryTemplate(

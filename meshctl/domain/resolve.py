@@ -8,12 +8,14 @@ and first measured one window after the step began:
     (<p95 query>) and on() (<requests query> >= 20)   -> empty below 20 requests -> NoData
 
 Beside them runs a *fast availability check*, a guard (:class:`ResolvedMetric` ``guard``): the
-availability over a short window (:func:`fast_window`), measured every ``slo.interval``
-once that short window has passed, failing when the error ratio is more than
-``HARD_FAILURE_FACTOR`` times the SLO's error budget, with the same ``minRequests``
-guard. It can only fail the run, so a hard failure (errors far above the SLO, with enough
-requests) rolls back within a few scrapes instead of waiting for the latency window; the
-windowed metrics still decide every pass.
+availability counted over a short window (:func:`fast_window`) that never reaches back
+before the run started (:meth:`ResolvedMetric.query_at`), measured every ``slo.interval`` from
+the first one on, failing when the error ratio is more than ``HARD_FAILURE_FACTOR`` times
+the SLO's error budget, with the same ``minRequests`` guard over the same span. It can only
+fail the run, so a hard failure (errors far above the SLO, with enough requests) rolls back
+on the first scrapes that show it instead of waiting for the latency window; the windowed
+metrics still decide every pass. What the user trades: a short span is noisy, and only
+``minRequests`` keeps a handful of unlucky requests from rolling back a good version.
 
 Templates get their args (the template's defaults, overridden by the Rollout's) plus
 ``namespace``, ``service``, ``workload`` (the canary's), ``stableWorkload`` and ``window``,
@@ -83,9 +85,9 @@ HARD_FAILURE_FACTOR = 2.0
 
 
 def fast_window(window_seconds: float, interval_seconds: float) -> str:
-    """The fast check's rate window: two measurement intervals, at most the SLO window. It is
-    also the check's initial delay, so it never reads errors from before its run (a retry
-    right after a failure would otherwise fail again on the old errors).
+    """The fast check's span: two measurement intervals, at most the SLO window. It counts
+    from the run's start until the run is that old (so it never reads errors from before
+    its run: a retry right after a failure would otherwise fail again on the old errors).
 
     ``fast_window(4, 1) == "2s"``; ``fast_window(60, 10) == "20s"``;
     ``fast_window(60, 0.5) == "1s"``; ``fast_window(1.5, 1) == "1500ms"``."""
@@ -106,8 +108,6 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[ResolvedMetric, ...]:
     latency, availability, requests = _slo_templates(target.mesh, slo.metrics)
     variables = target.variables(slo.window.text)
 
-    fast = target.variables(fast_window(slo.window.seconds, slo.interval.seconds))
-
     def guarded(template: queries.QueryTemplate, over: dict[str, str] = variables) -> str:
         query = template.render(over)
         if slo.min_requests <= 0:
@@ -125,13 +125,37 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[ResolvedMetric, ...]:
         ResolvedMetric(name="availability", query=guarded(availability),
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
-        ResolvedMetric(name="availability-fast", query=guarded(availability, fast),
-                   failure=Condition.parse(
-                       f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
-                   interval=slo.interval.seconds, count=slo.count,
-                   initial_delay=min(slo.window.seconds, 2 * slo.interval.seconds),
-                   failure_limit=slo.failure_limit, guard=True),
+        _fast_check(rollout, target),
     )
+
+
+def _fast_check(rollout: Rollout, target: Target) -> ResolvedMetric:
+    """The fast availability check (see the module docstring)."""
+    slo = rollout.spec.slo
+    availability, requests = _since_templates(target.mesh, slo.metrics)
+    text = availability.text
+    if slo.min_requests > 0:
+        text = f"({text}) and on() ({requests.text} >= {slo.min_requests})"
+    variables = target.variables(slo.window.text)
+    shown = queries.render(text.replace("{{since}}", "$since"), variables)
+    span = queries.parse_duration(fast_window(slo.window.seconds, slo.interval.seconds))
+    return ResolvedMetric(name="availability-fast", query=shown, template=text,
+                      variables=tuple(sorted(variables.items())), since_window=span,
+                      failure=Condition.parse(
+                          f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
+                      interval=slo.interval.seconds, count=slo.count,
+                      initial_delay=slo.interval.seconds, failure_limit=slo.failure_limit,
+                      guard=True)
+
+
+def _since_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTemplate, ...]:
+    """(availability, requests) counted since a moment, for the same series as
+    :func:`_slo_templates`."""
+    if mesh is MeshKind.ENVOY:
+        return queries.ENVOY_AVAILABILITY_SINCE, queries.ENVOY_REQUESTS_SINCE
+    if metrics is SloMetrics.ENVOY:
+        return queries.ISTIO_ENVOY_AVAILABILITY_SINCE, queries.ISTIO_ENVOY_REQUESTS_SINCE
+    return queries.ISTIO_AVAILABILITY_SINCE, queries.ISTIO_REQUESTS_SINCE
 
 
 def _slo_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTemplate, ...]:

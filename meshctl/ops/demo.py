@@ -96,7 +96,8 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
                  on_pass: Callable[[Decision], None],
                  on_event: Callable[[Event], None], state_dir: Path,
                  fault_at_step: int | None = None, fault: dict[str, float] | None = None,
-                 timeout: float = 240.0) -> Scenario:
+                 timeout: float = 240.0, fault_delay: float = 0.0) -> Scenario:
+    """``fault`` starts ``fault_delay`` seconds after the rollout reaches ``fault_at_step``."""
     scenario = Scenario(name, expected)
     events: list[Event] = []
     with LocalMesh(stable=SampleApp("v1"), canary=canary) as mesh:
@@ -112,14 +113,18 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
                               stable_revision="v1", canary_revision=canary.version)
         started = time.monotonic()
         fault_started: float | None = None
+        step_reached: float | None = None
 
         def each_pass(decision: Decision) -> None:
-            nonlocal fault_started
+            nonlocal fault_started, step_reached
             _record(scenario, decision, started)
             on_pass(decision)
             status = decision.status
             if (fault is not None and fault_started is None and fault_at_step is not None
                     and status.current_step >= fault_at_step and status.phase is Phase.PROGRESSING):
+                step_reached = step_reached or time.monotonic()
+                if time.monotonic() - step_reached < fault_delay:
+                    return
                 canary_app.set_faults(**fault)
                 fault_started = time.monotonic()
                 on_event(Event("Warning", "FaultInjected",

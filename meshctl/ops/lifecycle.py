@@ -21,6 +21,7 @@ from typing import Any
 from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.routers import router_for
 from meshctl.adapters.status import KubeStatusStore
 from meshctl.adapters.workloads import KubeWorkloads
@@ -146,7 +147,7 @@ def load_templates(kube: Kube, namespace: str) -> dict[str, AnalysisTemplate]:
 
 
 def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
-    rollout = load_document(obj)
+    rollout = PARSED.of(obj, "document", load_document)
     if not isinstance(rollout, Rollout):
         raise InvalidSpec([Problem("kind", "expected a Rollout")])
     problems: list[Problem] = []

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshctl.adapters.istiod import StoredWeights
-from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import controller_client
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.kube import KubeWorld
@@ -33,7 +33,7 @@ class RunningController:
                                 rollout(ns, "web:1", steps or STEPS))
         sa = world.service_account_kubeconfig("meshctl-system", "meshctl-controller")
         # no istiod in this world: proceed on the stored weights, reported as not observed
-        self.manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
+        self.manager = Manager(controller_client(sa), prometheus_url=prometheus_url,
                                data_plane=StoredWeights(),
                                identity=f"test-{ns}", namespace=ns,
                                lease_name=f"meshctl-{ns}"[:60], lease_seconds=3,

@@ -10,6 +10,7 @@ import pytest
 
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import RestKube, controller_client
 from meshctl.controller.manager import Manager
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.kills import History, judge
@@ -41,9 +42,10 @@ class Recorder(Poller):
             self.weights.append(w)
 
 
-def controller_kube(kube) -> Kube:
-    return Kube.from_kubeconfig(kube.service_account_kubeconfig("meshctl-system",
-                                                                 "meshctl-controller"))
+def controller_kube(kube) -> Kube | RestKube:
+    """The client ``meshctl controller run`` builds, as the controller's ServiceAccount."""
+    return controller_client(kube.service_account_kubeconfig("meshctl-system",
+                                                             "meshctl-controller"))
 
 
 def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:

@@ -28,6 +28,7 @@ from click.testing import CliRunner
 
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
+from meshctl.adapters.rest import controller_client
 from meshctl.cli.main import cli
 from meshctl.controller.manager import Manager
 from meshctl.domain.dataplane import splits_in
@@ -159,7 +160,7 @@ def controller(kube: KubeWorld, istio: IstioWorld, svc: Service,
     """The real controller (as its ServiceAccount) observing through istiod, and the
     stable endpoint following promotion (Service.follow_promotion), for one namespace."""
     sa = kube.service_account_kubeconfig("meshctl-system", "meshctl-controller")
-    manager = Manager(Kube.from_kubeconfig(sa), prometheus_url=prometheus_url,
+    manager = Manager(controller_client(sa), prometheus_url=prometheus_url,
                       data_plane=data_plane(istio), observe_timeout=20.0,
                       identity=f"test-{svc.ns}", namespace=svc.ns,
                       lease_name=f"meshctl-{svc.ns}"[:60], lease_seconds=3,

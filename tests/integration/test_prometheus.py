@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.domain import queries
 from meshctl.domain.measurements import Error, Measurement, NoData, Value
 from meshctl.domain.queries import (
     BUILTIN_TEMPLATES,
@@ -130,10 +131,13 @@ def test_every_builtin_template_renders_to_a_query_prometheus_accepts(
 ) -> None:
     variables = {
         "cluster": "canary", "namespace": "shop", "service": "reviews",
-        "workload": "reviews-canary", "window": "1m",
+        "workload": "reviews-canary", "window": "1m", "since": "1796342400.5",
         "canaryCluster": "canary|reviews.shop.svc.cluster.local",
     }  # fmt: skip
-    for name, template in BUILTIN_TEMPLATES.items():
+    since = (queries.ENVOY_AVAILABILITY_SINCE, queries.ENVOY_REQUESTS_SINCE,
+             queries.ISTIO_ENVOY_AVAILABILITY_SINCE, queries.ISTIO_ENVOY_REQUESTS_SINCE,
+             queries.ISTIO_AVAILABILITY_SINCE, queries.ISTIO_REQUESTS_SINCE)
+    for name, template in [*BUILTIN_TEMPLATES.items(), *((t.name, t) for t in since)]:
         check = provider.check_query(template.render(variables))
         assert check.accepted, (name, check.message)
 

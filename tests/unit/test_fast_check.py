@@ -64,14 +64,32 @@ def test_slo_metrics_add_a_fast_guard_over_a_short_window_with_the_min_requests_
                         "minRequests": 30})
     plans = {p.name: p for p in slo_metrics(rollout, Target.of(rollout, MeshKind.ISTIO))}
     fast = plans["availability-fast"]
-    assert fast.guard and fast.initial_delay == 10 and fast.interval == 5  # its own window
+    # measured from its first interval on, over a span of two intervals
+    assert fast.guard and fast.initial_delay == 5 and fast.interval == 5
+    assert fast.since_window == 10
     assert fast.failure is not None and fast.failure.text == "result < 0.998"
     assert fast.success is None
-    assert "[10s]" in fast.query and "[1m]" not in fast.query
+    assert "@ $since" in fast.query and "[1m]" not in fast.query  # counted, not a rate
     assert ">= 30" in fast.query  # too few requests: no data, which a guard ignores
     # the windowed metrics still wait one window and decide passing
     assert plans["latency-p95"].initial_delay == 60 and not plans["latency-p95"].guard
     assert plans["availability"].initial_delay == 60
+
+
+@pytest.mark.parametrize("seconds_into_the_run, counts_from", [
+    (1, 0),  # younger than its span: from the run's start, never before it
+    (5, 0),
+    (10, 0),
+    (12, 2),  # older: the last 10 s
+    (300, 290),
+])
+def test_the_fast_check_counts_from_its_run_start_or_its_span_ago(seconds_into_the_run,
+                                                                  counts_from):
+    rollout = _rollout({"window": "1m", "interval": "5s"})
+    fast = next(p for p in slo_metrics(rollout, Target.of(rollout, MeshKind.ENVOY)) if p.guard)
+    query = fast.query_at(T0, T0 + timedelta(seconds=seconds_into_the_run))
+    since = (T0 + timedelta(seconds=counts_from)).timestamp()
+    assert f"@ {since:.3f} " in query and "$since" not in query and "{{" not in query
 
 
 def _plans() -> ResolvedAnalysis:
