@@ -11,7 +11,10 @@ Front-ends that run a mesh turn SIGTERM into an exception so the context manager
 and keep a :class:`Ledger` (``with recording_children(path):``): every child started and
 every work directory made is written to a file, so the next run finds what a killed run
 left and stops it (a recorded pid counts only if the process there started at the recorded
-time since the same boot: a reused pid is never signalled).
+time since the same boot: a reused pid is never signalled). A SIGKILL can land between a
+child's start and its record, so every child also carries the ledger's path in its
+environment (:data:`RUN_MARK`, inherited by anything it forks), and the next run stops the
+processes that carry it too.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+RUN_MARK = "MESHCTL_LOCAL_RUN"  # in every child's environment: the path of its run's ledger
 
 
 class LocalMeshError(RuntimeError):
@@ -66,6 +71,10 @@ class ManagedProcess:
         if self._popen is not None:
             raise LocalMeshError(f"{self.name} already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = self._env
+        with _running_lock:
+            if _ledger is not None:
+                env = {**(os.environ if env is None else env), RUN_MARK: str(_ledger.path)}
         with open(self.log_path, "wb") as log_file:
             try:
                 self._popen = subprocess.Popen(
@@ -73,7 +82,7 @@ class ManagedProcess:
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    env=self._env,
+                    env=env,
                     cwd=self._cwd,
                     start_new_session=True,
                 )
@@ -172,7 +181,7 @@ class Ledger:
     """A JSON file: the run that owns it, its children and its work directories."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = path.resolve()
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -200,6 +209,9 @@ class Ledger:
             if isinstance(child, dict) and is_same_process(child):
                 _stop_group(int(child["pid"]))
                 stopped.append(f"{child.get('name', 'process')} (pid {child['pid']})")
+        for pid in marked_with(self.path):
+            _stop_group(pid)
+            stopped.append(f"an unrecorded child (pid {pid})")
         for workdir in data.get("workdirs") or []:
             if isinstance(workdir, str) and os.path.isdir(workdir):
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -216,13 +228,43 @@ class Ledger:
         self._write({**data, key: [i for i in data.get(key) or [] if not match(i)]})
 
 
+def marked_with(ledger_path: Path) -> list[int]:
+    """The pids of processes (other than this one) whose environment names ``ledger_path``
+    as their run's ledger (:data:`RUN_MARK`)."""
+    mark = b"\0" + f"{RUN_MARK}={ledger_path}".encode() + b"\0"
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if mark in b"\0" + environ.read() + b"\0":
+                    found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
 def _stop_group(pid: int, timeout: float = 5.0) -> None:
-    """SIGTERM a process group we did not start in this process, then SIGKILL it."""
-    _signal_group(pid, signal.SIGTERM)
+    """SIGTERM a process we did not start in this process (its whole group if it leads
+    one), then SIGKILL it."""
+    _signal_leftover(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _start_ticks(pid) is not None:
         time.sleep(0.05)
-    _signal_group(pid, signal.SIGKILL)
+    _signal_leftover(pid, signal.SIGKILL)
+
+
+def _signal_leftover(pid: int, sig: signal.Signals) -> None:
+    try:
+        leads_group = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+    if leads_group:
+        _signal_group(pid, sig)
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 _ledger: Ledger | None = None

@@ -4,6 +4,7 @@ in the children file of its state dir, before it starts its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from meshctl.localmesh.procs import Ledger, is_same_process, process_identity
+from meshctl.localmesh.procs import Ledger, is_same_process, marked_with, process_identity
 
 pytestmark = [pytest.mark.envoy, pytest.mark.prometheus]
 MESHCTL = str(Path(sys.executable).with_name("meshctl"))
@@ -121,3 +122,43 @@ def test_a_second_run_while_the_first_is_alive_is_refused(tmp_path):
                                 "workdirs": []}))
     with pytest.raises(Exception, match=f"another meshctl run \\(pid {os.getppid()}\\)"):
         Ledger(path).take_over()
+
+
+KILLED_BEFORE_THE_RECORD = """
+import os, signal, sys
+from pathlib import Path
+from meshctl.localmesh.procs import ManagedProcess, recording_children
+path = Path(sys.argv[1])
+with recording_children(path) as _:
+    child = ManagedProcess("sleeper", ["sh", "-c", "sleep 60 & sleep 60"],
+                           log_path=path.with_suffix(".log"))
+    child.start()
+    ledger = path.read_text()
+    # the record is lost, as when a SIGKILL lands between a child's start and its record
+    from meshctl.localmesh import procs
+    procs._ledger.discard("children", lambda c: True)
+    print(child.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_child_started_but_not_yet_recorded_when_the_run_was_killed_is_stopped(tmp_path):
+    path = tmp_path / "x.children.json"
+    run = subprocess.run([sys.executable, "-c", KILLED_BEFORE_THE_RECORD, str(path)],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    child = int(run.stdout.split()[0])
+    assert json.loads(path.read_text())["children"] == []
+    left = marked_with(path.resolve())
+    assert child in left and len(left) == 3  # sh and its two sleeps
+    try:
+        stopped = Ledger(path).take_over()
+        assert len(stopped) == 3 and all("unrecorded" in s for s in stopped)
+        deadline = time.monotonic() + 10
+        while marked_with(path.resolve()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marked_with(path.resolve()) == []
+    finally:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
