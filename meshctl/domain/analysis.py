@@ -92,8 +92,10 @@ class ResolvedMetric:
         if self.since_window is None:
             return self.query
         since = max(started, now - timedelta(seconds=self.since_window))
+        span_ms = max(1, int((now - since).total_seconds() * 1000))  # (since, now], floored
         return queries.render(self.template, {**dict(self.variables),
-                                              "since": f"{since.timestamp():.3f}"})
+                                              "since": f"{since.timestamp():.3f}",
+                                              "span": f"{span_ms}ms"})
 
 
 @dataclass(frozen=True)

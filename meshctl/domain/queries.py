@@ -208,11 +208,16 @@ def _availability(total: str, errors: str) -> str:
 
 
 def _since(selector: str) -> str:
-    """A counter's increase since ``{{since}}`` (a Unix time): its value now less its last
-    sample at or before that moment (a series born after it counts from zero). Sample
-    differences, not ``rate()``: no extrapolation, no second sample needed, so the first
-    scrape after a fault shows it, and nothing from before ``{{since}}`` counts."""
-    return f"({selector} - ({selector} @ {{{{since}}}} or {selector} * 0))"
+    """A counter's increase since ``{{since}}`` (a Unix time, ``{{span}}`` before now): its
+    value now less its first sample after that moment; nothing while no sample has come
+    since; a series born after it counts from zero. Sample differences, not ``rate()``: no
+    extrapolation, no second sample needed, so the first scrape after a fault shows it. The
+    baseline is the first sample *after* the moment, not the last one before it: that one
+    can be up to a scrape interval older and would count requests from before the moment
+    (the errors that rolled back a canary, counted again against its retry)."""
+    at = f"{selector} @ {{{{since}}}}"
+    first_after = f"min_over_time({selector}[{{{{span}}}}])"
+    return f"({selector} - (({first_after} and {at}) or {at} or {selector} * 0))"
 
 
 def _availability_since(total: str, errors: str) -> str:

@@ -137,7 +137,8 @@ def _fast_check(rollout: Rollout, target: Target) -> ResolvedMetric:
     if slo.min_requests > 0:
         text = f"({text}) and on() ({requests.text} >= {slo.min_requests})"
     variables = target.variables(slo.window.text)
-    shown = queries.render(text.replace("{{since}}", "$since"), variables)
+    shown = queries.render(text.replace("{{since}}", "$since").replace("{{span}}", "$span"),
+                           variables)
     span = queries.parse_duration(fast_window(slo.window.seconds, slo.interval.seconds))
     return ResolvedMetric(name="availability-fast", query=shown, template=text,
                       variables=tuple(sorted(variables.items())), since_window=span,

@@ -131,7 +131,7 @@ def test_every_builtin_template_renders_to_a_query_prometheus_accepts(
 ) -> None:
     variables = {
         "cluster": "canary", "namespace": "shop", "service": "reviews",
-        "workload": "reviews-canary", "window": "1m", "since": "1796342400.5",
+        "workload": "reviews-canary", "window": "1m", "since": "1796342400.5", "span": "1500ms",
         "canaryCluster": "canary|reviews.shop.svc.cluster.local",
     }  # fmt: skip
     since = (queries.ENVOY_AVAILABILITY_SINCE, queries.ENVOY_REQUESTS_SINCE,
