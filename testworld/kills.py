@@ -409,6 +409,11 @@ def start_canary(kube: Kube, ns: str) -> None:
         "template": _template("web:2"), "security": {"allow": _allow("front", "batch")}}})
 
 
+def event_names(kube: Kube, ns: str) -> set[str]:
+    """The names of the namespace's Events so far (for :func:`events_of`'s ``after``)."""
+    return {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+
+
 def events_of(kube: Kube, ns: str, after: set[str]) -> list[dict[str, Any]]:
     found = kube.list("events.k8s.io", "v1", ns, "events")
     mine = [e for e in found if e["metadata"]["name"] not in after  # the cluster's
@@ -440,7 +445,7 @@ def failpoint_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Path,
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
-        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        before = event_names(kube, ns)
         with History(world, ns) as history:
             start_canary(kube, ns)
             for point in failpoints:
@@ -478,7 +483,7 @@ def random_kill_run(world: KubeWorld, ns: str, prometheus_url: str, log_dir: Pat
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
         process.kill()
-        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        before = event_names(kube, ns)
         with History(world, ns) as history:
             start_canary(kube, ns)
             while run.kills < kills and not promoted(kube, ns):
@@ -512,7 +517,7 @@ def apiserver_restart_run(world: KubeWorld, ns: str, prometheus_url: str,
     with _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
-        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        before = event_names(kube, ns)
         with History(world, ns) as history:
             start_canary(kube, ns)
             wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60, "step 1")
@@ -542,7 +547,7 @@ def prometheus_fault_run(world: KubeWorld, ns: str, prometheus: Prometheus, log_
     with _killed_at_exit(process):
         process.start()
         wait_for(lambda: phase_of(kube, ns) == "Healthy", 60, "adoption")
-        before = {e["metadata"]["name"] for e in kube.list("events.k8s.io", "v1", ns, "events")}
+        before = event_names(kube, ns)
         with History(world, ns) as history:
             start_canary(kube, ns)
             wait_for(lambda: status_of(kube, ns).get("currentStep", 0) >= 1, 60,
