@@ -39,6 +39,7 @@ from meshctl.domain.phases import TRANSITIONS, Phase
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.localmesh.procs import http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
+from testworld.cluster import wait_available
 from testworld.kube import KubeWorld
 from testworld.poller import Poller
 
@@ -377,18 +378,6 @@ def seed(world: KubeWorld, ns: str, steps: list[dict[str, Any]]) -> Kube:
             "abortScaleDownDelaySeconds": 2,
             "strategy": {"canary": {"steps": steps}}}})
     return kube
-
-
-def wait_available(world: KubeWorld, ns: str, name: str, replicas: int,
-                   timeout: float = 60.0) -> None:
-    """Until the Deployment controller reports ``replicas`` of the current spec available."""
-    def available() -> bool:
-        obj = world.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
-        status = obj.get("status") or {}
-        return bool(status.get("observedGeneration") == obj["metadata"]["generation"]
-                    and status.get("updatedReplicas") == status.get("availableReplicas")
-                    == replicas)
-    wait_for(available, timeout, f"Deployment {name} available")
 
 
 def phase_of(kube: Kube, ns: str) -> str | None:
