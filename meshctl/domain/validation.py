@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from meshctl.domain.conditions import Condition
 from meshctl.domain.fields import from_json
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.release_gates import gate_problems
 from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND
 from meshctl.domain.spec import (
     API_VERSION,
@@ -81,6 +82,7 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _strategy_problems(spec)
     yield from _routing_problems(spec)
     yield from _security_problems(spec)
+    yield from gate_problems(spec.gates)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:
