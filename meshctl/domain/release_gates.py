@@ -16,6 +16,9 @@ Everything here is pure: stdlib only (``zoneinfo`` and ``datetime`` for windows)
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -404,3 +407,30 @@ class GateStatus:
     until: datetime | None = field("until", doc="A closed window: when it next opens.")
     message: str = field("message", default="")
     by: tuple[str, ...] = field("by", default=(), doc="Identities behind the verdict.")
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+SIGNATURE_HEADER = "X-Meshctl-Signature"
+
+
+def sign(body: bytes, key: bytes) -> str:
+    """The value of :data:`SIGNATURE_HEADER`: ``sha256=`` and the hex HMAC-SHA256 of the
+    exact body bytes; a receiver recomputes it with the shared key and compares in constant
+    time (the body's ``time`` and ``id`` let it refuse a replay)."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def webhook_body(request: GateRequest, namespace: str, name: str, phase: str,
+                 stable_revision: str, weights: tuple[int, int], now: datetime) -> bytes:
+    """The rollout's context as the receiver gets it (compact JSON, keys sorted)."""
+    context = {
+        "id": f"{namespace}/{name}/{request.key}/{request.revision}",
+        "rollout": {"namespace": namespace, "name": name},
+        "gate": request.gate.name, "point": request.point.value, "step": request.step,
+        "revision": request.revision, "stableRevision": stable_revision, "phase": phase,
+        "weights": {"stable": weights[0], "canary": weights[1]},
+        "waitingSince": request.since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
