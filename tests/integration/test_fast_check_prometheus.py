@@ -13,7 +13,8 @@ import pytest
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.measurements import Value
-from meshctl.domain.resolve import MeshKind, Target, slo_metrics
+from meshctl.domain.resolve import Target, slo_metrics
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
 

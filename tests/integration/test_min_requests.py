@@ -12,7 +12,8 @@ import pytest
 
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.measurements import NoData, Value
-from meshctl.domain.resolve import MeshKind, Target, slo_metrics
+from meshctl.domain.resolve import Target, slo_metrics
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
 
