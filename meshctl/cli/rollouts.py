@@ -372,4 +372,26 @@ resume = _intent_command("resume", "Resume a paused rollout (clears spec.paused;
                          "inconclusive analysis, measures again).")
 retry = _intent_command("retry", "Start an aborted (Degraded) rollout again from step 0.")
 
-COMMANDS = [start, status, list_, history, promote, abort, pause, resume, retry, undo]
+
+
+@click.command("approve", help="Approve the revision being rolled out, for its approval "
+               "gates (spec.gates[].approval). You approve as whom the API server says your "
+               "credentials are (SelfSubjectReview), or through --server as your client "
+               "certificate; an approval the gates would not count is refused.")
+@name_argument()
+@click.option("--comment", default="", help="Why, for the audit trail.")
+@click.pass_context
+def approve(ctx: click.Context, name: str, comment: str) -> None:
+    with _rollouts(ctx) as (rollouts, namespace):
+        if ctx.obj["server"]:
+            view = rollouts.approve(namespace, name, comment)
+        else:
+            view = rollouts.approve(namespace, name, None, comment)
+    if ctx.obj["output"] == "table":
+        click.echo(f"approved {namespace}/{name} revision {view.revision or '-'} "
+                   f"(now {view.phase}, step {_step(view)})")
+    else:
+        emit({"action": "approve", "rollout": view.to_json()}, ctx.obj["output"])
+
+
+COMMANDS = [start, status, list_, history, promote, abort, pause, resume, retry, undo, approve]

@@ -14,6 +14,8 @@ Annotations:
     ``meshctl.io/original-tls``     a DestinationRule's TLS settings as found
     ``meshctl.io/spec-hash``        the hash of the spec meshctl last wrote (drift check)
     ``meshctl.io/previous-template`` the pod template a start replaced (for undo)
+    ``meshctl.io/started-by``       who started the rollout (``meshctl rollout start``)
+    ``approval.meshctl.io/<hash>``  one approver's approval (:mod:`meshctl.domain.release_gates`)
 
 Finalizer: ``meshctl.io/cleanup`` (a deleted Rollout gives back what meshctl changed).
 """
@@ -32,5 +34,7 @@ ORIGINAL_SPEC = "meshctl.io/original-spec"
 ORIGINAL_TLS = "meshctl.io/original-tls"
 SPEC_HASH = "meshctl.io/spec-hash"
 PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
+STARTED_BY = "meshctl.io/started-by"
+APPROVAL_PREFIX = "approval.meshctl.io/"
 
 FINALIZER = "meshctl.io/cleanup"

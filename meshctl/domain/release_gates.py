@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meshctl.domain.durations import Duration, format_duration
 from meshctl.domain.fields import field
+from meshctl.domain.keys import APPROVAL_PREFIX
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.problems import Problem
 
@@ -434,3 +435,81 @@ def webhook_body(request: GateRequest, namespace: str, name: str, phase: str,
         "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller: as the API server reported it (SelfSubjectReview), or a
+    client certificate's names (its first SAN URI, else its common name, is ``user``)."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    via: str = "kubernetes"  # kubernetes | grpc | local
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approver's approval of one revision, kept in an annotation per approver."""
+
+    identity: Identity
+    revision: str
+    at: datetime
+    comment: str = ""
+
+
+def approval_annotation(approval: Approval) -> tuple[str, str]:
+    """``approval.meshctl.io/<hash of the user>`` and its JSON: one key per approver, so two
+    approvals by one person are one, and two people never overwrite each other."""
+    who = approval.identity
+    key = APPROVAL_PREFIX + hashlib.sha256(who.user.encode()).hexdigest()[:20]
+    value = {"user": who.user, "groups": list(who.groups), "via": who.via,
+             "revision": approval.revision, "comment": approval.comment,
+             "at": approval.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return key, json.dumps(value, sort_keys=True)
+
+
+def approvals_in(annotations: dict[str, str] | None) -> tuple[Approval, ...]:
+    """The approvals recorded on a Rollout; a damaged one is left out."""
+    out = []
+    for key, text in sorted((annotations or {}).items()):
+        if not key.startswith(APPROVAL_PREFIX):
+            continue
+        try:
+            raw = json.loads(text)
+            who = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups", [])),
+                           str(raw.get("via", "")))
+            at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
+            out.append(Approval(who, str(raw["revision"]), at, str(raw.get("comment", ""))))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return tuple(out)
+
+
+def may_approve(gate: ApprovalGate, who: Identity, starter: str | None) -> str:
+    """Why ``who`` may not approve under ``gate`` ("" when they may)."""
+    if gate.forbid_starter and starter is not None and who.user == starter:
+        return f"{who.user} started this rollout; four eyes: someone else must approve"
+    if who.user in gate.users or who.user in gate.spiffe_ids:
+        return ""
+    if set(who.groups) & set(gate.groups):
+        return ""
+    return f"{who.user} is not among the approvers this gate allows"
+
+
+def judge_approval(gate: ApprovalGate, approvals: tuple[Approval, ...], revision: str,
+                   starter: str | None) -> GateReport:
+    """Passed with ``count`` distinct allowed approvers of ``revision``; waiting before.
+
+    E.g. count 2, forbidStarter, started by ann: approvals by ann and bob leave it waiting
+    (1/2: bob); one more by cem passes it (by bob, cem)."""
+    counted = sorted({a.identity.user for a in approvals
+                      if a.revision == revision and not may_approve(gate, a.identity, starter)})
+    if len(counted) >= gate.count:
+        return GateReport(GateVerdict.PASSED, f"approved by {', '.join(counted)}",
+                          tuple(counted))
+    so_far = f" ({', '.join(counted)})" if counted else ""
+    return GateReport(GateVerdict.WAITING, f"{len(counted)}/{gate.count} approvals{so_far}; "
+                      "meshctl rollout approve NAME", tuple(counted))

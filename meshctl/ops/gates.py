@@ -1,11 +1,12 @@
-"""Judging the release gates the engine waits on outside the domain (webhook; job and
-approval arrive with their own layers): the shell's half of :mod:`meshctl.domain.release_gates`.
+"""Judging the release gates the engine waits on outside the domain (webhook, approval; the
+job gate is not built yet): the shell's half of :mod:`meshctl.domain.release_gates`.
 
 Each pass, :func:`meshctl.domain.engine.gates_due` names the waiting gates; :class:`GateJudge`
 asks each once and reports a verdict: a webhook's 2xx passes, another answer below 500
 (except 408 and 429) fails, and no answer after its retries, an untrusted certificate or an
 unreadable signing key leaves it waiting (asked again next pass; past its deadline the
 rollout pauses for a human). A signing key is read for the call and never logged or kept.
+An approval gate counts the approvals recorded on the Rollout (:mod:`meshctl.ops.approvals`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Protocol
 
 from meshctl.adapters.errors import AdapterError, PermanentError
 from meshctl.adapters.webhooks import post_json
+from meshctl.domain.keys import STARTED_BY
 from meshctl.domain.release_gates import (
     SIGNATURE_HEADER,
     GateReport,
     GateRequest,
     GateVerdict,
+    approvals_in,
+    judge_approval,
     sign,
     webhook_body,
 )
@@ -91,6 +95,11 @@ class GateJudge:
         for request in requests:
             if request.gate.webhook is not None:
                 out[request.key] = self._webhook(rollout, status, request, now)
+            elif request.gate.approval is not None:
+                annotations = rollout.metadata.annotations or {}
+                out[request.key] = judge_approval(request.gate.approval,
+                                                  approvals_in(annotations), request.revision,
+                                                  annotations.get(STARTED_BY))
         return out
 
     def _webhook(self, rollout: Rollout, status: RolloutStatus, request: GateRequest,

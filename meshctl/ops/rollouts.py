@@ -20,12 +20,15 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from meshctl.domain.intents import RECORDED, Action
 from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.release_gates import Identity
 from meshctl.domain.status import RolloutStatus
+from meshctl.ops.approvals import approve, who_am_i
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.history import History, history
@@ -70,8 +73,23 @@ class ClusterRollouts:
     def request(self, namespace: str, name: str, action: Action) -> RolloutView:
         return request(self.kube, namespace, name, action)
 
-    def start(self, namespace: str, name: str, image: str) -> RolloutView:
-        return start(self.kube, namespace, name, image)
+    def start(self, namespace: str, name: str, image: str,
+              started_by: str | None = None) -> RolloutView:
+        """``started_by``: the caller's identity; None asks the API server whose
+        credentials these are (the CLI's own)."""
+        return start(self.kube, namespace, name, image, started_by or self._caller())
+
+    def approve(self, namespace: str, name: str, who: Identity | None = None,
+                comment: str = "") -> RolloutView:
+        """``who``: the approver; None is whoever the API server says these credentials are."""
+        return approve(self.kube, namespace, name, who or who_am_i(self.kube), comment,
+                       datetime.now(UTC))
+
+    def _caller(self) -> str | None:
+        try:
+            return who_am_i(self.kube).user
+        except RolloutError:  # an API server without SelfSubjectReview: no starter recorded
+            return None
 
     def apply_files(self, files: Sequence[str], namespace: str, name: str | None
                     ) -> RolloutView:

@@ -6,6 +6,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ApproveRequest(_message.Message):
+    __slots__ = ("namespace", "name", "comment")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    comment: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
 class StartRequest(_message.Message):
     __slots__ = ("namespace", "name", "image", "rollout_json")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
