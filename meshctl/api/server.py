@@ -171,7 +171,7 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
                 ns, body, request.name or None))
         else:
             ns, name = self._ref(context, request)
-            starter = approver_of(context).user
+            starter = approver_of(context)
             view = self._call(context, "Start",
                               lambda: self.rollouts.start(ns, name, request.image, starter))
         log.info("Start %s/%s by %s", view.namespace, view.name,
@@ -203,7 +203,8 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
     def _request(self, context: grpc.ServicerContext, method: str, request: Any,
                  action: Action) -> pb.Rollout:
         ns, name = self._ref(context, request)
-        view = self._call(context, method, lambda: self.rollouts.request(ns, name, action))
+        who = approver_of(context)
+        view = self._call(context, method, lambda: self.rollouts.request(ns, name, action, who))
         log.info("%s %s/%s by %s", method, ns, name, ", ".join(identities_of(context)))
         return to_message(view)
 

@@ -213,7 +213,13 @@ def _history_text(found: History) -> str:
                       [[r.role, r.revision or "-", r.image or "-"] for r in found.revisions])
     events = table(["TIME", "TYPE", "REASON", "MESSAGE"],
                    [[e.time, e.type, e.reason, e.message] for e in found.events])
-    return f"{revisions}\n\n{events}"
+    if not found.audit:
+        return f"{revisions}\n\n{events}"
+    audit = table(["TIME", "ACTION", "BY", "VIA", "COMMENT / DETAIL"],
+                  [[a.time, a.action, a.by or "-", a.via or "-",
+                    " | ".join(t for t in (a.comment, a.detail) if t) or "-"]
+                   for a in found.audit])
+    return f"{revisions}\n\n{events}\n\nAudit trail:\n{audit}"
 
 
 def _finish_wait(ctx: click.Context, result: WaitResult) -> NoReturn:

@@ -70,11 +70,13 @@ class ClusterRollouts:
               stop: Callable[[], bool] = lambda: False) -> Iterator[RolloutView]:
         return watch(self.kube, namespace, name, timeout, stop)
 
-    def request(self, namespace: str, name: str, action: Action) -> RolloutView:
-        return request(self.kube, namespace, name, action)
+    def request(self, namespace: str, name: str, action: Action,
+                by: Identity | None = None) -> RolloutView:
+        """``by``: the caller; None asks the API server whose credentials these are."""
+        return request(self.kube, namespace, name, action, by or self._caller())
 
     def start(self, namespace: str, name: str, image: str,
-              started_by: str | None = None) -> RolloutView:
+              started_by: Identity | None = None) -> RolloutView:
         """``started_by``: the caller's identity; None asks the API server whose
         credentials these are (the CLI's own)."""
         return start(self.kube, namespace, name, image, started_by or self._caller())
@@ -85,9 +87,9 @@ class ClusterRollouts:
         return approve(self.kube, namespace, name, who or who_am_i(self.kube), comment,
                        datetime.now(UTC))
 
-    def _caller(self) -> str | None:
+    def _caller(self) -> Identity | None:
         try:
-            return who_am_i(self.kube).user
+            return who_am_i(self.kube)
         except RolloutError:  # an API server without SelfSubjectReview: no starter recorded
             return None
 

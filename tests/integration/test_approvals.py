@@ -99,7 +99,8 @@ def world(kube, namespace) -> World:
     kube.request("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles", {
         "metadata": {"name": "release"},
         "rules": [{"apiGroups": [GROUP], "resources": ["rollouts"],
-                   "verbs": ["get", "list", "watch", "update", "patch"]}]})
+                   "verbs": ["get", "list", "watch", "update", "patch"]},
+                  {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["list"]}]})
     kube.request("POST",
                  f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings", {
                      "metadata": {"name": "release"},
@@ -149,6 +150,18 @@ def test_two_identities_approve_and_the_starter_may_not(world):
     assert {(r["user"], r["via"], r["revision"]) for r in recorded} == {
         (world.user("bob"), "kubernetes", "rev2"), (world.user("cem"), "kubernetes", "rev2")}
     assert all(world.user("bob") != r["user"] or r["comment"] == "" for r in recorded)
+
+    # the audit trail: who started, who approved (the latest of each approver), who aborted
+    assert meshctl(cem, world.ns, "rollout", "abort", "payments").exit_code == 0
+    shown = meshctl(ann, world.ns, "-o", "json", "rollout", "history", "payments")
+    assert shown.exit_code == 0, shown.output
+    audit = [(a["action"], a["by"], a["via"]) for a in json.loads(shown.stdout)["audit"]]
+    assert audit[0] == ("start", world.user("ann"), "kubernetes")
+    assert set(audit[1:]) == {("approve", world.user("bob"), "kubernetes"),
+                              ("approve", world.user("cem"), "kubernetes"),
+                              ("abort", world.user("cem"), "kubernetes")}
+    table = meshctl(ann, world.ns, "rollout", "history", "payments").output
+    assert "Audit trail:" in table and "approve" in table
 
 
 def test_an_approval_of_an_earlier_revision_does_not_count(world):
@@ -238,6 +251,10 @@ def test_approvals_over_grpc_are_the_certificates_spiffe_ids(world, grpc_api):
                     if k.startswith("approval.meshctl.io/")]
         assert [(r["user"], r["via"], r["comment"]) for r in recorded] == [
             (BRUNO, "grpc", "risk reviewed")]
+        history = bruno.History(pb.RolloutRef(namespace=world.ns, name="payments"), timeout=10)
+        assert [(a.action, a.by, a.via) for a in history.audit] == [
+            ("start", ALICE, "grpc"), ("approve", BRUNO, "grpc")]
+        assert history.audit[1].comment == "risk reviewed"
     finally:
         for channel in (bot_channel, alice_channel, bruno_channel):
             channel.close()
