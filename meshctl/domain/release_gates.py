@@ -178,8 +178,10 @@ KINDS = ("window", "webhook", "approval", "job")
 # --- validation --------------------------------------------------------------------------
 
 
-def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates") -> Iterator[Problem]:
-    """Rules the field bounds cannot say; each names its path and the fix."""
+def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates", local: bool = False
+                  ) -> Iterator[Problem]:
+    """Rules the field bounds cannot say; each names its path and the fix. ``local``: the
+    Rollout runs on the local mesh, where there is no cluster to run a Job in."""
     names = [g.name for g in gates]
     for name in sorted({n for n in names if names.count(n) > 1}):
         yield Problem(base, f"gate name {name!r} is used twice; names must be unique")
@@ -202,6 +204,9 @@ def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates") -> Iter
                               "certificates (-----BEGIN CERTIFICATE-----)")
         if gate.approval is not None:
             yield from _approval_problems(gate.approval, gate, f"{path}")
+        if gate.job is not None and local:
+            yield Problem(f"{path}.job", "a Job needs a cluster and spec.local runs on the "
+                          "local mesh; use a webhook gate there")
 
 
 def _url_problems(url: str, path: str) -> Iterator[Problem]:
@@ -518,3 +523,62 @@ def judge_approval(gate: ApprovalGate, approvals: tuple[Approval, ...], revision
     so_far = f" ({', '.join(counted)})" if counted else ""
     return GateReport(GateVerdict.WAITING, f"{len(counted)}/{gate.count} approvals{so_far}; "
                       "meshctl rollout approve NAME", tuple(counted))
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+JOB_ARGS = ("$(ROLLOUT)", "$(NAMESPACE)", "$(REVISION)", "$(STEP)", "$(GATE)")
+
+
+def job_name(rollout: str, request: GateRequest) -> str:
+    """``<rollout>-<gate>-<hash>``, at most 63 characters; one Job per gate record and
+    revision (the hash), so a pass that finds it created does not create another."""
+    digest = hashlib.sha256(f"{request.key}/{request.revision}".encode()).hexdigest()[:8]
+    return f"{rollout[:27].rstrip('-')}-{request.gate.name[:26].rstrip('-')}-{digest}"
+
+
+def job_body(namespace: str, rollout: str, owner_uid: str, request: GateRequest
+             ) -> dict[str, Any]:
+    """The Job of a ``job`` gate: its template with ``$(ROLLOUT)``, ``$(NAMESPACE)``,
+    ``$(REVISION)``, ``$(STEP)`` and ``$(GATE)`` replaced in every container's command and
+    args, labelled as meshctl's and owned by the Rollout (deleted with it)."""
+    assert request.gate.job is not None
+    values = dict(zip(JOB_ARGS, (rollout, namespace, request.revision, str(request.step),
+                                 request.gate.name), strict=True))
+    spec = json.loads(json.dumps(request.gate.job.template))
+    pod = (spec.get("template") or {}).get("spec") or {}
+    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+        for field_name in ("command", "args"):
+            if isinstance(container.get(field_name), list):
+                container[field_name] = [_replaced(str(a), values)
+                                         for a in container[field_name]]
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job_name(rollout, request), "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "meshctl",
+                                    "meshctl.io/rollout": rollout,
+                                    "meshctl.io/gate": request.gate.name},
+                         "ownerReferences": [{"apiVersion": "meshctl.io/v1alpha1",
+                                              "kind": "Rollout", "name": rollout,
+                                              "uid": owner_uid, "controller": True}]},
+            "spec": spec}
+
+
+def _replaced(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def job_verdict(job: dict[str, Any]) -> GateReport:
+    """Passed when the Job's ``Complete`` condition is true, failed when ``Failed`` is."""
+    name = (job.get("metadata") or {}).get("name", "")
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return GateReport(GateVerdict.PASSED, f"Job {name} completed")
+        if condition.get("type") == "Failed":
+            why = condition.get("message") or condition.get("reason") or ""
+            return GateReport(GateVerdict.FAILED, f"Job {name} failed: {why}".rstrip(": "))
+    active = (job.get("status") or {}).get("active") or 0
+    return GateReport(GateVerdict.WAITING, f"Job {name} running ({active} active)")

@@ -83,7 +83,7 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _routing_problems(spec)
     yield from _security_problems(spec)
     yield from BACKENDS[LOCAL_MESH].spec_problems(spec)
-    yield from gate_problems(spec.gates)
+    yield from gate_problems(spec.gates, local=spec.local is not None)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:
