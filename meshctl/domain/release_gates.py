@@ -198,7 +198,7 @@ def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates", local: 
                 yield Problem(f"{path}.at", "a window holds traffic increases; use "
                               "beforeTraffic, beforeIncrease or beforePromotion")
         if gate.webhook is not None:
-            yield from _url_problems(gate.webhook.url, f"{path}.webhook.url")
+            yield from url_problems(gate.webhook.url, f"{path}.webhook.url")
             if gate.webhook.ca_bundle is not None and "BEGIN CERTIFICATE" not in gate.webhook.ca_bundle:
                 yield Problem(f"{path}.webhook.caBundle", "is not PEM; paste the CA "
                               "certificates (-----BEGIN CERTIFICATE-----)")
@@ -209,7 +209,8 @@ def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates", local: 
                           "local mesh; use a webhook gate there")
 
 
-def _url_problems(url: str, path: str) -> Iterator[Problem]:
+def url_problems(url: str, path: str) -> Iterator[Problem]:
+    """An http(s) URL, or the problem with it (webhook gates, notification sinks)."""
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from meshctl.adapters import notifications
 from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
@@ -80,7 +81,8 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
                   observe_timeout=observe_timeout,
-                  gates=GateJudge(KubeSecrets(kube), kube, str(meta.get("uid") or "")))
+                  gates=GateJudge(KubeSecrets(kube), kube, str(meta.get("uid") or "")),
+                  notifier=notifications.shared())
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)

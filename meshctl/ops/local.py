@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from meshctl.adapters import notifications
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import without_pending_runs
 from meshctl.domain.engine import Decision, Event
@@ -116,7 +117,7 @@ class LocalRollout:
 
     def ports(self) -> Ports:
         return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
-                     gates=GateJudge(EnvSecrets()))
+                     gates=GateJudge(EnvSecrets()), notifier=notifications.shared())
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None

@@ -454,3 +454,41 @@ def test_approvals_are_events_as_they_come_and_the_trail_names_everyone():
         ("start", "ann", "kubernetes"), ("approve", "ann", "kubernetes"),
         ("approve", "bob", "kubernetes"), ("approve", "cem", "grpc"),
         ("gate-passed", "bob, cem", "controller")]
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason, message, kind", [
+    ("RolloutStarted", "new version: rolling out revision v2", "started"),
+    ("StepStarted", "step 1 (pause) started", "step"),
+    ("GateFailed", "gate risk (webhook) beforeTraffic: HTTP 403", "gate-failed"),
+    ("GateFailed", "aborting: gate risk (webhook) failed beforeTraffic: HTTP 403", "aborted"),
+    ("UserAbort", "aborting: aborted by user", "aborted"),
+    ("UserAbort", "rolled back to 100% stable: aborted by user", "rolled-back"),
+    ("GateDeadline", "gate cab (approval) ... needs a human", "paused"),
+    ("Approved", "gate cab (approval) beforePromotion: approved by bob", "approved"),
+    ("RolloutCompleted", "revision v2 is stable at 100%", "promoted"),
+    ("WeightChanged", "stable/canary 80/20", None),
+])
+def test_each_engine_event_is_one_notification_kind_or_none(reason, message, kind):
+    from meshctl.domain.notifications import kind_of
+
+    assert kind_of(reason, message) == kind
+
+
+@pytest.mark.parametrize("sink, path, fragment", [
+    ({"name": "ops", "url": "hooks.slack.example/T0"}, "spec.notifications[0].url",
+     "is not an http(s) URL"),
+    ({"name": "ops", "url": "https://h.example/", "events": ["promotd"]},
+     "spec.notifications[0].events[0]", "is not one of started, step"),
+    ({"name": "ops", "url": "https://h.example/", "format": "teams"},
+     "spec.notifications[0].format", "is not one of cloudEvents, slack"),
+])
+def test_a_bad_notification_sink_is_refused_with_its_path(sink, path, fragment):
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["notifications"] = [sink]
+    with pytest.raises(InvalidSpec) as caught:
+        load_document(doc)
+    found = [p for p in caught.value.problems if p.path == path]
+    assert found and fragment in found[0].message, caught.value.problems
