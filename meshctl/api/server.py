@@ -188,7 +188,7 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
         ns, name = self._ref(context, request)
         who = approver_of(context)
         view = self._call(context, "Approve", lambda: self.rollouts.approve(
-            ns, name, who, request.comment))
+            ns, name, request.comment, who))
         log.info("Approve %s/%s by %s", ns, name, who.user)
         return to_message(view)
 

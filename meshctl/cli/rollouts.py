@@ -386,13 +386,12 @@ retry = _intent_command("retry", "Start an aborted (Degraded) rollout again from
                "certificate; an approval the gates would not count is refused.")
 @name_argument()
 @click.option("--comment", default="", help="Why, for the audit trail.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Approve a local run (meshctl rollout run) as this machine's user.")
 @click.pass_context
-def approve(ctx: click.Context, name: str, comment: str) -> None:
-    with _rollouts(ctx) as (rollouts, namespace):
-        if ctx.obj["server"]:
-            view = rollouts.approve(namespace, name, comment)
-        else:
-            view = rollouts.approve(namespace, name, None, comment)
+def approve(ctx: click.Context, name: str, comment: str, state_dir: str | None) -> None:
+    with _rollouts(ctx, state_dir) as (rollouts, namespace):
+        view = rollouts.approve(namespace, name, comment)
     if ctx.obj["output"] == "table":
         click.echo(f"approved {namespace}/{name} revision {view.revision or '-'} "
                    f"(now {view.phase}, step {_step(view)})")
