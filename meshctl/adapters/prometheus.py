@@ -26,7 +26,6 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -41,21 +40,11 @@ from meshctl.adapters.errors import (
     translate,
 )
 from meshctl.adapters.retries import before_deadline
-from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
+from meshctl.domain.measurements import Error, Measurement, NoData, QueryCheck, Unavailable, Value
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
 _MIN_ATTEMPT_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class QueryCheck:
-    """Whether Prometheus accepts a query: ``accepted``, else ``message`` says why (or why
-    Prometheus could not be asked: then ``reachable`` is False)."""
-
-    accepted: bool
-    message: str = ""
-    reachable: bool = True
 
 
 class PrometheusProvider:

@@ -81,6 +81,10 @@ class ResolvedMetric:
     since_window: float | None = None
     template: str = ""
     variables: tuple[tuple[str, str], ...] = ()
+    # the spec field the query comes from, for a problem Prometheus finds in it
+    # ("spec.slo.latencyP95"; a template's metric: "...templates[0] (AnalysisTemplate t:
+    # spec.metrics[1].provider.prometheus.query)")
+    field: str = ""
 
     def query_at(self, started: datetime, now: datetime) -> str:
         """The query to run at ``now`` in a run that began at ``started``: ``query``, or for

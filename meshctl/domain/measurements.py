@@ -29,3 +29,13 @@ class Error:
 
 
 Measurement = Value | NoData | Error
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """Whether a metrics source accepts a query: ``accepted``, else ``message`` says why (or
+    why the source could not be asked: then ``reachable`` is False)."""
+
+    accepted: bool
+    message: str = ""
+    reachable: bool = True

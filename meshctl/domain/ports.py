@@ -5,9 +5,9 @@ Adapters translate between these domain words and a real system; they do not dec
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from meshctl.domain.measurements import Measurement
+from meshctl.domain.measurements import Measurement, QueryCheck
 from meshctl.domain.traffic import TrafficSplit
 
 
@@ -32,3 +32,11 @@ class MetricProvider(Protocol):
 
     def measure(self, query: str, timeout_seconds: float) -> Measurement:
         """Run one query; returns a Measurement, never raises for data problems."""
+
+
+@runtime_checkable
+class QueryChecker(Protocol):
+    """A metrics source that can say whether it accepts a query (Prometheus parses it)."""
+
+    def check_query(self, query: str, timeout_seconds: float = 5.0) -> QueryCheck:
+        """Never raises: an unreachable source is ``QueryCheck(False, why, reachable=False)``."""

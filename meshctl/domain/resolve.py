@@ -120,9 +120,10 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[ResolvedMetric, ...]:
               "inconclusive_limit": slo.inconclusive_limit}
     ms = slo.latency_p95.seconds * 1000
     return (
-        ResolvedMetric(name="latency-p95", query=guarded(latency),
+        ResolvedMetric(name="latency-p95", query=guarded(latency), field="spec.slo.latencyP95",
                    success=Condition.parse(f"result < {ms:g}"), **common),  # type: ignore[arg-type]
         ResolvedMetric(name="availability", query=guarded(availability),
+                   field="spec.slo.availability",
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
         _fast_check(rollout, target),
@@ -141,6 +142,7 @@ def _fast_check(rollout: Rollout, target: Target) -> ResolvedMetric:
                            variables)
     span = queries.parse_duration(fast_window(slo.window.seconds, slo.interval.seconds))
     return ResolvedMetric(name="availability-fast", query=shown, template=text,
+                      field="spec.slo.availability",
                       variables=tuple(sorted(variables.items())), since_window=span,
                       failure=Condition.parse(
                           f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
@@ -190,7 +192,7 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             continue
         variables = {**target.variables(rollout.spec.slo.window.text),
                      **{f"args.{k}": v for k, v in values.items()}}
-        for metric in template.spec.metrics:
+        for j, metric in enumerate(template.spec.metrics):
             prom = metric.provider.prometheus
             try:
                 query = queries.render(prom.query, variables)
@@ -199,6 +201,8 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
                 continue
             yield ResolvedMetric(
                 name=metric.name, query=query, address=prom.address,
+                field=(f"{ref_path}.templates[{i}] (AnalysisTemplate {ref.template_name}: "
+                       f"spec.metrics[{j}].provider.prometheus.query)"),
                 timeout=prom.timeout.seconds,
                 success=Condition.parse(metric.success_condition) if metric.success_condition else None,
                 failure=Condition.parse(metric.failure_condition) if metric.failure_condition else None,
