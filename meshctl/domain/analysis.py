@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 
 from meshctl.domain import queries
 from meshctl.domain.conditions import Condition
+from meshctl.domain.judge import Judged, JudgeRequest, ResolvedJudge
 from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
 from meshctl.domain.status import (
     MAX_MEASUREMENTS_KEPT,
@@ -85,6 +86,15 @@ class ResolvedMetric:
     # ("spec.slo.latencyP95"; a template's metric: "...templates[0] (AnalysisTemplate t:
     # spec.metrics[1].provider.prometheus.query)")
     field: str = ""
+    judge: ResolvedJudge | None = None  # the comparative judge: its value is a score
+
+    def request(self, run: str, started: datetime, now: datetime) -> MeasurementRequest:
+        """What the shell should measure now for this metric in ``run`` (begun ``started``)."""
+        judge = None
+        if self.judge is not None:
+            judge = JudgeRequest(self.judge, *self.judge.span(started, now))
+        return MeasurementRequest(run, self.name, self.query_at(started, now), self.address,
+                                  self.timeout, judge)
 
     def query_at(self, started: datetime, now: datetime) -> str:
         """The query to run at ``now`` in a run that began at ``started``: ``query``, or for
@@ -111,6 +121,7 @@ class MeasurementRequest:
     query: str
     address: str | None
     timeout: float
+    judge: JudgeRequest | None = None  # a judgement to make instead of ``query``
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,13 @@ class TakenMeasurement:
 
 
 def outcome_of(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
+    outcome, message = _outcome(plan, measurement)
+    if isinstance(measurement, Judged) and measurement.judgement is not None:
+        message = f"{message}: {measurement.judgement.describe()}"
+    return outcome, message
+
+
+def _outcome(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
     if isinstance(measurement, Error):
         return Outcome.ERROR, measurement.message
     if isinstance(measurement, NoData) or math.isnan(measurement.value):
@@ -145,7 +163,9 @@ def record(plan: ResolvedMetric, metric: MetricStatus, at: datetime,
     if value is not None and math.isnan(value):
         value = None
     entry = MeasurementRecord(at=at, outcome=outcome, value=value, message=message,
-                              unavailable=True if isinstance(measurement, Unavailable) else None)
+                              unavailable=True if isinstance(measurement, Unavailable) else None,
+                              judgement=measurement.judgement if isinstance(measurement, Judged)
+                              else None)
     updated = dataclasses.replace(
         metric,
         count=metric.count + 1,
@@ -227,8 +247,7 @@ def due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) 
         if metric is None or metric.verdict is not Verdict.PENDING:
             continue
         if now >= next_due(run, plan, metric):
-            out.append(MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
-                                          plan.address, plan.timeout))
+            out.append(plan.request(run.name, run.started_at, now))
     return out
 
 
@@ -297,8 +316,7 @@ def probes_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: dat
                ) -> list[MeasurementRequest]:
     """While a run waits for its metrics source: each inconclusive metric's query, once per
     ``interval`` after its last measurement, to learn whether the source answers again."""
-    return [MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
-                               plan.address, plan.timeout)
+    return [plan.request(run.name, run.started_at, now)
             for plan, metric in _stuck(run, plans) if now >= next_due(run, plan, metric)]
 
 

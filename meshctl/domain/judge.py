@@ -34,10 +34,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
 from meshctl.domain.fields import field
 from meshctl.domain.measurements import Value
+
+BUILTIN_JUDGE_METRICS = ("latency", "error-ratio")
 
 RankTest = Callable[[Sequence[float], Sequence[float]], float]
 """``test(first, second)``: the one-sided p-value that ``first`` tends to be greater than
@@ -173,3 +176,51 @@ def verdict_of(score: float, settings: JudgeSettings) -> JudgeVerdict:
     if score >= settings.marginal_score:
         return JudgeVerdict.MARGINAL
     return JudgeVerdict.FAIL
+
+
+# -- what the shell runs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgeQuery:
+    """One judge metric's query, rendered for the canary and for the baseline."""
+
+    name: str
+    canary_query: str
+    baseline_query: str
+    direction: Direction = Direction.HIGHER_IS_WORSE
+    field: str = ""  # the spec field it comes from (a user's: spec.judge.metrics[i].query)
+
+
+@dataclass(frozen=True)
+class ResolvedJudge:
+    """The judge of a Rollout, ready to run: its queries, settings and sampling, in seconds."""
+
+    metrics: tuple[JudgeQuery, ...]
+    settings: JudgeSettings = JudgeSettings()
+    lookback: float = 600.0
+    window: float = 60.0
+    step: float = 60.0
+    baseline: str = "stable"
+
+    def span(self, started: datetime, now: datetime) -> tuple[datetime, datetime]:
+        """(first, last) sample times of a judgement at ``now`` in a run begun at
+        ``started``: samples cover the last ``lookback``, never before the run, each one
+        its own ``window`` back. Lookback 60 s, window 10 s, run started long ago, now
+        10:01:00 -> (10:00:10, 10:01:00): 6 samples at a 10 s step."""
+        since = max(started, now - timedelta(seconds=self.lookback))
+        return since + timedelta(seconds=self.window), now
+
+    def describe(self) -> str:
+        return (f"judge: {', '.join(m.name for m in self.metrics)}; canary against "
+                f"{self.baseline} over {self.lookback:g}s")
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """A judgement the shell should make: samples of every metric from ``start`` to
+    ``end`` every ``judge.step`` seconds, for the canary and the baseline."""
+
+    judge: ResolvedJudge
+    start: datetime
+    end: datetime

@@ -33,6 +33,7 @@ from meshctl.domain import queries
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
+from meshctl.domain.judge import JudgeQuery, JudgeSettings, ResolvedJudge
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.routers import backend_of
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
@@ -64,6 +65,10 @@ class Target:
         base = ref.name if ref is not None else rollout.spec.service
         return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base,
                    _canary_cluster(rollout))
+
+    def baseline(self) -> Target:
+        """The same names for what the canary is compared with: the stable version."""
+        return dataclasses.replace(self, workload=self.stable_workload, canary_cluster="")
 
     def variables(self, window: str) -> dict[str, str]:
         found = {"namespace": self.namespace, "service": self.service, "workload": self.workload,
@@ -172,6 +177,44 @@ def _slo_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTe
     return queries.ISTIO_LATENCY_P95, queries.ISTIO_AVAILABILITY, queries.ISTIO_REQUESTS
 
 
+def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Problem]:
+    """The comparative judge as one metric of each SLO analysis step: its value is the
+    judge's score, passing at ``passScore``, failing under ``marginalScore``, in between
+    neither (inconclusive: a person decides). It is measured as the SLO's metrics are
+    (``interval``, ``count``, the same limits), first once its lookback has filled."""
+    spec, slo = rollout.spec.judge, rollout.spec.slo
+    assert spec is not None
+    window = spec.window or slo.window
+    canary, baseline = target.variables(window.text), target.baseline().variables(window.text)
+    latency, errors = ((queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO)
+                       if target.mesh is MeshKind.ENVOY
+                       else (queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO))
+    metrics = [JudgeQuery("latency", latency.render(canary), latency.render(baseline)),
+               JudgeQuery("error-ratio", errors.render(canary), errors.render(baseline))]
+    problems = []
+    for i, m in enumerate(spec.metrics):
+        try:
+            metrics.append(JudgeQuery(m.name, queries.render(m.query, canary),
+                                      queries.render(m.query, baseline), m.direction,
+                                      f"spec.judge.metrics[{i}].query"))
+        except ValueError as exc:
+            problems.append(Problem(f"spec.judge.metrics[{i}].query", str(exc)))
+    if problems:
+        return problems
+    settings = JudgeSettings(min_samples=spec.min_samples, tolerance=spec.tolerance_ratio,
+                             significance=spec.significance, pass_score=spec.pass_score,
+                             marginal_score=spec.marginal_score)
+    judge = ResolvedJudge(tuple(metrics), settings, lookback=spec.lookback.seconds,
+                          window=window.seconds,
+                          step=spec.step.seconds if spec.step else window.seconds)
+    return ResolvedMetric(
+        name="judge", query=judge.describe(), field="spec.judge", judge=judge,
+        success=Condition.parse(f"result >= {spec.pass_score}"),
+        failure=Condition.parse(f"result < {spec.marginal_score}"),
+        interval=slo.interval.seconds, count=slo.count, initial_delay=spec.lookback.seconds,
+        failure_limit=slo.failure_limit, inconclusive_limit=slo.inconclusive_limit)
+
+
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
                      templates: Mapping[str, AnalysisTemplate], rollout: Rollout,
                      target: Target) -> Iterator[ResolvedMetric | Problem]:
@@ -219,13 +262,20 @@ def resolve_analysis(rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
     """Every analysis of the rollout resolved; raises InvalidSpec naming each problem."""
     target = Target.of(rollout, mesh)
     problems: list[Problem] = []
+    judged: tuple[ResolvedMetric, ...] = ()
+    if rollout.spec.judge is not None:
+        found = judge_metric(rollout, target)
+        if isinstance(found, ResolvedMetric):
+            judged = (found,)
+        else:
+            problems += found
 
     def resolve(path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
                 background: bool) -> tuple[ResolvedMetric, ...]:
         if not refs:
             plans = slo_metrics(rollout, target)
-            # background checks run until the rollout ends
-            return tuple(_background(p) for p in plans) if background else plans
+            # background checks run until the rollout ends; the judge runs in steps only
+            return tuple(_background(p) for p in plans) if background else plans + judged
         out = []
         for item in template_metrics(path, refs, args, templates, rollout, target):
             if isinstance(item, Problem):

@@ -30,21 +30,31 @@ class QueryReport:
     unreachable: str = ""  # why a source could not be asked ("" when every one answered)
 
 
-def rendered(plans: ResolvedAnalysis, now: datetime) -> Iterator[tuple[ResolvedMetric, str]]:
-    """Each metric with the query it would run now (a metric counting from a moment: from
-    ``now``), every (address, query) once."""
+def rendered(plans: ResolvedAnalysis, now: datetime
+             ) -> Iterator[tuple[ResolvedMetric, str, str]]:
+    """Each metric with a query it would run now (a metric counting from a moment: from
+    ``now``) and that query's field path, every (address, query) once."""
     seen: set[tuple[str | None, str]] = set()
     for metric in _metrics(plans):
-        query = metric.query_at(now, now)
-        if (metric.address, query) not in seen:
-            seen.add((metric.address, query))
-            yield metric, query
+        for query, path in _queries(metric, now):
+            if (metric.address, query) not in seen:
+                seen.add((metric.address, query))
+                yield metric, query, path
 
 
 def _metrics(plans: ResolvedAnalysis) -> Iterable[ResolvedMetric]:
     for index in sorted(plans.steps):
         yield from plans.steps[index]
     yield from plans.background
+
+
+def _queries(metric: ResolvedMetric, now: datetime) -> list[tuple[str, str]]:
+    """A metric's query; the judge's: each of its metrics' for the canary and the baseline."""
+    path = metric.field or f"metric {metric.name}"
+    if metric.judge is None:
+        return [(metric.query_at(now, now), path)]
+    return [(q, m.field or path) for m in metric.judge.metrics
+            for q in (m.canary_query, m.baseline_query)]
 
 
 def check_queries(plans: ResolvedAnalysis, sources: Callable[[str | None], object], now: datetime,
@@ -57,7 +67,7 @@ def check_queries(plans: ResolvedAnalysis, sources: Callable[[str | None], objec
     problems: list[Problem] = []
     unreachable = ""
     down: set[str | None] = set()
-    for metric, query in rendered(plans, now):
+    for metric, query, path in rendered(plans, now):
         key = (metric.address, query)
         if (accepted is not None and key in accepted) or metric.address in down:
             continue
@@ -74,7 +84,7 @@ def check_queries(plans: ResolvedAnalysis, sources: Callable[[str | None], objec
             unreachable = unreachable or check.message
             down.add(metric.address)
         else:
-            problems.append(Problem(metric.field or f"metric {metric.name}",
+            problems.append(Problem(path,
                                     f"Prometheus rejects the query of metric {metric.name!r}: "
                                     f"{check.message}; fix the query"))
     return QueryReport(tuple(problems), unreachable)

@@ -38,6 +38,7 @@ from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.ops import failpoints
+from meshctl.ops.judging import judgement
 
 
 class Workloads(Protocol):
@@ -75,7 +76,10 @@ def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | Non
     taken = []
     for r in requests:
         try:
-            value = metrics(r.address).measure(r.query, r.timeout)
+            if r.judge is not None:
+                value = judgement(r.judge, metrics(r.address), r.timeout)
+            else:
+                value = metrics(r.address).measure(r.query, r.timeout)
         except Exception as exc:  # a provider must not raise; if it does, it is a measurement
             value = Error(f"{type(exc).__name__}: {exc}")
         taken.append(TakenMeasurement(r.run, r.metric, now, value))
