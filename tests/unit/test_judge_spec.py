@@ -157,3 +157,28 @@ def test_a_marginal_judge_pauses_for_a_human() -> None:
     assert sim.status.phase is Phase.PAUSED
     assert sim.status.pause_reason == "InconclusiveAnalysis"
     assert "80 meets neither condition: judge Marginal, score 80" in sim.status.message
+
+
+# -- the status view, the CLI and the gRPC message ---------------------------------------
+
+
+def test_status_and_the_grpc_view_carry_the_judgement() -> None:
+    from meshctl.api.messages import from_message, to_message
+    from meshctl.cli.rollouts import view_text
+    from meshctl.ops.views import view_of
+
+    sim = sim_with_judge(50.0).run()
+    obj = {"metadata": {"name": "web", "namespace": "shop"}, "spec": doc()["spec"],
+           "status": sim.status.to_json()}
+
+    view = view_of(obj)
+
+    j = view.judgement
+    assert j is not None and j.run == "step-1" and j.verdict == "Fail" and j.score == 50.0
+    assert j.baseline == "stable"
+    assert [(m.name, m.verdict, m.p_value, m.effect_size) for m in j.metrics] == [
+        ("latency", "Fail", 1e-9, 0.3)]
+    assert view.to_json()["judgement"]["metrics"][0]["pValue"] == 1e-9
+    assert "Judge:    Fail, score 50 against stable (step-1): latency Fail +30.0% p=1e-09" \
+        in view_text(view)
+    assert from_message(to_message(view)) == view
