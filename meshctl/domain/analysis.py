@@ -49,6 +49,7 @@ from meshctl.domain import queries
 from meshctl.domain.conditions import Condition
 from meshctl.domain.judge import Judged, JudgeRequest, ResolvedJudge
 from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
+from meshctl.domain.providers import ProviderKind
 from meshctl.domain.status import (
     MAX_MEASUREMENTS_KEPT,
     AnalysisRunStatus,
@@ -87,6 +88,7 @@ class ResolvedMetric:
     # spec.metrics[1].provider.prometheus.query)")
     field: str = ""
     judge: ResolvedJudge | None = None  # the comparative judge: its value is a score
+    kind: ProviderKind = ProviderKind.PROMETHEUS  # which provider measures ``query``
 
     def request(self, run: str, started: datetime, now: datetime) -> MeasurementRequest:
         """What the shell should measure now for this metric in ``run`` (begun ``started``)."""
@@ -94,7 +96,7 @@ class ResolvedMetric:
         if self.judge is not None:
             judge = JudgeRequest(self.judge, *self.judge.span(started, now))
         return MeasurementRequest(run, self.name, self.query_at(started, now), self.address,
-                                  self.timeout, judge)
+                                  self.timeout, judge, self.kind)
 
     def query_at(self, started: datetime, now: datetime) -> str:
         """The query to run at ``now`` in a run that began at ``started``: ``query``, or for
@@ -122,6 +124,7 @@ class MeasurementRequest:
     address: str | None
     timeout: float
     judge: JudgeRequest | None = None  # a judgement to make instead of ``query``
+    kind: ProviderKind = ProviderKind.PROMETHEUS
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.judge import JudgeQuery, JudgeSettings, ResolvedJudge
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.providers import ProviderKind, envoy_query
 from meshctl.domain.routers import backend_of
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
-from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
+from meshctl.domain.spec import AnalysisTemplate, Arg, Provider, Rollout, SloMetrics, TemplateRef
 
 
 class MeshKind(str, Enum):
@@ -236,17 +237,16 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
         variables = {**target.variables(rollout.spec.slo.window.text),
                      **{f"args.{k}": v for k, v in values.items()}}
         for j, metric in enumerate(template.spec.metrics):
-            prom = metric.provider.prometheus
             try:
-                query = queries.render(prom.query, variables)
+                kind, address, query, timeout = _provider(metric.provider, variables)
             except ValueError as exc:
                 yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
                 continue
             yield ResolvedMetric(
-                name=metric.name, query=query, address=prom.address,
+                name=metric.name, query=query, address=address, kind=kind,
                 field=(f"{ref_path}.templates[{i}] (AnalysisTemplate {ref.template_name}: "
-                       f"spec.metrics[{j}].provider.prometheus.query)"),
-                timeout=prom.timeout.seconds,
+                       f"spec.metrics[{j}].provider.{_QUERY_FIELD[kind]})"),
+                timeout=timeout,
                 success=Condition.parse(metric.success_condition) if metric.success_condition else None,
                 failure=Condition.parse(metric.failure_condition) if metric.failure_condition else None,
                 interval=metric.interval.seconds, count=metric.count,
@@ -255,6 +255,26 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
                 initial_delay=metric.initial_delay.seconds if metric.initial_delay else 0.0,
                 min_samples=metric.min_samples,
             )
+
+
+_QUERY_FIELD = {ProviderKind.PROMETHEUS: "prometheus.query", ProviderKind.ENVOY: "envoy.stat",
+                ProviderKind.WEB: "web.jsonPath"}
+
+
+def _provider(provider: Provider, variables: dict[str, str]
+              ) -> tuple[ProviderKind, str | None, str, float]:
+    """(kind, address, query, timeout) of a metric's provider (see
+    :mod:`meshctl.domain.providers`); a PromQL query gets its variables, escaped."""
+    if provider.envoy is not None:
+        envoy = provider.envoy
+        return (ProviderKind.ENVOY, envoy.address, envoy_query(envoy.stat, envoy.quantile),
+                envoy.timeout.seconds)
+    if provider.web is not None:
+        return ProviderKind.WEB, provider.web.url, provider.web.json_path, provider.web.timeout.seconds
+    prom = provider.prometheus
+    assert prom is not None  # validation: exactly one provider
+    return (ProviderKind.PROMETHEUS, prom.address, queries.render(prom.query, variables),
+            prom.timeout.seconds)
 
 
 def resolve_analysis(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],

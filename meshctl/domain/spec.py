@@ -369,8 +369,41 @@ class PrometheusProvider:
 
 
 @dataclass(frozen=True)
+class EnvoyStatsProvider:
+    """One stat read directly from an Envoy's admin endpoint (no Prometheus needed)."""
+
+    stat: str = field("stat", required=True, pattern=r"^[A-Za-z0-9_.:|-]+$",
+                      doc="The stat's full name, e.g. cluster.canary.upstream_rq_5xx (a "
+                      "counter or gauge) or cluster.canary.upstream_rq_time (a histogram, "
+                      "with quantile).")
+    quantile: float | None = field("quantile", minimum=0, maximum=100,
+                                   doc="For a histogram: the quantile, e.g. 95 (since start).")
+    address: str | None = field("address", pattern=r"^[^\s:/]+:[0-9]{1,5}$",
+                                doc="Envoy's admin address host:port; default the local "
+                                "mesh's Envoy.")
+    timeout: Duration = field("timeout", default=Duration("5s"), minimum=0.001)
+
+
+@dataclass(frozen=True)
+class WebProvider:
+    """GET a URL that answers JSON and read one number in it."""
+
+    url: str = field("url", required=True, pattern=r"^https?://[^\s]+$")
+    json_path: str = field("jsonPath", required=True,
+                           doc="Where the number is: $.name, ['name'] and [index] steps, "
+                           "e.g. $.data.errorRatio or $.items[0]['p95']")
+    timeout: Duration = field("timeout", default=Duration("5s"), minimum=0.001)
+
+
+@dataclass(frozen=True)
 class Provider:
-    prometheus: PrometheusProvider = field("prometheus", required=True)
+    """Where the metric's numbers come from; exactly one of prometheus, envoy, web."""
+
+    prometheus: PrometheusProvider | None = field("prometheus")
+    envoy: EnvoyStatsProvider | None = field("envoy")
+    web: WebProvider | None = field("web")
+
+    __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from meshctl.domain import jsonpath
 from meshctl.domain.conditions import Condition
 from meshctl.domain.durations import format_duration
 from meshctl.domain.fields import from_json
 from meshctl.domain.judge import BUILTIN_JUDGE_METRICS
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.providers import ProviderKind
 from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND
 from meshctl.domain.spec import (
     API_VERSION,
@@ -205,6 +207,16 @@ def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:
 def template_problems(spec: AnalysisTemplateSpec) -> Iterator[Problem]:
     for i, metric in enumerate(spec.metrics):
         path = f"spec.metrics[{i}]"
+        provider = metric.provider
+        given = [k for k in ProviderKind if getattr(provider, k.value) is not None]
+        if len(given) != 1:
+            yield Problem(f"{path}.provider", "give exactly one of "
+                          f"{', '.join(k.value for k in ProviderKind)}")
+        if provider.web is not None:
+            try:
+                jsonpath.parse(provider.web.json_path)
+            except ValueError as exc:
+                yield Problem(f"{path}.provider.web.jsonPath", str(exc))
         for attr, key in (("success_condition", "successCondition"),
                           ("failure_condition", "failureCondition")):
             text = getattr(metric, attr)

@@ -17,6 +17,7 @@ from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.ports import QueryChecker
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.providers import ProviderKind
 from meshctl.domain.resolve import MeshKind, resolve_analysis
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
@@ -36,6 +37,8 @@ def rendered(plans: ResolvedAnalysis, now: datetime
     ``now``) and that query's field path, every (address, query) once."""
     seen: set[tuple[str | None, str]] = set()
     for metric in _metrics(plans):
+        if metric.kind is not ProviderKind.PROMETHEUS:
+            continue  # only Prometheus parses queries
         for query, path in _queries(metric, now):
             if (metric.address, query) not in seen:
                 seen.add((metric.address, query))
