@@ -38,6 +38,8 @@ from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.ops import failpoints
+from meshctl.ops.judging import judgement
+from meshctl.ops.providers import Providers
 
 
 class Workloads(Protocol):
@@ -68,14 +70,21 @@ class Ports:
     store: StatusStore
     trust_written: bool = False  # no data plane to read: steps proceed on the written split
     observe_timeout: float | None = None  # a step unobserved this long says it is held
+    providers: Providers | None = None  # metric providers by kind (default: ``metrics`` only)
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
-            now: datetime) -> tuple[TakenMeasurement, ...]:
+            now: datetime, providers: Providers | None = None) -> tuple[TakenMeasurement, ...]:
+    """Each request measured by its provider kind's source (Prometheus: ``metrics``)."""
+    registry = providers or Providers(metrics)
     taken = []
     for r in requests:
         try:
-            value = metrics(r.address).measure(r.query, r.timeout)
+            source = registry.source(r.kind, r.address)
+            if r.judge is not None:
+                value = judgement(r.judge, source, r.timeout)
+            else:
+                value = source.measure(r.query, r.timeout)
         except Exception as exc:  # a provider must not raise; if it does, it is a measurement
             value = Error(f"{type(exc).__name__}: {exc}")
         taken.append(TakenMeasurement(r.run, r.metric, now, value))
@@ -94,7 +103,8 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
                       intents=intents, analysis=plans, generation=rollout.metadata.generation,
                       gate=gate)
-    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
+    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
+                    ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
     events = list(decision.events)
     if decision.traffic != obs.written:
