@@ -27,6 +27,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -90,6 +91,30 @@ class PrometheusProvider:
             return QueryCheck(False, exc.message)
         return QueryCheck(True)
 
+    def range(self, query: str, start: float, end: float, step_seconds: float,
+              timeout_seconds: float = 5.0) -> list[tuple[float, float | None]]:
+        """A range query's one series as (unix seconds, value) pairs, NaN as None; no
+        series, or more than one: []. Raises an AdapterError when Prometheus cannot answer
+        (the chart is drawn without these points then)."""
+        deadline = time.monotonic() + timeout_seconds
+
+        def once() -> Any:
+            try:
+                return self._client.custom_query_range(
+                    query, start_time=_utc(start), end_time=_utc(end),
+                    step=f"{max(step_seconds, 0.001):.3f}s",
+                    params={"timeout": f"{timeout_seconds:.3f}"})
+            except PrometheusApiClientException as exc:
+                raise _http_error(str(exc)) from exc
+            except Exception as exc:
+                error = translate(exc)
+                raise type(error)(_brief(str(exc)) or error.message) from exc
+
+        result = before_deadline(once, deadline)
+        if not isinstance(result, list) or len(result) != 1:
+            return []
+        return [(float(t), _float_or_none(v)) for t, v in result[0].get("values", [])]
+
     def close(self) -> None:
         self._client.close()
 
@@ -109,6 +134,18 @@ class PrometheusProvider:
         except Exception as exc:  # requests' errors are OSErrors: translate() sorts them
             error = translate(exc)
             raise type(error)(_brief(str(exc)) or error.message) from exc
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _float_or_none(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def _brief(text: str) -> str:
