@@ -14,7 +14,7 @@
       getMarks().forEach(function (m) {
         var x = Math.round(u.valToPos(m.at, "x", true));
         if (x < box.left || x > box.left + box.width) return;
-        ctx.strokeStyle = m.warning ? "#cf222e" : (MARK_COLORS[m.kind] || "#57606a");
+        ctx.strokeStyle = m.kind !== "action" && m.warning ? "#cf222e" : (MARK_COLORS[m.kind] || "#57606a");
         ctx.lineWidth = m.kind === "action" ? 2 : 1;
         ctx.setLineDash(m.kind === "step" ? [4, 4] : []);
         ctx.beginPath();
@@ -61,7 +61,7 @@
 
   function size(el) { return {width: Math.max(320, el.clientWidth || 800), height: 220}; }
 
-  function chart(el, title, series, data, getMarks, yRange, getSpan) {
+  function chart(el, title, series, data, getMarks, yRange, getSpan, yValues) {
     var box = document.createElement("div");
     box.className = "chart";
     el.appendChild(box);
@@ -73,12 +73,22 @@
       plugins: [marksPlugin(getMarks)],
       legend: {live: false},
     });
+    if (yValues) opts.axes = [{}, {values: yValues, size: 80}];
     return new uPlot(opts, data, box);
+  }
+
+  function isRatio(name) {
+    return name.indexOf("availability") >= 0 || name.indexOf("error") >= 0;
+  }
+
+  // Ratios near 1 read as percentages with enough digits to tell 99.9% from 99.95%.
+  function percent(u, splits) {
+    return splits.map(function (v) { return v === null ? "" : (v * 100).toFixed(3) + "%"; });
   }
 
   function unitOf(name) {
     if (name.indexOf("latency") >= 0) return " (ms)";
-    if (name.indexOf("availability") >= 0 || name.indexOf("error") >= 0) return " (ratio)";
+    if (isRatio(name)) return " (%)";
     return "";
   }
 
@@ -97,8 +107,9 @@
     timeline.metrics.forEach(function (m) {
       metrics[m.name] = chart(el, m.name + unitOf(m.name), [
         {label: m.name, stroke: "#0969da", width: 2, spanGaps: true, points: {show: true}},
-        {label: "threshold " + (m.thresholdText || ""), stroke: "#cf222e", dash: [8, 4]},
-      ], metricData(m, span(timeline)), getMarks, null, getSpan);
+        {label: "threshold " + (m.thresholdText || ""), stroke: "#cf222e", dash: [8, 4],
+         points: {show: false}},
+      ], metricData(m, span(timeline)), getMarks, null, getSpan, isRatio(m.name) ? percent : null);
     });
     var out = {
       weights: weights, metrics: metrics,
