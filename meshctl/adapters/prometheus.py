@@ -102,7 +102,7 @@ class PrometheusProvider:
             try:
                 return self._client.custom_query_range(
                     query, start_time=_utc(start), end_time=_utc(end),
-                    step=f"{max(step_seconds, 0.001):.3f}s",
+                    step=f"{max(1, round(step_seconds * 1000))}ms",
                     params={"timeout": f"{timeout_seconds:.3f}"})
             except PrometheusApiClientException as exc:
                 raise _http_error(str(exc)) from exc

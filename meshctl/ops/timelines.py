@@ -145,7 +145,7 @@ def _ranges(prometheus: str | None, status: RolloutStatus, records: list[EventRe
     queries: dict[str, str] = {}
     for run in sorted(status.analysis, key=lambda r: r.started_at):
         for metric in run.metrics:
-            if metric.query and "{{" not in metric.query:
+            if metric.query and not any(mark in metric.query for mark in ("{{", "$")):
                 queries[metric.name] = metric.query
     moments = [r.at for r in records] + [s.at for s in samples] + [
         r.started_at for r in status.analysis]
