@@ -34,6 +34,7 @@ from meshctl.domain.intents import Action
 from meshctl.domain.phases import ALLOWED, Phase
 from meshctl.domain.timeline import Timeline
 from meshctl.ops.failures import Failure, RolloutError
+from meshctl.ops.rollouts import LocalRollouts
 from meshctl.ops.views import RolloutView
 from meshctl.web.assets import SERVED, UPLOT_CSS, MissingAsset, asset
 
@@ -90,11 +91,13 @@ def actions_for(view: RolloutView) -> list[str]:
     return out
 
 
-def row_of(view: RolloutView) -> dict[str, Any]:
-    """One rollout as a row of the list page."""
+def row_of(view: RolloutView, local: bool = False) -> dict[str, Any]:
+    """One rollout as a row of the list page (``local``: of a local run, which has no
+    spec.paused to pause with)."""
     since = max((c.last_transition_time for c in view.conditions), default="")
+    actions = [a for a in actions_for(view) if not (local and a == Action.PAUSE.value)]
     return {**view.to_json(), "slo": slo_status(view), "gates": gates(view), "since": since,
-            "actions": actions_for(view)}
+            "actions": actions}
 
 
 @dataclass
@@ -258,7 +261,8 @@ class Handler(BaseHTTPRequestHandler):
     def _list(self) -> None:
         views = self._call(lambda: self.dashboard.source.list(self.dashboard.namespace))
         if views is not None:
-            self._json(200, {"rollouts": [row_of(v) for v in views]})
+            local = isinstance(self.dashboard.source, LocalRollouts)
+            self._json(200, {"rollouts": [row_of(v, local) for v in views]})
 
     def _rollout(self, namespace: str, name: str) -> None:
         source, prometheus = self.dashboard.source, self.dashboard.prometheus
@@ -266,7 +270,8 @@ class Handler(BaseHTTPRequestHandler):
                                     source.timeline(namespace, name, prometheus)))
         if found is not None:
             view, timeline = found
-            self._json(200, {"rollout": row_of(view), "timeline": timeline.to_json(),
+            local = isinstance(source, LocalRollouts)
+            self._json(200, {"rollout": row_of(view, local), "timeline": timeline.to_json(),
                              "canAct": self.dashboard.may_act(self._presented())})
 
 

@@ -65,7 +65,7 @@
     var box = document.createElement("div");
     box.className = "chart";
     el.appendChild(box);
-    var opts = Object.assign(size(el), {
+    var opts = Object.assign(size(box), {
       title: title,
       scales: {x: {time: true, range: function (u, lo, hi) { return getSpan() || [lo, hi]; }},
                y: yRange ? {range: yRange} : {}},
