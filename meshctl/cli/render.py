@@ -16,9 +16,9 @@ def emit(value: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(value, indent=2, sort_keys=False))
     elif output == "yaml":
-        from meshctl.adapters.files import dump_yaml
+        from meshctl.ops.documents import as_yaml
 
-        click.echo(dump_yaml(value), nl=False)
+        click.echo(as_yaml(value), nl=False)
     else:
         click.echo(str(value))
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 
 from meshctl.domain import queries
 from meshctl.domain.analysis import ResolvedMetric
@@ -35,13 +34,9 @@ from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
 from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
-
-
-class MeshKind(str, Enum):
-    ISTIO = "istio"
-    ENVOY = "envoy"  # the embedded local mesh
 
 
 @dataclass(frozen=True)

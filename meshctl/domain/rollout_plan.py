@@ -21,8 +21,7 @@ from typing import Any
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
 from meshctl.domain.engine import ResolvedAnalysis
-from meshctl.domain.routers import backend_of
-from meshctl.domain.routers.backend import Found
+from meshctl.domain.routers.backend import Backend, Found
 from meshctl.domain.schedule import ANALYSIS_KINDS, ScheduledStep, StepKind, replicas_for, schedule
 from meshctl.domain.spec import Rollout
 
@@ -68,13 +67,12 @@ def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
     return gates
 
 
-def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, replicas: int = 1,
-                 found: Found | None = None, with_objects: bool = True) -> dict[str, Any]:
-    """The whole plan. Objects are the traffic backend's as it would write them, from the
-    live ones when given (``found``, in the order of the backend's refs), else from the
-    objects it assumes (its baseline)."""
+def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, backend: Backend | None,
+                 replicas: int = 1, found: Found | None = None) -> dict[str, Any]:
+    """The whole plan. Objects are ``backend``'s as it would write them (none without one),
+    from the live ones when given (``found``, in the order of the backend's refs), else
+    from the objects it assumes (its baseline)."""
     steps = schedule(rollout.spec)
-    backend = backend_of(rollout) if with_objects else None
     start: Found = (found or backend.baseline(rollout)) if backend is not None else []
     out_steps = []
     for step in steps:

@@ -31,8 +31,9 @@ from meshctl.domain.keys import FINALIZER
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
-from meshctl.domain.resolve import MeshKind, Target, resolve_analysis
+from meshctl.domain.resolve import Target, resolve_analysis
 from meshctl.domain.routers import DEFAULT_BACKEND, backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
@@ -166,7 +167,8 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
                                 "is required in a cluster"))
     if problems:
         raise InvalidSpec(problems)
-    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
+    assert backend is not None
+    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), backend.telemetry)
     return rollout, plans
 
 

@@ -23,8 +23,9 @@ from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
 from meshctl.domain.phases import Phase, ending_of
 from meshctl.domain.ports import MetricProvider
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
 from meshctl.domain.revisions import revision_of
+from meshctl.domain.routers import BACKENDS, LOCAL_MESH
 from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.timeline import thresholds_of
@@ -91,7 +92,8 @@ class LocalRollout:
         stable, canary = revisions(self.rollout) if self.rollout.spec.local else ("", "")
         self.stable_revision = self.stable_revision or stable
         self.canary_revision = self.canary_revision or canary
-        self.plans = resolve_analysis(self.rollout, self.templates, MeshKind.ENVOY)
+        self.plans = resolve_analysis(self.rollout, self.templates,
+                                      BACKENDS[LOCAL_MESH].telemetry)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
         self.store.save_thresholds(thresholds_of(self.plans))
         status, _ = self.store.load()

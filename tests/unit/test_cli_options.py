@@ -129,7 +129,7 @@ def test_an_empty_directory_is_one_error_line(tmp_path):
     (["rollout", "plan", "-f", "rollouts/custom-analysis.yaml", "-f", "rollouts/blue-green.yaml"],
      "expected exactly one Rollout", "AnalysisTemplate"),
     (["policy", "plan", "-f", "rollouts/secured.yaml", "--kubeconfig", "/nonexistent"],
-     "cannot use the cluster", "use --offline"),
+     "cannot reach the cluster", "use --offline"),
     (["rollout", "status", "web", "--kubeconfig", "/nonexistent"], "cannot reach the cluster",
      "--state-dir"),
     (["rollout", "run", "-f", "rollouts/local-demo.yaml", "--timeout", "soon"],

@@ -17,7 +17,8 @@ from meshctl.adapters.files import FileProblem, parse_bytes
 from meshctl.cli.render import plan_table
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
 from meshctl.ops.rollout_plan import plan_for
