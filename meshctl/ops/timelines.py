@@ -19,7 +19,9 @@ from typing import Any
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
+from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.timeline import EventRecord, Point, Sample, Timeline, thresholds_of, timeline
@@ -64,7 +66,9 @@ def cluster_timeline(kube: Objects, namespace: str, name: str, now: datetime | N
     try:
         rollout = load_document(obj)
         if isinstance(rollout, Rollout):
-            thresholds = thresholds_of(resolve_analysis(rollout, templates, MeshKind.ISTIO))
+            backend = backend_of(rollout)
+            telemetry = backend.telemetry if backend is not None else MeshKind.ISTIO
+            thresholds = thresholds_of(resolve_analysis(rollout, templates, telemetry))
     except InvalidSpec:
         pass  # an invalid spec has no thresholds to draw; its status still shows
     records = _records({"at": e.time, "type": e.type, "reason": e.reason, "message": e.message}
