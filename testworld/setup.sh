@@ -13,3 +13,5 @@ bash testworld/build-kube.sh
 bash testworld/build-istiod.sh
 # helm for the chart's tests, from the Go module proxy (cached in .cache/helm/).
 bash testworld/build-helm.sh
+# chromium and chromedriver from Debian for the dashboard's browser tests.
+bash testworld/install-browser.sh

@@ -28,6 +28,7 @@ from meshctl.domain.revisions import revision_of
 from meshctl.domain.routers import BACKENDS, LOCAL_MESH
 from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.timeline import thresholds_of
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
@@ -95,6 +96,7 @@ class LocalRollout:
         self.plans = resolve_analysis(self.rollout, self.templates,
                                       BACKENDS[LOCAL_MESH].telemetry)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
+        self.store.save_thresholds(thresholds_of(self.plans))
         status, _ = self.store.load()
         running = status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
                                    Phase.ABORTING)
