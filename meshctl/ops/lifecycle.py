@@ -41,6 +41,7 @@ from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
 from meshctl.ops import policies
+from meshctl.ops.gates import GateJudge, KubeSecrets
 from meshctl.ops.query_checks import check_queries
 from meshctl.ops.reconcile import Ports, reconcile
 
@@ -85,7 +86,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     router = router_for(kube, rollout, data_plane)
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
-                  observe_timeout=observe_timeout)
+                  observe_timeout=observe_timeout, gates=GateJudge(KubeSecrets(kube)))
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)

@@ -35,6 +35,7 @@ from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
 from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
 from meshctl.localmesh.router import XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
+from meshctl.ops.gates import EnvSecrets, GateJudge
 from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore, state_paths
@@ -119,7 +120,7 @@ class LocalRollout:
 
     def ports(self) -> Ports:
         return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
-                     providers=self.providers)
+                     providers=self.providers, gates=GateJudge(EnvSecrets()))
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None
