@@ -58,8 +58,13 @@ def _load_one(ctx: click.Context, files: list[str]) -> Loaded:
              "'-' for standard input).")
 @files_option("A file to check.")
 @files_argument()
+@click.option("--prometheus-url", default=None, metavar="URL",
+              help="Also ask this Prometheus to parse every query the Rollouts would run "
+              "(with their AnalysisTemplates); a query it rejects is a problem. Exit 5 when "
+              "it cannot be reached.")
 @click.pass_context
-def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]) -> None:
+def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
+         prometheus_url: str | None) -> None:
     from meshctl.ops.documents import load
 
     if not files and not more_files:
@@ -67,11 +72,28 @@ def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]
     loaded = load(expand_files(files, more_files))
     if loaded.problems:
         fail(ctx, exitcodes.INVALID, *(str(p) for p in loaded.problems))
+    if prometheus_url:
+        _lint_queries(ctx, loaded, prometheus_url)
     count = len(loaded.rollouts) + len(loaded.templates)
     if ctx.obj["output"] == "table":
         click.echo(f"{count} document(s) valid")
     else:
         emit({"valid": count, "problems": []}, ctx.obj["output"])
+
+
+def _lint_queries(ctx: click.Context, loaded: Loaded, prometheus_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from meshctl.ops.query_checks import lint_queries
+
+    report = lint_queries(zip(loaded.rollout_sources, loaded.rollouts, strict=True),
+                          loaded.templates, prometheus_url, datetime.now(UTC))
+    if report.problems:
+        fail(ctx, exitcodes.INVALID, *report.problems)
+    if report.unreachable:
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot check the queries: Prometheus "
+             f"{prometheus_url} does not answer: {report.unreachable}",
+             hint="check --prometheus-url, or lint without it to check the files offline")
 
 
 @cli.group(help="Run, inspect and steer rollouts.")
@@ -164,8 +186,11 @@ def run(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
               show_default=True, help="Where the demo records the processes it starts (so "
               "a later demo stops what a killed one left).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write an HTML report of both scenarios (charts of weights and SLO "
+              "metrics; opens offline) to this file.")
 @click.pass_context
-def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
+def demo(ctx: click.Context, as_json: bool, state_dir: str, report_file: str | None) -> None:
     import json
     from pathlib import Path
 
@@ -183,6 +208,11 @@ def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
         fail(ctx, exitcodes.UNREACHABLE, f"cannot run the demo: {exc}")
     except TimeoutError as exc:
         fail(ctx, exitcodes.TIMED_OUT, f"demo: {exc}")
+    if report_file is not None:
+        from meshctl.cli.dashboard import write_report
+
+        write_report(ctx, report_file, [(s.timeline, s.view) for s in scenarios
+                                        if s.timeline is not None], "meshctl demo")
     if as_json:
         click.echo(json.dumps({"scenarios": [s.to_json() for s in scenarios]}, indent=2))
     else:
@@ -232,11 +262,14 @@ def _terminate_like_interrupt() -> Iterator[None]:
 
 
 from meshctl.cli.controller import controller  # noqa: E402
+from meshctl.cli.dashboard import dashboard, report  # noqa: E402
 from meshctl.cli.policy import policy  # noqa: E402
 from meshctl.cli.rollouts import COMMANDS as ROLLOUT_COMMANDS  # noqa: E402
 
 for _command in ROLLOUT_COMMANDS:
     rollout.add_command(_command)
+rollout.add_command(report)
+cli.add_command(dashboard)
 
 cli.add_command(policy)
 cli.add_command(controller)

@@ -7,10 +7,12 @@ from typing import Any
 
 import click
 
-OUTPUT_CHOICES = ["table", "json", "yaml"]
+OUTPUT_CHOICES = ["table", "json", "yaml", "html"]  # html: `meshctl rollout report` only
 
 
 def emit(value: Any, output: str) -> None:
+    if output == "html":
+        raise click.UsageError("-o html is for 'meshctl rollout report'; use -o json or yaml")
     if output == "json":
         click.echo(json.dumps(value, indent=2, sort_keys=False))
     elif output == "yaml":

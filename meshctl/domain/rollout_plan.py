@@ -24,6 +24,7 @@ from typing import Any
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
 from meshctl.domain.engine import ResolvedAnalysis
+from meshctl.domain.judge import ResolvedJudge
 from meshctl.domain.release_gates import GatePoint, GateSpec, gates_at
 from meshctl.domain.routers.backend import Backend, Found
 from meshctl.domain.schedule import (
@@ -45,7 +46,21 @@ def _metric(plan: ResolvedMetric) -> dict[str, Any]:
         out["failureCondition"] = plan.failure.text
     out.update({"interval": format_duration(plan.interval), "count": plan.count,
                 "failureLimit": plan.failure_limit, "inconclusiveLimit": plan.inconclusive_limit})
+    if plan.judge is not None:
+        out["judge"] = _judge(plan.judge)
     return out
+
+
+def _judge(judge: ResolvedJudge) -> dict[str, Any]:
+    s = judge.settings
+    return {"baseline": judge.baseline, "lookback": format_duration(judge.lookback),
+            "window": format_duration(judge.window), "step": format_duration(judge.step),
+            "minSamples": s.min_samples, "tolerance": f"{s.tolerance * 100:g}%",
+            "significance": s.significance, "passScore": s.pass_score,
+            "marginalScore": s.marginal_score,
+            "metrics": [{"name": m.name, "direction": m.direction.value,
+                         "canaryQuery": m.canary_query, "baselineQuery": m.baseline_query}
+                        for m in judge.metrics]}
 
 
 def _release(rollout: Rollout, steps: tuple[ScheduledStep, ...], index: int

@@ -15,6 +15,7 @@ from typing import Any
 
 from meshctl.domain.fields import field, from_json, to_json
 from meshctl.domain.intents import Action
+from meshctl.domain.judge import Judgement
 from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.release_gates import GateStatus
@@ -46,6 +47,9 @@ class MeasurementRecord:
     unavailable: bool | None = field(
         "unavailable", doc="True when the metrics source did not answer (no data about the "
         "version); such a pause lifts itself once it answers again.")
+    judgement: Judgement | None = field(
+        "judgement", doc="The comparative judge's: its score, verdict and each metric's "
+        "p-value and effect size.")
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,16 @@ from typing import Any
 from meshctl.domain.engine import Decision, Event
 from meshctl.domain.phases import Phase
 from meshctl.domain.spec import Rollout
+from meshctl.domain.timeline import Timeline
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import note_workdir, recording_children
 from meshctl.ops.local import DEFAULT_STATE_DIR, LocalRollout
+from meshctl.ops.rollouts import LocalRollouts
+from meshctl.ops.timelines import local_timeline
+from meshctl.ops.views import RolloutView
 
 LOAD_RATE = 60.0
 STEPS: list[dict[str, Any]] = [
@@ -32,7 +36,8 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
-def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
+def demo_rollout(name: str, stable: str, canary: str,
+                 steps: list[dict[str, Any]] | None = None) -> Rollout:
     doc = {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": name, "namespace": "demo"},
@@ -42,7 +47,8 @@ def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
             "slo": {"latencyP95": "50ms", "availability": "99.9%", "window": "4s",
                     "minRequests": 10, "interval": "1s", "count": 3},
             "abortScaleDownDelaySeconds": 0,
-            "strategy": {"canary": {"steps": STEPS, "analysis": {"startingStep": 1}}},
+            "strategy": {"canary": {"steps": STEPS if steps is None else steps,
+                                    "analysis": {"startingStep": 1}}},
         },
     }
     rollout = load_document(doc)
@@ -60,6 +66,8 @@ class Scenario:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     measurements: list[dict[str, Any]] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
+    timeline: Timeline | None = None  # for the report (meshctl demo --report)
+    view: RolloutView | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -137,6 +145,9 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
         with LoadGenerator(mesh.url, rate=LOAD_RATE, concurrency=4) as load:
             decision = driver.run(timeout=timeout, on_pass=each_pass, max_sleep=0.25)
             stats = load.stats()
+        scenario.timeline = local_timeline(state_dir, rollout.namespace, rollout.name,
+                                           prometheus=mesh.prometheus_url)
+        scenario.view = LocalRollouts(state_dir).get(rollout.namespace, rollout.name)
         scenario.requests = {k: v for k, v in stats.by_version.items()}
         scenario.requests["errors"] = stats.errors()
         _finish(scenario, decision, events)

@@ -3,6 +3,7 @@ trail (who started, approved, promoted, aborted...; each release gate's verdict)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,18 +75,25 @@ def history(kube: Objects, namespace: str, name: str) -> History:
     if previous is not None:
         revisions.append(RevisionView("previous", template_revision(previous),
                                       first_image(previous)))
-    uid = obj["metadata"].get("uid")
+    return History(view, tuple(revisions), events_of(obj, events), audit_of(obj))
+
+
+def events_of(obj: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
+              ) -> tuple[EventView, ...]:
+    """The events (events.k8s.io/v1) about the Rollout ``obj``, oldest first."""
+    meta = obj.get("metadata") or {}
+    name, uid = meta.get("name"), meta.get("uid")
     mine = [e for e in events if (e.get("regarding") or {}).get("kind") == "Rollout"
             and (e.get("regarding") or {}).get("name") == name
             and (e.get("regarding") or {}).get("uid") in (uid, None)]
-    rows = [EventView(str(e.get("eventTime") or e["metadata"].get("creationTimestamp") or ""),
+    rows = [EventView(str(e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp")
+                          or ""),
                       str(e.get("type", "")), str(e.get("reason", "")), str(e.get("note", "")))
             for e in mine]
-    return History(view, tuple(revisions), tuple(sorted(rows, key=lambda e: e.time)),
-                   audit_of(obj))
+    return tuple(sorted(rows, key=lambda e: e.time))
 
 
-def audit_of(obj: dict[str, Any]) -> tuple[AuditView, ...]:
+def audit_of(obj: Mapping[str, Any]) -> tuple[AuditView, ...]:
     """The Rollout's audit trail (:func:`meshctl.domain.trail.trail`); a damaged status
     leaves the gates' verdicts out, never the people's actions."""
     try:

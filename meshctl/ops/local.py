@@ -29,6 +29,7 @@ from meshctl.domain.revisions import revision_of
 from meshctl.domain.routers import BACKENDS, LOCAL_MESH
 from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.timeline import thresholds_of
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
@@ -36,6 +37,7 @@ from meshctl.localmesh.procs import LocalMeshError, free_port, recording_childre
 from meshctl.localmesh.router import XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.gates import EnvSecrets, GateJudge
+from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore, approvals_path, read_approvals, state_paths
 
@@ -96,12 +98,14 @@ class LocalRollout:
         self.plans = resolve_analysis(self.rollout, self.templates,
                                       BACKENDS[LOCAL_MESH].telemetry)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
+        self.store.save_thresholds(thresholds_of(self.plans))
         status, _ = self.store.load()
         running = status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
                                    Phase.ABORTING)
         self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision,
                                         canary_replicas=1 if running else 0)
         self._providers: dict[str | None, MetricProvider] = {}
+        self.providers = Providers(self.metrics, envoy_admin=lambda: self.mesh.envoy.admin_address)
         if status.stable_revision == self.canary_revision:  # resumed after promotion began
             self.workloads.point_stable_at(self.canary_revision)
         if status.analysis and without_pending_runs(status.analysis) != status.analysis:
@@ -117,7 +121,8 @@ class LocalRollout:
 
     def ports(self) -> Ports:
         return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
-                     gates=GateJudge(EnvSecrets()), notifier=notifications.shared())
+                     providers=self.providers, gates=GateJudge(EnvSecrets()),
+                     notifier=notifications.shared())
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None

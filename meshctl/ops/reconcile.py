@@ -42,6 +42,8 @@ from meshctl.domain.release_gates import GateReport, GateRequest
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.ops import failpoints
+from meshctl.ops.judging import judgement
+from meshctl.ops.providers import Providers
 
 
 class Workloads(Protocol):
@@ -85,16 +87,23 @@ class Ports:
     store: StatusStore
     trust_written: bool = False  # no data plane to read: steps proceed on the written split
     observe_timeout: float | None = None  # a step unobserved this long says it is held
+    providers: Providers | None = None  # metric providers by kind (default: ``metrics`` only)
     gates: GateJudge | None = None  # None: outside gates wait (and pause at their deadline)
     notifier: Notify | None = None  # None: spec.notifications are not sent
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
-            now: datetime) -> tuple[TakenMeasurement, ...]:
+            now: datetime, providers: Providers | None = None) -> tuple[TakenMeasurement, ...]:
+    """Each request measured by its provider kind's source (Prometheus: ``metrics``)."""
+    registry = providers or Providers(metrics)
     taken = []
     for r in requests:
         try:
-            value = metrics(r.address).measure(r.query, r.timeout)
+            source = registry.source(r.kind, r.address)
+            if r.judge is not None:
+                value = judgement(r.judge, source, r.timeout)
+            else:
+                value = source.measure(r.query, r.timeout)
         except Exception as exc:  # a provider must not raise; if it does, it is a measurement
             value = Error(f"{type(exc).__name__}: {exc}")
         taken.append(TakenMeasurement(r.run, r.metric, now, value))
@@ -113,7 +122,8 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
                       intents=intents, analysis=plans, generation=rollout.metadata.generation,
                       gate=gate, gate_reports=_judge_gates(rollout, status, ports, now))
-    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
+    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
+                    ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
     events = list(decision.events)
     if decision.traffic != obs.written:

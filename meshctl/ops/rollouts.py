@@ -30,6 +30,7 @@ from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.release_gates import Approval, Identity, approval_annotation
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.timeline import Timeline
 from meshctl.ops.approvals import approve, who_am_i
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError
@@ -43,6 +44,7 @@ from meshctl.ops.state import (
     write_approval,
     write_intent,
 )
+from meshctl.ops.timelines import cluster_timeline, local_timeline
 from meshctl.ops.views import RolloutView, list_rollouts, view_of
 from meshctl.ops.views import get as get_view
 from meshctl.ops.wait import watch
@@ -115,6 +117,9 @@ class ClusterRollouts:
     def history(self, namespace: str, name: str) -> History:
         return history(self.kube, namespace, name)
 
+    def timeline(self, namespace: str, name: str, prometheus: str | None = None) -> Timeline:
+        return cluster_timeline(self.kube, namespace, name, prometheus=prometheus)
+
     def close(self) -> None:
         self.kube.close()
 
@@ -167,6 +172,9 @@ class LocalRollouts:
             if view != last:
                 last = view
                 yield view
+
+    def timeline(self, namespace: str, name: str, prometheus: str | None = None) -> Timeline:
+        return local_timeline(self.state_dir, namespace, name, prometheus=prometheus)
 
     def request(self, namespace: str, name: str, action: Action) -> RolloutView:
         view = self.get(namespace, name)
