@@ -873,7 +873,8 @@ def _store_gate(p: _Pass, record: GateStatus) -> None:
                               "GateFailed" if failed else "GatePassed",
                               f"gate {record.name} ({record.kind}) {record.point.value}: "
                               f"{record.message}" + (f" (by {', '.join(record.by)})"
-                                                     if record.by else "")))
+                                                     if record.by and record.by[-1]
+                                                     not in record.message else "")))
     kept = tuple(g for g in p.status.gates if g.key != record.key)
     p.update(gates=(*kept, record))
 
