@@ -41,6 +41,7 @@ from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.release_gates import GateReport, GateRequest
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.trail import acted_by
 from meshctl.ops import failpoints
 from meshctl.ops.judging import judgement
 from meshctl.ops.providers import Providers
@@ -125,7 +126,9 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
                     ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
-    events = list(decision.events)
+    annotations = rollout.metadata.annotations
+    events = [dataclasses.replace(e, message=acted_by(e.reason, e.message, annotations))
+              for e in decision.events]
     if decision.traffic != obs.written:
         drift = _drift(status, obs)
         if drift:

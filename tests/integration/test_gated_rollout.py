@@ -85,6 +85,8 @@ def test_a_gated_rollout_waits_for_two_approvals_and_records_who(kube, cluster, 
     passed = [a for a in found["audit"] if a["action"] == "gate-passed"
               and a["detail"].startswith("cab ")]
     assert passed and set(passed[0]["by"].split(", ")) == {user["bob"], user["cem"]}
+    started = next(e for e in found["events"] if e["reason"] == "RolloutStarted")
+    assert started["message"].endswith(f"({user['ann']} via kubernetes)")
     reasons = [e["reason"] for e in found["events"]]
     assert reasons.count("Approved") >= 1 and "GatePassed" in reasons
     assert reasons.index("GatePassed") < len(reasons) - 1

@@ -492,3 +492,15 @@ def test_a_bad_notification_sink_is_refused_with_its_path(sink, path, fragment):
         load_document(doc)
     found = [p for p in caught.value.problems if p.path == path]
     assert found and fragment in found[0].message, caught.value.problems
+
+
+def test_events_of_a_persons_action_name_who_asked_for_it():
+    from meshctl.domain.release_gates import Identity
+    from meshctl.domain.trail import acted_by, actor_annotation
+
+    key, value = actor_annotation("abort", Identity("bob", (), "grpc"), T0, "pager 4711")
+    annotations = {key: value}
+    assert acted_by("UserAbort", "aborting: aborted by user", annotations) == (
+        "aborting: aborted by user (bob via grpc: pager 4711)")
+    assert acted_by("Promoted", "promoted by user", annotations) == "promoted by user"
+    assert acted_by("AnalysisFailed", "aborting: latency", annotations) == "aborting: latency"
