@@ -504,3 +504,11 @@ def test_events_of_a_persons_action_name_who_asked_for_it():
         "aborting: aborted by user (bob via grpc: pager 4711)")
     assert acted_by("Promoted", "promoted by user", annotations) == "promoted by user"
     assert acted_by("AnalysisFailed", "aborting: latency", annotations) == "aborting: latency"
+
+
+def test_any_gate_past_its_deadline_pauses_even_behind_a_closed_window():
+    sim = GatedSim(gated({"name": "hours", "at": ["beforeTraffic"], "window": BUSINESS_HOURS},
+                         webhook(deadline="5m")), now=FRIDAY_1630_LOCAL,
+                   judge=answer(GateVerdict.WAITING, "pending"))
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    assert sim.status.pause_reason == GATE_DEADLINE and "gate risk (webhook)" in sim.status.message
