@@ -32,8 +32,17 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
-def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
-    doc = {
+# The comparative judge of scenario 3: the canary against stable over the last 12 s, one
+# 4 s window a second (9 samples; the windows overlap: a short demo trades independence for
+# speed), with a 25% tolerance: two identical app processes on a busy machine, under
+# different shares of the load, differ by a few percent, sometimes more (at 5 ms).
+DEMO_JUDGE: dict[str, Any] = {"lookback": "12s", "window": "4s", "step": "1s", "minSamples": 8,
+                              "tolerance": "25%"}
+
+
+def demo_rollout(name: str, stable: str, canary: str,
+                 judge: dict[str, Any] | None = None) -> Rollout:
+    doc: dict[str, Any] = {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": name, "namespace": "demo"},
         "spec": {
@@ -45,6 +54,8 @@ def demo_rollout(name: str, stable: str, canary: str) -> Rollout:
             "strategy": {"canary": {"steps": STEPS, "analysis": {"startingStep": 1}}},
         },
     }
+    if judge is not None:
+        doc["spec"]["judge"] = judge
     rollout = load_document(doc)
     assert isinstance(rollout, Rollout)
     return rollout
