@@ -12,6 +12,7 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
+	bash hack/fetch-uplot.sh
 
 lint: install verify-protos
 	$(BIN)/ruff check meshctl tests testworld $(wildcard bench)

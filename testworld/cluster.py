@@ -294,6 +294,26 @@ def wait_available(kube: KubeWorld, ns: str, name: str, replicas: int,
         time.sleep(0.2)
 
 
+def subset_service(ns: str, name: str, template: dict[str, Any], replicas: int = 1,
+                   routes_before: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """A service routed by subsets, as meshctl finds it before its first rollout: its
+    Deployment, a VirtualService whose route ``primary`` sends all to the ``stable`` subset
+    (after ``routes_before``, if any), and a DestinationRule with only that subset."""
+    primary = {"name": "primary", "route": [{"destination": {"host": name, "subset": "stable"}}]}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                  "template": template}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"hosts": [name], "http": [*(routes_before or []), primary]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"host": name, "subsets": [{"name": "stable",
+                                              "labels": {"meshctl.io/track": "stable"}}]}},
+    ]
+
+
 def service_objects(ns: str, i: int, steps: list[dict[str, Any]],
                     **spec: Any) -> list[dict[str, Any]]:
     """One service of a many-Rollout world, ``svc-<i>``: its Deployment, VirtualService,
@@ -302,16 +322,7 @@ def service_objects(ns: str, i: int, steps: list[dict[str, Any]],
     template = {"metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
     return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
-             {"destination": {"host": name, "subset": "stable"}}]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": name, "namespace": ns},
-         "spec": {"host": name, "subsets": [{"name": "stable",
-                                              "labels": {"meshctl.io/track": "stable"}}]}},
+        *subset_service(ns, name, template),
         {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
          "metadata": {"name": name, "namespace": ns},
          "spec": {"service": name, "workloadRef": {"name": name}, "template": template,

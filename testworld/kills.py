@@ -39,7 +39,7 @@ from meshctl.domain.phases import TRANSITIONS, Phase
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.localmesh.procs import http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
-from testworld.cluster import wait_available
+from testworld.cluster import subset_service, wait_available
 from testworld.kube import KubeWorld
 from testworld.poller import Poller
 
@@ -348,20 +348,7 @@ def _allow(*accounts: str) -> list[dict[str, Any]]:
 def seed(world: KubeWorld, ns: str, steps: list[dict[str, Any]]) -> Kube:
     """The service (Deployment ``web``, VirtualService, DestinationRule) and a Rollout at
     ``web:1`` with zero-trust policies; returns an admin client."""
-    world.apply([
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                  "template": _template("web:1")}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-             {"destination": {"host": "web", "subset": "stable"}}]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"host": "web", "subsets": [
-             {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
-    ])
+    world.apply(subset_service(ns, "web", _template("web:1"), replicas=2))
     wait_available(world, ns, "web", 2)
     kube = Kube.from_kubeconfig(world.kubeconfig_path)
     kube.create(GROUP, VERSION, ns, "rollouts", {

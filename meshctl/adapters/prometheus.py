@@ -26,7 +26,7 @@ import json
 import math
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -105,6 +105,19 @@ class PrometheusProvider:
             return QueryCheck(False, exc.message)
         return QueryCheck(True)
 
+    def range(self, query: str, start: float, end: float, step_seconds: float,
+              timeout_seconds: float = 5.0) -> list[tuple[float, float | None]]:
+        """A range query's one series as (unix seconds, value) pairs, NaN as None; no
+        series, or more than one: []. Raises an AdapterError when Prometheus cannot answer
+        (the chart is drawn without these points then)."""
+        deadline = time.monotonic() + timeout_seconds
+        result = before_deadline(
+            lambda: self._range_once(query, _utc(start), _utc(end), step_seconds, deadline),
+            deadline)
+        if not isinstance(result, list) or len(result) != 1:
+            return []
+        return [(float(t), _float_or_none(v)) for t, v in result[0].get("values", [])]
+
     def close(self) -> None:
         self._client.close()
 
@@ -156,6 +169,18 @@ def _series(result: Any) -> Sampled:
         return Series(tuple(float(v) for _, v in result[0].get("values", [])))
     except (TypeError, ValueError):
         return Error(f"unexpected Prometheus samples: {result[0]!r:.200}")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _float_or_none(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def _brief(text: str) -> str:

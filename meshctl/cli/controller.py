@@ -71,33 +71,20 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
         grpc_operators: tuple[str, ...]) -> None:
-    from meshctl.adapters.errors import AdapterError
-    from meshctl.adapters.istiod import DataPlane, Istiod, IstiodDataPlane, StoredWeights
-    from meshctl.controller.manager import Manager, controller_client
+    from meshctl.controller.manager import Manager
+    from meshctl.controller.setup import SetupError, cluster_client, data_plane
 
-    data_plane: DataPlane
-    if istiod_debug_url and trust_stored_weights:
-        fail(ctx, exitcodes.INVALID, "--istiod-debug-url and --trust-stored-weights exclude "
-             "each other: drop one")
-    if istiod_debug_url:
-        data_plane = IstiodDataPlane(Istiod(istiod_debug_url, istiod_token_file))
-    elif trust_stored_weights:
-        data_plane = StoredWeights()
-    else:
-        fail(ctx, exitcodes.INVALID, "--istiod-debug-url is required (the weights the proxies "
-             "apply are read there)", hint="or pass --trust-stored-weights to proceed on stored "
-             "weights, reported as 'stored, not observed'")
-
-    logging.basicConfig(level=getattr(logging, log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = ctx.obj
     try:
-        # in a pod with no kubeconfig named: the pod's ServiceAccount
-        kube = controller_client(options.get("kubeconfig"), options.get("kube_context"))
-    except AdapterError as exc:
-        fail(ctx, exitcodes.UNREACHABLE, f"cannot reach the cluster: {exc}")
+        observed = data_plane(istiod_debug_url, istiod_token_file, trust_stored_weights)
+        kube = cluster_client(options.get("kubeconfig"), options.get("kube_context"))
+    except SetupError as exc:
+        fail(ctx, exitcodes.UNREACHABLE if exc.unreachable else exitcodes.INVALID,
+             exc.message, hint=exc.hint)
+    logging.basicConfig(level=getattr(logging, log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, _, port = health_addr.rpartition(":")
-    manager = Manager(kube, prometheus_url=prometheus_url, data_plane=data_plane,
+    manager = Manager(kube, prometheus_url=prometheus_url, data_plane=observed,
                       observe_timeout=observe_timeout, identity=identity,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
                       lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",

@@ -186,8 +186,11 @@ def run(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".meshctl",
               show_default=True, help="Where the demo records the processes it starts (so "
               "a later demo stops what a killed one left).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write an HTML report of both scenarios (charts of weights and SLO "
+              "metrics; opens offline) to this file.")
 @click.pass_context
-def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
+def demo(ctx: click.Context, as_json: bool, state_dir: str, report_file: str | None) -> None:
     import json
     from pathlib import Path
 
@@ -205,6 +208,11 @@ def demo(ctx: click.Context, as_json: bool, state_dir: str) -> None:
         fail(ctx, exitcodes.UNREACHABLE, f"cannot run the demo: {exc}")
     except TimeoutError as exc:
         fail(ctx, exitcodes.TIMED_OUT, f"demo: {exc}")
+    if report_file is not None:
+        from meshctl.cli.dashboard import write_report
+
+        write_report(ctx, report_file, [(s.timeline, s.view) for s in scenarios
+                                        if s.timeline is not None], "meshctl demo")
     if as_json:
         click.echo(json.dumps({"scenarios": [s.to_json() for s in scenarios]}, indent=2))
     else:
@@ -254,11 +262,14 @@ def _terminate_like_interrupt() -> Iterator[None]:
 
 
 from meshctl.cli.controller import controller  # noqa: E402
+from meshctl.cli.dashboard import dashboard, report  # noqa: E402
 from meshctl.cli.policy import policy  # noqa: E402
 from meshctl.cli.rollouts import COMMANDS as ROLLOUT_COMMANDS  # noqa: E402
 
 for _command in ROLLOUT_COMMANDS:
     rollout.add_command(_command)
+rollout.add_command(report)
+cli.add_command(dashboard)
 
 cli.add_command(policy)
 cli.add_command(controller)

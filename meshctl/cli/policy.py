@@ -12,9 +12,9 @@ import click
 from meshctl.cli import exitcodes
 from meshctl.cli.options import expand_files, fail, files_argument, files_option
 from meshctl.cli.render import emit, table
+from meshctl.cli.results import FAILURE_EXIT
 
 if TYPE_CHECKING:
-    from meshctl.adapters.kube import Kube
     from meshctl.domain.audit import Finding
     from meshctl.domain.spec import Rollout
     from meshctl.ops.policies import Executed
@@ -36,22 +36,21 @@ def _fail(ctx: click.Context, code: int, lines: list[str], hint: str | None = No
 
 
 @contextmanager
-def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Kube]:
-    """A connected client; adapter errors become one line and an exit code (5: the cluster
-    cannot be reached or used, 2: it rejected what meshctl sent or lacks its namespace)."""
-    from meshctl.adapters.errors import AdapterError, Invalid, NotFound
+def _cluster(ctx: click.Context, hint: str | None = None) -> Iterator[Any]:
+    """A connected client; a failure becomes one line and the exit code of its kind (5: the
+    cluster cannot be reached or used, 2: it rejected what meshctl sent or lacks its
+    namespace), as for ``meshctl rollout``."""
     from meshctl.ops.connect import cli_kube
+    from meshctl.ops.failures import RolloutError
 
     try:
         with cli_kube(ctx.obj["kubeconfig"], ctx.obj["kube_context"]) as kube:
             yield kube
-    except Invalid as exc:
-        _fail(ctx, exitcodes.INVALID, [f"rejected by the API server: {exc.message}"])
-    except NotFound as exc:
-        _fail(ctx, exitcodes.INVALID, [f"not found: {exc.message}"])
-    except AdapterError as exc:
-        _fail(ctx, exitcodes.UNREACHABLE, [f"cannot use the cluster: {exc.message}"],
-              hint or "check --kubeconfig and --context")
+    except RolloutError as exc:
+        code = FAILURE_EXIT[exc.failure.value]
+        _fail(ctx, code, [exc.message],
+              (hint or "check --kubeconfig and --context") if code == exitcodes.UNREACHABLE
+              else None)
 
 
 def _rollouts(ctx: click.Context, *files: tuple[str, ...]) -> list[Rollout]:

@@ -1,5 +1,6 @@
-"""From where a rollout ended to the exit code a pipeline sees: one table, for ``--wait``,
-``status --watch`` and a local ``rollout run``."""
+"""Exit codes a pipeline sees, one table each: from how an operation failed (every
+command that reaches a cluster), and from where a rollout ended (``--wait``,
+``status --watch`` and a local ``rollout run``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from meshctl.cli import exitcodes
 
 if TYPE_CHECKING:
     from meshctl.domain.status import RolloutStatus
+
+# Failure kinds (meshctl.ops.failures.Failure values) to exit codes: 2 for what the user
+# asked wrongly, 5 for a cluster or API that cannot be reached or used.
+FAILURE_EXIT = {"NotFound": exitcodes.INVALID, "Invalid": exitcodes.INVALID,
+                "FailedPrecondition": exitcodes.INVALID,
+                "Unauthenticated": exitcodes.UNREACHABLE,
+                "PermissionDenied": exitcodes.UNREACHABLE, "Unavailable": exitcodes.UNREACHABLE}
 
 # Endings (meshctl.domain.phases.Ending values) to exit codes; by value, so that importing
 # this stays light for ``meshctl --help``.

@@ -28,7 +28,7 @@ from meshctl.cli.options import (
     timeout_option,
 )
 from meshctl.cli.render import emit, table
-from meshctl.cli.results import ENDING_EXIT
+from meshctl.cli.results import ENDING_EXIT, FAILURE_EXIT
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -37,12 +37,6 @@ if TYPE_CHECKING:
     from meshctl.ops.views import JudgementView, JudgeMetricView, RolloutView
     from meshctl.ops.wait import WaitResult
 
-# Failure kinds (meshctl.ops.failures.Failure values) to exit codes: 2 for what the user
-# asked wrongly, 5 for a cluster or API that cannot be reached or used.
-FAILURE_EXIT = {"NotFound": exitcodes.INVALID, "Invalid": exitcodes.INVALID,
-                "FailedPrecondition": exitcodes.INVALID,
-                "Unauthenticated": exitcodes.UNREACHABLE,
-                "PermissionDenied": exitcodes.UNREACHABLE, "Unavailable": exitcodes.UNREACHABLE}
 # How a wait ended (meshctl.domain.phases.Ending values) to exit codes: one table.
 WAIT_EXIT = ENDING_EXIT
 

@@ -37,7 +37,6 @@ from meshctl.adapters.kube import Kube
 from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.adapters.rest import RestKube
-from meshctl.adapters.rest import controller_client as controller_client  # the CLI's way
 from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics

@@ -67,7 +67,7 @@ def _f(obj: Mapping[str, Any], snake: str) -> Any:
 def shape(rollout: Rollout) -> EnvoyShape:
     """How the Rollout's backend shows its managed routes in istiod's Envoy routes."""
     backend = backend_of(rollout)
-    if backend is None:
+    if backend is None or backend.envoy_shape is None:
         raise ValueError("spec.trafficRouting names no backend istiod programs")
     return backend.envoy_shape(rollout)
 

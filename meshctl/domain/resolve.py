@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 
 from meshctl.domain import queries
 from meshctl.domain.analysis import ResolvedMetric
@@ -37,13 +36,9 @@ from meshctl.domain.judge import JudgeQuery, JudgeSettings, ResolvedJudge
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.providers import ProviderKind, envoy_query
 from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
 from meshctl.domain.spec import AnalysisTemplate, Arg, Provider, Rollout, SloMetrics, TemplateRef
-
-
-class MeshKind(str, Enum):
-    ISTIO = "istio"
-    ENVOY = "envoy"  # the embedded local mesh
 
 
 @dataclass(frozen=True)

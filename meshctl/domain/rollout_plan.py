@@ -9,9 +9,12 @@ Shape (stable, documented in the README)::
 Gates: ``readiness`` (canary replicas that must be ready), ``dataPlane`` (the weight must be
 observed applied), ``pause`` (a duration, or ``promote``), ``analysis`` and
 ``backgroundAnalysis`` (metrics with resolved queries), ``autoPromotion``, ``delay``,
-``mutualTLS``. Objects: the traffic backend's (the VirtualService and, for subset-level
-routing, the DestinationRule; the HTTPRoute) exactly as they would be written once the step
-is done.
+``mutualTLS``, and release gates (``spec.gates``: ``{"type": "release", "name", "kind",
+"at"}`` before the steps they hold). With release gates, ``releaseGates`` lists each one
+with where it stands: the steps it holds, and ``promotion`` / ``afterPromotion`` /
+``rollback`` for the points outside the steps. Objects: the traffic backend's (the
+VirtualService and, for subset-level routing, the DestinationRule; the HTTPRoute) exactly
+as they would be written once the step is done.
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
 from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.judge import ResolvedJudge
-from meshctl.domain.routers import backend_of
-from meshctl.domain.routers.backend import Found
-from meshctl.domain.schedule import ANALYSIS_KINDS, ScheduledStep, StepKind, replicas_for, schedule
+from meshctl.domain.release_gates import GatePoint, GateSpec, gates_at
+from meshctl.domain.routers.backend import Backend, Found
+from meshctl.domain.schedule import (
+    ANALYSIS_KINDS,
+    ScheduledStep,
+    StepKind,
+    gate_points,
+    replicas_for,
+    schedule,
+)
 from meshctl.domain.spec import Rollout
 
 
@@ -53,9 +63,53 @@ def _judge(judge: ResolvedJudge) -> dict[str, Any]:
                         for m in judge.metrics]}
 
 
+def _release(rollout: Rollout, steps: tuple[ScheduledStep, ...], index: int
+             ) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for point in gate_points(steps, index):
+        for g in gates_at(rollout.spec.gates, point):
+            out.setdefault(g.name, {"type": "release", "name": g.name, "kind": g.kind,
+                                    "at": point.value})
+    return list(out.values())
+
+
+_OUTSIDE_STEPS = {GatePoint.BEFORE_PROMOTION: "promotion",
+                  GatePoint.AFTER_PROMOTION: "afterPromotion",
+                  GatePoint.ON_ROLLBACK: "rollback"}
+
+
+def _release_gates(rollout: Rollout, steps: tuple[ScheduledStep, ...]) -> list[dict[str, Any]]:
+    """Each release gate and where it stands: the steps it holds, and the points after them."""
+    out = []
+    for gate in rollout.spec.gates:
+        held = [s.index for s in steps
+                if any(p in gate.at for p in gate_points(steps, s.index))]
+        where: list[int | str] = [*held, *(name for point, name in _OUTSIDE_STEPS.items()
+                                          if point in gate.at)]
+        out.append({"name": gate.name, "kind": gate.kind, "at": [p.value for p in gate.at],
+                    "holds": where, **_detail(gate)})
+    return out
+
+
+def _detail(gate: GateSpec) -> dict[str, Any]:
+    limit = gate.deadline_seconds
+    out: dict[str, Any] = {"deadline": format_duration(limit)} if gate.window is None and limit else {}
+    if gate.window is not None:
+        out["timeZone"] = gate.window.time_zone
+        out["windows"] = [f"{','.join(d.value for d in w.days) or 'every day'} "
+                          f"{w.start}-{w.end}" for w in gate.window.windows]
+        out["freezes"] = [f"{f.start}..{f.end}" for f in gate.window.freezes]
+    elif gate.webhook is not None:
+        out["url"] = gate.webhook.url
+    elif gate.approval is not None:
+        out["approvals"] = gate.approval.count
+        out["fourEyes"] = gate.approval.forbid_starter
+    return out
+
+
 def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
-           replicas: int) -> list[dict[str, Any]]:
-    gates: list[dict[str, Any]] = []
+           replicas: int, release: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    gates: list[dict[str, Any]] = list(release or [])
     if step.kind in (StepKind.SET_WEIGHT, StepKind.SET_HEADER_ROUTE, StepKind.SET_MIRROR,
                      StepKind.PREVIEW, StepKind.CUTOVER):
         gates.append({"type": "readiness",
@@ -83,13 +137,12 @@ def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
     return gates
 
 
-def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, replicas: int = 1,
-                 found: Found | None = None, with_objects: bool = True) -> dict[str, Any]:
-    """The whole plan. Objects are the traffic backend's as it would write them, from the
-    live ones when given (``found``, in the order of the backend's refs), else from the
-    objects it assumes (its baseline)."""
+def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, backend: Backend | None,
+                 replicas: int = 1, found: Found | None = None) -> dict[str, Any]:
+    """The whole plan. Objects are ``backend``'s as it would write them (none without one),
+    from the live ones when given (``found``, in the order of the backend's refs), else
+    from the objects it assumes (its baseline)."""
     steps = schedule(rollout.spec)
-    backend = backend_of(rollout) if with_objects else None
     start: Found = (found or backend.baseline(rollout)) if backend is not None else []
     out_steps = []
     for step in steps:
@@ -101,9 +154,13 @@ def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, replicas: int = 1,
                         "canary": step.traffic.weights.canary},
             "headerRoutes": [r.name for r in step.traffic.header_routes],
             "mirrorPercent": step.traffic.mirror_percent,
-            "gates": _gates(rollout, step, plans, replicas),
+            "gates": _gates(rollout, step, plans, replicas,
+                            _release(rollout, steps, step.index)),
             "objects": objects,
         })
     strategy = "blueGreen" if rollout.spec.strategy.blue_green is not None else "canary"
-    return {"rollout": {"name": rollout.name, "namespace": rollout.namespace},
-            "strategy": strategy, "steps": out_steps}
+    out: dict[str, Any] = {"rollout": {"name": rollout.name, "namespace": rollout.namespace},
+                           "strategy": strategy, "steps": out_steps}
+    if rollout.spec.gates:
+        out["releaseGates"] = _release_gates(rollout, steps)
+    return out

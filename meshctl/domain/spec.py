@@ -15,6 +15,7 @@ from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
 from meshctl.domain.judge import Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
+from meshctl.domain.release_gates import GateSpec
 from meshctl.domain.routers import TrafficRouting
 from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
 
@@ -333,6 +334,9 @@ class RolloutSpec:
     )
     paused: bool = field("paused", default=False)
     local: LocalSpec | None = field("local")
+    gates: tuple[GateSpec, ...] = field(
+        "gates", default=(), doc="Release gates: windows, webhooks, approvals and Jobs at "
+        "named points of the rollout.")
 
 
 @dataclass(frozen=True)

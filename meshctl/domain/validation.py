@@ -21,7 +21,8 @@ from meshctl.domain.fields import from_json
 from meshctl.domain.judge import BUILTIN_JUDGE_METRICS
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.providers import ProviderKind
-from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND
+from meshctl.domain.release_gates import gate_problems
+from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND, LOCAL_MESH, routing_keys
 from meshctl.domain.spec import (
     API_VERSION,
     AnalysisTemplate,
@@ -85,20 +86,13 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _strategy_problems(spec)
     yield from _routing_problems(spec)
     yield from _security_problems(spec)
+    yield from BACKENDS[LOCAL_MESH].spec_problems(spec)
     yield from _judge_problems(spec)
+    yield from gate_problems(spec.gates)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:
         yield Problem("spec.slo.availability", "must be at most 100%")
-    if spec.local is not None:
-        for version in ("stable", "canary"):
-            local = getattr(spec.local, version)
-            if (local.address is None) == (not local.command):
-                yield Problem(f"spec.local.{version}", "give exactly one of address or command")
-            port = int(local.address.rsplit(":", 1)[1]) if local.address else 1
-            if not 0 < port <= 65535:
-                yield Problem(f"spec.local.{version}.address",
-                              f"port {port} is out of range; use 1-65535")
 
 
 def _strategy_problems(spec: RolloutSpec) -> Iterator[Problem]:
@@ -195,7 +189,7 @@ def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:
         return
     if not given:
         if spec.local is None:
-            others = ", ".join(k for k in BACKENDS if k != DEFAULT_BACKEND)
+            others = ", ".join(k for k in routing_keys() if k != DEFAULT_BACKEND)
             yield Problem(f"spec.trafficRouting.{DEFAULT_BACKEND}",
                           f"is required (or {others}; or spec.local for a local run)")
         return

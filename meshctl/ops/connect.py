@@ -7,6 +7,7 @@ import builtins
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from meshctl.adapters.errors import PermanentError
@@ -78,7 +79,11 @@ def request_seconds() -> float:
     return seconds
 
 
-def cli_kube(kubeconfig: str | None, context: str | None) -> Kube:
-    """The full client as the CLI uses it: one attempt per request, each bounded."""
-    return Kube.connect(kubeconfig, context, single_attempt=True, max_attempts=2,
-                        timeout_seconds=request_seconds())
+@contextmanager
+def cli_kube(kubeconfig: str | None, context: str | None) -> Iterator[Kube]:
+    """The full client as the CLI uses it (one attempt per request, each bounded), closed
+    after; every adapter error inside, connecting included, becomes a
+    :class:`~meshctl.ops.failures.RolloutError` of its kind."""
+    with translated(), Kube.connect(kubeconfig, context, single_attempt=True, max_attempts=2,
+                                    timeout_seconds=request_seconds()) as kube:
+        yield kube

@@ -22,12 +22,16 @@ from meshctl.domain.engine import Decision, Event
 from meshctl.domain.phases import Phase
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import Verdict
+from meshctl.domain.timeline import Timeline
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import note_workdir, recording_children
 from meshctl.ops.local import DEFAULT_STATE_DIR, LocalRollout
+from meshctl.ops.rollouts import LocalRollouts
+from meshctl.ops.timelines import local_timeline
+from meshctl.ops.views import RolloutView
 
 LOAD_RATE = 60.0
 STEPS: list[dict[str, Any]] = [
@@ -51,11 +55,12 @@ SCENARIO_3_SLO: dict[str, Any] = {"window": "10s", "count": 2}
 
 
 def demo_rollout(name: str, stable: str, canary: str,
+                 steps: list[dict[str, Any]] | None = None,
                  judge: dict[str, Any] | None = None, background: bool = True,
                  slo: dict[str, Any] | None = None) -> Rollout:
-    """The demo's rollout; ``judge``: its spec.judge; ``background``: the SLO also checked
-    every second from step 1 on (without it, only in the analysis steps); ``slo``: fields
-    of spec.slo to change."""
+    """The demo's rollout; ``steps``: other steps than the demo's; ``judge``: its
+    spec.judge; ``background``: the SLO also checked every second from step 1 on (without
+    it, only in the analysis steps); ``slo``: fields of spec.slo to change."""
     doc: dict[str, Any] = {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": name, "namespace": "demo"},
@@ -65,7 +70,8 @@ def demo_rollout(name: str, stable: str, canary: str,
             "slo": {"latencyP95": "50ms", "availability": "99.9%", "window": "4s",
                     "minRequests": 10, "interval": "1s", "count": 3},
             "abortScaleDownDelaySeconds": 0,
-            "strategy": {"canary": {"steps": STEPS, "analysis": {"startingStep": 1}}},
+            "strategy": {"canary": {"steps": STEPS if steps is None else steps,
+                                    "analysis": {"startingStep": 1}}},
         },
     }
     if judge is not None:
@@ -89,6 +95,8 @@ class Scenario:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     measurements: list[dict[str, Any]] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
+    timeline: Timeline | None = None  # for the report (meshctl demo --report)
+    view: RolloutView | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -185,6 +193,9 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
         with LoadGenerator(mesh.url, rate=LOAD_RATE, concurrency=4) as load:
             decision = driver.run(timeout=timeout, on_pass=each_pass, max_sleep=0.25)
             stats = load.stats()
+        scenario.timeline = local_timeline(state_dir, rollout.namespace, rollout.name,
+                                           prometheus=mesh.prometheus_url)
+        scenario.view = LocalRollouts(state_dir).get(rollout.namespace, rollout.name)
         scenario.requests = {k: v for k, v in stats.by_version.items()}
         scenario.requests["errors"] = stats.errors()
         _finish(scenario, decision, events)

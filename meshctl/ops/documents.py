@@ -1,10 +1,12 @@
-"""Loading Rollouts and AnalysisTemplates from files, with every problem named."""
+"""Loading Rollouts and AnalysisTemplates from files, with every problem named; writing
+views as YAML documents."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from meshctl.adapters.files import Document, FileProblem, iter_documents
+from meshctl.adapters.files import Document, FileProblem, dump_yaml, iter_documents
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 from meshctl.domain.validation import load_document
@@ -49,3 +51,8 @@ def load(sources: list[str]) -> Loaded:
         else:
             out.templates[value.name] = value
     return out
+
+
+def as_yaml(value: Any) -> str:
+    """A view (plain dicts, lists and scalars) as one YAML document."""
+    return dump_yaml(value)

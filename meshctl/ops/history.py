@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,11 +57,19 @@ def history(kube: Objects, namespace: str, name: str) -> History:
     if previous is not None:
         revisions.append(RevisionView("previous", template_revision(previous),
                                       first_image(previous)))
-    uid = obj["metadata"].get("uid")
+    return History(view, tuple(revisions), events_of(obj, events))
+
+
+def events_of(obj: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
+              ) -> tuple[EventView, ...]:
+    """The events (events.k8s.io/v1) about the Rollout ``obj``, oldest first."""
+    meta = obj.get("metadata") or {}
+    name, uid = meta.get("name"), meta.get("uid")
     mine = [e for e in events if (e.get("regarding") or {}).get("kind") == "Rollout"
             and (e.get("regarding") or {}).get("name") == name
             and (e.get("regarding") or {}).get("uid") in (uid, None)]
-    rows = [EventView(str(e.get("eventTime") or e["metadata"].get("creationTimestamp") or ""),
+    rows = [EventView(str(e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp")
+                          or ""),
                       str(e.get("type", "")), str(e.get("reason", "")), str(e.get("note", "")))
             for e in mine]
-    return History(view, tuple(revisions), tuple(sorted(rows, key=lambda e: e.time)))
+    return tuple(sorted(rows, key=lambda e: e.time))

@@ -32,14 +32,16 @@ from meshctl.domain.keys import FINALIZER
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
-from meshctl.domain.resolve import MeshKind, Target, resolve_analysis
+from meshctl.domain.resolve import Target, resolve_analysis
 from meshctl.domain.routers import DEFAULT_BACKEND, backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
 from meshctl.ops import policies
+from meshctl.ops.gates import GateJudge, KubeSecrets
 from meshctl.ops.query_checks import check_queries
 from meshctl.ops.reconcile import Ports, reconcile
 
@@ -84,7 +86,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     router = router_for(kube, rollout, data_plane)
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
-                  observe_timeout=observe_timeout)
+                  observe_timeout=observe_timeout, gates=GateJudge(KubeSecrets(kube)))
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
@@ -173,7 +175,8 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
                                 "is required in a cluster"))
     if problems:
         raise InvalidSpec(problems)
-    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), MeshKind.ISTIO)
+    assert backend is not None
+    plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), backend.telemetry)
     return rollout, plans
 
 

@@ -23,16 +23,19 @@ from meshctl.domain.engine import Decision, Event
 from meshctl.domain.fields import to_json
 from meshctl.domain.phases import Phase, ending_of
 from meshctl.domain.ports import MetricProvider
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
 from meshctl.domain.revisions import revision_of
+from meshctl.domain.routers import BACKENDS, LOCAL_MESH
 from meshctl.domain.spec import AnalysisTemplate, LocalVersion, Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.timeline import thresholds_of
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
 from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
 from meshctl.localmesh.router import XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
+from meshctl.ops.gates import EnvSecrets, GateJudge
 from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore, state_paths
@@ -91,8 +94,10 @@ class LocalRollout:
         stable, canary = revisions(self.rollout) if self.rollout.spec.local else ("", "")
         self.stable_revision = self.stable_revision or stable
         self.canary_revision = self.canary_revision or canary
-        self.plans = resolve_analysis(self.rollout, self.templates, MeshKind.ENVOY)
+        self.plans = resolve_analysis(self.rollout, self.templates,
+                                      BACKENDS[LOCAL_MESH].telemetry)
         self.store = FileStatusStore(self.state_dir, self.rollout, self.on_event)
+        self.store.save_thresholds(thresholds_of(self.plans))
         status, _ = self.store.load()
         running = status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
                                    Phase.ABORTING)
@@ -115,7 +120,7 @@ class LocalRollout:
 
     def ports(self) -> Ports:
         return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
-                     providers=self.providers)
+                     providers=self.providers, gates=GateJudge(EnvSecrets()))
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None

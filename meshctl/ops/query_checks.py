@@ -18,7 +18,8 @@ from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.ports import QueryChecker
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.providers import ProviderKind
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 CHECK_TIMEOUT = 5.0

@@ -1,4 +1,6 @@
-"""``rollout plan``: resolve the analysis and lay out the schedule, writing nothing."""
+"""``rollout plan``: resolve the analysis and lay out the schedule, writing nothing. The run's
+mesh (``istio``: a cluster, whatever backend the spec routes with; ``local``) picks the
+backend whose objects each step shows."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
 from meshctl.domain.rollout_plan import rollout_plan
-from meshctl.domain.routers.backend import Found
+from meshctl.domain.routers import backend_for
+from meshctl.domain.routers.backend import Found, MeshKind
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 
@@ -22,10 +25,10 @@ def plan_for(rollout: Rollout, templates: Mapping[str, AnalysisTemplate], mesh: 
              found: Found | None = None) -> dict[str, Any]:
     """``found``: the traffic backend's live objects (in the order of its refs); without
     them the plan starts from the objects the backend assumes."""
-    kind = MeshKind.ENVOY if mesh == "local" else MeshKind.ISTIO
+    backend = backend_for(rollout, mesh)
     try:
-        plans = resolve_analysis(rollout, templates, kind)
+        plans = resolve_analysis(rollout, templates,
+                                 backend.telemetry if backend is not None else MeshKind.ISTIO)
     except InvalidSpec as exc:
         raise PlanError([str(p) for p in exc.problems]) from exc
-    with_objects = kind is MeshKind.ISTIO and rollout.spec.traffic_routing is not None
-    return rollout_plan(rollout, plans, found=found, with_objects=with_objects)
+    return rollout_plan(rollout, plans, backend, found=found)

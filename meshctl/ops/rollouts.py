@@ -26,12 +26,14 @@ from typing import Any, Protocol
 from meshctl.domain.intents import RECORDED, Action
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.timeline import Timeline
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.history import History, history
 from meshctl.ops.intents import check_allowed, request
 from meshctl.ops.start import apply, apply_files, start, undo
 from meshctl.ops.state import read_intents, state_paths, write_intent
+from meshctl.ops.timelines import cluster_timeline, local_timeline
 from meshctl.ops.views import RolloutView, list_rollouts, view_of
 from meshctl.ops.views import get as get_view
 from meshctl.ops.wait import watch
@@ -87,6 +89,9 @@ class ClusterRollouts:
     def history(self, namespace: str, name: str) -> History:
         return history(self.kube, namespace, name)
 
+    def timeline(self, namespace: str, name: str, prometheus: str | None = None) -> Timeline:
+        return cluster_timeline(self.kube, namespace, name, prometheus=prometheus)
+
     def close(self) -> None:
         self.kube.close()
 
@@ -139,6 +144,9 @@ class LocalRollouts:
             if view != last:
                 last = view
                 yield view
+
+    def timeline(self, namespace: str, name: str, prometheus: str | None = None) -> Timeline:
+        return local_timeline(self.state_dir, namespace, name, prometheus=prometheus)
 
     def request(self, namespace: str, name: str, action: Action) -> RolloutView:
         view = self.get(namespace, name)

@@ -3,7 +3,9 @@
 ``meshctl rollout run`` saves the status after every decision (written to a temporary file
 and renamed, so a kill never leaves half a file); running the command again resumes from
 it. Intents (promote, abort, ...) for such a run are a second file that
-``meshctl rollout promote|abort ... --state-dir`` writes.
+``meshctl rollout promote|abort ... --state-dir`` writes. For the dashboard and the report
+(:mod:`meshctl.ops.timelines`) the run also appends each changed status as a sample and
+each event, one JSON line each, and writes its metrics' thresholds once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,24 @@ def state_paths(directory: Path, namespace: str, name: str) -> tuple[Path, Path]
     return directory / f"{base}.status.json", directory / f"{base}.intents.json"
 
 
+def timeline_paths(directory: Path, namespace: str, name: str) -> tuple[Path, Path, Path]:
+    """The samples, events and thresholds files of a local run of ``namespace/name``."""
+    base = directory / f"{namespace}.{name}"
+    return (base.with_name(base.name + ".samples.jsonl"),
+            base.with_name(base.name + ".events.jsonl"),
+            base.with_name(base.name + ".thresholds.json"))
+
+
+def _append_line(path: Path, value: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(value, sort_keys=True) + "\n")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 class FileStatusStore:
     def __init__(self, directory: Path, rollout: Rollout,
                  on_event: Callable[[Event], None] | None = None) -> None:
@@ -41,6 +62,9 @@ class FileStatusStore:
                                                           rollout.name)
         self._on_event = on_event
         self.events: list[Event] = []
+        self.samples_path, self.events_path, self.thresholds_path = timeline_paths(
+            directory, rollout.namespace, rollout.name)
+        self._last_sample: dict[str, Any] | None = None
 
     def load(self) -> tuple[RolloutStatus, Intents]:
         status = RolloutStatus()
@@ -50,10 +74,22 @@ class FileStatusStore:
 
     def save(self, status: RolloutStatus) -> None:
         _write_atomically(self.status_path, status.to_json())
+        observed = status.weights.observed
+        sample = {"phase": status.phase.value, "step": status.current_step,
+                  "stable": status.weights.stable, "canary": status.weights.canary,
+                  "observedCanary": None if observed is None else observed.canary}
+        if sample != self._last_sample:  # a sample per change, not per pass
+            self._last_sample = sample
+            _append_line(self.samples_path, {**sample, "at": _now()})
+
+    def save_thresholds(self, thresholds: Mapping[str, tuple[float | None, str]]) -> None:
+        _write_atomically(self.thresholds_path, {k: list(v) for k, v in thresholds.items()})
 
     def record(self, events: Iterable[Event]) -> None:
         for event in events:
             self.events.append(event)
+            _append_line(self.events_path, {"at": _now(), "type": event.type,
+                                            "reason": event.reason, "message": event.message})
             if self._on_event is not None:
                 self._on_event(event)
 

@@ -117,9 +117,13 @@ def test_rollout_run_command_exits_0_on_promotion(tmp_path):
     assert status["phase"] == "Healthy"
 
 
-def test_demo_json_promotes_then_rolls_back():
-    result = CliRunner().invoke(cli, ["demo", "--json"])
+def test_demo_json_promotes_then_rolls_back(tmp_path):
+    page = tmp_path / "demo.html"
+    result = CliRunner().invoke(cli, ["demo", "--json", "--report", str(page)])
     assert result.exit_code == 0, result.output
+    report = page.read_text()  # a section with charts and events per scenario
+    assert "<h2>demo/healthy-canary</h2>" in report and "<h2>demo/slo-breach</h2>" in report
+    assert "AnalysisFailed" in report and 'id="charts-1"' in report
     scenarios = json.loads(result.stdout)["scenarios"]
     assert [s["result"] for s in scenarios] == ["promoted", "rolled_back", "rolled_back"]
     assert [s["expected"] for s in scenarios] == ["promoted", "rolled_back", "rolled_back"]

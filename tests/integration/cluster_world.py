@@ -15,9 +15,13 @@ from meshctl.adapters.errors import NotFound
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.prometheus import PrometheusProvider
-from meshctl.domain.spec import GROUP, VERSION
+from meshctl.domain.analysis import ResolvedMetric
+from meshctl.domain.resolve import Target, slo_metrics
+from meshctl.domain.routers.backend import MeshKind
+from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.domain.validation import load_document
 from meshctl.ops.lifecycle import Reconciled, reconcile_object
-from testworld.cluster import wait_available
+from testworld.cluster import subset_service, wait_available
 from testworld.kube import KubeWorld
 
 ADMIN_ROUTE = {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
@@ -31,21 +35,7 @@ def template(image: str) -> dict[str, Any]:
 
 def seed_service(kube: KubeWorld, ns: str, replicas: int = 2) -> None:
     """Create the service and wait until the cluster has its Pods ready."""
-    kube.apply([
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                  "template": template("web:1")}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"hosts": ["web"], "http": [
-             ADMIN_ROUTE, {"name": "primary", "route": [
-                 {"destination": {"host": "web", "subset": "stable"}}]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": {"name": "web", "namespace": ns},
-         "spec": {"host": "web", "subsets": [
-             {"name": "stable", "labels": {"meshctl.io/track": "stable"}}]}},
-    ])
+    kube.apply(subset_service(ns, "web", template("web:1"), replicas, [ADMIN_ROUTE]))
     wait_available(kube, ns, "web", replicas)
 
 
@@ -65,6 +55,13 @@ def rollout(ns: str, image: str, steps: list[dict[str, Any]], **spec: Any) -> di
             **spec,
         },
     }
+
+
+def slo_checks(ns: str, **slo: Any) -> tuple[ResolvedMetric, ...]:
+    """The SLO checks meshctl resolves for :func:`rollout` with these ``slo`` settings."""
+    doc = load_document(rollout(ns, "web:1", [{"setWeight": 10}, {"analysis": {}}], slo=slo))
+    assert isinstance(doc, Rollout)
+    return slo_metrics(doc, Target.of(doc, MeshKind.ISTIO))
 
 
 class Driver:

@@ -26,7 +26,7 @@ class RunningController:
 
     def __init__(self, world: KubeWorld, ns: str, prometheus_url: str,
                  steps: list[dict[str, Any]] | None = None) -> None:
-        self.world, self.ns = world, ns
+        self.world, self.ns, self.prometheus_url = world, ns, prometheus_url
         self.driver = Driver(world, ns, prometheus_url)
         seed_service(world, ns)
         self.driver.kube.create(GROUP, VERSION, ns, "rollouts",

@@ -89,6 +89,19 @@ def test_a_healthy_rollout_with_wait_exits_0_and_the_new_version_is_stable(run):
     assert reasons.index("RolloutStarted") < reasons.index("RolloutCompleted")
     assert run("-o", "yaml", "rollout", "status", "web").stdout.startswith("name: web")
 
+    # the report: the weight line from the events, each SLO metric with its threshold
+    line = json.loads(run("-o", "json", "rollout", "report", "web", "--prometheus",
+                          run.c.prometheus_url).stdout)
+    assert 25.0 in [p[1] for p in line["written"]] and line["written"][-1][1] == 0.0
+    limits = {m["name"]: m["threshold"] for m in line["metrics"]}
+    assert limits["availability"] is not None and limits["latency-p95"] is not None
+    ranged = [p for m in line["metrics"] for p in m["points"] if p[2] == ""]
+    assert ranged  # Prometheus filled the lines between the judged measurements
+    assert {"step", "event"} <= {m["kind"] for m in line["marks"]}
+    page = run.tmp_path / "report.html"
+    assert run("-o", "html", "rollout", "report", "web", "--to", str(page)).exit_code == 0
+    assert f"{run.c.ns}/web" in page.read_text()
+
 
 @pytest.mark.kube
 @pytest.mark.cluster

@@ -13,26 +13,14 @@ import pytest
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.measurements import Value
-from meshctl.domain.resolve import MeshKind, Target, slo_metrics
-from meshctl.domain.spec import Rollout
-from meshctl.domain.validation import load_document
+from tests.integration.cluster_world import slo_checks
 
 pytestmark = [pytest.mark.prometheus]
 
 
 def fast_check(ns: str) -> ResolvedMetric:
-    doc = load_document({
-        "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": ns},
-        "spec": {"service": "web", "workloadRef": {"name": "web"},
-                 "trafficRouting": {"istio": {"virtualService": {"name": "web"},
-                                              "stableService": "web",
-                                              "canaryService": "web-canary"}},
-                 "slo": {"window": "10s", "interval": "1s", "availability": "99.9%",
-                         "minRequests": 10},
-                 "strategy": {"canary": {"steps": [{"setWeight": 10}, {"analysis": {}}]}}}})
-    assert isinstance(doc, Rollout)
-    return next(p for p in slo_metrics(doc, Target.of(doc, MeshKind.ISTIO)) if p.guard)
+    checks = slo_checks(ns, window="10s", interval="1s", availability="99.9%", minRequests=10)
+    return next(p for p in checks if p.guard)
 
 
 def poll(provider: PrometheusProvider, plan: ResolvedMetric, started: datetime, seconds: float,

@@ -12,33 +12,17 @@ import pytest
 
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.measurements import NoData, Value
-from meshctl.domain.resolve import MeshKind, Target, slo_metrics
-from meshctl.domain.spec import Rollout
-from meshctl.domain.validation import load_document
+from tests.integration.cluster_world import slo_checks
 
 pytestmark = [pytest.mark.prometheus]
 WINDOW_SECONDS = 10
 MIN_REQUESTS = 100
 
 
-def rollout(ns: str) -> Rollout:
-    doc = load_document({
-        "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": ns},
-        "spec": {"service": "web", "workloadRef": {"name": "web"},
-                 "trafficRouting": {"istio": {"virtualService": {"name": "web"},
-                                              "stableService": "web",
-                                              "canaryService": "web-canary"}},
-                 "slo": {"window": f"{WINDOW_SECONDS}s", "minRequests": MIN_REQUESTS},
-                 "strategy": {"canary": {"steps": [{"setWeight": 10}, {"analysis": {}}]}}}})
-    assert isinstance(doc, Rollout)
-    return doc
-
-
 def measure_after_a_window(istio_metrics, ns: str, rps: float) -> dict[str, object]:
     exporter, url = istio_metrics
     exporter.set(ns, "web", "web-canary", rps=rps, error_rate=0.0, latency_ms=5)
-    plans = slo_metrics(rollout(ns), Target.of(rollout(ns), MeshKind.ISTIO))
+    plans = slo_checks(ns, window=f"{WINDOW_SECONDS}s", minRequests=MIN_REQUESTS)
     started = datetime.now(UTC)
     time.sleep(WINDOW_SECONDS + 3)  # a whole window of traffic at this rate, scraped
     provider = PrometheusProvider(url)

@@ -342,7 +342,7 @@ def test_cli_unreachable_cluster_is_exit_5_in_one_line(tmp_path, rollout_file):
         result = CliRunner().invoke(cli, ["--kubeconfig", str(config), *args])
         assert result.exit_code == 5, result.output
         error, hint = result.stderr.strip().splitlines()  # the error, then how to fix it
-        assert error.startswith("error: cannot use the cluster:") and hint.startswith("hint: ")
+        assert error.startswith("error: cannot reach the cluster:") and hint.startswith("hint: ")
         assert "Traceback" not in result.output
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import GROUP, VERSION
-from testworld.cluster import set_pod_condition, wait_available
+from testworld.cluster import set_pod_condition, subset_service, wait_available
 from testworld.kube import ApiError, KubeWorld
 from testworld.poller import Poller
 
@@ -112,20 +112,7 @@ class Service:
     def _seed(self, prometheus_url: str, replicas: int, steps: list[dict[str, Any]],
               spec: dict[str, Any]) -> None:
         world, ns = self.world, self.ns
-        world.apply([
-            {"apiVersion": "apps/v1", "kind": "Deployment",
-             "metadata": {"name": "web", "namespace": ns},
-             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                      "template": gated_template("web:1")}},
-            {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-             "metadata": {"name": "web", "namespace": ns},
-             "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-                 {"destination": {"host": "web", "subset": "stable"}}]}]}},
-            {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-             "metadata": {"name": "web", "namespace": ns},
-             "spec": {"host": "web", "subsets": [
-                 {"name": "stable", "labels": {TRACK: "stable"}}]}},
-        ])
+        world.apply(subset_service(ns, "web", gated_template("web:1"), replicas))
         wait_available(world, ns, "web", replicas)
         doc = rollout(ns, "web:1", steps, **spec)
         doc["spec"]["template"] = gated_template("web:1")

@@ -14,12 +14,12 @@ from meshctl.domain.engine import ResolvedAnalysis
 from meshctl.domain.measurements import NoData, Value
 from meshctl.domain.phases import Phase
 from meshctl.domain.resolve import (
-    MeshKind,
     Target,
     fast_window,
     hard_failure_ratio,
     slo_metrics,
 )
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import Verdict
 from meshctl.domain.validation import load_document

@@ -12,8 +12,10 @@ from meshctl.domain.judge import Direction, Judged, JudgedMetric, Judgement, Jud
 from meshctl.domain.measurements import Measurement, Value
 from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
 from meshctl.domain.rollout_plan import rollout_plan
+from meshctl.domain.routers import backend_of
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.validation import load_document
@@ -99,7 +101,8 @@ def test_a_user_query_that_cannot_be_rendered_is_named() -> None:
 
 def test_the_plan_shows_the_judge_among_the_step_metrics() -> None:
     rollout = load(doc())
-    plan = rollout_plan(rollout, resolve_analysis(rollout, {}, MeshKind.ISTIO))
+    plan = rollout_plan(rollout, resolve_analysis(rollout, {}, MeshKind.ISTIO),
+                        backend_of(rollout))
     gate = next(g for g in plan["steps"][1]["gates"] if g["type"] == "analysis")
     judge = next(m for m in gate["metrics"] if m["name"] == "judge")
     assert judge["successCondition"] == "result >= 95"

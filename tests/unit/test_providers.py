@@ -13,7 +13,8 @@ from meshctl.domain import jsonpath
 from meshctl.domain.measurements import Error, NoData, Value
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.providers import ProviderKind, split_envoy_query
-from meshctl.domain.resolve import MeshKind, resolve_analysis
+from meshctl.domain.resolve import resolve_analysis
+from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import AnalysisTemplate, Rollout
 from meshctl.domain.validation import load_document
 

@@ -17,7 +17,8 @@ from meshctl.api.client import FAILURES
 from meshctl.api.messages import from_message, to_message
 from meshctl.api.server import CODES, METHOD_ROLES, Access
 from meshctl.cli.options import Duration
-from meshctl.cli.rollouts import FAILURE_EXIT, WAIT_EXIT, progress_line
+from meshctl.cli.results import FAILURE_EXIT
+from meshctl.cli.rollouts import WAIT_EXIT, progress_line
 from meshctl.domain.keys import PREVIOUS_TEMPLATE
 from meshctl.domain.phases import Ending
 from meshctl.ops.failures import Failure

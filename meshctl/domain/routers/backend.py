@@ -13,6 +13,7 @@ import fnmatch
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from meshctl.domain.keys import ORIGINAL_SPEC
@@ -24,6 +25,13 @@ if TYPE_CHECKING:  # the spec imports the registry for its trafficRouting sectio
 
 Obj = dict[str, Any]
 HEADER_ROUTE_PREFIX = "meshctl-"
+
+
+class MeshKind(str, Enum):
+    """Whose telemetry measures a backend's traffic (which built-in SLO queries apply)."""
+
+    ISTIO = "istio"  # the sidecars' standard metrics (or their Envoy clusters' stats)
+    ENVOY = "envoy"  # the embedded local mesh: its one Envoy's cluster stats
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,9 @@ class Backend:
     - ``planned``: the objects as they would be written for a split (the plan preview);
     - ``canary_cluster``: how Envoy names the canary's cluster after ``outbound|<port>|``
       when Istio programs the proxies ('' when unknown);
-    - ``envoy_shape``: how its managed routes look in the Envoy routes istiod generates.
+    - ``envoy_shape``: how its managed routes look in the Envoy routes istiod generates
+      (None: istiod does not program them);
+    - ``telemetry``: whose metrics measure its traffic.
     """
 
     key: str  # its JSON name under spec.trafficRouting
@@ -100,7 +110,8 @@ class Backend:
     baseline: Callable[[Rollout], list[Obj | None]]
     planned: Callable[[Rollout, Found, TrafficSplit], list[Obj]]
     canary_cluster: Callable[[Rollout], str]
-    envoy_shape: Callable[[Rollout], EnvoyShape]
+    envoy_shape: Callable[[Rollout], EnvoyShape] | None
+    telemetry: MeshKind = MeshKind.ISTIO
 
 
 def header_route_name(route_name: str, header_name: str) -> str:

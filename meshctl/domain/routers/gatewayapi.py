@@ -32,6 +32,7 @@ from meshctl.domain.routers.backend import (
     EnvoyShape,
     Found,
     Kind,
+    MeshKind,
     Obj,
     ObjectRef,
     header_route_name,
@@ -374,4 +375,5 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
 
 BACKEND = Backend(key=KEY, kinds=(HTTP_ROUTE,), refs=refs, spec_problems=spec_problems,
                   live_problems=live_problems, baseline=baseline, planned=planned,
-                  canary_cluster=canary_cluster, envoy_shape=envoy_shape)
+                  canary_cluster=canary_cluster, envoy_shape=envoy_shape,
+                  telemetry=MeshKind.ISTIO)  # istiod implements the Gateway API

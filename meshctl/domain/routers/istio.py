@@ -26,6 +26,7 @@ from meshctl.domain.routers.backend import (
     EnvoyShape,
     Found,
     Kind,
+    MeshKind,
     Obj,
     ObjectRef,
     header_route_name,
@@ -414,4 +415,5 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
 
 BACKEND = Backend(key=KEY, kinds=(VIRTUAL_SERVICE, DESTINATION_RULE), refs=refs,
                   spec_problems=spec_problems, live_problems=live_problems, baseline=baseline,
-                  planned=planned, canary_cluster=canary_cluster, envoy_shape=envoy_shape)
+                  planned=planned, canary_cluster=canary_cluster, envoy_shape=envoy_shape,
+                  telemetry=MeshKind.ISTIO)

@@ -1,0 +1,124 @@
+"""``meshctl rollout report NAME -o html`` and ``meshctl dashboard``: a rollout's timeline
+as a self-contained HTML file, and the live dashboard (:mod:`meshctl.web`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from meshctl.cli import exitcodes
+from meshctl.cli.options import fail
+from meshctl.cli.render import emit, table
+from meshctl.cli.rollouts import _rollouts, name_argument
+
+if TYPE_CHECKING:
+    from meshctl.domain.timeline import Timeline
+    from meshctl.ops.views import RolloutView
+
+STATE_DIR_HELP = "A local run's state directory (meshctl rollout run) instead of a cluster."
+PROMETHEUS_HELP = ("Prometheus URL (http://host:port): each metric's query over the "
+                   "rollout's span fills the charts between the judged measurements.")
+
+
+def write_report(ctx: click.Context, path: str,
+                 sections: Sequence[tuple[Timeline, RolloutView | None]], title: str = "") -> None:
+    """The HTML report of ``sections`` to ``path`` ("-": standard output)."""
+    from meshctl.web.assets import MissingAsset
+    from meshctl.web.report import report as render
+
+    try:
+        text = render(sections, title)
+    except MissingAsset as exc:
+        fail(ctx, exitcodes.INTERNAL, str(exc))
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        fail(ctx, exitcodes.INVALID, f"--report/--to: cannot write {path}: {exc.strerror}")
+    click.echo(f"report written to {path}", err=True)
+
+
+@click.command("report", help="A rollout's timeline: the canary weight written and "
+               "observed, each SLO metric with its threshold, steps, verdicts, human actions "
+               "and events. -o html writes one self-contained HTML file with the charts "
+               "(opens offline; attach it to a change ticket); -o json the data; the "
+               "default, a table of the events.")
+@name_argument()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=STATE_DIR_HELP)
+@click.option("--prometheus", default=None, help=PROMETHEUS_HELP)
+@click.option("--to", "to_file", type=click.Path(dir_okay=False), default="-",
+              show_default=True, help="Write the report to this file ('-': standard output).")
+@click.pass_context
+def report(ctx: click.Context, name: str, state_dir: str | None, prometheus: str | None,
+           to_file: str) -> None:
+    output = ctx.obj["output"]
+    with _rollouts(ctx, state_dir) as (rollouts, namespace):
+        if not hasattr(rollouts, "timeline"):
+            fail(ctx, exitcodes.INVALID, "rollout report reads the cluster or a local run, not "
+                 "--server", hint="use --kubeconfig/--context, or --state-dir")
+        timeline = rollouts.timeline(namespace, name, prometheus)
+        view = rollouts.get(namespace, name)
+    if output == "html":
+        return write_report(ctx, to_file, [(timeline, view)])
+    if output == "table":
+        return click.echo(_marks_text(timeline))
+    emit(timeline.to_json(), output)
+
+
+def _marks_text(timeline: Timeline) -> str:
+    return table(["TIME", "KIND", "EVENT"],
+                 [[m.at.strftime("%Y-%m-%dT%H:%M:%SZ"), m.kind.value, m.label]
+                  for m in timeline.marks])
+
+
+@click.command("dashboard", help="Serve a live dashboard of the rollouts (all rollouts; one "
+               "rollout's timeline chart, history and events), updating every second. Reads "
+               "where the global options point (the cluster) or --state-dir. Anyone who can "
+               "reach it may read; acting (promote, abort, pause, resume, retry) needs the "
+               "login link printed at start, unless --read-only.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=STATE_DIR_HELP)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address to listen on (the loopback address: only this machine).")
+@click.option("--port", type=int, default=8470, show_default=True, help="Port (0: a free one).")
+@click.option("--read-only", is_flag=True, help="No actions at all: no login link is made.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option("--prometheus", default=None, help=PROMETHEUS_HELP)
+@click.pass_context
+def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int,
+              read_only: bool, all_namespaces: bool, prometheus: str | None) -> None:
+    from meshctl.web.dashboard import Dashboard, new_token, server
+
+    with _rollouts(ctx, state_dir) as (rollouts, namespace):
+        if not hasattr(rollouts, "timeline"):
+            fail(ctx, exitcodes.INVALID, "the dashboard reads the cluster or a local run, not "
+                 "--server", hint="use --kubeconfig/--context, or --state-dir")
+        token = None if read_only else new_token()
+        board = Dashboard(rollouts, token, None if all_namespaces else namespace, prometheus)
+        try:
+            httpd = server(board, address, port)
+        except OSError as exc:
+            fail(ctx, exitcodes.INVALID, f"--address/--port: cannot listen on {address}:{port}: "
+                 f"{exc.strerror}", hint="--port 0 picks a free port")
+        host, bound = httpd.server_address[0], httpd.server_address[1]
+        _announce(str(host), int(bound), token)
+        try:
+            httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            httpd.server_close()
+
+
+def _announce(host: str, port: int, token: str | None) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"dashboard: http://{shown}:{port}/ (read-only)", err=True)
+    if token is not None:
+        click.echo(f"to act (promote, abort, ...) as you: http://{shown}:{port}/login?token="
+                   f"{token}  (keep it private)", err=True)
+    click.echo("Ctrl-C stops it.", err=True)
+
