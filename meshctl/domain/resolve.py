@@ -256,6 +256,12 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             except ValueError as exc:
                 yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
                 continue
+            if kind is ProviderKind.ENVOY and address is None and target.mesh is MeshKind.ISTIO:
+                yield Problem(f"{ref_path}.templates[{i}]", f"AnalysisTemplate "
+                              f"{ref.template_name}: spec.metrics[{j}].provider.envoy.address "
+                              "is required in a cluster (an Envoy admin host:port; only the "
+                              "local mesh has a default)")
+                continue
             yield ResolvedMetric(
                 name=metric.name, query=query, address=address, kind=kind,
                 field=(f"{ref_path}.templates[{i}] (AnalysisTemplate {ref.template_name}: "
