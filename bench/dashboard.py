@@ -180,7 +180,10 @@ def main() -> None:
         "| what | goal | result |", "| --- | --- | --- |",
         f"| list page load (navigation until all {args.rollouts} rows are drawn) | < 1 s | "
         f"{summary(found['load'])} |",
-        f"| `GET /api/rollouts` ({args.rollouts} rows as JSON) | - | {summary(found['api'])} |",
+        f"| `GET /api/rollouts` ({args.rollouts} rows as JSON), the first (nothing "
+        f"remembered yet) | - | {found['api'][0] * 1000:.0f} ms |",
+        f"| `GET /api/rollouts`, then (views remembered by resourceVersion) | - | "
+        f"{summary(found['api'][1:])} |",
         f"| status write -> the list page shows it | < 2 s | {summary(found['list_update'])} |",
         f"| status write -> the rollout's page shows it | < 2 s | "
         f"{summary(found['page_update'])} |",

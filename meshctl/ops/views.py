@@ -183,5 +183,25 @@ def list_rollouts(kube: Objects, namespace: str | None) -> list[RolloutView]:
             items, _ = kube.list_all(GROUP, VERSION, PLURAL)
         else:
             items = kube.list(GROUP, VERSION, namespace, PLURAL)
-    views = [view_of(item) for item in items]
+    views = [remembered_view_of(item) for item in items]
     return sorted(views, key=lambda v: (v.namespace, v.name))
+
+
+_VIEWS: dict[tuple[str, str], RolloutView] = {}
+_VIEWS_KEPT = 20_000  # then forgotten all at once: a dashboard's next poll fills it again
+
+
+def remembered_view_of(obj: Mapping[str, Any]) -> RolloutView:
+    """:func:`view_of`, remembered by the object's uid and resourceVersion: an object at one
+    resourceVersion never changes, and a dashboard listing 1,000 rollouts every second
+    would otherwise parse every spec and status again each time."""
+    meta = obj.get("metadata") or {}
+    key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+    if not all(key):
+        return view_of(obj)
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= _VIEWS_KEPT:
+            _VIEWS.clear()
+        view = _VIEWS[key] = view_of(obj)
+    return view
