@@ -97,8 +97,17 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
         if not hasattr(rollouts, "timeline"):
             fail(ctx, exitcodes.INVALID, "the dashboard reads the cluster or a local run, not "
                  "--server", hint="use --kubeconfig/--context, or --state-dir")
+        listed = None if all_namespaces else namespace
+        source = rollouts
+        if state_dir is None:  # the cluster: listed from a watch, not a list per poll
+            from meshctl.ops.connect import connect
+            from meshctl.ops.watched import WatchedRollouts
+
+            obj = ctx.obj
+            watch_kube, _ = connect(obj["kubeconfig"], obj["kube_context"], obj["namespace"])
+            source = WatchedRollouts(rollouts, watch_kube, listed)
         token = None if read_only else new_token()
-        board = Dashboard(rollouts, token, None if all_namespaces else namespace, prometheus)
+        board = Dashboard(source, token, listed, prometheus)
         try:
             httpd = server(board, address, port)
         except OSError as exc:
@@ -112,6 +121,8 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
             pass
         finally:
             httpd.server_close()
+            if source is not rollouts:
+                source.close()
 
 
 def _announce(host: str, port: int, token: str | None) -> None:
