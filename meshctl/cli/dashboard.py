@@ -4,7 +4,7 @@ as a self-contained HTML file, and the live dashboard (:mod:`meshctl.web`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -133,3 +133,46 @@ def _announce(host: str, port: int, token: str | None) -> None:
                    f"{token}  (keep it private)", err=True)
     click.echo("Ctrl-C stops it.", err=True)
 
+
+
+class ControllerDashboard:
+    """The dashboard a controller serves (``controller run --dashboard-addr``): HTTPS with
+    the gRPC API's certificates, and its reader and operator identities."""
+
+    def __init__(self, httpd: Any) -> None:
+        import threading
+
+        self.httpd = httpd
+        host, port = httpd.server_address[:2]
+        self.address = f"{host}:{port}"
+        self._thread = threading.Thread(target=httpd.serve_forever, name="dashboard",
+                                        kwargs={"poll_interval": 0.5}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def controller_dashboard(ctx: click.Context, kube: Any, addr: str,
+                         files: tuple[str | None, ...], readers: tuple[str, ...],
+                         operators: tuple[str, ...]) -> ControllerDashboard:
+    """Started; every replica serves it (actions are only recorded, the leader acts)."""
+    from meshctl.ops.rollouts import ClusterRollouts
+    from meshctl.web.dashboard import Dashboard, Identities, ServeTLS, server
+
+    cert, key, client_ca = files
+    if cert is None or key is None or client_ca is None:
+        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs --grpc-cert, --grpc-key and "
+             "--grpc-client-ca (it is served over HTTPS to client certificates)")
+    if not readers and not operators:
+        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs at least one --grpc-reader or "
+             "--grpc-operator")
+    host, _, port = addr.rpartition(":")
+    board = Dashboard(ClusterRollouts(kube), None, ctx.obj.get("namespace"),
+                      identities=Identities(frozenset(readers), frozenset(operators)))
+    try:
+        return ControllerDashboard(server(board, host or "0.0.0.0", int(port),
+                                          ServeTLS(cert, key, client_ca)))
+    except (OSError, ValueError) as exc:
+        fail(ctx, exitcodes.INVALID, f"cannot serve the dashboard on {addr}: {exc}")
