@@ -7,11 +7,30 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
-# Kubernetes components from the Go module proxy, Istio CRDs from istio.io/api (cached in .cache/).
-bash testworld/build-kube.sh
-# istiod (pilot-discovery) from the Go module proxy, cached in .cache/istio/<version>/.
-bash testworld/build-istiod.sh
-# helm for the chart's tests, from the Go module proxy (cached in .cache/helm/).
-bash testworld/build-helm.sh
+# The Go builds, side by side: on a machine that has built nothing much of each is waiting
+# for module downloads, which overlap with the others' compiling (each is cached in .cache/
+# and skipped on a warm machine; Go's module and build caches are safe to share).
+#   build-kube:   Kubernetes components from the Go module proxy, Istio CRDs from istio.io/api
+#   build-istiod: istiod (pilot-discovery) and pilot-agent, in .cache/istio/<version>/
+#   build-helm:   helm for the chart's tests, in .cache/helm/
+logs=.cache/build-logs
+mkdir -p "$logs"
+pids=()
+for build in build-kube build-istiod build-helm; do
+  bash "testworld/$build.sh" >"$logs/$build.log" 2>&1 &
+  pids+=("$!")
+done
+failed=0
+for i in 0 1 2; do
+  build=$(echo build-kube build-istiod build-helm | cut -d' ' -f$((i + 1)))
+  if wait "${pids[$i]}"; then
+    tail -n 3 "$logs/$build.log"
+  else
+    failed=1
+    echo "testworld/$build.sh failed; the end of its log ($logs/$build.log):" >&2
+    tail -n 40 "$logs/$build.log" >&2
+  fi
+done
+[[ $failed == 0 ]]
 # chromium and chromedriver from Debian for the dashboard's browser tests.
 bash testworld/install-browser.sh

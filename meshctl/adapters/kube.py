@@ -154,10 +154,18 @@ class Kube:
     # -- reads --------------------------------------------------------------------------
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
+        """``group`` "" is the core group: Secrets only (the key a release gate names)."""
         with translated():
-            found = self._custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=self.request_timeout()
-            )
+            if not group and plural == "secrets":
+                from kubernetes import client
+
+                secret = client.CoreV1Api(self.api_client).read_namespaced_secret(
+                    name, namespace, _request_timeout=self.request_timeout())
+                found = self.api_client.sanitize_for_serialization(secret)
+            else:
+                found = self._custom.get_namespaced_custom_object(
+                    group, version, namespace, plural, name,
+                    _request_timeout=self.request_timeout())
         return _as_object(found)
 
     def list(

@@ -26,7 +26,6 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,21 +41,20 @@ from meshctl.adapters.errors import (
     translate,
 )
 from meshctl.adapters.retries import before_deadline
-from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
+from meshctl.domain.measurements import (
+    Error,
+    Measurement,
+    NoData,
+    QueryCheck,
+    Sampled,
+    Series,
+    Unavailable,
+    Value,
+)
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
 _MIN_ATTEMPT_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class QueryCheck:
-    """Whether Prometheus accepts a query: ``accepted``, else ``message`` says why (or why
-    Prometheus could not be asked: then ``reachable`` is False)."""
-
-    accepted: bool
-    message: str = ""
-    reachable: bool = True
 
 
 class PrometheusProvider:
@@ -81,6 +79,22 @@ class PrometheusProvider:
             return Error(f"Prometheus {self.address}: {exc.message}")
         return _measurement(result)
 
+    def samples(self, query: str, start: datetime, end: datetime, step_seconds: float,
+                timeout_seconds: float) -> Sampled:
+        """A range query: the one series' values from ``start`` to ``end`` every
+        ``step_seconds`` (no series: no samples; several: an error, as for an instant
+        query)."""
+        deadline = time.monotonic() + timeout_seconds
+        try:
+            result = before_deadline(
+                lambda: self._range_once(query, start, end, step_seconds, deadline), deadline)
+        except TransientError as exc:
+            return Unavailable(f"Prometheus {self.address} did not answer within "
+                               f"{timeout_seconds:g}s: {exc.message}")
+        except AdapterError as exc:
+            return Error(f"Prometheus {self.address}: {exc.message}")
+        return _series(result)
+
     def check_query(self, query: str, timeout_seconds: float = 5.0) -> QueryCheck:
         """Ask Prometheus to parse and run ``query`` once; it says whether it accepts it."""
         try:
@@ -97,20 +111,9 @@ class PrometheusProvider:
         series, or more than one: []. Raises an AdapterError when Prometheus cannot answer
         (the chart is drawn without these points then)."""
         deadline = time.monotonic() + timeout_seconds
-
-        def once() -> Any:
-            try:
-                return self._client.custom_query_range(
-                    query, start_time=_utc(start), end_time=_utc(end),
-                    step=f"{max(1, round(step_seconds * 1000))}ms",
-                    params={"timeout": f"{timeout_seconds:.3f}"})
-            except PrometheusApiClientException as exc:
-                raise _http_error(str(exc)) from exc
-            except Exception as exc:
-                error = translate(exc)
-                raise type(error)(_brief(str(exc)) or error.message) from exc
-
-        result = before_deadline(once, deadline)
+        result = before_deadline(
+            lambda: self._range_once(query, _utc(start), _utc(end), step_seconds, deadline),
+            deadline)
         if not isinstance(result, list) or len(result) != 1:
             return []
         return [(float(t), _float_or_none(v)) for t, v in result[0].get("values", [])]
@@ -134,6 +137,38 @@ class PrometheusProvider:
         except Exception as exc:  # requests' errors are OSErrors: translate() sorts them
             error = translate(exc)
             raise type(error)(_brief(str(exc)) or error.message) from exc
+
+
+    def _range_once(self, query: str, start: datetime, end: datetime, step: float,
+                    deadline: float) -> Any:
+        timeout = max(_MIN_ATTEMPT_SECONDS, deadline - time.monotonic())
+        try:
+            # start and end to the millisecond (the client's own would round to seconds)
+            return self._client.custom_query_range(
+                query, start_time=start, end_time=end, step=f"{step:g}",
+                params={"timeout": f"{timeout:.3f}", "start": f"{start.timestamp():.3f}",
+                        "end": f"{end.timestamp():.3f}"},
+                timeout=timeout,  # type: ignore[arg-type]
+            )
+        except PrometheusApiClientException as exc:
+            raise _http_error(str(exc)) from exc
+        except Exception as exc:
+            error = translate(exc)
+            raise type(error)(_brief(str(exc)) or error.message) from exc
+
+
+def _series(result: Any) -> Sampled:
+    """Translate the ``data.result`` of a range query (a matrix)."""
+    if not isinstance(result, list):
+        return Error(f"unexpected Prometheus result: {result!r:.200}")
+    if not result:
+        return Series(())
+    if len(result) > 1:
+        return Error(f"query returned {len(result)} series; aggregate it")
+    try:
+        return Series(tuple(float(v) for _, v in result[0].get("values", [])))
+    except (TypeError, ValueError):
+        return Error(f"unexpected Prometheus samples: {result[0]!r:.200}")
 
 
 def _utc(seconds: float) -> datetime:

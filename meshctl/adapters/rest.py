@@ -296,7 +296,8 @@ class RestKube:
     def _path(group: str, version: str, namespace: str | None, plural: str,
               name: str | None = None, **query: Any) -> str:
         where = f"/namespaces/{namespace}" if namespace is not None else ""
-        path = f"/apis/{group}/{version}{where}/{plural}" + (f"/{name}" if name else "")
+        root = f"/apis/{group}" if group else "/api"  # "": the core group
+        path = f"{root}/{version}{where}/{plural}" + (f"/{name}" if name else "")
         params = {k: v for k, v in query.items() if v is not None}
         return path + ("?" + urllib.parse.urlencode(params) if params else "")
 

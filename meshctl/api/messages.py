@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.ops.history import EventView, History, RevisionView
-from meshctl.ops.views import ConditionView, MeasurementView, RolloutView, WeightsView
+from meshctl.ops.views import (
+    ConditionView,
+    JudgementView,
+    JudgeMetricView,
+    MeasurementView,
+    RolloutView,
+    WeightsView,
+)
 
 
 def to_message(view: RolloutView) -> pb.Rollout:
@@ -26,7 +33,35 @@ def to_message(view: RolloutView) -> pb.Rollout:
     if view.observed_weights is not None:
         message.observed_weights.CopyFrom(pb.Weights(stable=view.observed_weights.stable,
                                                      canary=view.observed_weights.canary))
+    if view.judgement is not None:
+        message.judgement.CopyFrom(_judgement(view.judgement))
     return message
+
+
+def _judgement(j: JudgementView) -> pb.Judgement:
+    out = pb.Judgement(run=j.run, at=j.at, verdict=j.verdict, baseline=j.baseline)
+    if j.score is not None:
+        out.score = j.score
+    for m in j.metrics:
+        metric = out.metrics.add(name=m.name, verdict=m.verdict, direction=m.direction,
+                                 canary_samples=m.canary_samples,
+                                 baseline_samples=m.baseline_samples)
+        for name in ("p_value", "effect_size", "canary_mean", "baseline_mean"):
+            if getattr(m, name) is not None:
+                setattr(metric, name, getattr(m, name))
+    return out
+
+
+def _judgement_view(j: pb.Judgement) -> JudgementView:
+    def opt(m: pb.JudgeMetric, name: str) -> float | None:
+        return getattr(m, name) if m.HasField(name) else None
+
+    return JudgementView(
+        j.run, j.at, j.verdict, j.score if j.HasField("score") else None, j.baseline,
+        tuple(JudgeMetricView(m.name, m.verdict, m.direction, opt(m, "p_value"),
+                              opt(m, "effect_size"), opt(m, "canary_mean"),
+                              opt(m, "baseline_mean"), m.canary_samples, m.baseline_samples)
+              for m in j.metrics))
 
 
 def _measurement(m: MeasurementView) -> pb.Measurement:
@@ -55,6 +90,7 @@ def from_message(message: pb.Rollout) -> RolloutView:
         image=message.image, paused=message.paused, generation=message.generation,
         observed_generation=message.observed_generation,
         pending_intents=tuple(message.pending_intents),
+        judgement=_judgement_view(message.judgement) if message.HasField("judgement") else None,
     )
 
 

@@ -58,8 +58,13 @@ def _load_one(ctx: click.Context, files: list[str]) -> Loaded:
              "'-' for standard input).")
 @files_option("A file to check.")
 @files_argument()
+@click.option("--prometheus-url", default=None, metavar="URL",
+              help="Also ask this Prometheus to parse every query the Rollouts would run "
+              "(with their AnalysisTemplates); a query it rejects is a problem. Exit 5 when "
+              "it cannot be reached.")
 @click.pass_context
-def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]) -> None:
+def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...],
+         prometheus_url: str | None) -> None:
     from meshctl.ops.documents import load
 
     if not files and not more_files:
@@ -67,11 +72,28 @@ def lint(ctx: click.Context, files: tuple[str, ...], more_files: tuple[str, ...]
     loaded = load(expand_files(files, more_files))
     if loaded.problems:
         fail(ctx, exitcodes.INVALID, *(str(p) for p in loaded.problems))
+    if prometheus_url:
+        _lint_queries(ctx, loaded, prometheus_url)
     count = len(loaded.rollouts) + len(loaded.templates)
     if ctx.obj["output"] == "table":
         click.echo(f"{count} document(s) valid")
     else:
         emit({"valid": count, "problems": []}, ctx.obj["output"])
+
+
+def _lint_queries(ctx: click.Context, loaded: Loaded, prometheus_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from meshctl.ops.query_checks import lint_queries
+
+    report = lint_queries(zip(loaded.rollout_sources, loaded.rollouts, strict=True),
+                          loaded.templates, prometheus_url, datetime.now(UTC))
+    if report.problems:
+        fail(ctx, exitcodes.INVALID, *report.problems)
+    if report.unreachable:
+        fail(ctx, exitcodes.UNREACHABLE, f"cannot check the queries: Prometheus "
+             f"{prometheus_url} does not answer: {report.unreachable}",
+             hint="check --prometheus-url, or lint without it to check the files offline")
 
 
 @cli.group(help="Run, inspect and steer rollouts.")

@@ -34,6 +34,8 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _gate_text(gate: dict[str, Any]) -> str:
     kind = gate["type"]
+    if kind == "release":
+        return f"{gate['kind']} {gate['name']}"
     if kind == "pause":
         return f"pause {gate['duration']}"
     if kind in ("analysis", "backgroundAnalysis"):
@@ -62,4 +64,23 @@ def plan_table(plan: dict[str, Any]) -> str:
                      " ".join(extras) or "-"])
     title = (f"Rollout {plan['rollout']['namespace']}/{plan['rollout']['name']} "
              f"({plan['strategy']})")
-    return title + "\n" + table(["STEP", "KIND", "STABLE/CANARY", "GATES", "ROUTES"], rows)
+    text = title + "\n" + table(["STEP", "KIND", "STABLE/CANARY", "GATES", "ROUTES"], rows)
+    if plan.get("releaseGates"):
+        text += "\nRelease gates:\n" + table(
+            ["  NAME", "KIND", "AT", "HOLDS", "DETAIL"],
+            [[f"  {g['name']}", g["kind"], ",".join(g["at"]),
+              ",".join(str(h) for h in g["holds"]) or "-", _release_detail(g)]
+             for g in plan["releaseGates"]])
+    return text
+
+
+def _release_detail(gate: dict[str, Any]) -> str:
+    if gate["kind"] == "window":
+        frozen = f"; frozen {', '.join(gate['freezes'])}" if gate["freezes"] else ""
+        return f"{'; '.join(gate['windows']) or 'always'} {gate['timeZone']}{frozen}"
+    if gate["kind"] == "webhook":
+        return f"POST {gate['url']} (deadline {gate.get('deadline', '-')})"
+    if gate["kind"] == "approval":
+        eyes = ", not the starter" if gate["fourEyes"] else ""
+        return f"{gate['approvals']} approval(s){eyes} (deadline {gate.get('deadline', '-')})"
+    return f"deadline {gate.get('deadline', '-')}"

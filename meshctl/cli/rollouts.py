@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
     from meshctl.ops.history import History
-    from meshctl.ops.views import RolloutView
+    from meshctl.ops.views import JudgementView, JudgeMetricView, RolloutView
     from meshctl.ops.wait import WaitResult
 
 # How a wait ended (meshctl.domain.phases.Ending values) to exit codes: one table.
@@ -143,6 +143,20 @@ def _measurements(view: RolloutView) -> str:
     return " ".join(f"{m.metric}={fmt(m.metric, m.value, m.outcome)}" for m in view.measurements)
 
 
+def judgement_text(j: JudgementView) -> str:
+    """``Fail, score 50 against stable (step-1): latency Fail +300.0% p=1e-09; ...``"""
+    def metric(m: JudgeMetricView) -> str:
+        if m.verdict == "NoData":
+            return f"{m.name} no data ({m.canary_samples}/{m.baseline_samples} samples)"
+        effect = "n/a" if m.effect_size is None else f"{m.effect_size:+.1%}"
+        p = "n/a" if m.p_value is None else f"{m.p_value:.2g}"
+        return f"{m.name} {m.verdict} {effect} p={p}"
+
+    score = "no score" if j.score is None else f"score {j.score:g}"
+    return (f"{j.verdict}, {score} against {j.baseline} ({j.run}): "
+            + "; ".join(metric(m) for m in j.metrics))
+
+
 def progress_line(view: RolloutView) -> str:
     """One line per change: phase, step, weights, latest measurements, the reason."""
     parts = [f"{view.namespace}/{view.name}", f"{view.phase:<11}",
@@ -175,6 +189,8 @@ def view_text(view: RolloutView) -> str:
             ("Revision", f"{view.revision or '-'} (stable {view.stable_revision or '-'})"),
             ("Weights", f"stable/canary {_weights(view)}"),
             ("Analysis", _measurements(view) or "-")]
+    if view.judgement is not None:
+        rows.append(("Judge", judgement_text(view.judgement)))
     if view.paused:
         rows.append(("Paused", "spec.paused is true (meshctl rollout resume)"))
     if view.abort_reason:

@@ -47,7 +47,9 @@ from datetime import datetime, timedelta
 
 from meshctl.domain import queries
 from meshctl.domain.conditions import Condition
+from meshctl.domain.judge import Judged, JudgeRequest, ResolvedJudge
 from meshctl.domain.measurements import Error, Measurement, NoData, Unavailable, Value
+from meshctl.domain.providers import ProviderKind
 from meshctl.domain.status import (
     MAX_MEASUREMENTS_KEPT,
     AnalysisRunStatus,
@@ -81,6 +83,20 @@ class ResolvedMetric:
     since_window: float | None = None
     template: str = ""
     variables: tuple[tuple[str, str], ...] = ()
+    # the spec field the query comes from, for a problem Prometheus finds in it
+    # ("spec.slo.latencyP95"; a template's metric: "...templates[0] (AnalysisTemplate t:
+    # spec.metrics[1].provider.prometheus.query)")
+    field: str = ""
+    judge: ResolvedJudge | None = None  # the comparative judge: its value is a score
+    kind: ProviderKind = ProviderKind.PROMETHEUS  # which provider measures ``query``
+
+    def request(self, run: str, started: datetime, now: datetime) -> MeasurementRequest:
+        """What the shell should measure now for this metric in ``run`` (begun ``started``)."""
+        judge = None
+        if self.judge is not None:
+            judge = JudgeRequest(self.judge, *self.judge.span(started, now))
+        return MeasurementRequest(run, self.name, self.query_at(started, now), self.address,
+                                  self.timeout, judge, self.kind)
 
     def query_at(self, started: datetime, now: datetime) -> str:
         """The query to run at ``now`` in a run that began at ``started``: ``query``, or for
@@ -107,6 +123,8 @@ class MeasurementRequest:
     query: str
     address: str | None
     timeout: float
+    judge: JudgeRequest | None = None  # a judgement to make instead of ``query``
+    kind: ProviderKind = ProviderKind.PROMETHEUS
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,13 @@ class TakenMeasurement:
 
 
 def outcome_of(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
+    outcome, message = _outcome(plan, measurement)
+    if isinstance(measurement, Judged) and measurement.judgement is not None:
+        message = f"{message}: {measurement.judgement.describe()}"
+    return outcome, message
+
+
+def _outcome(plan: ResolvedMetric, measurement: Measurement) -> tuple[Outcome, str]:
     if isinstance(measurement, Error):
         return Outcome.ERROR, measurement.message
     if isinstance(measurement, NoData) or math.isnan(measurement.value):
@@ -141,7 +166,9 @@ def record(plan: ResolvedMetric, metric: MetricStatus, at: datetime,
     if value is not None and math.isnan(value):
         value = None
     entry = MeasurementRecord(at=at, outcome=outcome, value=value, message=message,
-                              unavailable=True if isinstance(measurement, Unavailable) else None)
+                              unavailable=True if isinstance(measurement, Unavailable) else None,
+                              judgement=measurement.judgement if isinstance(measurement, Judged)
+                              else None)
     updated = dataclasses.replace(
         metric,
         count=metric.count + 1,
@@ -223,8 +250,7 @@ def due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: datetime) 
         if metric is None or metric.verdict is not Verdict.PENDING:
             continue
         if now >= next_due(run, plan, metric):
-            out.append(MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
-                                          plan.address, plan.timeout))
+            out.append(plan.request(run.name, run.started_at, now))
     return out
 
 
@@ -293,8 +319,7 @@ def probes_due(run: AnalysisRunStatus, plans: Iterable[ResolvedMetric], now: dat
                ) -> list[MeasurementRequest]:
     """While a run waits for its metrics source: each inconclusive metric's query, once per
     ``interval`` after its last measurement, to learn whether the source answers again."""
-    return [MeasurementRequest(run.name, plan.name, plan.query_at(run.started_at, now),
-                               plan.address, plan.timeout)
+    return [plan.request(run.name, run.started_at, now)
             for plan, metric in _stuck(run, plans) if now >= next_due(run, plan, metric)]
 
 

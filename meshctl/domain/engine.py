@@ -28,11 +28,33 @@ from meshctl.domain import analysis
 from meshctl.domain.analysis import MeasurementRequest, ResolvedMetric, TakenMeasurement
 from meshctl.domain.intents import Action, Intents
 from meshctl.domain.measurements import NoData
-from meshctl.domain.phases import ANALYSIS_UNAVAILABLE, Phase, allows, check_transition
+from meshctl.domain.phases import (
+    ANALYSIS_UNAVAILABLE,
+    GATE_DEADLINE,
+    Phase,
+    allows,
+    check_transition,
+)
+from meshctl.domain.release_gates import (
+    RECORDING_POINTS,
+    GatePoint,
+    GateReport,
+    GateRequest,
+    GateSpec,
+    GateStatus,
+    GateVerdict,
+    deadline_text,
+    describe_opening,
+    gate_key,
+    gates_at,
+    overdue,
+    window_state,
+)
 from meshctl.domain.schedule import (
     ANALYSIS_KINDS,
     ScheduledStep,
     StepKind,
+    gate_points,
     replicas_for,
     schedule,
     traffic_before,
@@ -97,6 +119,8 @@ class Observation:
     analysis: ResolvedAnalysis = ResolvedAnalysis()
     generation: int = 0
     gate: Gate | None = None  # security.requireMutualTLS: None when it does not apply
+    # Release gates the shell judged this pass (webhook, job, approval), by record key.
+    gate_reports: Mapping[str, GateReport] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,7 @@ class _Pass:
         self.requeues: list[float] = []
         self.traffic: TrafficSplit | None = None
         self.canary_replicas: int | None = None
+        self.gate_held = False  # a release gate holds the current step
 
     # -- small helpers ------------------------------------------------------------------
 
@@ -192,7 +217,7 @@ class _Pass:
                   f"{reason}: rolling out revision {self.obs.revision}")
         self.update(current_revision=self.obs.revision, current_step=0,
                     step_started_at=self.now, analysis=(), abort=None, pause_reason=None,
-                    promoted=False)
+                    promoted=False, gates=())
 
     def begin_abort(self, reason: str, message: str) -> None:
         self.move(Phase.ABORTING, reason, f"aborting: {message}", warning=True)
@@ -210,7 +235,10 @@ class _Pass:
         nxt = self.status.current_step + 1
         self.update(current_step=nxt, step_started_at=self.now, promoted=False)
         self.requeue(0)
-        if nxt >= len(self.steps):
+        if nxt >= len(self.steps) and _promotion_points(self):
+            self.update(message=f"all {len(self.steps)} steps done; release gates before "
+                        "promotion")
+        elif nxt >= len(self.steps):
             self.move(Phase.PROMOTING, "Promoting",
                       f"all {len(self.steps)} steps done; promoting revision "
                       f"{self.status.current_revision} to stable")
@@ -394,6 +422,11 @@ def _intents(p: _Pass) -> None:
         return
     if acts_on(Action.PROMOTE_FULL):
         p.update(current_step=len(p.steps), step_started_at=p.now, pause_reason=None)
+        if _promotion_points(p):  # promote never skips a release gate
+            _restart_waiting_gates(p)
+            p.move(Phase.PROGRESSING, "PromotedFull", "promote --full: skipping remaining "
+                   "steps; the release gates before promotion still apply")
+            return
         p.move(Phase.PROMOTING, "PromotedFull", "promote --full: skipping remaining steps")
         return
     if acts_on(Action.PROMOTE):
@@ -407,6 +440,13 @@ def _promote_step(p: _Pass) -> None:
     """Promote releases the current step's gate: a pause ends, an analysis is skipped,
     a blue-green cut-over proceeds."""
     step = p.step
+    if p.status.pause_reason == GATE_DEADLINE:
+        _resume(p)  # promote never skips a release gate: it waits again, as resume does
+        return
+    if step is not None and _step_points(p, step) and not _gates_passed(p, step):
+        p.update(message=f"step {step.index}: promote does not skip release gates; "
+                 "waiting for them")
+        return
     if p.status.phase is Phase.PAUSED:
         p.update(pause_reason=None)
         p.move(Phase.PROGRESSING, "Promoted", "promoted by user")
@@ -419,6 +459,8 @@ def _promote_step(p: _Pass) -> None:
 def _resume(p: _Pass) -> None:
     if p.status.pause_reason in ("InconclusiveAnalysis", ANALYSIS_UNAVAILABLE):
         p.restart_runs({r.name for r in p.status.analysis if r.verdict is Verdict.INCONCLUSIVE})
+    if p.status.pause_reason == GATE_DEADLINE:
+        _restart_waiting_gates(p)
     p.update(pause_reason=None)
     p.move(Phase.PROGRESSING, "Resumed", "resumed by user")
 
@@ -440,6 +482,11 @@ def _progressing(p: _Pass) -> None:
         return
     step = p.step
     if step is None:  # past the last step (or no steps at all)
+        if not _gates_open(p, _promotion_points(p), len(p.steps)):
+            p.traffic = p.held_traffic()
+            if p.status.phase is Phase.ABORTING:
+                _aborting(p)
+            return
         _to_promoting(p)
         _HANDLERS[p.status.phase](p)
         return
@@ -448,11 +495,13 @@ def _progressing(p: _Pass) -> None:
         _analysis_step(p, step)
     elif step.kind in (StepKind.PAUSE, StepKind.SCALE_DOWN):
         _wait_step(p, step)
-    elif step.kind is StepKind.CUTOVER and not _cutover_gate_open(p, step):
+    elif ((step.kind is StepKind.CUTOVER and not _cutover_gate_open(p, step))
+          or not _gates_open(p, _step_points(p, step), step.index)):
         p.traffic = p.held_traffic()
     else:
         _traffic_step(p, step)
-    if p.status.phase is Phase.PROGRESSING and p.status.current_step == step.index:
+    if (p.status.phase is Phase.PROGRESSING and p.status.current_step == step.index
+            and not p.gate_held):
         _check_deadline(p, step)
     if p.status.phase is not Phase.PROGRESSING and p.status.phase is not Phase.PAUSED:
         _HANDLERS[p.status.phase](p)
@@ -636,6 +685,7 @@ def _promoting(p: _Pass) -> None:
     p.canary_replicas = 0
     p.update(stable_revision=current)
     p.move(Phase.HEALTHY, "RolloutCompleted", f"revision {current} is stable at 100%")
+    _record_gates(p, GatePoint.AFTER_PROMOTION)
 
 
 def _aborting(p: _Pass) -> None:
@@ -650,14 +700,17 @@ def _aborting(p: _Pass) -> None:
     if abort.reason == "Reverted":
         p.update(abort=None)
         p.move(Phase.HEALTHY, "RolledBack", "back at the stable revision, 100% stable")
+        _record_gates(p, GatePoint.ON_ROLLBACK)
         return
     p.move(Phase.DEGRADED, abort.reason, f"rolled back to 100% stable: {abort.message}",
            warning=True)
+    _record_gates(p, GatePoint.ON_ROLLBACK)
     _degraded(p)
 
 
 def _degraded(p: _Pass) -> None:
     p.traffic = TrafficSplit.stable_only()
+    _record_gates(p)
     abort = p.status.abort
     since = abort.stable_observed_at if abort else None
     remaining = p.spec.abort_scale_down_delay_seconds - p.elapsed(since)
@@ -669,6 +722,7 @@ def _degraded(p: _Pass) -> None:
 
 def _healthy(p: _Pass) -> None:
     p.traffic = TrafficSplit.stable_only()
+    _record_gates(p)
     p.canary_replicas = 0
 
 
@@ -686,6 +740,179 @@ _HANDLERS = {
     Phase.DEGRADED: _degraded,
     Phase.HEALTHY: _healthy,
 }
+
+
+# -- release gates (spec.gates) -----------------------------------------------------------
+#
+# Each gate at a point gets a record in status.gates (since: when it began waiting). A window
+# is judged here from ``now``; the other kinds by the shell, whose reports arrive in
+# ``obs.gate_reports`` for the records :func:`gates_due` named. Abort and rollback never
+# wait for a gate: gates at afterPromotion and onRollback are judged and recorded only.
+
+GATE_WAKE_MAX = 3600.0  # a closed window is looked at again at least this often
+
+
+def _step_points(p: _Pass, step: ScheduledStep) -> tuple[GatePoint, ...]:
+    return gate_points(p.steps, step.index)
+
+
+def _promotion_points(p: _Pass) -> tuple[GatePoint, ...]:
+    """beforePromotion, and beforeTraffic when no step passed it (promote --full early)."""
+    points = []
+    unpassed = [g for g in gates_at(p.spec.gates, GatePoint.BEFORE_TRAFFIC)
+                if not _passed(p, g, GatePoint.BEFORE_TRAFFIC, 0)]
+    if unpassed:
+        points.append(GatePoint.BEFORE_TRAFFIC)
+    if gates_at(p.spec.gates, GatePoint.BEFORE_PROMOTION):
+        points.append(GatePoint.BEFORE_PROMOTION)
+    return tuple(points)
+
+
+def _key_step(point: GatePoint, step: int) -> int:
+    """beforeIncrease is judged at each step; every other point once per revision."""
+    return step if point is GatePoint.BEFORE_INCREASE else 0
+
+
+def _passed(p: _Pass, gate: GateSpec, point: GatePoint, step: int) -> bool:
+    record = p.status.gate(gate_key(gate.name, point, _key_step(point, step)))
+    return record is not None and record.verdict is GateVerdict.PASSED
+
+
+def _gates_passed(p: _Pass, step: ScheduledStep) -> bool:
+    return all(_passed(p, g, point, step.index) for point in _step_points(p, step)
+               for g in gates_at(p.spec.gates, point))
+
+
+def _gates_open(p: _Pass, points: tuple[GatePoint, ...], step: int) -> bool:
+    """True when every gate at ``points`` passed. A failed one aborts (before traffic moved
+    nothing was written, so nothing is undone); one waiting past its deadline pauses for a
+    human; otherwise the step waits and says for what."""
+    waiting: list[tuple[GateSpec, GateStatus]] = []
+    for point in points:
+        for gate in gates_at(p.spec.gates, point):
+            record = _judge(p, gate, point, step)
+            if record.verdict is GateVerdict.FAILED:
+                p.begin_abort("GateFailed", f"gate {gate.name} ({gate.kind}) failed "
+                              f"{point.value}: {record.message}")
+                return False
+            if record.verdict is GateVerdict.WAITING:
+                waiting.append((gate, record))
+    if not waiting:
+        return True
+    p.gate_held = True
+    gate, record = waiting[0]
+    if overdue(gate, record.since, p.now):
+        p.pause(GATE_DEADLINE, f"gate {gate.name} ({gate.kind}) {record.point.value} still "
+                f"waiting after its deadline of {deadline_text(gate)}: {record.message}; "
+                "needs a human (resume to wait again, abort to roll back)")
+        return False
+    where = f"step {step}" if step < len(p.steps) else "before promotion"
+    p.update(message=f"{where}: waiting for gate {gate.name} ({gate.kind}) "
+             f"{record.point.value}: {record.message}")
+    p.requeue(_wake_after(p, [r for _, r in waiting]))
+    return False
+
+
+def _wake_after(p: _Pass, waiting: list[GateStatus]) -> float:
+    """Outside gates are asked again every GATE_REQUEUE; a window when it opens."""
+    wakes = [(r.until - p.now).total_seconds() if r.until is not None else GATE_WAKE_MAX
+             if r.kind == "window" else GATE_REQUEUE for r in waiting]
+    return max(0.0, min(min(wakes), GATE_WAKE_MAX))
+
+
+def _judge(p: _Pass, gate: GateSpec, point: GatePoint, step: int) -> GateStatus:
+    """The gate's record after this pass: started when first met, then judged until it
+    passes or fails (a verdict, once given, stands for the revision)."""
+    key = gate_key(gate.name, point, _key_step(point, step))
+    record = p.status.gate(key)
+    if record is None or record.revision != p.status.current_revision:
+        record = GateStatus(key=key, name=gate.name, point=point, since=p.now, step=step,
+                            revision=p.status.current_revision or "", kind=gate.kind)
+        p.events.append(Event("Normal", "GateWaiting", f"gate {gate.name} ({gate.kind}) "
+                              f"{point.value}: waiting"))
+        p.requeue(0)
+    if record.verdict is not GateVerdict.WAITING:
+        return record
+    judged = _verdict(p, gate, record)
+    if judged.verdict is GateVerdict.PASSED and point not in RECORDING_POINTS:
+        p.update(step_started_at=p.now)  # the step's own clocks start when its gates open
+    _store_gate(p, judged)
+    return judged
+
+
+def _verdict(p: _Pass, gate: GateSpec, record: GateStatus) -> GateStatus:
+    if gate.window is not None:
+        state = window_state(gate.window, p.now)
+        if state.open:
+            return dataclasses.replace(record, verdict=GateVerdict.PASSED, decided_at=p.now,
+                                       until=None, message="inside a window")
+        opening = describe_opening(gate.window, state.opens_at)
+        return dataclasses.replace(record, until=state.opens_at,
+                                   message=f"{state.why}; {opening}")
+    report = p.obs.gate_reports.get(record.key)
+    if report is None:
+        return record if record.message else dataclasses.replace(
+            record, message=f"waiting for the {gate.kind}")
+    decided = p.now if report.verdict is not GateVerdict.WAITING else None
+    return dataclasses.replace(record, verdict=report.verdict, message=report.message,
+                               by=report.by, decided_at=decided)
+
+
+def _store_gate(p: _Pass, record: GateStatus) -> None:
+    old = p.status.gate(record.key)
+    if old == record:
+        return
+    if record.verdict is not GateVerdict.WAITING:
+        failed = record.verdict is GateVerdict.FAILED
+        p.events.append(Event("Warning" if failed else "Normal",
+                              "GateFailed" if failed else "GatePassed",
+                              f"gate {record.name} ({record.kind}) {record.point.value}: "
+                              f"{record.message}" + (f" (by {', '.join(record.by)})"
+                                                     if record.by else "")))
+    kept = tuple(g for g in p.status.gates if g.key != record.key)
+    p.update(gates=(*kept, record))
+
+
+def _restart_waiting_gates(p: _Pass) -> None:
+    """Waiting gates start again (a fresh deadline; a webhook is asked again)."""
+    p.update(gates=tuple(g for g in p.status.gates if g.verdict is not GateVerdict.WAITING))
+
+
+def _record_gates(p: _Pass, begin: GatePoint | None = None) -> None:
+    """Gates that only record (afterPromotion, onRollback): ``begin`` starts those of a
+    point; waiting ones are judged; past the deadline they fail. Nothing waits for them."""
+    if begin is not None:
+        for gate in gates_at(p.spec.gates, begin):
+            _judge(p, gate, begin, p.status.current_step)
+    for record in p.status.gates:
+        found = next((g for g in p.spec.gates if g.name == record.name), None)
+        if (found is None or record.point not in RECORDING_POINTS
+                or record.verdict is not GateVerdict.WAITING):
+            continue
+        judged = _verdict(p, found, record)
+        if judged.verdict is GateVerdict.WAITING and overdue(found, record.since, p.now):
+            judged = dataclasses.replace(judged, verdict=GateVerdict.FAILED, decided_at=p.now,
+                                         message=f"no verdict within {deadline_text(found)}")
+        _store_gate(p, judged)
+        if judged.verdict is GateVerdict.WAITING:
+            p.requeue(GATE_REQUEUE)
+
+
+def gates_due(spec: RolloutSpec, status: RolloutStatus) -> list[GateRequest]:
+    """The outside gates (webhook, job, approval) the shell should judge before decide():
+    those waiting in status for the current revision, unless a person must act first."""
+    if status.phase is Phase.PAUSED or status.phase is Phase.PENDING:
+        return []
+    by_name = {g.name: g for g in spec.gates}
+    out = []
+    for record in status.gates:
+        gate = by_name.get(record.name)
+        if (gate is None or gate.window is not None or record.verdict is not GateVerdict.WAITING
+                or record.revision != status.current_revision):
+            continue
+        out.append(GateRequest(record.key, gate, record.point, record.step, record.revision,
+                               record.since))
+    return out
 
 
 # -- the end of a pass --------------------------------------------------------------------

@@ -29,3 +29,23 @@ class Error:
 
 
 Measurement = Value | NoData | Error
+
+
+@dataclass(frozen=True)
+class Series:
+    """Samples of one query over a span, oldest first (NaN where nothing happened)."""
+
+    values: tuple[float, ...] = ()
+
+
+Sampled = Series | NoData | Error
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """Whether a metrics source accepts a query: ``accepted``, else ``message`` says why (or
+    why the source could not be asked: then ``reachable`` is False)."""
+
+    accepted: bool
+    message: str = ""
+    reachable: bool = True

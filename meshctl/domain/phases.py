@@ -64,7 +64,11 @@ def allows(action: Action, phase: Phase) -> bool:
 
 # Paused for one of these reasons, a rollout waits for a person: `--wait` exits 4, and so
 # does a local `rollout run` (even while background analysis keeps measuring).
-HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused")
+HUMAN_PAUSES = ("PausedAtStep", "InconclusiveAnalysis", "AwaitingPromotion", "UserPaused",
+                "GateDeadline")
+# A release gate (spec.gates) still waiting past its deadline: a person resumes (the gate
+# waits again) or aborts; promote does not skip it.
+GATE_DEADLINE = "GateDeadline"
 # Paused for this one, a rollout waits for its metrics source (Prometheus down, or slower
 # than the query timeout): the engine asks it again every interval and resumes on its own
 # once it answers; `--wait` and a local run keep waiting (until their --timeout). A person

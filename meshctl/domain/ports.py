@@ -5,9 +5,10 @@ Adapters translate between these domain words and a real system; they do not dec
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
-from meshctl.domain.measurements import Measurement
+from meshctl.domain.measurements import Measurement, QueryCheck, Sampled
 from meshctl.domain.traffic import TrafficSplit
 
 
@@ -32,3 +33,21 @@ class MetricProvider(Protocol):
 
     def measure(self, query: str, timeout_seconds: float) -> Measurement:
         """Run one query; returns a Measurement, never raises for data problems."""
+
+
+@runtime_checkable
+class QueryChecker(Protocol):
+    """A metrics source that can say whether it accepts a query (Prometheus parses it)."""
+
+    def check_query(self, query: str, timeout_seconds: float = 5.0) -> QueryCheck:
+        """Never raises: an unreachable source is ``QueryCheck(False, why, reachable=False)``."""
+
+
+@runtime_checkable
+class SampleSource(Protocol):
+    """A metrics source that gives a query's samples over a span (the judge's input)."""
+
+    def samples(self, query: str, start: datetime, end: datetime, step_seconds: float,
+                timeout_seconds: float) -> Sampled:
+        """One number per ``step_seconds`` from ``start`` to ``end``; never raises for data
+        problems (an unreachable source is ``Unavailable``)."""

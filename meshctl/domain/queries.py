@@ -364,6 +364,39 @@ ISTIO_MTLS_SHARE = QueryTemplate(
     unit="ratio",
 )
 
+# The comparative judge's built-ins (meshctl.domain.judge): one number per sub-window, the
+# same query rendered for the canary and for the baseline. Mean latency (the histogram's
+# sum over its count: exact, where a quantile interpolates inside coarse buckets), and the
+# error ratio (no 5xx series yet is no error; no request at all is NaN: no sample).
+ENVOY_LATENCY_MEAN = QueryTemplate(
+    name="envoy-latency-mean",
+    text=f"sum(rate(envoy_cluster_upstream_rq_time_sum{{{_ENVOY}}}{_W})) / "
+    f"sum(rate(envoy_cluster_upstream_rq_time_count{{{_ENVOY}}}{_W}))",
+    description="mean upstream request time of one Envoy cluster",
+    unit="ms",
+)
+ENVOY_ERROR_RATIO = QueryTemplate(
+    name="envoy-error-ratio",
+    text=f'(sum(rate(envoy_cluster_upstream_rq_xx{{{_ENVOY}, envoy_response_code_class="5"}}{_W})) '
+    f"or vector(0)) / sum(rate(envoy_cluster_upstream_rq_total{{{_ENVOY}}}{_W}))",
+    description="share of requests to one Envoy cluster answered with a 5xx",
+    unit="ratio",
+)
+ISTIO_LATENCY_MEAN = QueryTemplate(
+    name="istio-latency-mean",
+    text=f"sum(rate(istio_request_duration_milliseconds_sum{{{_ISTIO}}}{_W})) / "
+    f"sum(rate(istio_request_duration_milliseconds_count{{{_ISTIO}}}{_W}))",
+    description="mean request duration at the destination workload",
+    unit="ms",
+)
+ISTIO_ERROR_RATIO = QueryTemplate(
+    name="istio-error-ratio",
+    text=f'(sum(rate(istio_requests_total{{{_ISTIO}, response_code=~"5.."}}{_W})) or vector(0)) '
+    f"/ sum(rate(istio_requests_total{{{_ISTIO}}}{_W}))",
+    description="share of requests to the destination workload answered with a 5xx",
+    unit="ratio",
+)
+
 BUILTIN_TEMPLATES: Mapping[str, QueryTemplate] = {
     t.name: t
     for t in (
@@ -377,5 +410,9 @@ BUILTIN_TEMPLATES: Mapping[str, QueryTemplate] = {
         ISTIO_AVAILABILITY,
         ISTIO_REQUESTS,
         ISTIO_MTLS_SHARE,
+        ENVOY_LATENCY_MEAN,
+        ENVOY_ERROR_RATIO,
+        ISTIO_LATENCY_MEAN,
+        ISTIO_ERROR_RATIO,
     )
 }

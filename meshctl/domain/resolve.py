@@ -32,11 +32,13 @@ from meshctl.domain import queries
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
+from meshctl.domain.judge import JudgeQuery, JudgeSettings, ResolvedJudge
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.providers import ProviderKind, envoy_query
 from meshctl.domain.routers import backend_of
 from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.schedule import ANALYSIS_KINDS, schedule
-from meshctl.domain.spec import AnalysisTemplate, Arg, Rollout, SloMetrics, TemplateRef
+from meshctl.domain.spec import AnalysisTemplate, Arg, Provider, Rollout, SloMetrics, TemplateRef
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class Target:
         base = ref.name if ref is not None else rollout.spec.service
         return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base,
                    _canary_cluster(rollout))
+
+    def baseline(self) -> Target:
+        """The same names for what the canary is compared with: the stable version."""
+        return dataclasses.replace(self, workload=self.stable_workload, canary_cluster="")
 
     def variables(self, window: str) -> dict[str, str]:
         found = {"namespace": self.namespace, "service": self.service, "workload": self.workload,
@@ -115,9 +121,10 @@ def slo_metrics(rollout: Rollout, target: Target) -> tuple[ResolvedMetric, ...]:
               "inconclusive_limit": slo.inconclusive_limit}
     ms = slo.latency_p95.seconds * 1000
     return (
-        ResolvedMetric(name="latency-p95", query=guarded(latency),
+        ResolvedMetric(name="latency-p95", query=guarded(latency), field="spec.slo.latencyP95",
                    success=Condition.parse(f"result < {ms:g}"), **common),  # type: ignore[arg-type]
         ResolvedMetric(name="availability", query=guarded(availability),
+                   field="spec.slo.availability",
                    success=Condition.parse(f"result >= {slo.availability_ratio:g}"),
                    **common),  # type: ignore[arg-type]
         _fast_check(rollout, target),
@@ -136,6 +143,7 @@ def _fast_check(rollout: Rollout, target: Target) -> ResolvedMetric:
                            variables)
     span = queries.parse_duration(fast_window(slo.window.seconds, slo.interval.seconds))
     return ResolvedMetric(name="availability-fast", query=shown, template=text,
+                      field="spec.slo.availability",
                       variables=tuple(sorted(variables.items())), since_window=span,
                       failure=Condition.parse(
                           f"result < {hard_failure_ratio(slo.availability_ratio):g}"),
@@ -165,6 +173,44 @@ def _slo_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTe
     return queries.ISTIO_LATENCY_P95, queries.ISTIO_AVAILABILITY, queries.ISTIO_REQUESTS
 
 
+def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Problem]:
+    """The comparative judge as one metric of each SLO analysis step: its value is the
+    judge's score, passing at ``passScore``, failing under ``marginalScore``, in between
+    neither (inconclusive: a person decides). It is measured as the SLO's metrics are
+    (``interval``, ``count``, the same limits), first once its lookback has filled."""
+    spec, slo = rollout.spec.judge, rollout.spec.slo
+    assert spec is not None
+    window = spec.window or slo.window
+    canary, baseline = target.variables(window.text), target.baseline().variables(window.text)
+    latency, errors = ((queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO)
+                       if target.mesh is MeshKind.ENVOY
+                       else (queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO))
+    metrics = [JudgeQuery("latency", latency.render(canary), latency.render(baseline)),
+               JudgeQuery("error-ratio", errors.render(canary), errors.render(baseline))]
+    problems = []
+    for i, m in enumerate(spec.metrics):
+        try:
+            metrics.append(JudgeQuery(m.name, queries.render(m.query, canary),
+                                      queries.render(m.query, baseline), m.direction,
+                                      f"spec.judge.metrics[{i}].query"))
+        except ValueError as exc:
+            problems.append(Problem(f"spec.judge.metrics[{i}].query", str(exc)))
+    if problems:
+        return problems
+    settings = JudgeSettings(min_samples=spec.min_samples, tolerance=spec.tolerance_ratio,
+                             significance=spec.significance, pass_score=spec.pass_score,
+                             marginal_score=spec.marginal_score)
+    judge = ResolvedJudge(tuple(metrics), settings, lookback=spec.lookback.seconds,
+                          window=window.seconds,
+                          step=spec.step.seconds if spec.step else window.seconds)
+    return ResolvedMetric(
+        name="judge", query=judge.describe(), field="spec.judge", judge=judge,
+        success=Condition.parse(f"result >= {spec.pass_score}"),
+        failure=Condition.parse(f"result < {spec.marginal_score}"),
+        interval=slo.interval.seconds, count=slo.count, initial_delay=spec.lookback.seconds,
+        failure_limit=slo.failure_limit, inconclusive_limit=slo.inconclusive_limit)
+
+
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
                      templates: Mapping[str, AnalysisTemplate], rollout: Rollout,
                      target: Target) -> Iterator[ResolvedMetric | Problem]:
@@ -185,16 +231,17 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             continue
         variables = {**target.variables(rollout.spec.slo.window.text),
                      **{f"args.{k}": v for k, v in values.items()}}
-        for metric in template.spec.metrics:
-            prom = metric.provider.prometheus
+        for j, metric in enumerate(template.spec.metrics):
             try:
-                query = queries.render(prom.query, variables)
+                kind, address, query, timeout = _provider(metric.provider, variables)
             except ValueError as exc:
                 yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
                 continue
             yield ResolvedMetric(
-                name=metric.name, query=query, address=prom.address,
-                timeout=prom.timeout.seconds,
+                name=metric.name, query=query, address=address, kind=kind,
+                field=(f"{ref_path}.templates[{i}] (AnalysisTemplate {ref.template_name}: "
+                       f"spec.metrics[{j}].provider.{_QUERY_FIELD[kind]})"),
+                timeout=timeout,
                 success=Condition.parse(metric.success_condition) if metric.success_condition else None,
                 failure=Condition.parse(metric.failure_condition) if metric.failure_condition else None,
                 interval=metric.interval.seconds, count=metric.count,
@@ -205,18 +252,45 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
             )
 
 
+_QUERY_FIELD = {ProviderKind.PROMETHEUS: "prometheus.query", ProviderKind.ENVOY: "envoy.stat",
+                ProviderKind.WEB: "web.jsonPath"}
+
+
+def _provider(provider: Provider, variables: dict[str, str]
+              ) -> tuple[ProviderKind, str | None, str, float]:
+    """(kind, address, query, timeout) of a metric's provider (see
+    :mod:`meshctl.domain.providers`); a PromQL query gets its variables, escaped."""
+    if provider.envoy is not None:
+        envoy = provider.envoy
+        return (ProviderKind.ENVOY, envoy.address, envoy_query(envoy.stat, envoy.quantile),
+                envoy.timeout.seconds)
+    if provider.web is not None:
+        return ProviderKind.WEB, provider.web.url, provider.web.json_path, provider.web.timeout.seconds
+    prom = provider.prometheus
+    assert prom is not None  # validation: exactly one provider
+    return (ProviderKind.PROMETHEUS, prom.address, queries.render(prom.query, variables),
+            prom.timeout.seconds)
+
+
 def resolve_analysis(rollout: Rollout, templates: Mapping[str, AnalysisTemplate],
                    mesh: MeshKind) -> ResolvedAnalysis:
     """Every analysis of the rollout resolved; raises InvalidSpec naming each problem."""
     target = Target.of(rollout, mesh)
     problems: list[Problem] = []
+    judged: tuple[ResolvedMetric, ...] = ()
+    if rollout.spec.judge is not None:
+        found = judge_metric(rollout, target)
+        if isinstance(found, ResolvedMetric):
+            judged = (found,)
+        else:
+            problems += found
 
     def resolve(path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
                 background: bool) -> tuple[ResolvedMetric, ...]:
         if not refs:
             plans = slo_metrics(rollout, target)
-            # background checks run until the rollout ends
-            return tuple(_background(p) for p in plans) if background else plans
+            # background checks run until the rollout ends; the judge runs in steps only
+            return tuple(_background(p) for p in plans) if background else plans + judged
         out = []
         for item in template_metrics(path, refs, args, templates, rollout, target):
             if isinstance(item, Problem):

@@ -9,9 +9,12 @@ Shape (stable, documented in the README)::
 Gates: ``readiness`` (canary replicas that must be ready), ``dataPlane`` (the weight must be
 observed applied), ``pause`` (a duration, or ``promote``), ``analysis`` and
 ``backgroundAnalysis`` (metrics with resolved queries), ``autoPromotion``, ``delay``,
-``mutualTLS``. Objects: the traffic backend's (the VirtualService and, for subset-level
-routing, the DestinationRule; the HTTPRoute) exactly as they would be written once the step
-is done.
+``mutualTLS``, and release gates (``spec.gates``: ``{"type": "release", "name", "kind",
+"at"}`` before the steps they hold). With release gates, ``releaseGates`` lists each one
+with where it stands: the steps it holds, and ``promotion`` / ``afterPromotion`` /
+``rollback`` for the points outside the steps. Objects: the traffic backend's (the
+VirtualService and, for subset-level routing, the DestinationRule; the HTTPRoute) exactly
+as they would be written once the step is done.
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ from typing import Any
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.durations import format_duration
 from meshctl.domain.engine import ResolvedAnalysis
+from meshctl.domain.judge import ResolvedJudge
+from meshctl.domain.release_gates import GatePoint, GateSpec, gates_at
 from meshctl.domain.routers.backend import Backend, Found
-from meshctl.domain.schedule import ANALYSIS_KINDS, ScheduledStep, StepKind, replicas_for, schedule
+from meshctl.domain.schedule import (
+    ANALYSIS_KINDS,
+    ScheduledStep,
+    StepKind,
+    gate_points,
+    replicas_for,
+    schedule,
+)
 from meshctl.domain.spec import Rollout
 
 
@@ -34,12 +46,70 @@ def _metric(plan: ResolvedMetric) -> dict[str, Any]:
         out["failureCondition"] = plan.failure.text
     out.update({"interval": format_duration(plan.interval), "count": plan.count,
                 "failureLimit": plan.failure_limit, "inconclusiveLimit": plan.inconclusive_limit})
+    if plan.judge is not None:
+        out["judge"] = _judge(plan.judge)
+    return out
+
+
+def _judge(judge: ResolvedJudge) -> dict[str, Any]:
+    s = judge.settings
+    return {"baseline": judge.baseline, "lookback": format_duration(judge.lookback),
+            "window": format_duration(judge.window), "step": format_duration(judge.step),
+            "minSamples": s.min_samples, "tolerance": f"{s.tolerance * 100:g}%",
+            "significance": s.significance, "passScore": s.pass_score,
+            "marginalScore": s.marginal_score,
+            "metrics": [{"name": m.name, "direction": m.direction.value,
+                         "canaryQuery": m.canary_query, "baselineQuery": m.baseline_query}
+                        for m in judge.metrics]}
+
+
+def _release(rollout: Rollout, steps: tuple[ScheduledStep, ...], index: int
+             ) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for point in gate_points(steps, index):
+        for g in gates_at(rollout.spec.gates, point):
+            out.setdefault(g.name, {"type": "release", "name": g.name, "kind": g.kind,
+                                    "at": point.value})
+    return list(out.values())
+
+
+_OUTSIDE_STEPS = {GatePoint.BEFORE_PROMOTION: "promotion",
+                  GatePoint.AFTER_PROMOTION: "afterPromotion",
+                  GatePoint.ON_ROLLBACK: "rollback"}
+
+
+def _release_gates(rollout: Rollout, steps: tuple[ScheduledStep, ...]) -> list[dict[str, Any]]:
+    """Each release gate and where it stands: the steps it holds, and the points after them."""
+    out = []
+    for gate in rollout.spec.gates:
+        held = [s.index for s in steps
+                if any(p in gate.at for p in gate_points(steps, s.index))]
+        where: list[int | str] = [*held, *(name for point, name in _OUTSIDE_STEPS.items()
+                                          if point in gate.at)]
+        out.append({"name": gate.name, "kind": gate.kind, "at": [p.value for p in gate.at],
+                    "holds": where, **_detail(gate)})
+    return out
+
+
+def _detail(gate: GateSpec) -> dict[str, Any]:
+    limit = gate.deadline_seconds
+    out: dict[str, Any] = {"deadline": format_duration(limit)} if gate.window is None and limit else {}
+    if gate.window is not None:
+        out["timeZone"] = gate.window.time_zone
+        out["windows"] = [f"{','.join(d.value for d in w.days) or 'every day'} "
+                          f"{w.start}-{w.end}" for w in gate.window.windows]
+        out["freezes"] = [f"{f.start}..{f.end}" for f in gate.window.freezes]
+    elif gate.webhook is not None:
+        out["url"] = gate.webhook.url
+    elif gate.approval is not None:
+        out["approvals"] = gate.approval.count
+        out["fourEyes"] = gate.approval.forbid_starter
     return out
 
 
 def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
-           replicas: int) -> list[dict[str, Any]]:
-    gates: list[dict[str, Any]] = []
+           replicas: int, release: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    gates: list[dict[str, Any]] = list(release or [])
     if step.kind in (StepKind.SET_WEIGHT, StepKind.SET_HEADER_ROUTE, StepKind.SET_MIRROR,
                      StepKind.PREVIEW, StepKind.CUTOVER):
         gates.append({"type": "readiness",
@@ -84,9 +154,13 @@ def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, backend: Backend | N
                         "canary": step.traffic.weights.canary},
             "headerRoutes": [r.name for r in step.traffic.header_routes],
             "mirrorPercent": step.traffic.mirror_percent,
-            "gates": _gates(rollout, step, plans, replicas),
+            "gates": _gates(rollout, step, plans, replicas,
+                            _release(rollout, steps, step.index)),
             "objects": objects,
         })
     strategy = "blueGreen" if rollout.spec.strategy.blue_green is not None else "canary"
-    return {"rollout": {"name": rollout.name, "namespace": rollout.namespace},
-            "strategy": strategy, "steps": out_steps}
+    out: dict[str, Any] = {"rollout": {"name": rollout.name, "namespace": rollout.namespace},
+                           "strategy": strategy, "steps": out_steps}
+    if rollout.spec.gates:
+        out["releaseGates"] = _release_gates(rollout, steps)
+    return out

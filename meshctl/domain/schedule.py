@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from meshctl.domain.release_gates import GatePoint
 from meshctl.domain.spec import AnalysisRef, BlueGreenStrategy, HeaderRouteSpec, RolloutSpec
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
@@ -138,3 +139,21 @@ def _blue_green(bg: BlueGreenStrategy) -> tuple[ScheduledStep, ...]:
 def traffic_before(steps: tuple[ScheduledStep, ...], index: int) -> TrafficSplit:
     """Traffic in force when step ``index`` begins (all stable before the first)."""
     return steps[index - 1].traffic if index > 0 else TrafficSplit.stable_only()
+
+
+def gate_points(steps: tuple[ScheduledStep, ...], index: int) -> tuple[GatePoint, ...]:
+    """The release-gate points before step ``index``: beforeTraffic at the first step that
+    moves any traffic, beforeIncrease at each step that raises the canary's weight.
+
+    E.g. setWeight 20, pause, setWeight 60: step 0 has both, step 1 none, step 2
+    beforeIncrease; a blue-green preview with a preview route has beforeTraffic, its
+    cut-over beforeIncrease."""
+    step = steps[index]
+    before = traffic_before(steps, index)
+    if step.traffic == before:
+        return ()
+    moved = any(s.traffic != traffic_before(steps, s.index) for s in steps[:index])
+    points = [] if moved else [GatePoint.BEFORE_TRAFFIC]
+    if step.traffic.weights.canary > before.weights.canary:
+        points.append(GatePoint.BEFORE_INCREASE)
+    return tuple(points)

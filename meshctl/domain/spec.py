@@ -13,7 +13,9 @@ from typing import Any
 
 from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
+from meshctl.domain.judge import Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
+from meshctl.domain.release_gates import GateSpec
 from meshctl.domain.routers import TrafficRouting
 from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
 
@@ -207,6 +209,55 @@ class Slo:
         return float(self.availability.rstrip("%")) / 100.0
 
 
+@dataclass(frozen=True)
+class JudgeMetricSpec:
+    """A metric the judge compares besides its built-ins (mean latency, error ratio)."""
+
+    name: str = field("name", required=True, pattern=DNS_LABEL)
+    query: str = field(
+        "query", required=True, multiline=True,
+        doc="PromQL giving one number per sub-window, rendered once for the canary and once "
+        "for the baseline: {{workload}} (in a cluster) or {{cluster}} (the local mesh's "
+        "Envoy cluster) name the version, {{window}} is the judge's window.")
+    direction: Direction = field("direction", default=Direction.HIGHER_IS_WORSE,
+                                 doc="higher-is-worse (latency, errors) or lower-is-worse.")
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """The comparative judge: the canary against the stable version over the same span,
+    metric by metric (Mann-Whitney U), scored 0-100. It runs in every analysis step that
+    checks the SLO (no templates), beside the SLO's thresholds."""
+
+    lookback: Duration = field(
+        "lookback", default=Duration("10m"), minimum=1,
+        doc="The span of samples compared, ending now; the judge first measures this long "
+        "after its analysis step begins.")
+    window: Duration | None = field(
+        "window", pattern=WHOLE_PATTERN, minimum=1,
+        doc="Each sample's rate window (a PromQL range); default spec.slo.window.")
+    step: Duration | None = field(
+        "step", minimum=0.001,
+        doc="Time between samples; default the window (samples that do not overlap).")
+    min_samples: int = field("minSamples", default=10, minimum=2,
+                             doc="Fewer samples on either side is no data, never a pass.")
+    tolerance: str = field(
+        "tolerance", default="5%", pattern=r"^[0-9]{1,3}(\.[0-9]+)?%$",
+        doc="A relative change of the mean smaller than this is not a failure, however "
+        "significant.")
+    significance: float = field("significance", default=0.01, minimum=0.000001, maximum=0.5,
+                                doc="A change is significant when its p-value is below this.")
+    pass_score: int = field("passScore", default=95, minimum=0, maximum=100)
+    marginal_score: int = field(
+        "marginalScore", default=75, minimum=0, maximum=100,
+        doc="From here up to passScore a person decides (the rollout pauses); below, it fails.")
+    metrics: tuple[JudgeMetricSpec, ...] = field("metrics", default=())
+
+    @property
+    def tolerance_ratio(self) -> float:
+        return float(self.tolerance.rstrip("%")) / 100.0
+
+
 class MtlsMode(str, Enum):
     STRICT = "STRICT"
 
@@ -275,6 +326,7 @@ class RolloutSpec:
     )
     traffic_routing: TrafficRouting | None = field("trafficRouting")
     slo: Slo = field("slo", default=Slo())
+    judge: JudgeSpec | None = field("judge")
     security: Security | None = field("security")
     progress_deadline_seconds: int = field("progressDeadlineSeconds", default=600, minimum=1)
     abort_scale_down_delay_seconds: int = field(
@@ -282,6 +334,9 @@ class RolloutSpec:
     )
     paused: bool = field("paused", default=False)
     local: LocalSpec | None = field("local")
+    gates: tuple[GateSpec, ...] = field(
+        "gates", default=(), doc="Release gates: windows, webhooks, approvals and Jobs at "
+        "named points of the rollout.")
 
 
 @dataclass(frozen=True)
@@ -318,8 +373,41 @@ class PrometheusProvider:
 
 
 @dataclass(frozen=True)
+class EnvoyStatsProvider:
+    """One stat read directly from an Envoy's admin endpoint (no Prometheus needed)."""
+
+    stat: str = field("stat", required=True, pattern=r"^[A-Za-z0-9_.:|-]+$",
+                      doc="The stat's full name, e.g. cluster.canary.upstream_rq_5xx (a "
+                      "counter or gauge) or cluster.canary.upstream_rq_time (a histogram, "
+                      "with quantile).")
+    quantile: float | None = field("quantile", minimum=0, maximum=100,
+                                   doc="For a histogram: the quantile, e.g. 95 (since start).")
+    address: str | None = field("address", pattern=r"^[^\s:/]+:[0-9]{1,5}$",
+                                doc="Envoy's admin address host:port; default the local "
+                                "mesh's Envoy.")
+    timeout: Duration = field("timeout", default=Duration("5s"), minimum=0.001)
+
+
+@dataclass(frozen=True)
+class WebProvider:
+    """GET a URL that answers JSON and read one number in it."""
+
+    url: str = field("url", required=True, pattern=r"^https?://[^\s]+$")
+    json_path: str = field("jsonPath", required=True,
+                           doc="Where the number is: $.name, ['name'] and [index] steps, "
+                           "e.g. $.data.errorRatio or $.items[0]['p95']")
+    timeout: Duration = field("timeout", default=Duration("5s"), minimum=0.001)
+
+
+@dataclass(frozen=True)
 class Provider:
-    prometheus: PrometheusProvider = field("prometheus", required=True)
+    """Where the metric's numbers come from; exactly one of prometheus, envoy, web."""
+
+    prometheus: PrometheusProvider | None = field("prometheus")
+    envoy: EnvoyStatsProvider | None = field("envoy")
+    web: WebProvider | None = field("web")
+
+    __schema_extra__ = {"minProperties": 1, "maxProperties": 1}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from typing import Any
 
 from meshctl.domain.fields import field, from_json, to_json
 from meshctl.domain.intents import Action
+from meshctl.domain.judge import Judgement
 from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.release_gates import GateStatus
 from meshctl.domain.traffic import Weights
 
 MAX_MEASUREMENTS_KEPT = 10
@@ -45,6 +47,9 @@ class MeasurementRecord:
     unavailable: bool | None = field(
         "unavailable", doc="True when the metrics source did not answer (no data about the "
         "version); such a pause lifts itself once it answers again.")
+    judgement: Judgement | None = field(
+        "judgement", doc="The comparative judge's: its score, verdict and each metric's "
+        "p-value and effect size.")
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,9 @@ class RolloutStatus:
     handled_intents: tuple[Intent, ...] = field(
         "handledIntents", default=(), doc="Ids of user intents already acted on."
     )
+    gates: tuple[GateStatus, ...] = field(
+        "gates", default=(), doc="Release gates of the current revision and their verdicts."
+    )
 
     def handled(self, action: Action) -> str | None:
         return next((i.id for i in self.handled_intents if Action.parse(i.action) is action),
@@ -160,6 +168,9 @@ class RolloutStatus:
 
     def run(self, name: str) -> AnalysisRunStatus | None:
         return next((r for r in self.analysis if r.name == name), None)
+
+    def gate(self, key: str) -> GateStatus | None:
+        return next((g for g in self.gates if g.key == key), None)
 
     def condition(self, type_: str) -> StatusCondition | None:
         return next((c for c in self.conditions if c.type == type_), None)

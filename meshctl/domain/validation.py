@@ -14,9 +14,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from meshctl.domain import jsonpath
 from meshctl.domain.conditions import Condition
+from meshctl.domain.durations import format_duration
 from meshctl.domain.fields import from_json
+from meshctl.domain.judge import BUILTIN_JUDGE_METRICS
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.providers import ProviderKind
+from meshctl.domain.release_gates import gate_problems
 from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND, LOCAL_MESH, routing_keys
 from meshctl.domain.spec import (
     API_VERSION,
@@ -82,6 +87,8 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _routing_problems(spec)
     yield from _security_problems(spec)
     yield from BACKENDS[LOCAL_MESH].spec_problems(spec)
+    yield from _judge_problems(spec)
+    yield from gate_problems(spec.gates)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:
@@ -139,6 +146,29 @@ def _header_route_problems(route: HeaderRouteSpec, path: str) -> Iterator[Proble
             yield Problem(f"{path}.match[{j}].headerName", "use lower case; Envoy matches lower case")
 
 
+def _judge_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    judge = spec.judge
+    if judge is None:
+        return
+    if judge.marginal_score > judge.pass_score:
+        yield Problem("spec.judge.marginalScore", f"{judge.marginal_score} is above passScore "
+                      f"{judge.pass_score}; use at most {judge.pass_score}")
+    window = (judge.window or spec.slo.window).seconds
+    step = judge.step.seconds if judge.step is not None else window
+    fits = int((judge.lookback.seconds - window) // step) + 1 if judge.lookback.seconds >= window else 0
+    if fits < judge.min_samples:
+        yield Problem("spec.judge.lookback", f"{judge.lookback.text} holds {fits} sample(s) of "
+                      f"window {format_duration(window)} every {format_duration(step)}, fewer "
+                      f"than minSamples {judge.min_samples}; lengthen it to at least "
+                      f"{format_duration(window + (judge.min_samples - 1) * step)} or lower "
+                      "minSamples")
+    names = [m.name for m in judge.metrics]
+    for i, name in enumerate(names):
+        if name in BUILTIN_JUDGE_METRICS or name in names[:i]:
+            yield Problem(f"spec.judge.metrics[{i}].name", f"{name!r} is already a judge "
+                          "metric; give it another name")
+
+
 def _security_problems(spec: RolloutSpec) -> Iterator[Problem]:
     """What the field bounds cannot say: a caller must name something, or Istio would read
     the rule as "any source" (the list itself must not be empty: see ``AllowRule.from_``)."""
@@ -171,6 +201,16 @@ def _routing_problems(spec: RolloutSpec) -> Iterator[Problem]:
 def template_problems(spec: AnalysisTemplateSpec) -> Iterator[Problem]:
     for i, metric in enumerate(spec.metrics):
         path = f"spec.metrics[{i}]"
+        provider = metric.provider
+        given = [k for k in ProviderKind if getattr(provider, k.value) is not None]
+        if len(given) != 1:
+            yield Problem(f"{path}.provider", "give exactly one of "
+                          f"{', '.join(k.value for k in ProviderKind)}")
+        if provider.web is not None:
+            try:
+                jsonpath.parse(provider.web.json_path)
+            except ValueError as exc:
+                yield Problem(f"{path}.provider.web.jsonPath", str(exc))
         for attr, key in (("success_condition", "successCondition"),
                           ("failure_condition", "failureCondition")):
             text = getattr(metric, attr)

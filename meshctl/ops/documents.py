@@ -25,6 +25,7 @@ class SourcedProblem:
 @dataclass
 class Loaded:
     rollouts: list[Rollout] = field(default_factory=list)
+    rollout_sources: list[str] = field(default_factory=list)  # where each rollout came from
     templates: dict[str, AnalysisTemplate] = field(default_factory=dict)
     problems: list[SourcedProblem] = field(default_factory=list)
 
@@ -46,6 +47,7 @@ def load(sources: list[str]) -> Loaded:
             continue
         if isinstance(value, Rollout):
             out.rollouts.append(value)
+            out.rollout_sources.append(_where(item))
         else:
             out.templates[value.name] = value
     return out

@@ -4,8 +4,9 @@
        objects (VirtualService and DestinationRule, HTTPRoute), delete the canary
        Deployment, drop the finalizer;
     2. make sure the finalizer is there (so deletion comes through step 1);
-    3. validate: the spec, the backend's live objects, the analysis templates;
-       an invalid Rollout gets the InvalidSpec condition and nothing else is touched;
+    3. validate: the spec, the backend's live objects, the analysis templates, and every
+       rendered query, parsed by Prometheus (:mod:`meshctl.ops.query_checks`); an invalid
+       Rollout gets the InvalidSpec condition and nothing else is touched;
     4. zero trust: converge the Rollout's policies; with ``requireMutualTLS`` the gate;
     5. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
 """
@@ -40,9 +41,13 @@ from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import template_revision
 from meshctl.ops import policies
+from meshctl.ops.gates import GateJudge, KubeSecrets
+from meshctl.ops.query_checks import check_queries
 from meshctl.ops.reconcile import Ports, reconcile
 
 MetricsFactory = Callable[[str | None], MetricProvider]
+# (address, query) pairs Prometheus accepted: asked once per process, not on every pass
+_ACCEPTED: set[tuple[str | None, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,15 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         rollout, plans = _validated(kube, obj)
     except InvalidSpec as exc:
         return _mark_invalid(kube, obj, exc.problems, now)
+    rejected = check_queries(plans, metrics, now, _ACCEPTED, timeout=2.0).problems
+    if rejected:
+        return _mark_invalid(kube, obj, rejected, now)
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
     router = router_for(kube, rollout, data_plane)
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
-                  observe_timeout=observe_timeout)
+                  observe_timeout=observe_timeout, gates=GateJudge(KubeSecrets(kube)))
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)

@@ -35,6 +35,8 @@ from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
 from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
 from meshctl.localmesh.router import XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
+from meshctl.ops.gates import EnvSecrets, GateJudge
+from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
 from meshctl.ops.state import FileStatusStore, state_paths
 
@@ -102,6 +104,7 @@ class LocalRollout:
         self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision,
                                         canary_replicas=1 if running else 0)
         self._providers: dict[str | None, MetricProvider] = {}
+        self.providers = Providers(self.metrics, envoy_admin=lambda: self.mesh.envoy.admin_address)
         if status.stable_revision == self.canary_revision:  # resumed after promotion began
             self.workloads.point_stable_at(self.canary_revision)
         if status.analysis and without_pending_runs(status.analysis) != status.analysis:
@@ -116,7 +119,8 @@ class LocalRollout:
         return self._providers[address]
 
     def ports(self) -> Ports:
-        return Ports(self.mesh.router, self.workloads, self.metrics, self.store)
+        return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
+                     providers=self.providers, gates=GateJudge(EnvSecrets()))
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None

@@ -14,7 +14,7 @@ and the world.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,15 +29,19 @@ from meshctl.domain.engine import (
     ResolvedAnalysis,
     WorkloadState,
     decide,
+    gates_due,
     measurements_due,
 )
 from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter
+from meshctl.domain.release_gates import GateReport, GateRequest
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
 from meshctl.ops import failpoints
+from meshctl.ops.judging import judgement
+from meshctl.ops.providers import Providers
 
 
 class Workloads(Protocol):
@@ -60,6 +64,13 @@ class StatusStore(Protocol):
     def record(self, events: Iterable[Event]) -> None: ...
 
 
+class GateJudge(Protocol):
+    """Verdicts of the outside release gates (webhook, job, approval) waiting in status."""
+
+    def judge(self, rollout: Rollout, status: RolloutStatus, requests: list[GateRequest],
+              now: datetime) -> Mapping[str, GateReport]: ...
+
+
 @dataclass
 class Ports:
     router: TrafficRouter
@@ -68,14 +79,22 @@ class Ports:
     store: StatusStore
     trust_written: bool = False  # no data plane to read: steps proceed on the written split
     observe_timeout: float | None = None  # a step unobserved this long says it is held
+    providers: Providers | None = None  # metric providers by kind (default: ``metrics`` only)
+    gates: GateJudge | None = None  # None: outside gates wait (and pause at their deadline)
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
-            now: datetime) -> tuple[TakenMeasurement, ...]:
+            now: datetime, providers: Providers | None = None) -> tuple[TakenMeasurement, ...]:
+    """Each request measured by its provider kind's source (Prometheus: ``metrics``)."""
+    registry = providers or Providers(metrics)
     taken = []
     for r in requests:
         try:
-            value = metrics(r.address).measure(r.query, r.timeout)
+            source = registry.source(r.kind, r.address)
+            if r.judge is not None:
+                value = judgement(r.judge, source, r.timeout)
+            else:
+                value = source.measure(r.query, r.timeout)
         except Exception as exc:  # a provider must not raise; if it does, it is a measurement
             value = Error(f"{type(exc).__name__}: {exc}")
         taken.append(TakenMeasurement(r.run, r.metric, now, value))
@@ -93,8 +112,9 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
                       unobserved=ports.router.unobserved_reason() if observed is None else "",
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
                       intents=intents, analysis=plans, generation=rollout.metadata.generation,
-                      gate=gate)
-    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now)
+                      gate=gate, gate_reports=_judge_gates(rollout, status, ports, now))
+    taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
+                    ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
     events = list(decision.events)
     if decision.traffic != obs.written:
@@ -115,6 +135,14 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
         failpoints.hit("status-saved")
     ports.store.record(events)
     return dataclasses.replace(decision, events=tuple(events))
+
+
+def _judge_gates(rollout: Rollout, status: RolloutStatus, ports: Ports, now: datetime
+                 ) -> Mapping[str, GateReport]:
+    due = gates_due(rollout.spec, status)
+    if not due or ports.gates is None:
+        return {}
+    return ports.gates.judge(rollout, status, due, now)
 
 
 def _drift(status: RolloutStatus, obs: Observation) -> str:

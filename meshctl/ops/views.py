@@ -37,6 +37,42 @@ class MeasurementView:
 
 
 @dataclass(frozen=True)
+class JudgeMetricView:
+    """One metric of the comparative judge: its verdict, p-value and effect size."""
+
+    name: str
+    verdict: str  # Pass, Fail or NoData
+    direction: str
+    p_value: float | None = None
+    effect_size: float | None = None  # relative change of the mean (0.2 = +20%)
+    canary_mean: float | None = None
+    baseline_mean: float | None = None
+    canary_samples: int = 0
+    baseline_samples: int = 0
+
+
+@dataclass(frozen=True)
+class JudgementView:
+    """The newest judgement of the comparative judge."""
+
+    run: str
+    at: str
+    verdict: str  # Pass, Marginal, Fail
+    score: float | None
+    baseline: str  # what the canary was compared with: stable (or baseline)
+    metrics: tuple[JudgeMetricView, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "at": self.at, "verdict": self.verdict, "score": self.score,
+                "baseline": self.baseline,
+                "metrics": [{"name": m.name, "verdict": m.verdict, "direction": m.direction,
+                             "pValue": m.p_value, "effectSize": m.effect_size,
+                             "canaryMean": m.canary_mean, "baselineMean": m.baseline_mean,
+                             "canarySamples": m.canary_samples,
+                             "baselineSamples": m.baseline_samples} for m in self.metrics]}
+
+
+@dataclass(frozen=True)
 class ConditionView:
     type: str
     status: str
@@ -70,6 +106,7 @@ class RolloutView:
     generation: int = 0
     observed_generation: int = 0
     pending_intents: tuple[str, ...] = ()
+    judgement: JudgementView | None = None
 
     @property
     def invalid(self) -> bool:
@@ -101,6 +138,7 @@ class RolloutView:
             "image": self.image, "paused": self.paused, "generation": self.generation,
             "observedGeneration": self.observed_generation,
             "pendingIntents": list(self.pending_intents),
+            "judgement": self.judgement.to_json() if self.judgement is not None else None,
         }
 
 
@@ -119,6 +157,19 @@ def _measurements(status: RolloutStatus) -> tuple[MeasurementView, ...]:
             if metric.name not in latest or latest[metric.name].at < view.at:
                 latest[metric.name] = view
     return tuple(latest[name] for name in sorted(latest))
+
+
+def _judgement(status: RolloutStatus) -> JudgementView | None:
+    """The newest judgement recorded in any analysis run."""
+    found = [(m.at, run.name, m.judgement) for run in status.analysis for metric in run.metrics
+             for m in metric.measurements if m.judgement is not None]
+    if not found:
+        return None
+    at, run, j = max(found, key=lambda item: item[0])
+    return JudgementView(run, _iso(at), j.verdict.value, j.score, j.baseline, tuple(
+        JudgeMetricView(m.name, m.verdict.value, m.direction.value, m.p_value, m.effect_size,
+                        m.canary_mean, m.baseline_mean, m.canary_samples, m.baseline_samples)
+        for m in j.metrics))
 
 
 def first_image(template: Any) -> str:
@@ -159,7 +210,7 @@ def view_of(obj: Mapping[str, Any]) -> RolloutView:
         stable_revision=status.stable_revision or "", image=first_image(spec.get("template")),
         paused=bool(spec.get("paused", False)), generation=int(meta.get("generation", 0)),
         observed_generation=status.observed_generation,
-        pending_intents=_pending_intents(meta, status),
+        pending_intents=_pending_intents(meta, status), judgement=_judgement(status),
     )
 
 

@@ -236,3 +236,16 @@ def wait_phase(admin: Kube, ns: str, phase: str, process: subprocess.Popen[str],
 def _image(admin: Kube, ns: str) -> str:
     found = admin.get("apps", "v1", ns, "deployments", "web")
     return str(found["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_the_controller_may_read_only_the_gate_signing_secrets_it_is_given(helm):
+    """Release gates: by default no rule names Secrets; with gateSigningSecrets, `get` on
+    exactly those names and nothing else."""
+    def secret_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        role = next(o for o in objects if o["kind"] == "ClusterRole")
+        return [r for r in role["rules"] if "secrets" in r["resources"]]
+
+    assert secret_rules(render(helm)) == []
+    assert secret_rules(render(helm, "gateSigningSecrets={risk-webhook}")) == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["risk-webhook"],
+         "verbs": ["get"]}]

@@ -36,6 +36,17 @@ CANARY["spec"]["slo"] = {"latencyP95": "50ms", "availability": "99.9%", "window"
                          "minRequests": 20, "interval": "10s", "count": 3}
 CANARY["spec"]["progressDeadlineSeconds"] = 600
 CANARY["spec"]["security"] = {"allow": [{"from": [{"namespace": "web"}], "ports": [8080]}]}
+CANARY["spec"]["gates"] = [
+    {"name": "hours", "at": ["beforeTraffic", "beforeIncrease"], "deadline": "1h",
+     "window": {"timeZone": "Europe/Stockholm",
+                "windows": [{"days": ["Mon", "Fri"], "start": "09:00", "end": "16:00"}],
+                "freezes": [{"start": "2026-12-18", "end": "2027-01-06", "reason": "year end"}]}},
+    {"name": "risk", "at": ["beforeTraffic"], "deadline": "10m",
+     "webhook": {"url": "https://risk.example:8443/assess", "timeout": "5s", "retries": 2,
+                 "signingSecret": {"name": "risk", "key": "hmac"}}},
+    {"name": "cab", "at": ["beforePromotion"],
+     "approval": {"count": 2, "users": ["ann", "bob"], "forbidStarter": True}},
+]
 BLUE_GREEN = with_("spec.strategy", {"blueGreen": {
     "autoPromotionSeconds": 30, "scaleDownDelaySeconds": 30, "prePromotionAnalysis": {},
     "previewRoute": {"name": "preview", "match": [

@@ -265,6 +265,10 @@ def test_builtin_templates_declare_their_variables() -> None:
         "istio-availability": ["namespace", "service", "window", "workload"],
         "istio-requests": ["namespace", "service", "window", "workload"],
         "istio-mtls-share": ["namespace", "service", "window", "workload"],
+        "envoy-latency-mean": ["cluster", "window"],
+        "envoy-error-ratio": ["cluster", "window"],
+        "istio-latency-mean": ["namespace", "service", "window", "workload"],
+        "istio-error-ratio": ["namespace", "service", "window", "workload"],
     }
     assert placeholders('x{a="{{ a }}"}[{{b}}]') == {"a", "b"}
 

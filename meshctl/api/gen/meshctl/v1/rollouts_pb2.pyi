@@ -112,6 +112,44 @@ class Measurement(_message.Message):
     at: str
     def __init__(self, metric: _Optional[str] = ..., run: _Optional[str] = ..., value: _Optional[float] = ..., outcome: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
 
+class JudgeMetric(_message.Message):
+    __slots__ = ("name", "verdict", "direction", "p_value", "effect_size", "canary_mean", "baseline_mean", "canary_samples", "baseline_samples")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_MEAN_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    CANARY_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    verdict: str
+    direction: str
+    p_value: float
+    effect_size: float
+    canary_mean: float
+    baseline_mean: float
+    canary_samples: int
+    baseline_samples: int
+    def __init__(self, name: _Optional[str] = ..., verdict: _Optional[str] = ..., direction: _Optional[str] = ..., p_value: _Optional[float] = ..., effect_size: _Optional[float] = ..., canary_mean: _Optional[float] = ..., baseline_mean: _Optional[float] = ..., canary_samples: _Optional[int] = ..., baseline_samples: _Optional[int] = ...) -> None: ...
+
+class Judgement(_message.Message):
+    __slots__ = ("run", "at", "verdict", "score", "baseline", "metrics")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    at: str
+    verdict: str
+    score: float
+    baseline: str
+    metrics: _containers.RepeatedCompositeFieldContainer[JudgeMetric]
+    def __init__(self, run: _Optional[str] = ..., at: _Optional[str] = ..., verdict: _Optional[str] = ..., score: _Optional[float] = ..., baseline: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[JudgeMetric, _Mapping]]] = ...) -> None: ...
+
 class Condition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "last_transition_time")
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -127,7 +165,7 @@ class Condition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_time: _Optional[str] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("name", "namespace", "phase", "step", "total_steps", "weights", "observed_weights", "measurements", "message", "conditions", "abort_reason", "pause_reason", "revision", "stable_revision", "image", "paused", "generation", "observed_generation", "pending_intents", "not_observed")
+    __slots__ = ("name", "namespace", "phase", "step", "total_steps", "weights", "observed_weights", "measurements", "message", "conditions", "abort_reason", "pause_reason", "revision", "stable_revision", "image", "paused", "generation", "observed_generation", "pending_intents", "not_observed", "judgement")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +186,7 @@ class Rollout(_message.Message):
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     PENDING_INTENTS_FIELD_NUMBER: _ClassVar[int]
     NOT_OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    JUDGEMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     phase: str
@@ -168,4 +207,5 @@ class Rollout(_message.Message):
     observed_generation: int
     pending_intents: _containers.RepeatedScalarFieldContainer[str]
     not_observed: str
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., phase: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., observed_weights: _Optional[_Union[Weights, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., abort_reason: _Optional[str] = ..., pause_reason: _Optional[str] = ..., revision: _Optional[str] = ..., stable_revision: _Optional[str] = ..., image: _Optional[str] = ..., paused: _Optional[bool] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., pending_intents: _Optional[_Iterable[str]] = ..., not_observed: _Optional[str] = ...) -> None: ...
+    judgement: Judgement
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., phase: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., observed_weights: _Optional[_Union[Weights, _Mapping]] = ..., measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., abort_reason: _Optional[str] = ..., pause_reason: _Optional[str] = ..., revision: _Optional[str] = ..., stable_revision: _Optional[str] = ..., image: _Optional[str] = ..., paused: _Optional[bool] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., pending_intents: _Optional[_Iterable[str]] = ..., not_observed: _Optional[str] = ..., judgement: _Optional[_Union[Judgement, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,130 @@
+"""Every rendered query asked of a real Prometheus: ``meshctl lint --prometheus-url`` and the
+controller refuse a query Prometheus rejects, naming the metric's field path and quoting
+Prometheus's own message; a query it accepts passes; an unreachable Prometheus is exit 5."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from meshctl.adapters.files import dump_all, parse_documents
+from meshctl.cli.main import cli
+from meshctl.domain.spec import GROUP, VERSION
+from meshctl.localmesh.procs import LocalMeshError, free_port
+from meshctl.localmesh.prometheus import Prometheus
+
+from .cluster_world import ADMIN_ROUTE, Driver, rollout
+from .conftest import servers_unavailable
+
+pytestmark = [pytest.mark.prometheus]
+
+EXAMPLE = Path("rollouts/custom-analysis.yaml")
+# Prometheus's own words for a missing parenthesis
+PARSE_ERROR = "parse error: unclosed left parenthesis"
+BROKEN = 'sum(rate(istio_requests_total{destination_workload="{{args.workload}}"}[2m])'
+TEMPLATE_FIELD = ("spec.strategy.canary.steps[1].analysis.templates[0] (AnalysisTemplate "
+                  "error-budget: spec.metrics[1].provider.prometheus.query)")
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus with nothing to scrape: it parses and runs queries."""
+    server = Prometheus([], workdir=tmp_path_factory.mktemp("prometheus"))
+    try:
+        server.start()
+    except LocalMeshError as exc:
+        servers_unavailable(str(exc))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def example_documents() -> list[dict[str, Any]]:
+    return [d.body for d in parse_documents(EXAMPLE.read_text())]
+
+
+def with_broken_query(tmp_path: Path) -> Path:
+    docs = example_documents()
+    docs[0]["spec"]["metrics"][1]["provider"]["prometheus"]["query"] = BROKEN
+    path = tmp_path / "broken.yaml"
+    path.write_text(dump_all(docs))
+    return path
+
+
+def lint(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["lint", *args])
+
+
+def test_lint_accepts_queries_prometheus_parses(prometheus: str) -> None:
+    result = lint("--prometheus-url", prometheus, str(EXAMPLE), "rollouts/local-demo.yaml")
+
+    assert result.exit_code == 0, result.output
+    assert "document(s) valid" in result.output
+
+
+def test_lint_refuses_a_query_prometheus_rejects_with_its_field_and_message(
+        prometheus: str, tmp_path: Path) -> None:
+    broken = with_broken_query(tmp_path)
+
+    result = lint("--prometheus-url", prometheus, str(broken))
+
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    # two analysis steps render the same query: it is asked, and named, once
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {broken}#2: {TEMPLATE_FIELD}: Prometheus rejects the "
+                               "query of metric 'latency-p99': HTTP 400: bad_data: ")
+    assert PARSE_ERROR in lines[0]
+
+
+def test_lint_without_the_url_does_not_ask(tmp_path: Path) -> None:
+    assert lint(str(with_broken_query(tmp_path))).exit_code == 0
+
+
+def test_lint_cannot_check_against_an_unreachable_prometheus(tmp_path: Path) -> None:
+    result = lint("--prometheus-url", f"http://127.0.0.1:{free_port()}", str(EXAMPLE))
+
+    assert result.exit_code == 5, result.output
+    assert "Prometheus http://127.0.0.1:" in result.stderr
+    assert "does not answer" in result.stderr
+
+
+@pytest.mark.kube
+def test_the_controller_marks_a_rejected_query_invalid_and_writes_nothing(
+        kube: Any, namespace: str, prometheus: str) -> None:
+    template = copy.deepcopy(example_documents()[0])
+    template["metadata"]["namespace"] = namespace
+    template["spec"]["metrics"][1]["provider"]["prometheus"]["query"] = BROKEN
+    steps = [{"setWeight": 20}, {"analysis": {
+        "templates": [{"templateName": "error-budget"}],
+        "args": [{"name": "service", "value": "web"}, {"name": "workload", "value": "web-canary"}]}}]
+    kube.apply([
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "web", "namespace": namespace},
+         "spec": {"hosts": ["web"], "http": [ADMIN_ROUTE, {"name": "primary", "route": [
+             {"destination": {"host": "web", "subset": "stable"}}]}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+         "metadata": {"name": "web", "namespace": namespace},
+         "spec": {"host": "web", "subsets": [{"name": "stable", "labels": {"app": "web"}},
+                                             {"name": "canary", "labels": {"app": "web"}}]}},
+        template,
+    ])
+    driver = Driver(kube, namespace, prometheus)
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:2", steps))
+    vs_before = driver.vs()
+
+    outcome = driver.once()
+
+    field = TEMPLATE_FIELD
+    assert outcome.problems and outcome.problems[0].startswith(f"{field}: Prometheus rejects")
+    condition = next(c for c in driver.get()["status"]["conditions"] if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    assert PARSE_ERROR in condition["message"] and field in condition["message"]
+    assert driver.vs()["spec"] == vs_before["spec"]
+    assert driver.deployment("web-canary") is None
