@@ -83,6 +83,7 @@ def gates(view: RolloutView) -> str:
         waiting.append(view.pause_reason)
     if view.paused:
         waiting.append("spec.paused")
+    waiting += [f"gate {g}" for g in view.gates_waiting]
     waiting += [f"{a} requested" for a in view.pending_intents]
     return ", ".join(dict.fromkeys(waiting))
 

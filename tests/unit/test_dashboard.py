@@ -58,6 +58,8 @@ def test_gates_name_the_pause_and_requests_not_acted_on() -> None:
                        pending_intents=("promote",))
     assert gates(view) == "AwaitingPromotion, promote requested"
     assert gates(RolloutView("web", "demo", "Progressing")) == ""
+    gated = RolloutView("web", "demo", "Progressing", gates_waiting=("change-board (approval)",))
+    assert gates(gated) == "gate change-board (approval)"
 
 
 def test_actions_follow_the_engines_table() -> None:
