@@ -21,6 +21,7 @@ from meshctl.domain.intents import Action
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.domain.timeline import Timeline
 from meshctl.ops.connect import Objects
+from meshctl.ops.history import History
 from meshctl.ops.rollouts import ClusterRollouts
 from meshctl.ops.views import PLURAL, RolloutView, remembered_view_of
 
@@ -55,6 +56,9 @@ class WatchedRollouts:
 
     def get(self, namespace: str, name: str) -> RolloutView:
         return self.rollouts.get(namespace, name)
+
+    def history(self, namespace: str, name: str) -> History:
+        return self.rollouts.history(namespace, name)
 
     def timeline(self, namespace: str, name: str, prometheus: str | None = None) -> Timeline:
         return self.rollouts.timeline(namespace, name, prometheus)

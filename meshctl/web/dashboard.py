@@ -198,6 +198,8 @@ ROLLOUT_PAGE = _page("meshctl rollout", """<p><a href="/">All rollouts</a></p>
 <button value="cancel" id="confirm-cancel">Cancel</button>
 <button value="ok" id="confirm-ok">Confirm</button></form></dialog>
 <h2>Timeline</h2><div id="charts"></div>
+<h2>History</h2><table class="events" id="revisions"><thead><tr><th>Role</th><th>Revision</th>
+<th>Image</th></tr></thead><tbody></tbody></table>
 <h2>Events</h2><table class="events" id="events"><thead><tr><th>Time</th><th>Kind</th>
 <th>Event</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.rollout();")
 
@@ -325,13 +327,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def _rollout(self, namespace: str, name: str) -> None:
         source, prometheus = self.dashboard.source, self.dashboard.prometheus
-        found = self._call(lambda: (source.get(namespace, name),
-                                    source.timeline(namespace, name, prometheus)))
+
+        def read() -> tuple[RolloutView, Timeline, list[dict[str, str]]]:
+            revisions: list[dict[str, str]] = []
+            history = getattr(source, "history", None)  # a cluster's: revisions it knows
+            if history is not None:
+                revisions = [{"role": r.role, "revision": r.revision, "image": r.image}
+                             for r in history(namespace, name).revisions]
+            return (source.get(namespace, name), source.timeline(namespace, name, prometheus),
+                    revisions)
+
+        found = self._call(read)
         if found is not None:
-            view, timeline = found
+            view, timeline, revisions = found
             local = isinstance(source, LocalRollouts)
             self._json(200, {"rollout": row_of(view, local), "timeline": timeline.to_json(),
-                             "canAct": self._may_act()})
+                             "revisions": revisions, "canAct": self._may_act()})
 
 
 def server(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 0,

@@ -68,6 +68,10 @@ def test_listed_from_the_watch_and_served(kube, namespace):
             rows = json.loads(resp.read())["rollouts"]
         assert [(r["name"], r["weights"]["canary"], r["gates"]) for r in rows] == [
             ("b", 30, "PausedAtStep"), ("c", 0, "")]
+        with urllib.request.urlopen(url + f"/{namespace}/b", timeout=10) as resp:
+            one = json.loads(resp.read())
+        assert one["revisions"][0]["role"] == "current"  # the history, from the cluster
+        assert one["rollout"]["weights"]["canary"] == 30 and one["canAct"] is False
     finally:
         httpd.shutdown()
         httpd.server_close()
