@@ -84,7 +84,8 @@ def _marks_text(timeline: Timeline) -> str:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=STATE_DIR_HELP)
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Address to listen on (the loopback address: only this machine).")
-@click.option("--port", type=int, default=8470, show_default=True, help="Port (0: a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port (0: a free one).")
 @click.option("--read-only", is_flag=True, help="No actions at all: no login link is made.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @click.option("--prometheus", default=None, help=PROMETHEUS_HELP)
@@ -111,8 +112,11 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
         try:
             httpd = server(board, address, port)
         except OSError as exc:
+            import errno
+
             fail(ctx, exitcodes.INVALID, f"--address/--port: cannot listen on {address}:{port}: "
-                 f"{exc.strerror}", hint="--port 0 picks a free port")
+                 f"{exc.strerror}", hint="--port 0 picks a free port" if exc.errno ==
+                 errno.EADDRINUSE else "give an address of this machine, e.g. 127.0.0.1")
         host, bound = httpd.server_address[0], httpd.server_address[1]
         _announce(str(host), int(bound), token)
         try:
@@ -174,5 +178,6 @@ def controller_dashboard(ctx: click.Context, kube: Any, addr: str,
     try:
         return ControllerDashboard(server(board, host or "0.0.0.0", int(port),
                                           ServeTLS(cert, key, client_ca)))
-    except (OSError, ValueError) as exc:
-        fail(ctx, exitcodes.INVALID, f"cannot serve the dashboard on {addr}: {exc}")
+    except (OSError, ValueError, OverflowError) as exc:
+        fail(ctx, exitcodes.INVALID, f"--dashboard-addr: cannot serve the dashboard on {addr}: "
+             f"{exc}", hint="give HOST:PORT, e.g. 0.0.0.0:8443")

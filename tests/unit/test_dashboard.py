@@ -269,3 +269,23 @@ def test_over_https_the_client_certificate_decides(tmp_path: Path) -> None:
         thread.join()
     _, intents_path = state_paths(tmp_path, "demo", "web")
     assert read_intents(intents_path).abort is not None
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["dashboard", "--port", "99999"], "Invalid value for '--port'"),
+    (["dashboard", "--address", "nohost.invalid", "--port", "0"],
+     "error: --address/--port: cannot listen on nohost.invalid:0"),
+    (["rollout", "report", "nope", "-o", "html"], "error: no local run of default/nope"),
+])
+def test_bad_dashboard_and_report_input_is_one_line_exit_2(tmp_path: Path, args: list[str],
+                                                           line: str) -> None:
+    """The installed command in its own process: exit codes as a shell sees them."""
+    import subprocess
+    import sys
+
+    seed(tmp_path)
+    meshctl = str(Path(sys.executable).parent / "meshctl")
+    done = subprocess.run([meshctl, *args, "--state-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert line in done.stderr and "Traceback" not in done.stderr
