@@ -62,6 +62,9 @@ def controller() -> None:
               "CN or SAN) that may list, get and watch. Repeatable.")
 @click.option("--grpc-operator", "grpc_operators", multiple=True, help="An identity that may "
               "also promote, abort, pause, resume and retry. Repeatable.")
+@click.option("--dashboard-addr", default=None, help="Also serve the dashboard at HOST:PORT "
+              "over HTTPS with the gRPC certificates: readers read, operators may act. Off "
+              "by default.")
 @click.pass_context
 def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         istiod_token_file: str | None, trust_stored_weights: bool, observe_timeout: float,
@@ -70,7 +73,7 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         lease_seconds: int, log_level: str, shards: int,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
-        grpc_operators: tuple[str, ...]) -> None:
+        grpc_operators: tuple[str, ...], dashboard_addr: str | None) -> None:
     from meshctl.controller.manager import Manager
     from meshctl.controller.setup import SetupError, cluster_client, data_plane
 
@@ -94,6 +97,12 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
     if grpc_addr is not None:
         api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),
                         grpc_readers, grpc_operators)
+    board = None
+    if dashboard_addr is not None:
+        from meshctl.cli.dashboard import controller_dashboard
+
+        board = controller_dashboard(ctx, kube, dashboard_addr, (grpc_cert, grpc_key,
+                                     grpc_client_ca), grpc_readers, grpc_operators)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -102,8 +111,13 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
     if api is not None:
         click.echo(f"meshctl controller {manager.identity}: gRPC API on {api.address} "
                    "(mutual TLS)", err=True)
+    if board is not None:
+        click.echo(f"meshctl controller {manager.identity}: dashboard on https://"
+                   f"{board.address}/ (client certificates)", err=True)
     stopping.wait()
     click.echo("shutting down: finishing passes in flight, releasing the lease", err=True)
+    if board is not None:
+        board.stop()
     if api is not None:
         api.stop(grace=5)
     manager.stop()

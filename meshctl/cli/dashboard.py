@@ -4,7 +4,7 @@ as a self-contained HTML file, and the live dashboard (:mod:`meshctl.web`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -84,7 +84,8 @@ def _marks_text(timeline: Timeline) -> str:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help=STATE_DIR_HELP)
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Address to listen on (the loopback address: only this machine).")
-@click.option("--port", type=int, default=8470, show_default=True, help="Port (0: a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port (0: a free one).")
 @click.option("--read-only", is_flag=True, help="No actions at all: no login link is made.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @click.option("--prometheus", default=None, help=PROMETHEUS_HELP)
@@ -97,13 +98,25 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
         if not hasattr(rollouts, "timeline"):
             fail(ctx, exitcodes.INVALID, "the dashboard reads the cluster or a local run, not "
                  "--server", hint="use --kubeconfig/--context, or --state-dir")
+        listed = None if all_namespaces else namespace
+        source = rollouts
+        if state_dir is None:  # the cluster: listed from a watch, not a list per poll
+            from meshctl.ops.connect import connect
+            from meshctl.ops.watched import WatchedRollouts
+
+            obj = ctx.obj
+            watch_kube, _ = connect(obj["kubeconfig"], obj["kube_context"], obj["namespace"])
+            source = WatchedRollouts(rollouts, watch_kube, listed)
         token = None if read_only else new_token()
-        board = Dashboard(rollouts, token, None if all_namespaces else namespace, prometheus)
+        board = Dashboard(source, token, listed, prometheus)
         try:
             httpd = server(board, address, port)
         except OSError as exc:
+            import errno
+
             fail(ctx, exitcodes.INVALID, f"--address/--port: cannot listen on {address}:{port}: "
-                 f"{exc.strerror}", hint="--port 0 picks a free port")
+                 f"{exc.strerror}", hint="--port 0 picks a free port" if exc.errno ==
+                 errno.EADDRINUSE else "give an address of this machine, e.g. 127.0.0.1")
         host, bound = httpd.server_address[0], httpd.server_address[1]
         _announce(str(host), int(bound), token)
         try:
@@ -112,6 +125,8 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
             pass
         finally:
             httpd.server_close()
+            if source is not rollouts:
+                source.close()
 
 
 def _announce(host: str, port: int, token: str | None) -> None:
@@ -122,3 +137,47 @@ def _announce(host: str, port: int, token: str | None) -> None:
                    f"{token}  (keep it private)", err=True)
     click.echo("Ctrl-C stops it.", err=True)
 
+
+
+class ControllerDashboard:
+    """The dashboard a controller serves (``controller run --dashboard-addr``): HTTPS with
+    the gRPC API's certificates, and its reader and operator identities."""
+
+    def __init__(self, httpd: Any) -> None:
+        import threading
+
+        self.httpd = httpd
+        host, port = httpd.server_address[:2]
+        self.address = f"{host}:{port}"
+        self._thread = threading.Thread(target=httpd.serve_forever, name="dashboard",
+                                        kwargs={"poll_interval": 0.5}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def controller_dashboard(ctx: click.Context, kube: Any, addr: str,
+                         files: tuple[str | None, ...], readers: tuple[str, ...],
+                         operators: tuple[str, ...]) -> ControllerDashboard:
+    """Started; every replica serves it (actions are only recorded, the leader acts)."""
+    from meshctl.ops.rollouts import ClusterRollouts
+    from meshctl.web.dashboard import Dashboard, Identities, ServeTLS, server
+
+    cert, key, client_ca = files
+    if cert is None or key is None or client_ca is None:
+        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs --grpc-cert, --grpc-key and "
+             "--grpc-client-ca (it is served over HTTPS to client certificates)")
+    if not readers and not operators:
+        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs at least one --grpc-reader or "
+             "--grpc-operator")
+    host, _, port = addr.rpartition(":")
+    board = Dashboard(ClusterRollouts(kube), None, ctx.obj.get("namespace"),
+                      identities=Identities(frozenset(readers), frozenset(operators)))
+    try:
+        return ControllerDashboard(server(board, host or "0.0.0.0", int(port),
+                                          ServeTLS(cert, key, client_ca)))
+    except (OSError, ValueError, OverflowError) as exc:
+        fail(ctx, exitcodes.INVALID, f"--dashboard-addr: cannot serve the dashboard on {addr}: "
+             f"{exc}", hint="give HOST:PORT, e.g. 0.0.0.0:8443")

@@ -27,6 +27,7 @@ class MarkKind(str, Enum):
     STEP = "step"  # a step began
     VERDICT = "verdict"  # an analysis passed, failed or was inconclusive
     ACTION = "action"  # a person promoted, aborted, paused, resumed, approved
+    GATE = "gate"  # a release gate began waiting, passed or failed
     EVENT = "event"  # anything else worth a line (started, rolled back, ...)
 
 
@@ -39,6 +40,8 @@ MARK_KINDS: Mapping[str, MarkKind] = {
     "UserAbort": MarkKind.ACTION, "Promoted": MarkKind.ACTION, "PromotedFull": MarkKind.ACTION,
     "Resumed": MarkKind.ACTION, "UserPaused": MarkKind.ACTION, "Retried": MarkKind.ACTION,
     "Approved": MarkKind.ACTION, "Rejected": MarkKind.ACTION,
+    "GateWaiting": MarkKind.GATE, "GatePassed": MarkKind.GATE, "GateFailed": MarkKind.GATE,
+    "GateDeadline": MarkKind.GATE,
 }
 # Reasons too frequent to mark; their content shows in the weight lines instead.
 UNMARKED = frozenset({"WeightChanged", "TrafficVerified"})

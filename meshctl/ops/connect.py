@@ -32,7 +32,8 @@ class Objects(Protocol):
              label_selector: str | None = None) -> list[Object]: ...
 
     def list_all(self, group: str, version: str, plural: str,
-                 label_selector: str | None = None) -> tuple[builtins.list[Object], str]: ...
+                 label_selector: str | None = None, page_size: int = 500, *,
+                 namespace: str | None = None) -> tuple[builtins.list[Object], str]: ...
 
     def watch(self, group: str, version: str, plural: str, resource_version: str,
               timeout_seconds: int = 60, *, namespace: str | None = None,

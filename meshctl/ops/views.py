@@ -9,6 +9,7 @@ from typing import Any
 
 from meshctl.domain.intents import RECORDED
 from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.release_gates import GateVerdict
 from meshctl.domain.schedule import schedule
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.status import RolloutStatus
@@ -107,6 +108,7 @@ class RolloutView:
     observed_generation: int = 0
     pending_intents: tuple[str, ...] = ()
     judgement: JudgementView | None = None
+    gates_waiting: tuple[str, ...] = ()  # release gates not decided yet: "name (kind)"
 
     @property
     def invalid(self) -> bool:
@@ -139,6 +141,7 @@ class RolloutView:
             "observedGeneration": self.observed_generation,
             "pendingIntents": list(self.pending_intents),
             "judgement": self.judgement.to_json() if self.judgement is not None else None,
+            "gatesWaiting": list(self.gates_waiting),
         }
 
 
@@ -211,6 +214,8 @@ def view_of(obj: Mapping[str, Any]) -> RolloutView:
         paused=bool(spec.get("paused", False)), generation=int(meta.get("generation", 0)),
         observed_generation=status.observed_generation,
         pending_intents=_pending_intents(meta, status), judgement=_judgement(status),
+        gates_waiting=tuple(f"{g.name} ({g.kind})" if g.kind else g.name for g in status.gates
+                            if g.verdict is GateVerdict.WAITING),
     )
 
 
@@ -234,5 +239,25 @@ def list_rollouts(kube: Objects, namespace: str | None) -> list[RolloutView]:
             items, _ = kube.list_all(GROUP, VERSION, PLURAL)
         else:
             items = kube.list(GROUP, VERSION, namespace, PLURAL)
-    views = [view_of(item) for item in items]
+    views = [remembered_view_of(item) for item in items]
     return sorted(views, key=lambda v: (v.namespace, v.name))
+
+
+_VIEWS: dict[tuple[str, str], RolloutView] = {}
+_VIEWS_KEPT = 20_000  # then forgotten all at once: a dashboard's next poll fills it again
+
+
+def remembered_view_of(obj: Mapping[str, Any]) -> RolloutView:
+    """:func:`view_of`, remembered by the object's uid and resourceVersion: an object at one
+    resourceVersion never changes, and a dashboard listing 1,000 rollouts every second
+    would otherwise parse every spec and status again each time."""
+    meta = obj.get("metadata") or {}
+    key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+    if not all(key):
+        return view_of(obj)
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= _VIEWS_KEPT:
+            _VIEWS.clear()
+        view = _VIEWS[key] = view_of(obj)
+    return view

@@ -11,7 +11,11 @@ resume, retry) needs the token printed at start: opening ``/login?token=...`` se
 HttpOnly, SameSite=Strict cookie; each action is a POST carrying that cookie and the
 ``X-Meshctl-Action`` header (which a cross-site form cannot send), and is carried out with
 the credentials the dashboard was started with, exactly as ``meshctl rollout <action>``.
-``--read-only`` makes no token at all. Requests naming another host than the one served are
+``--read-only`` makes no token at all. Served over HTTPS with a client CA (``meshctl dashboard
+--serve-cert/--serve-key/--client-ca``, or the controller's ``--dashboard-addr`` with its gRPC
+certificates), the caller is its client certificate instead, as in the gRPC API: an
+identity (CN or SAN) listed as a reader reads, one listed as an operator may also act, any
+other is refused; no token is made then. Requests naming another host than the one served are
 refused (a web page elsewhere cannot reach the dashboard through DNS rebinding). Nothing
 served comes from a Secret or a kubeconfig: rollouts' views, timelines and error lines.
 """
@@ -21,8 +25,9 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import SimpleCookie
@@ -78,6 +83,7 @@ def gates(view: RolloutView) -> str:
         waiting.append(view.pause_reason)
     if view.paused:
         waiting.append("spec.paused")
+    waiting += [f"gate {g}" for g in view.gates_waiting]
     waiting += [f"{a} requested" for a in view.pending_intents]
     return ", ".join(dict.fromkeys(waiting))
 
@@ -100,15 +106,41 @@ def row_of(view: RolloutView, local: bool = False) -> dict[str, Any]:
             "actions": actions}
 
 
+@dataclass(frozen=True)
+class Identities:
+    """Who may read and who may act, by client certificate identity (CN or SAN value)."""
+
+    readers: frozenset[str] = frozenset()
+    operators: frozenset[str] = frozenset()
+
+    def may_read(self, names: Iterable[str]) -> bool:
+        return bool(set(names) & (self.readers | self.operators))
+
+    def may_act(self, names: Iterable[str]) -> bool:
+        return bool(set(names) & self.operators)
+
+
+@dataclass(frozen=True)
+class ServeTLS:
+    """HTTPS with client certificates: the server's certificate and key files, the CA file
+    that signs the clients'."""
+
+    cert: str
+    key: str
+    client_ca: str
+
+
 @dataclass
 class Dashboard:
     """What a server serves: the rollouts of ``source`` (calls to it one at a time), the
-    token that lets a caller act (None: nobody may) and the namespace listed (None: all)."""
+    token that lets a caller act (None: nobody may), the namespace listed (None: all); with
+    ``identities``, client certificates decide instead of the token."""
 
     source: Source
     token: str | None
     namespace: str | None = None
     prometheus: str | None = None
+    identities: Identities | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -117,9 +149,25 @@ class Dashboard:
         with self._lock:
             return fn()
 
-    def may_act(self, presented: str | None) -> bool:
+    def may_read(self, names: Iterable[str]) -> bool:
+        return self.identities is None or self.identities.may_read(names)
+
+    def may_act(self, presented: str | None, names: Iterable[str] = ()) -> bool:
+        if self.identities is not None:
+            return self.identities.may_act(names)
         return (self.token is not None and presented is not None
                 and hmac.compare_digest(self.token.encode(), presented.encode()))
+
+
+def identities_of(peer: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """A client certificate's common name and subject alternative names (as
+    ``ssl.SSLSocket.getpeercert()`` gives them)."""
+    if not peer:
+        return ()
+    names = [value for rdn in peer.get("subject", ()) for key, value in rdn
+             if key == "commonName"]
+    names += [value for _, value in peer.get("subjectAltName", ())]
+    return tuple(dict.fromkeys(str(n) for n in names if n))
 
 
 def new_token() -> str:
@@ -150,6 +198,8 @@ ROLLOUT_PAGE = _page("meshctl rollout", """<p><a href="/">All rollouts</a></p>
 <button value="cancel" id="confirm-cancel">Cancel</button>
 <button value="ok" id="confirm-ok">Confirm</button></form></dialog>
 <h2>Timeline</h2><div id="charts"></div>
+<h2>History</h2><table class="events" id="revisions"><thead><tr><th>Role</th><th>Revision</th>
+<th>Image</th></tr></thead><tbody></tbody></table>
 <h2>Events</h2><table class="events" id="events"><thead><tr><th>Time</th><th>Kind</th>
 <th>Event</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.rollout();")
 
@@ -184,6 +234,8 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     def _host_ok(self) -> bool:
+        if isinstance(self.connection, ssl.SSLSocket):
+            return True  # a rebound name fails the TLS handshake: the certificate is not its
         host = (self.headers.get("Host") or "").lower()
         bound, port = cast(tuple[str, int], self.server.server_address)[:2]  # an INET socket
         return host in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}",
@@ -192,6 +244,13 @@ class Handler(BaseHTTPRequestHandler):
     def _presented(self) -> str | None:
         cookie = SimpleCookie(self.headers.get("Cookie") or "")
         return cookie[COOKIE].value if COOKIE in cookie else None
+
+    def _names(self) -> tuple[str, ...]:
+        peer = getattr(self.connection, "getpeercert", None)
+        return identities_of(peer()) if peer is not None else ()
+
+    def _may_act(self) -> bool:
+        return self.dashboard.may_act(self._presented(), self._names())
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -205,6 +264,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._host_ok():
             return self._error(HTTPStatus.MISDIRECTED_REQUEST, "unknown host")
+        if not self.dashboard.may_read(self._names()):
+            return self._error(403, "this client certificate's identity may not read")
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         if not parts:
@@ -216,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
         if parts[0] == "rollouts" and len(parts) == 3:
             return self._send(200, ROLLOUT_PAGE.encode(), "text/html; charset=utf-8")
         if parts[:2] == ["api", "session"]:
-            return self._json(200, {"canAct": self.dashboard.may_act(self._presented())})
+            return self._json(200, {"canAct": self._may_act()})
         if parts[:2] == ["api", "rollouts"] and len(parts) == 2:
             return self._list()
         if parts[:2] == ["api", "rollouts"] and len(parts) == 4:
@@ -229,9 +290,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
         if parts[:2] != ["api", "rollouts"] or len(parts) != 5:
             return self._error(404, "not found")
-        if self.headers.get(ACTION_HEADER) != "1" or not self.dashboard.may_act(self._presented()):
-            return self._error(403, "this dashboard session may not act (open the login link "
-                               "meshctl dashboard printed)")
+        if self.headers.get(ACTION_HEADER) != "1" or not self._may_act():
+            return self._error(403, "this caller may not act (open the login link meshctl "
+                               "dashboard printed, or present an operator's certificate)")
         action = Action.parse(parts[4])
         if action not in ACTIONS:
             return self._error(400, f"unknown action {parts[4]!r}; one of "
@@ -266,19 +327,37 @@ class Handler(BaseHTTPRequestHandler):
 
     def _rollout(self, namespace: str, name: str) -> None:
         source, prometheus = self.dashboard.source, self.dashboard.prometheus
-        found = self._call(lambda: (source.get(namespace, name),
-                                    source.timeline(namespace, name, prometheus)))
+
+        def read() -> tuple[RolloutView, Timeline, list[dict[str, str]]]:
+            revisions: list[dict[str, str]] = []
+            history = getattr(source, "history", None)  # a cluster's: revisions it knows
+            if history is not None:
+                revisions = [{"role": r.role, "revision": r.revision, "image": r.image}
+                             for r in history(namespace, name).revisions]
+            return (source.get(namespace, name), source.timeline(namespace, name, prometheus),
+                    revisions)
+
+        found = self._call(read)
         if found is not None:
-            view, timeline = found
+            view, timeline, revisions = found
             local = isinstance(source, LocalRollouts)
             self._json(200, {"rollout": row_of(view, local), "timeline": timeline.to_json(),
-                             "canAct": self.dashboard.may_act(self._presented())})
+                             "revisions": revisions, "canAct": self._may_act()})
 
 
-def server(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """A server for ``dashboard`` bound to ``host:port`` (0: a free port); the caller runs
-    ``serve_forever`` and ``shutdown``."""
+def server(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 0,
+           tls: ServeTLS | None = None) -> ThreadingHTTPServer:
+    """A server for ``dashboard`` bound to ``host:port`` (0: a free port), over HTTPS that
+    requires a client certificate signed by ``tls.client_ca`` when ``tls`` is given; the
+    caller runs ``serve_forever`` and ``shutdown``."""
     handler = type("BoundHandler", (Handler,), {"dashboard": dashboard})
     httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(tls.cert, tls.key)
+        context.load_verify_locations(tls.client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     return httpd

@@ -84,7 +84,7 @@ def report(sections: Sequence[tuple[Timeline, RolloutView | None]], title: str =
 <p class="generated">Report generated {when} by meshctl.</p>
 <p class="legend">Lines: canary weight written (solid) and observed at the data plane (dashed);
 each SLO metric with its threshold (red, dashed). Marks: step boundaries (grey, dashed),
-analysis verdicts (purple), human actions (amber), warnings (red).</p>
+analysis verdicts (purple), human actions (amber), release gates (blue), warnings (red).</p>
 {body}
 <script type="application/json" id="timelines">{script_json([d for _, d in parts])}</script>
 <script>{asset(UPLOT_JS)}</script>

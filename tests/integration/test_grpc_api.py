@@ -294,7 +294,8 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, names
                "--trust-stored-weights",  # no istiod in this world
                "--health-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
                "--grpc-cert", str(server_cert), "--grpc-key", str(server_key),
-               "--grpc-client-ca", str(certs.ca_path), "--grpc-reader", "dashboard"]
+               "--grpc-client-ca", str(certs.ca_path), "--grpc-reader", "dashboard",
+               "--dashboard-addr", "127.0.0.1:0"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         address = ""
@@ -305,6 +306,9 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, names
             if "gRPC API on " in line:
                 address = line.split("gRPC API on ")[1].split()[0]
         assert address, "no gRPC address announced"
+        board = process.stderr.readline()
+        assert "dashboard on https://" in board, board
+        _dashboard_answers(board.split("dashboard on ")[1].split()[0], certs, namespace)
         reader = certs.files(certs.reader, "reader")
         shown = CliRunner().invoke(cli, ["--server", address, *reader, "-n", namespace,
                                          "-o", "json", "rollout", "status", "web"])
@@ -317,3 +321,28 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, names
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         process.stderr.close()
+
+
+def _dashboard_answers(url: str, certs: Certs, namespace: str) -> None:
+    """The controller's dashboard: the reader's certificate lists, and may not act."""
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    context = ssl.create_default_context(cafile=str(certs.ca_path))
+    reader_cert, reader_key = certs.reader.write(certs.ca_path.parent / "dash-reader")
+    context.load_cert_chain(str(reader_cert), str(reader_key))
+    where = urlsplit(url)
+    for method, path, expected in (("GET", "/api/rollouts", 200),
+                                   ("POST", f"/api/rollouts/{namespace}/web/abort", 403)):
+        conn = http.client.HTTPSConnection(where.hostname, where.port, context=context,
+                                           timeout=10)
+        try:
+            conn.request(method, path, headers={"X-Meshctl-Action": "1"})
+            response = conn.getresponse()
+            body = json.loads(response.read())
+        finally:
+            conn.close()
+        assert response.status == expected, body
+        if method == "GET":
+            assert [r["name"] for r in body["rollouts"]] == ["web"]

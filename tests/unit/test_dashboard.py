@@ -58,6 +58,8 @@ def test_gates_name_the_pause_and_requests_not_acted_on() -> None:
                        pending_intents=("promote",))
     assert gates(view) == "AwaitingPromotion, promote requested"
     assert gates(RolloutView("web", "demo", "Progressing")) == ""
+    gated = RolloutView("web", "demo", "Progressing", gates_waiting=("change-board (approval)",))
+    assert gates(gated) == "gate change-board (approval)"
 
 
 def test_actions_follow_the_engines_table() -> None:
@@ -216,3 +218,74 @@ def test_html_output_is_only_for_reports(tmp_path: Path) -> None:
                                       "-o", "html"])
     assert result.exit_code != 0
     assert "-o html is for 'meshctl rollout report'" in result.output
+
+
+# -- HTTPS with client certificates (the controller's way) --------------------------------
+
+
+def test_over_https_the_client_certificate_decides(tmp_path: Path) -> None:
+    """A reader's certificate reads and may not act; an operator's acts; a certificate of
+    an identity not listed is refused; no certificate at all fails the handshake."""
+    import ssl
+
+    from meshctl.web.dashboard import Identities, ServeTLS
+    from testworld.certs import CertificateAuthority
+
+    seed(tmp_path)
+    ca = CertificateAuthority()
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    cert, key = ca.issue("dashboard", dns=["localhost"], ips=["127.0.0.1"],
+                         server=True).write(tmp_path / "server")
+    who = {name: ca.issue(name, uris=[f"spiffe://cluster.local/ns/ops/sa/{name}"]).write(
+        tmp_path / name) for name in ("oncall", "viewer", "stranger")}
+    board = Dashboard(LocalRollouts(tmp_path), None, "demo", identities=Identities(
+        frozenset({"viewer"}), frozenset({"spiffe://cluster.local/ns/ops/sa/oncall"})))
+    httpd = server(board, tls=ServeTLS(str(cert), str(key), str(tmp_path / "ca.crt")))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    port = httpd.server_address[1]
+
+    def call_as(name: str | None, method: str, path: str) -> int:
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        if name is not None:
+            context.load_cert_chain(*map(str, who[name]))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        try:
+            conn.request(method, path, headers={"X-Meshctl-Action": "1"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        assert call_as("viewer", "GET", "/api/rollouts") == 200
+        assert call_as("viewer", "POST", "/api/rollouts/demo/web/abort") == 403
+        assert call_as("stranger", "GET", "/api/rollouts") == 403
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            call_as(None, "GET", "/api/rollouts")
+        assert call_as("oncall", "POST", "/api/rollouts/demo/web/abort") == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    _, intents_path = state_paths(tmp_path, "demo", "web")
+    assert read_intents(intents_path).abort is not None
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["dashboard", "--port", "99999"], "Invalid value for '--port'"),
+    (["dashboard", "--address", "nohost.invalid", "--port", "0"],
+     "error: --address/--port: cannot listen on nohost.invalid:0"),
+    (["rollout", "report", "nope", "-o", "html"], "error: no local run of default/nope"),
+])
+def test_bad_dashboard_and_report_input_is_one_line_exit_2(tmp_path: Path, args: list[str],
+                                                           line: str) -> None:
+    """The installed command in its own process: exit codes as a shell sees them."""
+    import subprocess
+    import sys
+
+    seed(tmp_path)
+    meshctl = str(Path(sys.executable).parent / "meshctl")
+    done = subprocess.run([meshctl, *args, "--state-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert line in done.stderr and "Traceback" not in done.stderr

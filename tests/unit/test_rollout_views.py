@@ -187,3 +187,19 @@ def test_the_generated_grpc_code_is_fresh():
     checked = subprocess.run([sys.executable, str(ROOT / "protos" / "generate.py"), "--check"],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_listed_view_is_remembered_by_uid_and_resource_version() -> None:
+    """The same object at the same resourceVersion gives the same view without parsing it
+    again; a new resourceVersion is read anew; an object without one is never remembered."""
+    from meshctl.ops.views import remembered_view_of
+
+    obj = {"metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+                        "resourceVersion": "7"}, "status": {"phase": "Progressing"}}
+    first = remembered_view_of(obj)
+    assert remembered_view_of({**obj, "status": {"phase": "Healthy"}}) is first
+    moved = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "8"},
+             "status": {"phase": "Healthy"}}
+    assert remembered_view_of(moved).phase == "Healthy"
+    local = {"metadata": {"name": "web", "namespace": "shop"}, "status": {"phase": "Paused"}}
+    assert remembered_view_of(local) is not remembered_view_of(local)

@@ -101,6 +101,24 @@
     document.querySelector("#events tbody").replaceChildren(frag);
   }
 
+  // The revisions the rollout knows (a cluster's; a local run has none to show).
+  function revisions(rows) {
+    var frag = document.createDocumentFragment();
+    (rows || []).forEach(function (r) {
+      var tr = el("tr");
+      tr.appendChild(el("td", r.role));
+      tr.appendChild(el("td", r.revision || "-"));
+      tr.appendChild(el("td", r.image || "-"));
+      frag.appendChild(tr);
+    });
+    if (!frag.childNodes.length) {
+      var none = el("tr");
+      none.appendChild(el("td", "kept by the cluster only (a local run has its status)", "muted"));
+      frag.appendChild(none);
+    }
+    document.querySelector("#revisions tbody").replaceChildren(frag);
+  }
+
   function act(ns, name, action) {
     var dialog = document.getElementById("confirm");
     document.getElementById("confirm-text").textContent =
@@ -145,6 +163,7 @@
       summary(data.rollout);
       buttons(data.rollout, data.canAct);
       events(data.timeline);
+      revisions(data.revisions);
       if (charts === null) {
         charts = MeshctlTimeline.render(document.getElementById("charts"), data.timeline);
         window.meshctlCharts = charts;

@@ -5,7 +5,8 @@
 (function () {
   "use strict";
 
-  var MARK_COLORS = {step: "#8c959f", verdict: "#8250df", action: "#bf8700", event: "#57606a"};
+  var MARK_COLORS = {step: "#8c959f", verdict: "#8250df", action: "#bf8700", gate: "#0969da",
+                     event: "#57606a"};
 
   function marksPlugin(getMarks) {
     return {hooks: {draw: [function (u) {
