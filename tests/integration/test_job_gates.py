@@ -1,7 +1,8 @@
 """Job release gates on the real API server, created by the controller's own ServiceAccount
-(its real RBAC). The test world runs no kubelet and, in this tier, no Job controller: the
-test sets each Job's status through the API's status subresource exactly as the Job
-controller would when the Pod succeeds or fails, and says so here. What is under test is
+(its real RBAC). No kubelet runs the Job's Pod to its end in the test world (without the
+cluster tier nothing runs it; with it, a hollow node keeps it running): the test sets each
+Job's status through the API's status subresource as the Job controller would when the Pod
+succeeds or fails, and says so here. What is under test is
 meshctl's side: the Job it creates (template, arguments, owner, labels), created once, and
 the verdict it reads back."""
 
@@ -75,17 +76,20 @@ class JobWorld:
         return list(found["items"])
 
     def finish(self, name: str, succeeded: bool) -> None:
-        """What the Job controller writes when the Job's one Pod ends (no kubelet here)."""
+        """What the Job controller writes when the Job's one Pod ends. No kubelet runs the
+        Pod to its end here (with the cluster tier up, a hollow node keeps it running and
+        the real Job controller counts it active), so the test writes the ending."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
         if succeeded:
-            status = {"startTime": now, "completionTime": now, "succeeded": 1,
+            status = {"startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
+                      "ready": 0,
                       "conditions": [{**base, "type": "SuccessCriteriaMet",
                                       "reason": "CompletionsReached"},
                                      {**base, "type": "Complete",
                                       "reason": "CompletionsReached"}]}
         else:
-            status = {"startTime": now, "failed": 1,
+            status = {"startTime": now, "failed": 1, "active": 0, "ready": 0,
                       "conditions": [{**base, "type": "FailureTarget",
                                       "reason": "BackoffLimitExceeded",
                                       "message": "Job has reached the specified backoff limit"},
