@@ -512,3 +512,28 @@ def test_any_gate_past_its_deadline_pauses_even_behind_a_closed_window():
                    judge=answer(GateVerdict.WAITING, "pending"))
     sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
     assert sim.status.pause_reason == GATE_DEADLINE and "gate risk (webhook)" in sim.status.message
+
+
+@pytest.mark.parametrize("flag, url, form", [
+    ("https://bus.example/e", "https://bus.example/e", "cloudEvents"),
+    ("slack=https://hooks.example/T0", "https://hooks.example/T0", "slack"),
+    ("cloudEvents=http://bus:8080/", "http://bus:8080/", "cloudEvents"),
+])
+def test_a_controller_notify_flag_is_a_sink(flag, url, form):
+    from meshctl.domain.notifications import sink_of_flag
+
+    sink, problems = sink_of_flag(flag, 0)
+    assert problems == [] and sink is not None
+    assert (sink.url, sink.format.value, sink.name) == (url, form, "notify-0")
+
+
+def test_a_bad_controller_notify_flag_exits_2_before_connecting():
+    from click.testing import CliRunner
+
+    from meshctl.cli.main import cli
+
+    done = CliRunner().invoke(cli, ["--kubeconfig", "/nonexistent", "controller", "run",
+                                    "--prometheus-url", "http://p:9090",
+                                    "--notify", "teams=https://x.example/"])
+    assert done.exit_code == 2
+    assert "--notify[0]: 'teams=https://x.example/' is not an http(s) URL" in done.output
