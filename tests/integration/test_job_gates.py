@@ -1,7 +1,9 @@
 """Job release gates on the real API server, created by the controller's own ServiceAccount
-(its real RBAC). The test world runs no kubelet and, in this tier, no Job controller: the
-test sets each Job's status through the API's status subresource exactly as the Job
-controller would when the Pod succeeds or fails, and says so here. What is under test is
+(its real RBAC). The test world runs no kubelet that could run a Job's Pod to its end (when
+other tests have started the cluster tier, kube-controller-manager's Job controller makes
+the Pod and counts it active, and a hollow node keeps it running): the test sets each Job's
+final status through the API's status subresource exactly as the Job controller would when
+the Pod succeeds or fails (nothing active any more), and says so here. What is under test is
 meshctl's side: the Job it creates (template, arguments, owner, labels), created once, and
 the verdict it reads back."""
 
@@ -79,13 +81,14 @@ class JobWorld:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
         if succeeded:
-            status = {"startTime": now, "completionTime": now, "succeeded": 1,
+            status = {"startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
+                      "ready": 0,
                       "conditions": [{**base, "type": "SuccessCriteriaMet",
                                       "reason": "CompletionsReached"},
                                      {**base, "type": "Complete",
                                       "reason": "CompletionsReached"}]}
         else:
-            status = {"startTime": now, "failed": 1,
+            status = {"startTime": now, "failed": 1, "active": 0, "ready": 0,
                       "conditions": [{**base, "type": "FailureTarget",
                                       "reason": "BackoffLimitExceeded",
                                       "message": "Job has reached the specified backoff limit"},
