@@ -168,6 +168,18 @@ class Kube:
                     _request_timeout=self.request_timeout())
         return _as_object(found)
 
+    def who_am_i(self) -> Object:
+        """``userInfo`` as the API server authenticated this client (SelfSubjectReview)."""
+        from kubernetes import client
+
+        with translated():
+            body = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1",
+                                              kind="SelfSubjectReview")
+            review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                body, _request_timeout=self.request_timeout())
+            found = self.api_client.sanitize_for_serialization(review)
+        return _as_object(_as_object(found).get("status", {}).get("userInfo", {}))
+
     def list(
         self,
         group: str,

@@ -307,6 +307,13 @@ class RestKube:
         return _as_object(self.request("GET", self._path(group, version, namespace, plural,
                                                           name)))
 
+    def who_am_i(self) -> Object:
+        """``userInfo`` as the API server authenticated this client (SelfSubjectReview)."""
+        review = self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                              {"apiVersion": "authentication.k8s.io/v1",
+                               "kind": "SelfSubjectReview"})
+        return _as_object(_as_object(review).get("status", {}).get("userInfo", {}))
+
     def get_or_none(self, group: str, version: str, namespace: str, plural: str,
                     name: str) -> Object | None:
         try:

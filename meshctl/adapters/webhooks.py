@@ -37,8 +37,10 @@ def post_json(url: str, body: bytes, *, headers: dict[str, str] | None = None,
     """POST ``body`` (JSON) to ``url``; the 2xx answer, or an :class:`AdapterError`."""
     parts = urlsplit(url)
     context = _tls(ca_bundle) if parts.scheme == "https" else None
-    all_headers = {"Content-Type": "application/json", "User-Agent": "meshctl",
-                   **(headers or {})}
+    given = headers or {}
+    defaults = {"Content-Type": "application/json", "User-Agent": "meshctl"}
+    named = {k.lower() for k in given}
+    all_headers = {**{k: v for k, v in defaults.items() if k.lower() not in named}, **given}
 
     def attempt(_: int) -> Answer:
         return _post_once(url, body, all_headers, context, timeout)

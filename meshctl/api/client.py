@@ -131,6 +131,11 @@ class RemoteRollouts:
         return from_message(self._unary(self.stub.Start, pb.StartRequest(
             namespace=namespace, name=name or "", rollout_json=json.dumps(bodies[0]))))
 
+    def approve(self, namespace: str, name: str, comment: str = "") -> RolloutView:
+        """Approve as this client's certificate (the server reads the identity from it)."""
+        return from_message(self._unary(self.stub.Approve, pb.ApproveRequest(
+            namespace=namespace, name=name, comment=comment)))
+
     def undo(self, namespace: str, name: str) -> RolloutView:
         return from_message(self._unary(self.stub.Undo,
                                         pb.RolloutRef(namespace=namespace, name=name)))

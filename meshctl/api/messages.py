@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
-from meshctl.ops.history import EventView, History, RevisionView
+from meshctl.ops.history import AuditView, EventView, History, RevisionView
 from meshctl.ops.views import (
     ConditionView,
     JudgementView,
@@ -100,11 +100,15 @@ def history_message(found: History) -> pb.HistoryResponse:
         revisions=[pb.Revision(role=r.role, revision=r.revision, image=r.image)
                    for r in found.revisions],
         events=[pb.Event(time=e.time, type=e.type, reason=e.reason, message=e.message)
-                for e in found.events])
+                for e in found.events],
+        audit=[pb.AuditEntry(time=a.time, action=a.action, by=a.by, via=a.via,
+                             comment=a.comment, detail=a.detail) for a in found.audit])
 
 
 def history_from_message(message: pb.HistoryResponse) -> History:
     return History(
         rollout=from_message(message.rollout),
         revisions=tuple(RevisionView(r.role, r.revision, r.image) for r in message.revisions),
-        events=tuple(EventView(e.time, e.type, e.reason, e.message) for e in message.events))
+        events=tuple(EventView(e.time, e.type, e.reason, e.message) for e in message.events),
+        audit=tuple(AuditView(a.time, a.action, a.by, a.via, a.comment, a.detail)
+                    for a in message.audit))

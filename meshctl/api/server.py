@@ -32,6 +32,7 @@ from meshctl.api.gen.meshctl.v1 import rollouts_pb2 as pb
 from meshctl.api.gen.meshctl.v1 import rollouts_pb2_grpc as pb_grpc
 from meshctl.api.messages import history_message, to_message
 from meshctl.domain.intents import Action
+from meshctl.domain.release_gates import Identity
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.rollouts import ClusterRollouts
 
@@ -58,6 +59,8 @@ METHOD_ROLES = {
     "History": Role.READ,
     "Promote": Role.OPERATE, "Abort": Role.OPERATE, "Pause": Role.OPERATE,
     "Resume": Role.OPERATE, "Retry": Role.OPERATE, "Start": Role.OPERATE, "Undo": Role.OPERATE,
+    # Any known identity may approve: whether it counts is the Rollout's approval gate's rule.
+    "Approve": Role.READ,
 }
 
 
@@ -99,6 +102,17 @@ def identities_of(context: grpc.ServicerContext) -> tuple[str, ...]:
     values = [*auth.get("x509_common_name", []), *auth.get("x509_subject_alternative_name", [])]
     names = (v.decode("utf-8", "replace") for v in values)
     return tuple(dict.fromkeys(n for n in names if n))  # an absent CN shows as b""
+
+
+def approver_of(context: grpc.ServicerContext) -> Identity:
+    """The client certificate as an approver: its first URI SAN (a SPIFFE ID), else its
+    common name, else its first other SAN."""
+    auth: dict[str, list[bytes]] = context.auth_context() or {}
+    sans = [v.decode("utf-8", "replace") for v in auth.get("x509_subject_alternative_name", [])]
+    uris = [n for n in sans if "://" in n]
+    names = identities_of(context)
+    common = [v.decode("utf-8", "replace") for v in auth.get("x509_common_name", []) if v]
+    return Identity((uris or common or list(names) or [""])[0], (), "grpc")
 
 
 class RolloutsServicer(pb_grpc.RolloutsServicer):
@@ -157,8 +171,9 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
                 ns, body, request.name or None))
         else:
             ns, name = self._ref(context, request)
+            starter = approver_of(context)
             view = self._call(context, "Start",
-                              lambda: self.rollouts.start(ns, name, request.image))
+                              lambda: self.rollouts.start(ns, name, request.image, starter))
         log.info("Start %s/%s by %s", view.namespace, view.name,
                  ", ".join(identities_of(context)))
         return to_message(view)
@@ -167,6 +182,14 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
         ns, name = self._ref(context, request)
         view = self._call(context, "Undo", lambda: self.rollouts.undo(ns, name))
         log.info("Undo %s/%s by %s", ns, name, ", ".join(identities_of(context)))
+        return to_message(view)
+
+    def Approve(self, request: pb.ApproveRequest, context: grpc.ServicerContext) -> pb.Rollout:
+        ns, name = self._ref(context, request)
+        who = approver_of(context)
+        view = self._call(context, "Approve", lambda: self.rollouts.approve(
+            ns, name, request.comment, who))
+        log.info("Approve %s/%s by %s", ns, name, who.user)
         return to_message(view)
 
     def History(self, request: pb.RolloutRef,
@@ -180,7 +203,8 @@ class RolloutsServicer(pb_grpc.RolloutsServicer):
     def _request(self, context: grpc.ServicerContext, method: str, request: Any,
                  action: Action) -> pb.Rollout:
         ns, name = self._ref(context, request)
-        view = self._call(context, method, lambda: self.rollouts.request(ns, name, action))
+        who = approver_of(context)
+        view = self._call(context, method, lambda: self.rollouts.request(ns, name, action, who))
         log.info("%s %s/%s by %s", method, ns, name, ", ".join(identities_of(context)))
         return to_message(view)
 

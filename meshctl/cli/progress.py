@@ -68,6 +68,8 @@ def demo_summary(scenarios: list[dict[str, Any]]) -> str:
         took = s["time_to_rollback_seconds"]
         extra = f", {took:.2f}s from the fault to 100% stable at the Envoy" if took else ""
         lines.append(f"- {s['name']}: {s['result']}{extra}")
+        if s.get("caught_by"):
+            lines.append(f"  caught by: {s['caught_by']}")
         weights = " -> ".join(f"{st['weights']['stable']}/{st['weights']['canary']}"
                               for st in _changes(s["steps"]))
         lines.append(f"  weights (stable/canary): {weights}")

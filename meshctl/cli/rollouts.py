@@ -229,7 +229,13 @@ def _history_text(found: History) -> str:
                       [[r.role, r.revision or "-", r.image or "-"] for r in found.revisions])
     events = table(["TIME", "TYPE", "REASON", "MESSAGE"],
                    [[e.time, e.type, e.reason, e.message] for e in found.events])
-    return f"{revisions}\n\n{events}"
+    if not found.audit:
+        return f"{revisions}\n\n{events}"
+    audit = table(["TIME", "ACTION", "BY", "VIA", "COMMENT / DETAIL"],
+                  [[a.time, a.action, a.by or "-", a.via or "-",
+                    " | ".join(t for t in (a.comment, a.detail) if t) or "-"]
+                   for a in found.audit])
+    return f"{revisions}\n\n{events}\n\nAudit trail:\n{audit}"
 
 
 def _finish_wait(ctx: click.Context, result: WaitResult) -> NoReturn:
@@ -388,4 +394,25 @@ resume = _intent_command("resume", "Resume a paused rollout (clears spec.paused;
                          "inconclusive analysis, measures again).")
 retry = _intent_command("retry", "Start an aborted (Degraded) rollout again from step 0.")
 
-COMMANDS = [start, status, list_, history, promote, abort, pause, resume, retry, undo]
+
+
+@click.command("approve", help="Approve the revision being rolled out, for its approval "
+               "gates (spec.gates[].approval). You approve as whom the API server says your "
+               "credentials are (SelfSubjectReview), or through --server as your client "
+               "certificate; an approval the gates would not count is refused.")
+@name_argument()
+@click.option("--comment", default="", help="Why, for the audit trail.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Approve a local run (meshctl rollout run) as this machine's user.")
+@click.pass_context
+def approve(ctx: click.Context, name: str, comment: str, state_dir: str | None) -> None:
+    with _rollouts(ctx, state_dir) as (rollouts, namespace):
+        view = rollouts.approve(namespace, name, comment)
+    if ctx.obj["output"] == "table":
+        click.echo(f"approved {namespace}/{name} revision {view.revision or '-'} "
+                   f"(now {view.phase}, step {_step(view)})")
+    else:
+        emit({"action": "approve", "rollout": view.to_json()}, ctx.obj["output"])
+
+
+COMMANDS = [start, status, list_, history, promote, abort, pause, resume, retry, undo, approve]

@@ -862,6 +862,11 @@ def _store_gate(p: _Pass, record: GateStatus) -> None:
     old = p.status.gate(record.key)
     if old == record:
         return
+    added = [who for who in record.by if old is None or who not in old.by]
+    if added and record.verdict is GateVerdict.WAITING:
+        p.events.append(Event("Normal", "Approved", f"gate {record.name} ({record.kind}) "
+                              f"{record.point.value}: approved by {', '.join(added)}; "
+                              f"{record.message}"))
     if record.verdict is not GateVerdict.WAITING:
         failed = record.verdict is GateVerdict.FAILED
         p.events.append(Event("Warning" if failed else "Normal",

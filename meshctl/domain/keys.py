@@ -14,6 +14,9 @@ Annotations:
     ``meshctl.io/original-tls``     a DestinationRule's TLS settings as found
     ``meshctl.io/spec-hash``        the hash of the spec meshctl last wrote (drift check)
     ``meshctl.io/previous-template`` the pod template a start replaced (for undo)
+    ``meshctl.io/started-by``       who started the rollout (``meshctl rollout start``)
+    ``meshctl.io/actor-<action>``   who last asked for an action, when, why (the audit trail)
+    ``approval.meshctl.io/<hash>``  one approver's approval (:mod:`meshctl.domain.release_gates`)
 
 Finalizer: ``meshctl.io/cleanup`` (a deleted Rollout gives back what meshctl changed).
 """
@@ -32,5 +35,8 @@ ORIGINAL_SPEC = "meshctl.io/original-spec"
 ORIGINAL_TLS = "meshctl.io/original-tls"
 SPEC_HASH = "meshctl.io/spec-hash"
 PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
+STARTED_BY = "meshctl.io/started-by"
+ACTOR_PREFIX = "meshctl.io/actor-"
+APPROVAL_PREFIX = "approval.meshctl.io/"
 
 FINALIZER = "meshctl.io/cleanup"

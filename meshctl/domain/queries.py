@@ -382,6 +382,20 @@ ENVOY_ERROR_RATIO = QueryTemplate(
     description="share of requests to one Envoy cluster answered with a 5xx",
     unit="ratio",
 )
+ISTIO_ENVOY_LATENCY_MEAN = QueryTemplate(
+    name="istio-envoy-latency-mean",
+    text=f"sum(rate(envoy_cluster_upstream_rq_time_sum{{{_ISTIO_ENVOY}}}{_W})) / "
+    f"sum(rate(envoy_cluster_upstream_rq_time_count{{{_ISTIO_ENVOY}}}{_W}))",
+    description="mean upstream request time to one version, at the proxies",
+    unit="ms",
+)
+ISTIO_ENVOY_ERROR_RATIO = QueryTemplate(
+    name="istio-envoy-error-ratio",
+    text=f'(sum(rate(envoy_cluster_upstream_rq{{{_ISTIO_ENVOY}, response_code_class="5xx"}}{_W})) '
+    f"or vector(0)) / sum(rate(envoy_cluster_upstream_rq_total{{{_ISTIO_ENVOY}}}{_W}))",
+    description="share of the proxies' requests to one version answered with a 5xx",
+    unit="ratio",
+)
 ISTIO_LATENCY_MEAN = QueryTemplate(
     name="istio-latency-mean",
     text=f"sum(rate(istio_request_duration_milliseconds_sum{{{_ISTIO}}}{_W})) / "
@@ -412,6 +426,8 @@ BUILTIN_TEMPLATES: Mapping[str, QueryTemplate] = {
         ISTIO_MTLS_SHARE,
         ENVOY_LATENCY_MEAN,
         ENVOY_ERROR_RATIO,
+        ISTIO_ENVOY_LATENCY_MEAN,
+        ISTIO_ENVOY_ERROR_RATIO,
         ISTIO_LATENCY_MEAN,
         ISTIO_ERROR_RATIO,
     )

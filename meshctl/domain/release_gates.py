@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meshctl.domain.durations import Duration, format_duration
 from meshctl.domain.fields import field
+from meshctl.domain.keys import APPROVAL_PREFIX
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.problems import Problem
 
@@ -177,8 +178,10 @@ KINDS = ("window", "webhook", "approval", "job")
 # --- validation --------------------------------------------------------------------------
 
 
-def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates") -> Iterator[Problem]:
-    """Rules the field bounds cannot say; each names its path and the fix."""
+def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates", local: bool = False
+                  ) -> Iterator[Problem]:
+    """Rules the field bounds cannot say; each names its path and the fix. ``local``: the
+    Rollout runs on the local mesh, where there is no cluster to run a Job in."""
     names = [g.name for g in gates]
     for name in sorted({n for n in names if names.count(n) > 1}):
         yield Problem(base, f"gate name {name!r} is used twice; names must be unique")
@@ -195,15 +198,19 @@ def gate_problems(gates: tuple[GateSpec, ...], base: str = "spec.gates") -> Iter
                 yield Problem(f"{path}.at", "a window holds traffic increases; use "
                               "beforeTraffic, beforeIncrease or beforePromotion")
         if gate.webhook is not None:
-            yield from _url_problems(gate.webhook.url, f"{path}.webhook.url")
+            yield from url_problems(gate.webhook.url, f"{path}.webhook.url")
             if gate.webhook.ca_bundle is not None and "BEGIN CERTIFICATE" not in gate.webhook.ca_bundle:
                 yield Problem(f"{path}.webhook.caBundle", "is not PEM; paste the CA "
                               "certificates (-----BEGIN CERTIFICATE-----)")
         if gate.approval is not None:
             yield from _approval_problems(gate.approval, gate, f"{path}")
+        if gate.job is not None and local:
+            yield Problem(f"{path}.job", "a Job needs a cluster and spec.local runs on the "
+                          "local mesh; use a webhook gate there")
 
 
-def _url_problems(url: str, path: str) -> Iterator[Problem]:
+def url_problems(url: str, path: str) -> Iterator[Problem]:
+    """An http(s) URL, or the problem with it (webhook gates, notification sinks)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -434,3 +441,145 @@ def webhook_body(request: GateRequest, namespace: str, name: str, phase: str,
         "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+def stamp(at: datetime) -> str:
+    """A recorded action's time, to the millisecond (actions follow each other fast)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller: as the API server reported it (SelfSubjectReview), or a
+    client certificate's names (its first SAN URI, else its common name, is ``user``)."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    via: str = "kubernetes"  # kubernetes | grpc | local
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approver's approval of one revision, kept in an annotation per approver."""
+
+    identity: Identity
+    revision: str
+    at: datetime
+    comment: str = ""
+
+
+def approval_annotation(approval: Approval) -> tuple[str, str]:
+    """``approval.meshctl.io/<hash of the user>`` and its JSON: one key per approver, so two
+    approvals by one person are one, and two people never overwrite each other."""
+    who = approval.identity
+    key = APPROVAL_PREFIX + hashlib.sha256(who.user.encode()).hexdigest()[:20]
+    value = {"user": who.user, "groups": list(who.groups), "via": who.via,
+             "revision": approval.revision, "comment": approval.comment,
+             "at": stamp(approval.at)}
+    return key, json.dumps(value, sort_keys=True)
+
+
+def approvals_in(annotations: dict[str, str] | None) -> tuple[Approval, ...]:
+    """The approvals recorded on a Rollout; a damaged one is left out."""
+    out = []
+    for key, text in sorted((annotations or {}).items()):
+        if not key.startswith(APPROVAL_PREFIX):
+            continue
+        try:
+            raw = json.loads(text)
+            who = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups", [])),
+                           str(raw.get("via", "")))
+            at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
+            out.append(Approval(who, str(raw["revision"]), at, str(raw.get("comment", ""))))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return tuple(out)
+
+
+def may_approve(gate: ApprovalGate, who: Identity, starter: str | None) -> str:
+    """Why ``who`` may not approve under ``gate`` ("" when they may)."""
+    if gate.forbid_starter and starter is not None and who.user == starter:
+        return f"{who.user} started this rollout; four eyes: someone else must approve"
+    if who.user in gate.users or who.user in gate.spiffe_ids:
+        return ""
+    if set(who.groups) & set(gate.groups):
+        return ""
+    return f"{who.user} is not among the approvers this gate allows"
+
+
+def judge_approval(gate: ApprovalGate, approvals: tuple[Approval, ...], revision: str,
+                   starter: str | None) -> GateReport:
+    """Passed with ``count`` distinct allowed approvers of ``revision``; waiting before.
+
+    E.g. count 2, forbidStarter, started by ann: approvals by ann and bob leave it waiting
+    (1/2: bob); one more by cem passes it (by bob, cem)."""
+    counted = sorted({a.identity.user for a in approvals
+                      if a.revision == revision and not may_approve(gate, a.identity, starter)})
+    if len(counted) >= gate.count:
+        return GateReport(GateVerdict.PASSED, f"approved by {', '.join(counted)}",
+                          tuple(counted))
+    so_far = f" ({', '.join(counted)})" if counted else ""
+    return GateReport(GateVerdict.WAITING, f"{len(counted)}/{gate.count} approvals{so_far}; "
+                      "meshctl rollout approve NAME", tuple(counted))
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+JOB_ARGS = ("$(ROLLOUT)", "$(NAMESPACE)", "$(REVISION)", "$(STEP)", "$(GATE)")
+
+
+def job_name(rollout: str, request: GateRequest) -> str:
+    """``<rollout>-<gate>-<hash>``, at most 63 characters; one Job per gate record and
+    revision (the hash), so a pass that finds it created does not create another."""
+    digest = hashlib.sha256(f"{request.key}/{request.revision}".encode()).hexdigest()[:8]
+    return f"{rollout[:27].rstrip('-')}-{request.gate.name[:26].rstrip('-')}-{digest}"
+
+
+def job_body(namespace: str, rollout: str, owner_uid: str, request: GateRequest
+             ) -> dict[str, Any]:
+    """The Job of a ``job`` gate: its template with ``$(ROLLOUT)``, ``$(NAMESPACE)``,
+    ``$(REVISION)``, ``$(STEP)`` and ``$(GATE)`` replaced in every container's command and
+    args, labelled as meshctl's and owned by the Rollout (deleted with it)."""
+    assert request.gate.job is not None
+    values = dict(zip(JOB_ARGS, (rollout, namespace, request.revision, str(request.step),
+                                 request.gate.name), strict=True))
+    spec = json.loads(json.dumps(request.gate.job.template))
+    pod = (spec.get("template") or {}).get("spec") or {}
+    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+        for field_name in ("command", "args"):
+            if isinstance(container.get(field_name), list):
+                container[field_name] = [_replaced(str(a), values)
+                                         for a in container[field_name]]
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job_name(rollout, request), "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "meshctl",
+                                    "meshctl.io/rollout": rollout,
+                                    "meshctl.io/gate": request.gate.name},
+                         "ownerReferences": [{"apiVersion": "meshctl.io/v1alpha1",
+                                              "kind": "Rollout", "name": rollout,
+                                              "uid": owner_uid, "controller": True}]},
+            "spec": spec}
+
+
+def _replaced(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def job_verdict(job: dict[str, Any]) -> GateReport:
+    """Passed when the Job's ``Complete`` condition is true, failed when ``Failed`` is."""
+    name = (job.get("metadata") or {}).get("name", "")
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return GateReport(GateVerdict.PASSED, f"Job {name} completed")
+        if condition.get("type") == "Failed":
+            why = condition.get("message") or condition.get("reason") or ""
+            return GateReport(GateVerdict.FAILED, f"Job {name} failed: {why}".rstrip(": "))
+    active = (job.get("status") or {}).get("active") or 0
+    return GateReport(GateVerdict.WAITING, f"Job {name} running ({active} active)")

@@ -52,6 +52,7 @@ class Target:
     stable_workload: str
     # istio: "<subset>|<host FQDN>" of the canary's Envoy cluster outbound|<port>|<subset>|<host>
     canary_cluster: str = ""
+    stable_cluster: str = ""  # the same for stable (the judge's baseline)
 
     @classmethod
     def of(cls, rollout: Rollout, mesh: MeshKind) -> Target:
@@ -60,11 +61,12 @@ class Target:
         ref = rollout.spec.workload_ref
         base = ref.name if ref is not None else rollout.spec.service
         return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base,
-                   _canary_cluster(rollout))
+                   _canary_cluster(rollout), _stable_cluster(rollout))
 
     def baseline(self) -> Target:
         """The same names for what the canary is compared with: the stable version."""
-        return dataclasses.replace(self, workload=self.stable_workload, canary_cluster="")
+        return dataclasses.replace(self, workload=self.stable_workload,
+                                   canary_cluster=self.stable_cluster)
 
     def variables(self, window: str) -> dict[str, str]:
         found = {"namespace": self.namespace, "service": self.service, "workload": self.workload,
@@ -80,6 +82,16 @@ def _canary_cluster(rollout: Rollout) -> str:
     knows): ``canary|web.shop.svc.cluster.local`` (a subset) or ``|web-canary.shop.svc...``."""
     backend = backend_of(rollout)
     return backend.canary_cluster(rollout) if backend is not None else ""
+
+
+def _stable_cluster(rollout: Rollout) -> str:
+    """The stable version's cluster name as :func:`_canary_cluster` names the canary's, from
+    the backend's Envoy shape: ``stable|web.shop.svc.cluster.local`` or ``|web.shop.svc...``."""
+    backend = backend_of(rollout)
+    if backend is None or backend.envoy_shape is None:
+        return ""
+    subset, host = backend.envoy_shape(rollout).stable
+    return f"{subset}|{host}.{rollout.namespace}.svc.cluster.local" if host else ""
 
 
 HARD_FAILURE_FACTOR = 2.0
@@ -182,9 +194,7 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
     assert spec is not None
     window = spec.window or slo.window
     canary, baseline = target.variables(window.text), target.baseline().variables(window.text)
-    latency, errors = ((queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO)
-                       if target.mesh is MeshKind.ENVOY
-                       else (queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO))
+    latency, errors = _judge_templates(target.mesh, slo.metrics)
     metrics = [JudgeQuery("latency", latency.render(canary), latency.render(baseline)),
                JudgeQuery("error-ratio", errors.render(canary), errors.render(baseline))]
     problems = []
@@ -209,6 +219,15 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
         failure=Condition.parse(f"result < {spec.marginal_score}"),
         interval=slo.interval.seconds, count=slo.count, initial_delay=spec.lookback.seconds,
         failure_limit=slo.failure_limit, inconclusive_limit=slo.inconclusive_limit)
+
+
+def _judge_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTemplate, ...]:
+    """(mean latency, error ratio) for the judge, from the same series as the SLO's."""
+    if mesh is MeshKind.ENVOY:
+        return queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO
+    if metrics is SloMetrics.ENVOY:
+        return queries.ISTIO_ENVOY_LATENCY_MEAN, queries.ISTIO_ENVOY_ERROR_RATIO
+    return queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO
 
 
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],
@@ -236,6 +255,12 @@ def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[A
                 kind, address, query, timeout = _provider(metric.provider, variables)
             except ValueError as exc:
                 yield Problem(f"{ref_path}.args", f"{ref.template_name}/{metric.name}: {exc}")
+                continue
+            if kind is ProviderKind.ENVOY and address is None and target.mesh is MeshKind.ISTIO:
+                yield Problem(f"{ref_path}.templates[{i}]", f"AnalysisTemplate "
+                              f"{ref.template_name}: spec.metrics[{j}].provider.envoy.address "
+                              "is required in a cluster (an Envoy admin host:port; only the "
+                              "local mesh has a default)")
                 continue
             yield ResolvedMetric(
                 name=metric.name, query=query, address=address, kind=kind,

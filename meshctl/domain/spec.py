@@ -15,6 +15,7 @@ from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
 from meshctl.domain.judge import Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
+from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.release_gates import GateSpec
 from meshctl.domain.routers import TrafficRouting
 from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
@@ -337,6 +338,9 @@ class RolloutSpec:
     gates: tuple[GateSpec, ...] = field(
         "gates", default=(), doc="Release gates: windows, webhooks, approvals and Jobs at "
         "named points of the rollout.")
+    notifications: tuple[NotificationSink, ...] = field(
+        "notifications", default=(), doc="Where the rollout's events are sent (CloudEvents "
+        "or Slack-compatible text).")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from meshctl.domain.conditions import Condition
 from meshctl.domain.durations import format_duration
 from meshctl.domain.fields import from_json
 from meshctl.domain.judge import BUILTIN_JUDGE_METRICS
+from meshctl.domain.notifications import sink_problems
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.providers import ProviderKind
 from meshctl.domain.release_gates import gate_problems
@@ -88,7 +89,8 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _security_problems(spec)
     yield from BACKENDS[LOCAL_MESH].spec_problems(spec)
     yield from _judge_problems(spec)
-    yield from gate_problems(spec.gates)
+    yield from gate_problems(spec.gates, local=spec.local is not None)
+    yield from sink_problems(spec.notifications)
     if spec.workload_ref is None and spec.local is None:
         yield Problem("spec.workloadRef", "is required (or spec.local for a run on the local mesh)")
     if spec.slo.availability_ratio > 1:

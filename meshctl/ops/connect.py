@@ -48,6 +48,9 @@ class Objects(Protocol):
     def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
                           name: str, mutate: Mutation) -> Updated: ...
 
+    def who_am_i(self) -> Object:
+        """The caller's ``userInfo`` as the API server authenticated it."""
+
     def close(self) -> None: ...
 
     deadline: float | None  # a time.monotonic() instant no request may outlast

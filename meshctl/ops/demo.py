@@ -3,7 +3,10 @@
 Scenario 1 promotes a healthy new version step by step under live load. Scenario 2 rolls out
 a version that turns slow and failing once it takes traffic; meshctl measures the breach in
 Prometheus and sends 100% back to the stable version at the Envoy, and the summary says how
-long that took from the moment the fault began.
+long that took from the moment the fault began. Scenario 3 rolls out a version 15 ms slower
+than stable, far under the 50 ms p95 threshold: the SLO alone would promote it, the
+comparative judge (canary against stable, Mann-Whitney U) rolls it back. Each summary says
+which gate caught the version.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from meshctl.domain.engine import Decision, Event
 from meshctl.domain.phases import Phase
 from meshctl.domain.spec import Rollout
+from meshctl.domain.status import Verdict
 from meshctl.domain.timeline import Timeline
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
@@ -36,9 +40,28 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
+# The comparative judge of scenario 3: the canary against stable over the last 12 s, one
+# 4 s window a second (9 samples; the windows overlap: a short demo trades independence for
+# speed), with a 25% tolerance: two identical app processes on a busy machine, under
+# different shares of the load, differ by a few percent, sometimes more (at 5 ms).
+DEMO_JUDGE: dict[str, Any] = {"lookback": "12s", "window": "4s", "step": "1s", "minSamples": 8,
+                              "tolerance": "25%"}
+
+
+# Scenario 3 checks the SLO in its analysis steps only, over 10 s: a p95 read every second
+# over 4 s of 6 requests/s is at the mercy of two slow requests on a busy machine, and this
+# scenario is about what a sound threshold cannot see.
+SCENARIO_3_SLO: dict[str, Any] = {"window": "10s", "count": 2}
+
+
 def demo_rollout(name: str, stable: str, canary: str,
-                 steps: list[dict[str, Any]] | None = None) -> Rollout:
-    doc = {
+                 steps: list[dict[str, Any]] | None = None,
+                 judge: dict[str, Any] | None = None, background: bool = True,
+                 slo: dict[str, Any] | None = None) -> Rollout:
+    """The demo's rollout; ``steps``: other steps than the demo's; ``judge``: its
+    spec.judge; ``background``: the SLO also checked every second from step 1 on (without
+    it, only in the analysis steps); ``slo``: fields of spec.slo to change."""
+    doc: dict[str, Any] = {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": name, "namespace": "demo"},
         "spec": {
@@ -51,6 +74,11 @@ def demo_rollout(name: str, stable: str, canary: str,
                                     "analysis": {"startingStep": 1}}},
         },
     }
+    if judge is not None:
+        doc["spec"]["judge"] = judge
+    doc["spec"]["slo"].update(slo or {})
+    if not background:
+        del doc["spec"]["strategy"]["canary"]["analysis"]
     rollout = load_document(doc)
     assert isinstance(rollout, Rollout)
     return rollout
@@ -62,6 +90,7 @@ class Scenario:
     expected: str  # the result the scenario must end with: "promoted" or "rolled_back"
     result: str = ""
     time_to_rollback_seconds: float | None = None
+    caught_by: str = ""  # the gate(s) that failed the version, e.g. "comparative judge"
     steps: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     measurements: list[dict[str, Any]] = field(default_factory=list)
@@ -76,6 +105,7 @@ class Scenario:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "result": self.result, "expected": self.expected,
                 "time_to_rollback_seconds": self.time_to_rollback_seconds,
+                "caught_by": self.caught_by,
                 "steps": self.steps, "decisions": self.decisions,
                 "measurements": self.measurements, "requests": self.requests}
 
@@ -88,8 +118,22 @@ def _record(scenario: Scenario, decision: Decision, started: float) -> None:
         scenario.steps.append({**step, "at": round(time.monotonic() - started, 2)})
 
 
+GATES = {"judge": "comparative judge (spec.judge)",
+         "latency-p95": "SLO threshold (latency p95)",
+         "availability": "SLO threshold (availability)",
+         "availability-fast": "SLO fast availability check"}
+
+
+def caught_by(decision: Decision) -> str:
+    """The gates whose metrics failed the version ("" when none did)."""
+    failed = [m.name for run in decision.status.analysis if run.verdict is Verdict.FAILING
+              for m in run.metrics if m.verdict is Verdict.FAILING]
+    return ", ".join(dict.fromkeys(GATES.get(name, f"metric {name}") for name in failed))
+
+
 def _finish(scenario: Scenario, decision: Decision, events: list[Event]) -> None:
     scenario.result = "promoted" if decision.status.phase is Phase.HEALTHY else "rolled_back"
+    scenario.caught_by = caught_by(decision)
     scenario.decisions = [{"type": e.type, "reason": e.reason, "message": e.message}
                           for e in events if e.reason not in ("TrafficVerified",)]
     for run in decision.status.analysis:
@@ -104,14 +148,18 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
                  on_pass: Callable[[Decision], None],
                  on_event: Callable[[Event], None], state_dir: Path,
                  fault_at_step: int | None = None, fault: dict[str, float] | None = None,
-                 timeout: float = 240.0, fault_delay: float = 0.0) -> Scenario:
-    """``fault`` starts ``fault_delay`` seconds after the rollout reaches ``fault_at_step``."""
+                 timeout: float = 240.0, fault_delay: float = 0.0,
+                 judge: dict[str, Any] | None = None, background: bool = True,
+                 slo: dict[str, Any] | None = None) -> Scenario:
+    """``fault`` starts ``fault_delay`` seconds after the rollout reaches ``fault_at_step``;
+    ``judge``, ``background``, ``slo``: see :func:`demo_rollout`."""
     scenario = Scenario(name, expected)
     events: list[Event] = []
     with LocalMesh(stable=SampleApp("v1"), canary=canary) as mesh:
         stable_app, canary_app = mesh.stable_app, mesh.canary_app
         rollout = demo_rollout(name, f"{stable_app.host}:{stable_app.port}",
-                               f"{canary_app.host}:{canary_app.port}")
+                               f"{canary_app.host}:{canary_app.port}", judge=judge,
+                               background=background, slo=slo)
 
         def event(e: Event) -> None:
             events.append(e)
@@ -157,7 +205,7 @@ def run_scenario(name: str, expected: str, canary: SampleApp,
 def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], None],
              announce: Callable[[str], None], state_dir: Path = DEFAULT_STATE_DIR
              ) -> list[Scenario]:
-    """Both scenarios; what a demo killed earlier left (recorded in ``state_dir``) is
+    """The three scenarios; what a demo killed earlier left (recorded in ``state_dir``) is
     stopped first."""
     with recording_children(state_dir / "demo.children.json") as leftovers, \
             tempfile.TemporaryDirectory(prefix="meshctl-demo-") as tmp:
@@ -172,4 +220,9 @@ def run_demo(on_pass: Callable[[Decision], None], on_event: Callable[[Event], No
         breach = run_scenario("slo-breach", "rolled_back", SampleApp("v3", latency_ms=5.0),
                               on_pass, on_event, Path(tmp), fault_at_step=1,
                               fault={"latency_ms": 85.0, "error_rate": 0.05})
-    return [healthy, breach]
+        announce("scenario 3: version v4 answers in 20 ms where v1 takes 5 ms: 15 ms slower, "
+                 "far under the 50 ms p95 threshold; the comparative judge compares it with v1")
+        slower = run_scenario("slower-under-threshold", "rolled_back",
+                              SampleApp("v4", latency_ms=20.0), on_pass, on_event, Path(tmp),
+                              judge=DEMO_JUDGE, background=False, slo=SCENARIO_3_SLO)
+    return [healthy, breach, slower]

@@ -1,11 +1,14 @@
-"""Judging the release gates the engine waits on outside the domain (webhook; job and
-approval arrive with their own layers): the shell's half of :mod:`meshctl.domain.release_gates`.
+"""Judging the release gates the engine waits on outside the domain (webhook, approval,
+job): the shell's half of :mod:`meshctl.domain.release_gates`.
 
 Each pass, :func:`meshctl.domain.engine.gates_due` names the waiting gates; :class:`GateJudge`
 asks each once and reports a verdict: a webhook's 2xx passes, another answer below 500
 (except 408 and 429) fails, and no answer after its retries, an untrusted certificate or an
 unreadable signing key leaves it waiting (asked again next pass; past its deadline the
 rollout pauses for a human). A signing key is read for the call and never logged or kept.
+An approval gate counts the approvals recorded on the Rollout (:mod:`meshctl.ops.approvals`).
+A job gate creates its Job once (owned by the Rollout, so deleted with it) and passes when
+the Job completes, fails when it fails.
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from meshctl.adapters.errors import AdapterError, PermanentError
 from meshctl.adapters.webhooks import post_json
+from meshctl.domain.keys import STARTED_BY
 from meshctl.domain.release_gates import (
     SIGNATURE_HEADER,
     GateReport,
     GateRequest,
     GateVerdict,
+    approvals_in,
+    job_body,
+    job_name,
+    job_verdict,
+    judge_approval,
     sign,
     webhook_body,
 )
@@ -79,11 +88,24 @@ class EnvSecrets:
         return value.encode()
 
 
-class GateJudge:
-    """Asks each outside gate the engine waits on for its verdict."""
+class Jobs(Protocol):
+    """Where a ``job`` gate's Jobs live (batch/v1 in the Rollout's namespace)."""
 
-    def __init__(self, secrets: Secrets | None = None) -> None:
-        self.secrets = secrets
+    def create(self, group: str, version: str, namespace: str, plural: str,
+               body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def get_or_none(self, group: str, version: str, namespace: str, plural: str, name: str
+                    ) -> dict[str, Any] | None: ...
+
+
+class GateJudge:
+    """Asks each outside gate the engine waits on for its verdict. ``jobs`` and
+    ``owner_uid`` (the Rollout's uid, which owns the Jobs): where ``job`` gates run; without
+    them (a local run) a job gate waits, saying it needs a cluster."""
+
+    def __init__(self, secrets: Secrets | None = None, jobs: Jobs | None = None,
+                 owner_uid: str = "") -> None:
+        self.secrets, self.jobs, self.owner_uid = secrets, jobs, owner_uid
 
     def judge(self, rollout: Rollout, status: RolloutStatus, requests: list[GateRequest],
               now: datetime) -> dict[str, GateReport]:
@@ -91,6 +113,13 @@ class GateJudge:
         for request in requests:
             if request.gate.webhook is not None:
                 out[request.key] = self._webhook(rollout, status, request, now)
+            elif request.gate.job is not None:
+                out[request.key] = self._job(rollout, request)
+            elif request.gate.approval is not None:
+                annotations = rollout.metadata.annotations or {}
+                out[request.key] = judge_approval(request.gate.approval,
+                                                  approvals_in(annotations), request.revision,
+                                                  annotations.get(STARTED_BY))
         return out
 
     def _webhook(self, rollout: Rollout, status: RolloutStatus, request: GateRequest,
@@ -120,6 +149,20 @@ class GateJudge:
                               f"{hook.retries + 1} tries: {exc.message}")
         return GateReport(GateVerdict.PASSED, f"{hook.url} answered HTTP {answer.status}"
                           + (f": {answer.text.strip()}" if answer.text.strip() else ""))
+
+    def _job(self, rollout: Rollout, request: GateRequest) -> GateReport:
+        """Create the gate's Job once (its name is the record's), then read its verdict."""
+        if self.jobs is None:
+            return GateReport(GateVerdict.WAITING, "a job gate needs a cluster")
+        name = job_name(rollout.name, request)
+        try:
+            job = self.jobs.get_or_none("batch", "v1", rollout.namespace, "jobs", name)
+            if job is None:
+                job = self.jobs.create("batch", "v1", rollout.namespace, "jobs", job_body(
+                    rollout.namespace, rollout.name, self.owner_uid, request))
+        except AdapterError as exc:
+            return GateReport(GateVerdict.WAITING, f"Job {name}: {exc.message}")
+        return job_verdict(job)
 
     def _secrets(self) -> Secrets:
         if self.secrets is None:

@@ -1,4 +1,5 @@
-"""``meshctl rollout history``: the revisions a Rollout knows and its events."""
+"""``meshctl rollout history``: the revisions a Rollout knows, its events, and its audit
+trail (who started, approved, promoted, aborted...; each release gate's verdict)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshctl.domain.fields import format_time
+from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.spec import GROUP, VERSION
+from meshctl.domain.status import RolloutStatus
+from meshctl.domain.trail import trail
 from meshctl.domain.workloads import template_revision
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import translated
@@ -30,17 +35,30 @@ class EventView:
 
 
 @dataclass(frozen=True)
+class AuditView:
+    time: str
+    action: str
+    by: str
+    via: str
+    comment: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class History:
     rollout: RolloutView
     revisions: tuple[RevisionView, ...]
     events: tuple[EventView, ...]
+    audit: tuple[AuditView, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"rollout": self.rollout.to_json(),
                 "revisions": [{"role": r.role, "revision": r.revision, "image": r.image}
                               for r in self.revisions],
                 "events": [{"time": e.time, "type": e.type, "reason": e.reason,
-                            "message": e.message} for e in self.events]}
+                            "message": e.message} for e in self.events],
+                "audit": [{"time": a.time, "action": a.action, "by": a.by, "via": a.via,
+                           "comment": a.comment, "detail": a.detail} for a in self.audit]}
 
 
 def history(kube: Objects, namespace: str, name: str) -> History:
@@ -57,7 +75,7 @@ def history(kube: Objects, namespace: str, name: str) -> History:
     if previous is not None:
         revisions.append(RevisionView("previous", template_revision(previous),
                                       first_image(previous)))
-    return History(view, tuple(revisions), events_of(obj, events))
+    return History(view, tuple(revisions), events_of(obj, events), audit_of(obj))
 
 
 def events_of(obj: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
@@ -73,3 +91,15 @@ def events_of(obj: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
                       str(e.get("type", "")), str(e.get("reason", "")), str(e.get("note", "")))
             for e in mine]
     return tuple(sorted(rows, key=lambda e: e.time))
+
+
+def audit_of(obj: Mapping[str, Any]) -> tuple[AuditView, ...]:
+    """The Rollout's audit trail (:func:`meshctl.domain.trail.trail`); a damaged status
+    leaves the gates' verdicts out, never the people's actions."""
+    try:
+        gates = RolloutStatus.from_json(obj.get("status")).gates
+    except InvalidSpec:
+        gates = ()
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return tuple(AuditView(format_time(e.at), e.action, e.by, e.via, e.comment, e.detail)
+                 for e in trail(annotations, gates))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from meshctl.adapters import notifications
 from meshctl.adapters.events import EventWriter, emit_event
 from meshctl.adapters.istiod import DataPlane, StoredWeights
 from meshctl.adapters.kube import Kube
@@ -86,7 +87,9 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     router = router_for(kube, rollout, data_plane)
     ports = Ports(router, KubeWorkloads(kube, rollout),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
-                  observe_timeout=observe_timeout, gates=GateJudge(KubeSecrets(kube)))
+                  observe_timeout=observe_timeout,
+                  gates=GateJudge(KubeSecrets(kube), kube, str(meta.get("uid") or "")),
+                  notifier=notifications.shared())
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from meshctl.adapters import notifications
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import without_pending_runs
 from meshctl.domain.engine import Decision, Event
@@ -38,7 +39,7 @@ from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.gates import EnvSecrets, GateJudge
 from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
-from meshctl.ops.state import FileStatusStore, state_paths
+from meshctl.ops.state import FileStatusStore, approvals_path, read_approvals, state_paths
 
 DEFAULT_STATE_DIR = Path(".meshctl")
 
@@ -120,12 +121,25 @@ class LocalRollout:
 
     def ports(self) -> Ports:
         return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
-                     providers=self.providers, gates=GateJudge(EnvSecrets()))
+                     providers=self.providers, gates=GateJudge(EnvSecrets()),
+                     notifier=notifications.shared())
 
     def reconcile(self, now: datetime | None = None) -> Decision:
         assert self.canary_revision is not None
-        return reconcile(self.rollout, self.plans, self.canary_revision, self.ports(),
-                         now or datetime.now(UTC))
+        return reconcile(self._with_approvals(), self.plans, self.canary_revision,
+                         self.ports(), now or datetime.now(UTC))
+
+    def _with_approvals(self) -> Rollout:
+        """The Rollout with the approvals given to this run (``meshctl rollout approve
+        --state-dir``), as a cluster would hold them in its annotations."""
+        found = read_approvals(approvals_path(self.state_dir, self.rollout.namespace,
+                                              self.rollout.name))
+        if not found:
+            return self.rollout
+        metadata = self.rollout.metadata
+        merged = {**(metadata.annotations or {}), **found}
+        return dataclasses.replace(self.rollout, metadata=dataclasses.replace(
+            metadata, annotations=merged))
 
     def run(self, timeout: float | None = None,
             on_pass: Callable[[Decision], None] | None = None,

@@ -32,8 +32,10 @@ from meshctl.domain.engine import (
     gates_due,
     measurements_due,
 )
+from meshctl.domain.fields import format_time
 from meshctl.domain.intents import Intents
 from meshctl.domain.measurements import Error
+from meshctl.domain.notifications import Notice, NotificationSink, notices
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.release_gates import GateReport, GateRequest
@@ -71,6 +73,12 @@ class GateJudge(Protocol):
               now: datetime) -> Mapping[str, GateReport]: ...
 
 
+class Notify(Protocol):
+    """Sends a notification in the background; never blocks the pass."""
+
+    def send(self, sink: NotificationSink, notice: Notice) -> None: ...
+
+
 @dataclass
 class Ports:
     router: TrafficRouter
@@ -81,6 +89,7 @@ class Ports:
     observe_timeout: float | None = None  # a step unobserved this long says it is held
     providers: Providers | None = None  # metric providers by kind (default: ``metrics`` only)
     gates: GateJudge | None = None  # None: outside gates wait (and pause at their deadline)
+    notifier: Notify | None = None  # None: spec.notifications are not sent
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
@@ -134,7 +143,22 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
         ports.store.save(decision.status)
         failpoints.hit("status-saved")
     ports.store.record(events)
+    _notify(rollout, decision.status, events, ports, now)
     return dataclasses.replace(decision, events=tuple(events))
+
+
+def _notify(rollout: Rollout, status: RolloutStatus, events: list[Event], ports: Ports,
+            now: datetime) -> None:
+    """Queue the pass's notices for each sink that wants them (sent in the background)."""
+    if ports.notifier is None or not rollout.spec.notifications:
+        return
+    found = notices(rollout.namespace, rollout.name, status.current_revision or "",
+                    status.phase.value, ((e.type, e.reason, e.message) for e in events),
+                    format_time(now))
+    for notice in found:
+        for sink in rollout.spec.notifications:
+            if sink.wants(notice.kind):
+                ports.notifier.send(sink, notice)
 
 
 def _judge_gates(rollout: Rollout, status: RolloutStatus, ports: Ports, now: datetime

@@ -17,22 +17,33 @@ The operations themselves live by concept: :mod:`~meshctl.ops.views` (reading),
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from meshctl.domain.intents import RECORDED, Action
+from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
+from meshctl.domain.release_gates import Approval, Identity, approval_annotation
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.timeline import Timeline
+from meshctl.ops.approvals import approve, who_am_i
 from meshctl.ops.connect import Objects
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.history import History, history
 from meshctl.ops.intents import check_allowed, request
 from meshctl.ops.start import apply, apply_files, start, undo
-from meshctl.ops.state import read_intents, state_paths, write_intent
+from meshctl.ops.state import (
+    approvals_path,
+    read_intents,
+    state_paths,
+    write_approval,
+    write_intent,
+)
 from meshctl.ops.timelines import cluster_timeline, local_timeline
 from meshctl.ops.views import RolloutView, list_rollouts, view_of
 from meshctl.ops.views import get as get_view
@@ -69,11 +80,28 @@ class ClusterRollouts:
               stop: Callable[[], bool] = lambda: False) -> Iterator[RolloutView]:
         return watch(self.kube, namespace, name, timeout, stop)
 
-    def request(self, namespace: str, name: str, action: Action) -> RolloutView:
-        return request(self.kube, namespace, name, action)
+    def request(self, namespace: str, name: str, action: Action,
+                by: Identity | None = None) -> RolloutView:
+        """``by``: the caller; None asks the API server whose credentials these are."""
+        return request(self.kube, namespace, name, action, by or self._caller())
 
-    def start(self, namespace: str, name: str, image: str) -> RolloutView:
-        return start(self.kube, namespace, name, image)
+    def start(self, namespace: str, name: str, image: str,
+              started_by: Identity | None = None) -> RolloutView:
+        """``started_by``: the caller's identity; None asks the API server whose
+        credentials these are (the CLI's own)."""
+        return start(self.kube, namespace, name, image, started_by or self._caller())
+
+    def approve(self, namespace: str, name: str, comment: str = "",
+                who: Identity | None = None) -> RolloutView:
+        """``who``: the approver; None is whoever the API server says these credentials are."""
+        return approve(self.kube, namespace, name, who or who_am_i(self.kube), comment,
+                       datetime.now(UTC))
+
+    def _caller(self) -> Identity | None:
+        try:
+            return who_am_i(self.kube)
+        except RolloutError:  # an API server without SelfSubjectReview: no starter recorded
+            return None
 
     def apply_files(self, files: Sequence[str], namespace: str, name: str | None
                     ) -> RolloutView:
@@ -156,4 +184,18 @@ class LocalRollouts:
         check_allowed(view, action)
         _, intents_path = state_paths(self.state_dir, namespace, name)
         write_intent(intents_path, action)
+        return view
+
+    def approve(self, namespace: str, name: str, comment: str = "") -> RolloutView:
+        """Approve a local run as this machine's user (``via: local``: no API server or
+        certificate vouches for it; a local run is one person's). The run counts it on its
+        next pass."""
+        view = self.get(namespace, name)
+        if view.phase not in (Phase.PROGRESSING.value, Phase.PAUSED.value):
+            raise RolloutError(Failure.PRECONDITION, f"cannot approve {namespace}/{name}: it "
+                               f"is {view.phase}; nothing waits for an approval")
+        who = Identity(getpass.getuser(), (), "local")
+        key, value = approval_annotation(Approval(who, view.revision, datetime.now(UTC),
+                                                  comment))
+        write_approval(approvals_path(self.state_dir, namespace, name), key, value)
         return view

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from meshctl.adapters.kube import Object
-from meshctl.domain.keys import PREVIOUS_TEMPLATE
+from meshctl.domain.keys import PREVIOUS_TEMPLATE, STARTED_BY
 from meshctl.domain.problems import InvalidSpec, Problem
+from meshctl.domain.release_gates import Identity
 from meshctl.domain.spec import GROUP, VERSION, Rollout
+from meshctl.domain.trail import actor_annotation
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import OWN_LABELS
 from meshctl.ops.connect import Objects
@@ -32,18 +35,21 @@ def previous_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def start(kube: Objects, namespace: str, name: str, image: str) -> RolloutView:
+def start(kube: Objects, namespace: str, name: str, image: str,
+          started_by: Identity | None = None) -> RolloutView:
     """Roll out ``image``: the first container of ``spec.template`` gets it (a Rollout with
     no template starts from its Deployment's). The template it replaces is kept in the
-    annotation ``meshctl.io/previous-template`` for :func:`undo`."""
+    annotation ``meshctl.io/previous-template`` for :func:`undo`; ``started_by`` (the
+    caller's identity) in ``meshctl.io/started-by``, for the four-eyes rule of approvals."""
     if not image.strip() or any(c.isspace() for c in image):
         raise RolloutError(Failure.INVALID, f"--image: {image!r} is not an image reference")
     with translated():
         obj = kube.get(GROUP, VERSION, namespace, PLURAL, name)
         base = (obj.get("spec") or {}).get("template") or _deployment_template(kube, obj)
         template = _with_image(base, image)
-        updated = kube.update_with_retry(GROUP, VERSION, namespace, PLURAL, name,
-                                         lambda o: _with_template(o, template))
+        updated = kube.update_with_retry(
+            GROUP, VERSION, namespace, PLURAL, name,
+            lambda o: _started_by(_with_template(o, template), started_by))
     return view_of(updated.object)
 
 
@@ -167,3 +173,16 @@ def _with_template(obj: Object, template: Any) -> Object:
     out = _replaced(obj, template)
     load_document(out)  # raises InvalidSpec
     return out
+
+
+def _started_by(obj: dict[str, Any], who: Identity | None) -> dict[str, Any]:
+    """``obj`` with its starter recorded (or the old starter dropped when none is known),
+    and the start in the audit trail."""
+    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if who is not None:
+        annotations[STARTED_BY] = who.user
+        key, value = actor_annotation("start", who, datetime.now(UTC))
+        annotations[key] = value
+    else:
+        annotations.pop(STARTED_BY, None)
+    return obj

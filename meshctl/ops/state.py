@@ -115,3 +115,20 @@ def write_intent(path: Path, action: Action) -> str:
     raw[action.value] = uuid.uuid4().hex[:12]
     _write_atomically(path, raw)
     return str(raw[action.value])
+
+
+def approvals_path(directory: Path, namespace: str, name: str) -> Path:
+    """A local run's approvals: the annotations a cluster would hold, as one JSON map."""
+    return directory / f"{namespace}.{name}.approvals.json"
+
+
+def read_approvals(path: Path) -> dict[str, str]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def write_approval(path: Path, key: str, value: str) -> None:
+    _write_atomically(path, {**read_approvals(path), key: value})

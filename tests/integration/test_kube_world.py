@@ -200,6 +200,8 @@ def test_server_side_apply_records_meshctl_as_field_manager(
         ("get", "", "configmaps", False),
         ("delete", "meshctl.io", "rollouts", False),
         ("delete", "", "pods", False),
+        ("create", "batch", "jobs", True),  # release gates: a job gate's Job
+        ("delete", "batch", "jobs", False),  # deleted with its Rollout (owner reference)
     ],
 )
 def test_controller_role_is_least_privilege(

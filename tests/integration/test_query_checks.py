@@ -62,10 +62,29 @@ def lint(*args: str) -> Any:
 
 
 def test_lint_accepts_queries_prometheus_parses(prometheus: str) -> None:
-    result = lint("--prometheus-url", prometheus, str(EXAMPLE), "rollouts/local-demo.yaml")
+    result = lint("--prometheus-url", prometheus, str(EXAMPLE), "rollouts/local-demo.yaml",
+                  "rollouts/judged-canary.yaml")
 
     assert result.exit_code == 0, result.output
     assert "document(s) valid" in result.output
+
+
+def test_the_judges_queries_are_checked_too(prometheus: str, tmp_path: Path) -> None:
+    """The judge's built-ins for each version (here from the proxies' own Envoy stats) and a
+    metric of the user's, whose broken query is named by its field."""
+    docs = [d.body for d in parse_documents(Path("rollouts/judged-canary.yaml").read_text())]
+    docs[1]["spec"]["slo"] = {"metrics": "envoy"}
+    docs[1]["spec"]["judge"]["metrics"][0]["query"] = "rate(x[{{window}}]"
+    path = tmp_path / "judged.yaml"
+    path.write_text(dump_all(docs))
+
+    result = lint("--prometheus-url", prometheus, str(path))
+
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines  # the built-ins parse, for the canary and for stable
+    assert lines[0].startswith(f"error: {path}#2: spec.judge.metrics[0].query: Prometheus "
+                               "rejects the query of metric 'judge': HTTP 400: bad_data: ")
 
 
 def test_lint_refuses_a_query_prometheus_rejects_with_its_field_and_message(

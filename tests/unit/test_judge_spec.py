@@ -79,6 +79,18 @@ def test_the_judge_joins_every_slo_step_but_not_background_analysis() -> None:
     assert judge.judge.step == 10 and judge.judge.settings.tolerance == 0.05
 
 
+def test_with_envoy_slo_metrics_the_judge_reads_each_versions_proxy_cluster() -> None:
+    """slo.metrics: envoy in a cluster: the proxies' own stats, the canary's cluster
+    against the stable one (subset-level routing: the two subsets of the host)."""
+    judge = resolve_analysis(load(doc(slo={"metrics": "envoy"})), {}, MeshKind.ISTIO)
+    metric = judge.steps[1][-1].judge
+    assert metric is not None
+    latency = metric.metrics[0]
+    assert "envoy_cluster_upstream_rq_time_sum" in latency.canary_query
+    assert r"[0-9]+\\|canary\\|web\\.default\\.svc" in latency.canary_query
+    assert r"[0-9]+\\|stable\\|web\\.default\\.svc" in latency.baseline_query
+
+
 def test_user_metrics_are_rendered_for_both_versions_on_the_local_mesh() -> None:
     d = doc({"metrics": [{"name": "rps", "direction": "lower-is-worse",
                           "query": 'sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name='

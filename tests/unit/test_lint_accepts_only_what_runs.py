@@ -47,6 +47,11 @@ CANARY["spec"]["gates"] = [
     {"name": "cab", "at": ["beforePromotion"],
      "approval": {"count": 2, "users": ["ann", "bob"], "forbidStarter": True}},
 ]
+CANARY["spec"]["notifications"] = [
+    {"name": "bus", "url": "https://events.example/rollouts"},
+    {"name": "chat", "url": "https://hooks.example/x", "format": "slack",
+     "events": ["paused", "promoted"]},
+]
 BLUE_GREEN = with_("spec.strategy", {"blueGreen": {
     "autoPromotionSeconds": 30, "scaleDownDelaySeconds": 30, "prePromotionAnalysis": {},
     "previewRoute": {"name": "preview", "match": [

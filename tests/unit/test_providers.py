@@ -117,3 +117,21 @@ def test_envoy_stats_json_read_into_a_measurement(query: str, expected: Any) -> 
 
 def test_a_quantile_envoy_does_not_compute_is_an_error() -> None:
     assert isinstance(_stat(ENVOY_STATS, "cluster.canary.upstream_rq_time", 97), Error)
+
+
+def test_an_envoy_metric_needs_an_address_in_a_cluster() -> None:
+    tmpl = load_document(TEMPLATE)
+    assert isinstance(tmpl, AnalysisTemplate)
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["strategy"]["canary"]["steps"][1] = {
+        "analysis": {"templates": [{"templateName": "edge"}]}}
+    rollout = load_document(doc)
+    assert isinstance(rollout, Rollout)
+
+    with pytest.raises(InvalidSpec) as exc:
+        resolve_analysis(rollout, {"edge": tmpl}, MeshKind.ISTIO)
+
+    assert str(exc.value) == (
+        "spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate edge: "
+        "spec.metrics[0].provider.envoy.address is required in a cluster (an Envoy admin "
+        "host:port; only the local mesh has a default)")

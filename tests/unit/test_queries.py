@@ -267,6 +267,8 @@ def test_builtin_templates_declare_their_variables() -> None:
         "istio-mtls-share": ["namespace", "service", "window", "workload"],
         "envoy-latency-mean": ["cluster", "window"],
         "envoy-error-ratio": ["cluster", "window"],
+        "istio-envoy-latency-mean": ["canaryCluster", "window"],
+        "istio-envoy-error-ratio": ["canaryCluster", "window"],
         "istio-latency-mean": ["namespace", "service", "window", "workload"],
         "istio-error-ratio": ["namespace", "service", "window", "workload"],
     }

@@ -30,7 +30,7 @@ from meshctl.domain.schedule import gate_points, schedule
 from meshctl.domain.status import RolloutStatus
 from meshctl.domain.validation import load_document
 
-from .sim import Sim, canary
+from .sim import T0, Sim, canary
 from .test_validation import BASE
 
 # 2026-12-04 is a Friday; Stockholm is UTC+1 in winter, UTC+2 in summer.
@@ -411,3 +411,84 @@ def test_lint_refuses_a_bad_time_zone_with_exit_2_and_the_field_path(tmp_path):
     assert linted.exit_code == 2
     assert "spec.gates[3].window.timeZone: 'Europe/Stockholmm' is not an IANA time zone" in (
         linted.output)
+
+
+# --- the audit trail ---------------------------------------------------------------------------
+
+
+def test_approvals_are_events_as_they_come_and_the_trail_names_everyone():
+    from meshctl.domain.release_gates import Approval, Identity, approval_annotation
+    from meshctl.domain.trail import actor_annotation, trail
+
+    spec = gated({"name": "cab", "at": ["beforePromotion"],
+                  "approval": {"count": 2, "users": ["ann", "bob", "cem"],
+                               "forbidStarter": True}})
+    approvals: dict[str, str] = {}
+
+    def judge(request: GateRequest, now: datetime) -> GateReport:
+        from meshctl.domain.release_gates import approvals_in, judge_approval
+
+        assert request.gate.approval is not None
+        return judge_approval(request.gate.approval, approvals_in(approvals), request.revision,
+                              "ann")
+
+    sim = GatedSim(spec, judge=judge)
+    sim.run(until=lambda s: bool(s.status.gates))
+    for who in ("ann", "bob"):  # ann started it: four eyes leaves her out
+        key, value = approval_annotation(Approval(Identity(who), "v2", sim.now, "ok"))
+        approvals[key] = value
+    sim.run(passes=3)
+    assert sim.status.phase is Phase.PROGRESSING
+    key, value = approval_annotation(Approval(Identity("cem", (), "grpc"), "v2", sim.now, "go"))
+    approvals[key] = value
+    sim.run()
+    assert sim.status.phase is Phase.HEALTHY
+    notes = [(e.reason, e.message) for d in sim.decisions for e in d.events
+             if e.reason in ("Approved", "GatePassed")]
+    assert notes[0][0] == "Approved" and "approved by bob; 1/2 approvals (bob)" in notes[0][1]
+    assert notes[-1] == ("GatePassed", "gate cab (approval) beforePromotion: approved by bob, "
+                                       "cem (by bob, cem)")
+    start_key, start_value = actor_annotation("start", Identity("ann"), T0, "release 2.4")
+    entries = trail({**approvals, start_key: start_value}, sim.status.gates)
+    assert [(e.action, e.by, e.via) for e in entries] == [
+        ("start", "ann", "kubernetes"), ("approve", "ann", "kubernetes"),
+        ("approve", "bob", "kubernetes"), ("approve", "cem", "grpc"),
+        ("gate-passed", "bob, cem", "controller")]
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason, message, kind", [
+    ("RolloutStarted", "new version: rolling out revision v2", "started"),
+    ("StepStarted", "step 1 (pause) started", "step"),
+    ("GateFailed", "gate risk (webhook) beforeTraffic: HTTP 403", "gate-failed"),
+    ("GateFailed", "aborting: gate risk (webhook) failed beforeTraffic: HTTP 403", "aborted"),
+    ("UserAbort", "aborting: aborted by user", "aborted"),
+    ("UserAbort", "rolled back to 100% stable: aborted by user", "rolled-back"),
+    ("GateDeadline", "gate cab (approval) ... needs a human", "paused"),
+    ("Approved", "gate cab (approval) beforePromotion: approved by bob", "approved"),
+    ("RolloutCompleted", "revision v2 is stable at 100%", "promoted"),
+    ("WeightChanged", "stable/canary 80/20", None),
+])
+def test_each_engine_event_is_one_notification_kind_or_none(reason, message, kind):
+    from meshctl.domain.notifications import kind_of
+
+    assert kind_of(reason, message) == kind
+
+
+@pytest.mark.parametrize("sink, path, fragment", [
+    ({"name": "ops", "url": "hooks.slack.example/T0"}, "spec.notifications[0].url",
+     "is not an http(s) URL"),
+    ({"name": "ops", "url": "https://h.example/", "events": ["promotd"]},
+     "spec.notifications[0].events[0]", "is not one of started, step"),
+    ({"name": "ops", "url": "https://h.example/", "format": "teams"},
+     "spec.notifications[0].format", "is not one of cloudEvents, slack"),
+])
+def test_a_bad_notification_sink_is_refused_with_its_path(sink, path, fragment):
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["notifications"] = [sink]
+    with pytest.raises(InvalidSpec) as caught:
+        load_document(doc)
+    found = [p for p in caught.value.problems if p.path == path]
+    assert found and fragment in found[0].message, caught.value.problems

@@ -24,43 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)meshctl/api/gen/meshctl/v1/rollouts.proto\x12\nmeshctl.v1\"b\n\x0cStartRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x05image\x18\x03 \x01(\tH\x00\x12\x16\n\x0crollout_json\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"9\n\x08Revision\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\"D\n\x05\x45vent\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x83\x01\n\x0fHistoryResponse\x12$\n\x07rollout\x18\x01 \x01(\x0b\x32\x13.meshctl.v1.Rollout\x12\'\n\trevisions\x18\x02 \x03(\x0b\x32\x14.meshctl.v1.Revision\x12!\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x11.meshctl.v1.Event\"-\n\nRolloutRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"(\n\x13ListRolloutsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"=\n\x14ListRolloutsResponse\x12%\n\x08rollouts\x18\x01 \x03(\x0b\x32\x13.meshctl.v1.Rollout\"O\n\x13WatchRolloutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"?\n\x0ePromoteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x66ull\x18\x03 \x01(\x08\")\n\x07Weights\x12\x0e\n\x06stable\x18\x01 \x01(\x05\x12\x0e\n\x06\x63\x61nary\x18\x02 \x01(\x05\"e\n\x0bMeasurement\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\tB\x08\n\x06_value\"\x95\x02\n\x0bJudgeMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07verdict\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x14\n\x07p_value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65\x66\x66\x65\x63t_size\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x0b\x63\x61nary_mean\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\rbaseline_mean\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x16\n\x0e\x63\x61nary_samples\x18\x08 \x01(\x05\x12\x18\n\x10\x62\x61seline_samples\x18\t \x01(\x05\x42\n\n\x08_p_valueB\x0e\n\x0c_effect_sizeB\x0e\n\x0c_canary_meanB\x10\n\x0e_baseline_mean\"\x8f\x01\n\tJudgement\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0f\n\x07verdict\x18\x03 \x01(\t\x12\x12\n\x05score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08\x62\x61seline\x18\x05 \x01(\t\x12(\n\x07metrics\x18\x06 \x03(\x0b\x32\x17.meshctl.v1.JudgeMetricB\x08\n\x06_score\"h\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x05 \x01(\t\"\x9c\x04\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x05\x12$\n\x07weights\x18\x06 \x01(\x0b\x32\x13.meshctl.v1.Weights\x12-\n\x10observed_weights\x18\x07 \x01(\x0b\x32\x13.meshctl.v1.Weights\x12-\n\x0cmeasurements\x18\x08 \x03(\x0b\x32\x17.meshctl.v1.Measurement\x12\x0f\n\x07message\x18\t \x01(\t\x12)\n\nconditions\x18\n \x03(\x0b\x32\x15.meshctl.v1.Condition\x12\x14\n\x0c\x61\x62ort_reason\x18\x0b \x01(\t\x12\x14\n\x0cpause_reason\x18\x0c \x01(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12\x17\n\x0fstable_revision\x18\x0e \x01(\t\x12\r\n\x05image\x18\x0f \x01(\t\x12\x0e\n\x06paused\x18\x10 \x01(\x08\x12\x12\n\ngeneration\x18\x11 \x01(\x03\x12\x1b\n\x13observed_generation\x18\x12 \x01(\x03\x12\x17\n\x0fpending_intents\x18\x13 \x03(\t\x12\x14\n\x0cnot_observed\x18\x14 \x01(\t\x12(\n\tjudgement\x18\x15 \x01(\x0b\x32\x15.meshctl.v1.Judgement2\xa2\x05\n\x08Rollouts\x12Q\n\x0cListRollouts\x12\x1f.meshctl.v1.ListRolloutsRequest\x1a .meshctl.v1.ListRolloutsResponse\x12\x39\n\nGetRollout\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x46\n\x0cWatchRollout\x12\x1f.meshctl.v1.WatchRolloutRequest\x1a\x13.meshctl.v1.Rollout0\x01\x12:\n\x07Promote\x12\x1a.meshctl.v1.PromoteRequest\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05\x41\x62ort\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05Pause\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x35\n\x06Resume\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05Retry\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x36\n\x05Start\x12\x18.meshctl.v1.StartRequest\x1a\x13.meshctl.v1.Rollout\x12>\n\x07History\x12\x16.meshctl.v1.RolloutRef\x1a\x1b.meshctl.v1.HistoryResponse\x12\x33\n\x04Undo\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rolloutb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)meshctl/api/gen/meshctl/v1/rollouts.proto\x12\nmeshctl.v1\"B\n\x0e\x41pproveRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"b\n\x0cStartRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x05image\x18\x03 \x01(\tH\x00\x12\x16\n\x0crollout_json\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"9\n\x08Revision\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\"d\n\nAuditEntry\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0b\n\x03via\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"D\n\x05\x45vent\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xaa\x01\n\x0fHistoryResponse\x12$\n\x07rollout\x18\x01 \x01(\x0b\x32\x13.meshctl.v1.Rollout\x12\'\n\trevisions\x18\x02 \x03(\x0b\x32\x14.meshctl.v1.Revision\x12!\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x11.meshctl.v1.Event\x12%\n\x05\x61udit\x18\x04 \x03(\x0b\x32\x16.meshctl.v1.AuditEntry\"-\n\nRolloutRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"(\n\x13ListRolloutsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"=\n\x14ListRolloutsResponse\x12%\n\x08rollouts\x18\x01 \x03(\x0b\x32\x13.meshctl.v1.Rollout\"O\n\x13WatchRolloutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"?\n\x0ePromoteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x66ull\x18\x03 \x01(\x08\")\n\x07Weights\x12\x0e\n\x06stable\x18\x01 \x01(\x05\x12\x0e\n\x06\x63\x61nary\x18\x02 \x01(\x05\"e\n\x0bMeasurement\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\n\n\x02\x61t\x18\x05 \x01(\tB\x08\n\x06_value\"\x95\x02\n\x0bJudgeMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07verdict\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x14\n\x07p_value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65\x66\x66\x65\x63t_size\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x0b\x63\x61nary_mean\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\rbaseline_mean\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x16\n\x0e\x63\x61nary_samples\x18\x08 \x01(\x05\x12\x18\n\x10\x62\x61seline_samples\x18\t \x01(\x05\x42\n\n\x08_p_valueB\x0e\n\x0c_effect_sizeB\x0e\n\x0c_canary_meanB\x10\n\x0e_baseline_mean\"\x8f\x01\n\tJudgement\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0f\n\x07verdict\x18\x03 \x01(\t\x12\x12\n\x05score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08\x62\x61seline\x18\x05 \x01(\t\x12(\n\x07metrics\x18\x06 \x03(\x0b\x32\x17.meshctl.v1.JudgeMetricB\x08\n\x06_score\"h\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x05 \x01(\t\"\x9c\x04\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x05\x12$\n\x07weights\x18\x06 \x01(\x0b\x32\x13.meshctl.v1.Weights\x12-\n\x10observed_weights\x18\x07 \x01(\x0b\x32\x13.meshctl.v1.Weights\x12-\n\x0cmeasurements\x18\x08 \x03(\x0b\x32\x17.meshctl.v1.Measurement\x12\x0f\n\x07message\x18\t \x01(\t\x12)\n\nconditions\x18\n \x03(\x0b\x32\x15.meshctl.v1.Condition\x12\x14\n\x0c\x61\x62ort_reason\x18\x0b \x01(\t\x12\x14\n\x0cpause_reason\x18\x0c \x01(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12\x17\n\x0fstable_revision\x18\x0e \x01(\t\x12\r\n\x05image\x18\x0f \x01(\t\x12\x0e\n\x06paused\x18\x10 \x01(\x08\x12\x12\n\ngeneration\x18\x11 \x01(\x03\x12\x1b\n\x13observed_generation\x18\x12 \x01(\x03\x12\x17\n\x0fpending_intents\x18\x13 \x03(\t\x12\x14\n\x0cnot_observed\x18\x14 \x01(\t\x12(\n\tjudgement\x18\x15 \x01(\x0b\x32\x15.meshctl.v1.Judgement2\xde\x05\n\x08Rollouts\x12Q\n\x0cListRollouts\x12\x1f.meshctl.v1.ListRolloutsRequest\x1a .meshctl.v1.ListRolloutsResponse\x12\x39\n\nGetRollout\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x46\n\x0cWatchRollout\x12\x1f.meshctl.v1.WatchRolloutRequest\x1a\x13.meshctl.v1.Rollout0\x01\x12:\n\x07Promote\x12\x1a.meshctl.v1.PromoteRequest\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05\x41\x62ort\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05Pause\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x35\n\x06Resume\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x34\n\x05Retry\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12\x36\n\x05Start\x12\x18.meshctl.v1.StartRequest\x1a\x13.meshctl.v1.Rollout\x12>\n\x07History\x12\x16.meshctl.v1.RolloutRef\x1a\x1b.meshctl.v1.HistoryResponse\x12\x33\n\x04Undo\x12\x16.meshctl.v1.RolloutRef\x1a\x13.meshctl.v1.Rollout\x12:\n\x07\x41pprove\x12\x1a.meshctl.v1.ApproveRequest\x1a\x13.meshctl.v1.Rolloutb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshctl.api.gen.meshctl.v1.rollouts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STARTREQUEST']._serialized_start=57
-  _globals['_STARTREQUEST']._serialized_end=155
-  _globals['_REVISION']._serialized_start=157
-  _globals['_REVISION']._serialized_end=214
-  _globals['_EVENT']._serialized_start=216
-  _globals['_EVENT']._serialized_end=284
-  _globals['_HISTORYRESPONSE']._serialized_start=287
-  _globals['_HISTORYRESPONSE']._serialized_end=418
-  _globals['_ROLLOUTREF']._serialized_start=420
-  _globals['_ROLLOUTREF']._serialized_end=465
-  _globals['_LISTROLLOUTSREQUEST']._serialized_start=467
-  _globals['_LISTROLLOUTSREQUEST']._serialized_end=507
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=509
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=570
-  _globals['_WATCHROLLOUTREQUEST']._serialized_start=572
-  _globals['_WATCHROLLOUTREQUEST']._serialized_end=651
-  _globals['_PROMOTEREQUEST']._serialized_start=653
-  _globals['_PROMOTEREQUEST']._serialized_end=716
-  _globals['_WEIGHTS']._serialized_start=718
-  _globals['_WEIGHTS']._serialized_end=759
-  _globals['_MEASUREMENT']._serialized_start=761
-  _globals['_MEASUREMENT']._serialized_end=862
-  _globals['_JUDGEMETRIC']._serialized_start=865
-  _globals['_JUDGEMETRIC']._serialized_end=1142
-  _globals['_JUDGEMENT']._serialized_start=1145
-  _globals['_JUDGEMENT']._serialized_end=1288
-  _globals['_CONDITION']._serialized_start=1290
-  _globals['_CONDITION']._serialized_end=1394
-  _globals['_ROLLOUT']._serialized_start=1397
-  _globals['_ROLLOUT']._serialized_end=1937
-  _globals['_ROLLOUTS']._serialized_start=1940
-  _globals['_ROLLOUTS']._serialized_end=2614
+  _globals['_APPROVEREQUEST']._serialized_start=57
+  _globals['_APPROVEREQUEST']._serialized_end=123
+  _globals['_STARTREQUEST']._serialized_start=125
+  _globals['_STARTREQUEST']._serialized_end=223
+  _globals['_REVISION']._serialized_start=225
+  _globals['_REVISION']._serialized_end=282
+  _globals['_AUDITENTRY']._serialized_start=284
+  _globals['_AUDITENTRY']._serialized_end=384
+  _globals['_EVENT']._serialized_start=386
+  _globals['_EVENT']._serialized_end=454
+  _globals['_HISTORYRESPONSE']._serialized_start=457
+  _globals['_HISTORYRESPONSE']._serialized_end=627
+  _globals['_ROLLOUTREF']._serialized_start=629
+  _globals['_ROLLOUTREF']._serialized_end=674
+  _globals['_LISTROLLOUTSREQUEST']._serialized_start=676
+  _globals['_LISTROLLOUTSREQUEST']._serialized_end=716
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=718
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=779
+  _globals['_WATCHROLLOUTREQUEST']._serialized_start=781
+  _globals['_WATCHROLLOUTREQUEST']._serialized_end=860
+  _globals['_PROMOTEREQUEST']._serialized_start=862
+  _globals['_PROMOTEREQUEST']._serialized_end=925
+  _globals['_WEIGHTS']._serialized_start=927
+  _globals['_WEIGHTS']._serialized_end=968
+  _globals['_MEASUREMENT']._serialized_start=970
+  _globals['_MEASUREMENT']._serialized_end=1071
+  _globals['_JUDGEMETRIC']._serialized_start=1074
+  _globals['_JUDGEMETRIC']._serialized_end=1351
+  _globals['_JUDGEMENT']._serialized_start=1354
+  _globals['_JUDGEMENT']._serialized_end=1497
+  _globals['_CONDITION']._serialized_start=1499
+  _globals['_CONDITION']._serialized_end=1603
+  _globals['_ROLLOUT']._serialized_start=1606
+  _globals['_ROLLOUT']._serialized_end=2146
+  _globals['_ROLLOUTS']._serialized_start=2149
+  _globals['_ROLLOUTS']._serialized_end=2883
 # @@protoc_insertion_point(module_scope)

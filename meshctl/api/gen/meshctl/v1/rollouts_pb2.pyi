@@ -6,6 +6,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ApproveRequest(_message.Message):
+    __slots__ = ("namespace", "name", "comment")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    comment: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
 class StartRequest(_message.Message):
     __slots__ = ("namespace", "name", "image", "rollout_json")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +38,22 @@ class Revision(_message.Message):
     image: str
     def __init__(self, role: _Optional[str] = ..., revision: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
+class AuditEntry(_message.Message):
+    __slots__ = ("time", "action", "by", "via", "comment", "detail")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    time: str
+    action: str
+    by: str
+    via: str
+    comment: str
+    detail: str
+    def __init__(self, time: _Optional[str] = ..., action: _Optional[str] = ..., by: _Optional[str] = ..., via: _Optional[str] = ..., comment: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
 class Event(_message.Message):
     __slots__ = ("time", "type", "reason", "message")
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -41,14 +67,16 @@ class Event(_message.Message):
     def __init__(self, time: _Optional[str] = ..., type: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
-    __slots__ = ("rollout", "revisions", "events")
+    __slots__ = ("rollout", "revisions", "events", "audit")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     REVISIONS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout
     revisions: _containers.RepeatedCompositeFieldContainer[Revision]
     events: _containers.RepeatedCompositeFieldContainer[Event]
-    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+    audit: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., audit: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class RolloutRef(_message.Message):
     __slots__ = ("namespace", "name")

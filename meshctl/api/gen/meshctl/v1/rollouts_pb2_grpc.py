@@ -89,6 +89,11 @@ class RolloutsStub:
                 request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
                 response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
                 _registered_method=True)
+        self.Approve = channel.unary_unary(
+                '/meshctl.v1.Rollouts/Approve',
+                request_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+                _registered_method=True)
 
 
 class RolloutsServicer:
@@ -166,6 +171,17 @@ class RolloutsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Approve(self, request, context):
+        """The caller approves the revision being rolled out, for its approval gates
+        (spec.gates[].approval). The approver is the client certificate's identity (its first
+        URI SAN, e.g. a SPIFFE ID, else its common name), never a field of the request.
+        FAILED_PRECONDITION when no approval gate would count it (not an allowed approver, the
+        one who started it under four eyes, or nothing waits for approval).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +238,11 @@ def add_RolloutsServicer_to_server(servicer, server):
             'Undo': grpc.unary_unary_rpc_method_handler(
                     servicer.Undo,
                     request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.FromString,
+                    response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.SerializeToString,
+            ),
+            'Approve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Approve,
+                    request_deserializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.ApproveRequest.FromString,
                     response_serializer=meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.SerializeToString,
             ),
     }
@@ -521,6 +542,33 @@ class Rollouts:
             target,
             '/meshctl.v1.Rollouts/Undo',
             meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.RolloutRef.SerializeToString,
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Approve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshctl.v1.Rollouts/Approve',
+            meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.ApproveRequest.SerializeToString,
             meshctl_dot_api_dot_gen_dot_meshctl_dot_v1_dot_rollouts__pb2.Rollout.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,74 @@
+"""The audit trail of a rollout: who did what, when, and why, from what the Rollout holds.
+
+Sources, all on the Rollout itself (so the trail survives a controller restart and needs no
+store of its own): each human action through meshctl leaves ``meshctl.io/actor-<action>``
+(the latest one per action: who, how authenticated, when, the comment), each approval its
+``approval.meshctl.io/<hash>`` annotation, and each release gate's verdict is in
+``status.gates`` (when, by whom for approvals, the message). Events tell the same story as
+it happened (every phase change, gate verdict and approval is one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from meshctl.domain.keys import ACTOR_PREFIX
+from meshctl.domain.release_gates import GateStatus, GateVerdict, Identity, approvals_in, stamp
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    action: str  # start, promote, abort, ..., approve, gate-passed, gate-failed
+    by: str = ""  # the identity ("" for the controller's own verdicts without one)
+    via: str = ""  # kubernetes (SelfSubjectReview) | grpc (client certificate) | controller
+    comment: str = ""
+    detail: str = ""
+
+
+def actor_annotation(action: str, who: Identity, at: datetime, comment: str = ""
+                     ) -> tuple[str, str]:
+    """``meshctl.io/actor-<action>`` and its JSON value."""
+    value = {"user": who.user, "via": who.via, "comment": comment,
+             "at": stamp(at)}
+    return ACTOR_PREFIX + action, json.dumps(value, sort_keys=True)
+
+
+def trail(annotations: dict[str, str] | None, gates: tuple[GateStatus, ...]
+          ) -> tuple[AuditEntry, ...]:
+    """Every recorded action and verdict, oldest first."""
+    out = [*_actors(annotations or {}), *_approvals(annotations), *_verdicts(gates)]
+    return tuple(sorted(out, key=lambda e: e.at))
+
+
+def _actors(annotations: dict[str, str]) -> list[AuditEntry]:
+    out = []
+    for key, text in annotations.items():
+        if not key.startswith(ACTOR_PREFIX):
+            continue
+        try:
+            raw = json.loads(text)
+            at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            continue
+        out.append(AuditEntry(at, key[len(ACTOR_PREFIX):], str(raw.get("user", "")),
+                              str(raw.get("via", "")), str(raw.get("comment", ""))))
+    return out
+
+
+def _approvals(annotations: dict[str, str] | None) -> list[AuditEntry]:
+    return [AuditEntry(a.at, "approve", a.identity.user, a.identity.via, a.comment,
+                       f"revision {a.revision}") for a in approvals_in(annotations)]
+
+
+def _verdicts(gates: tuple[GateStatus, ...]) -> list[AuditEntry]:
+    out = []
+    for g in gates:
+        if g.verdict is GateVerdict.WAITING or g.decided_at is None:
+            continue
+        action = "gate-passed" if g.verdict is GateVerdict.PASSED else "gate-failed"
+        out.append(AuditEntry(g.decided_at, action, ", ".join(g.by), "controller", "",
+                              f"{g.name} ({g.kind}) {g.point.value}: {g.message}"))
+    return out
