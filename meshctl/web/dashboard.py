@@ -65,10 +65,14 @@ class Source(Protocol):
 
 
 def slo_status(view: RolloutView) -> str:
-    """The newest measurements in one word: failing, no data, ok, or "-" (none yet)."""
+    """The newest measurements, and the comparative judge's verdict, in one word: failing,
+    no data, ok, or "-" (none yet)."""
     outcomes = {m.outcome for m in view.measurements}
+    judged = view.judgement.verdict if view.judgement is not None else ""
+    if judged == "Fail":
+        return "failing"
     if not outcomes:
-        return "-"
+        return "ok" if judged == "Pass" else "-"
     if "Failed" in outcomes:
         return "failing"
     if outcomes & {"Inconclusive", "Error"}:

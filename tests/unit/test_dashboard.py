@@ -53,6 +53,17 @@ def test_slo_status_is_the_worst_newest_outcome(view: RolloutView, expected: str
     assert slo_status(view) == expected
 
 
+def test_a_failing_judgement_is_failing_whatever_the_measurements() -> None:
+    from dataclasses import replace
+
+    from meshctl.ops.views import JudgementView
+
+    failing = JudgementView("judge", "", "Fail", 0.2, "stable")
+    assert slo_status(replace(measured("Successful"), judgement=failing)) == "failing"
+    passing = JudgementView("judge", "", "Pass", 0.9, "stable")
+    assert slo_status(replace(measured(), judgement=passing)) == "ok"
+
+
 def test_gates_name_the_pause_and_requests_not_acted_on() -> None:
     view = RolloutView("web", "demo", "Paused", pause_reason="AwaitingPromotion",
                        pending_intents=("promote",))
