@@ -65,10 +65,14 @@ class Source(Protocol):
 
 
 def slo_status(view: RolloutView) -> str:
-    """The newest measurements in one word: failing, no data, ok, or "-" (none yet)."""
+    """The newest measurements, and the comparative judge's verdict, in one word: failing,
+    no data, ok, or "-" (none yet)."""
     outcomes = {m.outcome for m in view.measurements}
+    judged = view.judgement.verdict if view.judgement is not None else ""
+    if judged == "Fail":
+        return "failing"
     if not outcomes:
-        return "-"
+        return "ok" if judged == "Pass" else "-"
     if "Failed" in outcomes:
         return "failing"
     if outcomes & {"Inconclusive", "Error"}:
@@ -174,21 +178,23 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _page(title: str, body: str, script: str) -> str:
+def _page(title: str, body: str, page: str) -> str:
+    """A page: ``page`` names what dashboard.js draws in it (no inline script: the
+    Content-Security-Policy allows scripts from this server only)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="/assets/{UPLOT_CSS}"><link rel="stylesheet" href="/assets/style.css">
-</head><body>{body}
+</head><body data-page="{page}">{body}
 <script src="/assets/vendor/uPlot.iife.min.js"></script>
 <script src="/assets/timeline.js"></script><script src="/assets/dashboard.js"></script>
-<script>{script}</script></body></html>"""
+</body></html>"""
 
 
 LIST_PAGE = _page("meshctl dashboard", """<h1>Rollouts</h1>
 <p class="muted" id="updated">loading...</p>
 <table id="rollouts"><thead><tr><th>Namespace</th><th>Name</th><th>Phase</th><th>Step</th>
 <th>Stable/canary written</th><th>Observed</th><th>SLO</th><th>Waiting for</th>
-<th>Since</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.list();")
+<th>Since</th></tr></thead><tbody></tbody></table>""", "list")
 
 ROLLOUT_PAGE = _page("meshctl rollout", """<p><a href="/">All rollouts</a></p>
 <h1 id="title"></h1><p class="muted" id="updated">loading...</p>
@@ -201,7 +207,7 @@ ROLLOUT_PAGE = _page("meshctl rollout", """<p><a href="/">All rollouts</a></p>
 <h2>History</h2><table class="events" id="revisions"><thead><tr><th>Role</th><th>Revision</th>
 <th>Image</th></tr></thead><tbody></tbody></table>
 <h2>Events</h2><table class="events" id="events"><thead><tr><th>Time</th><th>Kind</th>
-<th>Event</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.rollout();")
+<th>Event</th></tr></thead><tbody></tbody></table>""", "rollout")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -220,8 +226,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self' "
-                         "'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+        self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self'; "
+                         "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()

@@ -53,6 +53,17 @@ def test_slo_status_is_the_worst_newest_outcome(view: RolloutView, expected: str
     assert slo_status(view) == expected
 
 
+def test_a_failing_judgement_is_failing_whatever_the_measurements() -> None:
+    from dataclasses import replace
+
+    from meshctl.ops.views import JudgementView
+
+    failing = JudgementView("judge", "", "Fail", 0.2, "stable")
+    assert slo_status(replace(measured("Successful"), judgement=failing)) == "failing"
+    passing = JudgementView("judge", "", "Pass", 0.9, "stable")
+    assert slo_status(replace(measured(), judgement=passing)) == "ok"
+
+
 def test_gates_name_the_pause_and_requests_not_acted_on() -> None:
     view = RolloutView("web", "demo", "Paused", pause_reason="AwaitingPromotion",
                        pending_intents=("promote",))
@@ -139,7 +150,7 @@ def call(port: int, method: str, path: str, headers: dict[str, str] | None = Non
 def test_pages_and_the_api_read_the_local_run(served: tuple[int, str, Path]) -> None:
     port, _, _ = served
     status, page, _ = call(port, "GET", "/")
-    assert status == 200 and "MeshctlDashboard.list()" in page
+    assert status == 200 and 'data-page="list"' in page and "<script>" not in page
     status, data, _ = call(port, "GET", "/api/rollouts")
     assert status == 200
     [row] = data["rollouts"]

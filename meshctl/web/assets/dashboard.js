@@ -176,4 +176,7 @@
   }
 
   window.MeshctlDashboard = {list: list, rollout: rollout};
+  var page = document.body.dataset.page;
+  if (page === "list") list();
+  if (page === "rollout") rollout();
 })();
