@@ -50,9 +50,9 @@ class Capped(Exception):
     """The run reached --cap-minutes while waiting for what the message names."""
 
 
-def service_objects(ns: str, i: int) -> list[dict[str, Any]]:
+def service_objects(ns: str, i: int, replicas: int = 1) -> list[dict[str, Any]]:
     """A service whose Rollout waits at 10% in an indefinite pause once started."""
-    return cluster.service_objects(ns, i, [{"setWeight": 10}, {"pause": {}}])
+    return cluster.service_objects(ns, i, [{"setWeight": 10}, {"pause": {}}], replicas)
 
 
 def available(kube: Kube, ns: str) -> int:

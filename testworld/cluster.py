@@ -314,15 +314,16 @@ def subset_service(ns: str, name: str, template: dict[str, Any], replicas: int =
     ]
 
 
-def service_objects(ns: str, i: int, steps: list[dict[str, Any]],
+def service_objects(ns: str, i: int, steps: list[dict[str, Any]], replicas: int = 1,
                     **spec: Any) -> list[dict[str, Any]]:
-    """One service of a many-Rollout world, ``svc-<i>``: its Deployment, VirtualService,
-    DestinationRule and a Rollout with ``steps`` (plus any other Rollout ``spec`` fields)."""
+    """One service of a many-Rollout world, ``svc-<i>``: its Deployment (``replicas``),
+    VirtualService, DestinationRule and a Rollout with ``steps`` (plus any other Rollout
+    ``spec`` fields)."""
     name = f"svc-{i}"
     template = {"metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
     return [
-        *subset_service(ns, name, template),
+        *subset_service(ns, name, template, replicas),
         {"apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
          "metadata": {"name": name, "namespace": ns},
          "spec": {"service": name, "workloadRef": {"name": name}, "template": template,

@@ -7,6 +7,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
+# chromium and chromedriver from Debian for the dashboard's browser tests.
+bash testworld/install-browser.sh
 # The Go builds, side by side: on a machine that has built nothing much of each is waiting
 # for module downloads, which overlap with the others' compiling (each is cached in .cache/
 # and skipped on a warm machine; Go's module and build caches are safe to share).
@@ -32,5 +34,3 @@ for i in 0 1 2; do
   fi
 done
 [[ $failed == 0 ]]
-# chromium and chromedriver from Debian for the dashboard's browser tests.
-bash testworld/install-browser.sh

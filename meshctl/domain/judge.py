@@ -110,7 +110,7 @@ class Judgement:
     verdict: JudgeVerdict = field("verdict", required=True)
     score: float | None = field("score", doc="Share of metrics passing, 0-100; unset with no data.")
     baseline: str = field("baseline", default="stable", doc="What the canary was compared "
-                          "with: stable (the running stable version) or baseline.")
+                          "with: stable, the running stable version (a fresh baseline is not built yet).")
     metrics: tuple[JudgedMetric, ...] = field("metrics", default=())
 
     def describe(self) -> str:

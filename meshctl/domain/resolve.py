@@ -332,7 +332,12 @@ def resolve_analysis(rollout: Rollout, templates: Mapping[str, AnalysisTemplate]
             ref = step.analysis
             assert ref is not None
             path = f"{base}[{step.index}].analysis" if strategy.canary else f"{base}.{step.kind.value}"
-            steps[step.index] = resolve(path, ref.templates, ref.args, False)
+            plans = resolve(path, ref.templates, ref.args, False)
+            if not 0 < step.traffic.weights.canary < 100:
+                # the judge compares versions serving side by side: with all the traffic
+                # on one, the other has no samples (it would only ever be no data)
+                plans = tuple(p for p in plans if p.judge is None)
+            steps[step.index] = plans
     background: tuple[ResolvedMetric, ...] = ()
     start = 0
     if strategy.canary is not None and strategy.canary.analysis is not None:

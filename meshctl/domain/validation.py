@@ -152,6 +152,10 @@ def _judge_problems(spec: RolloutSpec) -> Iterator[Problem]:
     judge = spec.judge
     if judge is None:
         return
+    if spec.strategy.blue_green is not None:
+        yield Problem("spec.judge", "compares a canary with stable while both serve traffic; "
+                      "blue-green serves one version at a time: use a canary strategy, or "
+                      "remove spec.judge")
     if judge.marginal_score > judge.pass_score:
         yield Problem("spec.judge.marginalScore", f"{judge.marginal_score} is above passScore "
                       f"{judge.pass_score}; use at most {judge.pass_score}")

@@ -186,15 +186,17 @@ class LocalRollouts:
         write_intent(intents_path, action)
         return view
 
-    def approve(self, namespace: str, name: str, comment: str = "") -> RolloutView:
-        """Approve a local run as this machine's user (``via: local``: no API server or
+    def approve(self, namespace: str, name: str, comment: str = "",
+                who: Identity | None = None) -> RolloutView:
+        """Approve a local run as ``who`` (a client certificate's identity, from a dashboard
+        over HTTPS), by default as this machine's user (``via: local``: no API server or
         certificate vouches for it; a local run is one person's). The run counts it on its
         next pass."""
         view = self.get(namespace, name)
         if view.phase not in (Phase.PROGRESSING.value, Phase.PAUSED.value):
             raise RolloutError(Failure.PRECONDITION, f"cannot approve {namespace}/{name}: it "
                                f"is {view.phase}; nothing waits for an approval")
-        who = Identity(getpass.getuser(), (), "local")
+        who = who or Identity(getpass.getuser(), (), "local")
         key, value = approval_annotation(Approval(who, view.revision, datetime.now(UTC),
                                                   comment))
         write_approval(approvals_path(self.state_dir, namespace, name), key, value)

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from meshctl.domain.intents import Action
 from meshctl.domain.phases import ALLOWED, Phase
+from meshctl.domain.release_gates import Identity
 from meshctl.domain.timeline import Timeline
 from meshctl.ops.failures import Failure, RolloutError
 from meshctl.ops.rollouts import LocalRollouts
@@ -46,6 +47,8 @@ from meshctl.web.assets import SERVED, UPLOT_CSS, MissingAsset, asset
 COOKIE = "meshctl_dashboard"
 ACTION_HEADER = "X-Meshctl-Action"
 ACTIONS = (Action.PROMOTE, Action.ABORT, Action.PAUSE, Action.RESUME, Action.RETRY)
+APPROVE = "approve"  # not an intent: an approval counts toward a gate (the gate's rule decides)
+MAX_BODY = 4096  # an approval's JSON body: {"comment": "..."}
 STATUS_OF = {Failure.NOT_FOUND: 404, Failure.INVALID: 400, Failure.PRECONDITION: 409,
              Failure.UNAUTHENTICATED: 401, Failure.FORBIDDEN: 403, Failure.UNAVAILABLE: 503}
 
@@ -63,12 +66,19 @@ class Source(Protocol):
 
     def request(self, namespace: str, name: str, action: Action) -> RolloutView: ...
 
+    def approve(self, namespace: str, name: str, comment: str = "",
+                who: Identity | None = None) -> RolloutView: ...
+
 
 def slo_status(view: RolloutView) -> str:
-    """The newest measurements in one word: failing, no data, ok, or "-" (none yet)."""
+    """The newest measurements, and the comparative judge's verdict, in one word: failing,
+    no data, ok, or "-" (none yet)."""
     outcomes = {m.outcome for m in view.measurements}
+    judged = view.judgement.verdict if view.judgement is not None else ""
+    if judged == "Fail":
+        return "failing"
     if not outcomes:
-        return "-"
+        return "ok" if judged == "Pass" else "-"
     if "Failed" in outcomes:
         return "failing"
     if outcomes & {"Inconclusive", "Error"}:
@@ -89,11 +99,15 @@ def gates(view: RolloutView) -> str:
 
 
 def actions_for(view: RolloutView) -> list[str]:
-    """The actions its phase gives meaning to (the engine's table)."""
+    """The actions its phase gives meaning to (the engine's table), and approve while an
+    approval gate waits."""
     out = []
     for action in ACTIONS:
         if Phase(view.phase) in ALLOWED[action] or (action is Action.RESUME and view.paused):
             out.append(action.value)
+    if (any(g.endswith("(approval)") for g in view.gates_waiting)
+            and view.phase in (Phase.PROGRESSING.value, Phase.PAUSED.value)):
+        out.append(APPROVE)
     return out
 
 
@@ -170,38 +184,54 @@ def identities_of(peer: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(n) for n in names if n))
 
 
+def approver_of(peer: Mapping[str, Any] | None) -> Identity | None:
+    """A client certificate as an approver, as the gRPC API takes it: its first URI SAN (a
+    SPIFFE ID), else its common name, else its first other SAN; None without one (the
+    dashboard's own credentials approve then: whoever started ``meshctl dashboard``)."""
+    names = identities_of(peer)
+    if not names:
+        return None
+    uris = [str(v) for kind, v in (peer or {}).get("subjectAltName", ()) if kind == "URI"]
+    common = [str(v) for rdn in (peer or {}).get("subject", ()) for key, v in rdn
+              if key == "commonName" and v]
+    return Identity((uris or common or list(names))[0], (), "certificate")
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _page(title: str, body: str, script: str) -> str:
+def _page(title: str, body: str, page: str) -> str:
+    """A page: ``page`` names what dashboard.js draws in it (no inline script: the
+    Content-Security-Policy allows scripts from this server only)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="/assets/{UPLOT_CSS}"><link rel="stylesheet" href="/assets/style.css">
-</head><body>{body}
+</head><body data-page="{page}">{body}
 <script src="/assets/vendor/uPlot.iife.min.js"></script>
 <script src="/assets/timeline.js"></script><script src="/assets/dashboard.js"></script>
-<script>{script}</script></body></html>"""
+</body></html>"""
 
 
 LIST_PAGE = _page("meshctl dashboard", """<h1>Rollouts</h1>
 <p class="muted" id="updated">loading...</p>
 <table id="rollouts"><thead><tr><th>Namespace</th><th>Name</th><th>Phase</th><th>Step</th>
 <th>Stable/canary written</th><th>Observed</th><th>SLO</th><th>Waiting for</th>
-<th>Since</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.list();")
+<th>Since</th></tr></thead><tbody></tbody></table>""", "list")
 
 ROLLOUT_PAGE = _page("meshctl rollout", """<p><a href="/">All rollouts</a></p>
 <h1 id="title"></h1><p class="muted" id="updated">loading...</p>
 <table class="summary" id="summary"></table>
 <div class="actions" id="actions"></div><p id="result" role="status"></p>
 <dialog id="confirm"><form method="dialog"><p id="confirm-text"></p>
+<p><input id="confirm-comment" placeholder="comment (optional)" maxlength="500" hidden></p>
 <button value="cancel" id="confirm-cancel">Cancel</button>
 <button value="ok" id="confirm-ok">Confirm</button></form></dialog>
 <h2>Timeline</h2><div id="charts"></div>
 <h2>History</h2><table class="events" id="revisions"><thead><tr><th>Role</th><th>Revision</th>
 <th>Image</th></tr></thead><tbody></tbody></table>
 <h2>Events</h2><table class="events" id="events"><thead><tr><th>Time</th><th>Kind</th>
-<th>Event</th></tr></thead><tbody></tbody></table>""", "MeshctlDashboard.rollout();")
+<th>Event</th></tr></thead><tbody></tbody></table>""", "rollout")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -220,8 +250,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self' "
-                         "'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+        self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self'; "
+                         "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -293,15 +323,36 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get(ACTION_HEADER) != "1" or not self._may_act():
             return self._error(403, "this caller may not act (open the login link meshctl "
                                "dashboard printed, or present an operator's certificate)")
+        namespace, name = parts[2], parts[3]
+        if parts[4] == APPROVE:
+            return self._approve(namespace, name)
         action = Action.parse(parts[4])
         if action not in ACTIONS:
             return self._error(400, f"unknown action {parts[4]!r}; one of "
-                               f"{', '.join(a.value for a in ACTIONS)}")
+                               f"{', '.join([*(a.value for a in ACTIONS), APPROVE])}")
         assert action is not None
-        namespace, name = parts[2], parts[3]
         view = self._call(lambda: self.dashboard.source.request(namespace, name, action))
         if view is not None:
             self._json(200, {"action": action.value, "rollout": view.to_json()})
+
+    def _approve(self, namespace: str, name: str) -> None:
+        """An approval by this caller: its client certificate's identity over HTTPS, else the
+        dashboard's own credentials; ``{"comment": "..."}`` as the body, if any."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_BODY:
+            return self._error(413, f"an approval's body is at most {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = None
+        comment = body.get("comment", "") if isinstance(body, dict) else None
+        if not isinstance(comment, str):
+            return self._error(400, 'give the body as {"comment": "why"} (or none)')
+        peer = getattr(self.connection, "getpeercert", None)
+        who = approver_of(peer()) if peer is not None else None
+        view = self._call(lambda: self.dashboard.source.approve(namespace, name, comment, who))
+        if view is not None:
+            self._json(200, {"action": APPROVE, "rollout": view.to_json()})
 
     def _login(self, token: str) -> None:
         if not self.dashboard.may_act(token):

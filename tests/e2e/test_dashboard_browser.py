@@ -99,8 +99,9 @@ def live(tmp_path: Path) -> Iterator[tuple[LocalMesh, str, str]]:
     except LocalMeshError as exc:
         servers_unavailable(str(exc))
     stable, canary = mesh.stable_app, mesh.canary_app
+    # a healthy canary: a loose latency limit, so a loaded machine does not roll it back
     rollout = demo_rollout("web", f"{stable.host}:{stable.port}", f"{canary.host}:{canary.port}",
-                           steps=STEPS)
+                           steps=STEPS, slo={"latencyP95": "1s"})
     run = LocalRollout(rollout, {}, mesh, tmp_path, stable_revision="v1", canary_revision="v2")
     stop = threading.Event()
 

@@ -78,3 +78,39 @@ def test_listed_from_the_watch_and_served(kube, namespace):
         thread.join()
         watched.close(timeout=5)  # the watch in flight ends within its 2 s
         rollouts.close()
+
+
+def test_the_dashboard_command_serves_the_cluster_and_acts_with_its_token(kube, namespace):
+    """`meshctl dashboard` as a user starts it: the URL and the login link on stderr; the
+    list from the cluster; an abort with the token recorded on the Rollout; Ctrl-C ends it
+    with exit 0."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kube.request("POST", PATH.format(ns=namespace), rollout(namespace, "web"))
+    set_weights(kube, namespace, "web", 10)
+    meshctl = str(Path(sys.executable).parent / "meshctl")
+    process = subprocess.Popen([meshctl, "--kubeconfig", str(kube.kubeconfig_path), "-n",
+                                namespace, "dashboard", "--port", "0"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stderr.readline() for _ in range(2)]
+        assert lines[1].startswith("to act"), lines
+        base = lines[0].split()[1].rstrip("/")
+        token = lines[1].split("token=")[1].split()[0]
+        with urllib.request.urlopen(base + "/api/rollouts", timeout=10) as resp:
+            assert [r["name"] for r in json.loads(resp.read())["rollouts"]] == ["web"]
+        request = urllib.request.Request(
+            f"{base}/api/rollouts/{namespace}/web/abort", method="POST",
+            headers={"X-Meshctl-Action": "1", "Cookie": f"meshctl_dashboard={token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert json.loads(resp.read())["action"] == "abort"
+        stored = kube.request("GET", PATH.format(ns=namespace) + "/web")
+        assert stored["metadata"]["annotations"].get("meshctl.io/intent-abort")
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(30)
+        process.stderr.close()
+    assert code == 0

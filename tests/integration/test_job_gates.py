@@ -1,8 +1,9 @@
 """Job release gates on the real API server, created by the controller's own ServiceAccount
-(its real RBAC). No kubelet runs the Job's Pod to its end in the test world (without the
-cluster tier nothing runs it; with it, a hollow node keeps it running): the test sets each
-Job's status through the API's status subresource as the Job controller would when the Pod
-succeeds or fails, and says so here. What is under test is
+(its real RBAC). The test world runs no kubelet that could run a Job's Pod to its end (when
+other tests have started the cluster tier, kube-controller-manager's Job controller makes
+the Pod and counts it active, and a hollow node keeps it running): the test sets each Job's
+final status through the API's status subresource exactly as the Job controller would when
+the Pod succeeds or fails (nothing active any more), and says so here. What is under test is
 meshctl's side: the Job it creates (template, arguments, owner, labels), created once, and
 the verdict it reads back."""
 
@@ -76,9 +77,7 @@ class JobWorld:
         return list(found["items"])
 
     def finish(self, name: str, succeeded: bool) -> None:
-        """What the Job controller writes when the Job's one Pod ends. No kubelet runs the
-        Pod to its end here (with the cluster tier up, a hollow node keeps it running and
-        the real Job controller counts it active), so the test writes the ending."""
+        """What the Job controller writes when the Job's one Pod ends (no kubelet here)."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
         if succeeded:

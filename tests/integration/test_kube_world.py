@@ -112,10 +112,12 @@ def test_the_example_rollouts_are_accepted_by_the_crds(adapter: Kube, namespace:
     ]
     assert examples, "no example Rollouts in rollouts/"
 
-    for doc in examples:
+    for doc in examples:  # one at a time: two examples may use the same name
         doc["metadata"].pop("namespace", None)
-        created = adapter.create("meshctl.io", "v1alpha1", namespace, plurals[doc["kind"]], doc)
+        plural = plurals[doc["kind"]]
+        created = adapter.create("meshctl.io", "v1alpha1", namespace, plural, doc)
         assert created["metadata"]["uid"]
+        adapter.delete("meshctl.io", "v1alpha1", namespace, plural, doc["metadata"]["name"])
 
 
 # -- optimistic concurrency ---------------------------------------------------------------

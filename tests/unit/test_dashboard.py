@@ -30,7 +30,13 @@ from meshctl.domain.status import (
 from meshctl.domain.timeline import timeline
 from meshctl.ops.demo import demo_rollout
 from meshctl.ops.rollouts import LocalRollouts
-from meshctl.ops.state import FileStatusStore, read_intents, state_paths
+from meshctl.ops.state import (
+    FileStatusStore,
+    approvals_path,
+    read_approvals,
+    read_intents,
+    state_paths,
+)
 from meshctl.ops.views import MeasurementView, RolloutView
 from meshctl.web.dashboard import COOKIE, Dashboard, actions_for, gates, row_of, server, slo_status
 from meshctl.web.report import report, script_json
@@ -53,6 +59,17 @@ def test_slo_status_is_the_worst_newest_outcome(view: RolloutView, expected: str
     assert slo_status(view) == expected
 
 
+def test_a_failing_judgement_is_failing_whatever_the_measurements() -> None:
+    from dataclasses import replace
+
+    from meshctl.ops.views import JudgementView
+
+    failing = JudgementView("judge", "", "Fail", 0.2, "stable")
+    assert slo_status(replace(measured("Successful"), judgement=failing)) == "failing"
+    passing = JudgementView("judge", "", "Pass", 0.9, "stable")
+    assert slo_status(replace(measured(), judgement=passing)) == "ok"
+
+
 def test_gates_name_the_pause_and_requests_not_acted_on() -> None:
     view = RolloutView("web", "demo", "Paused", pause_reason="AwaitingPromotion",
                        pending_intents=("promote",))
@@ -67,6 +84,17 @@ def test_actions_follow_the_engines_table() -> None:
     degraded = actions_for(RolloutView("web", "demo", "Degraded"))
     assert "retry" in degraded and "abort" not in degraded
     assert "resume" in actions_for(RolloutView("web", "demo", "Paused", paused=True))
+
+
+def test_approve_is_offered_while_an_approval_gate_waits() -> None:
+    waiting = ("change-board (approval)",)
+    assert actions_for(RolloutView("web", "demo", "Progressing", gates_waiting=waiting))[-1] \
+        == "approve"
+    assert "approve" in actions_for(RolloutView("web", "demo", "Paused", gates_waiting=waiting))
+    assert "approve" not in actions_for(RolloutView("web", "demo", "Progressing",
+                                                    gates_waiting=("risk (webhook)",)))
+    assert "approve" not in actions_for(RolloutView("web", "demo", "Degraded",
+                                                    gates_waiting=waiting))
 
 
 def test_row_is_the_view_with_slo_gates_and_since() -> None:
@@ -139,7 +167,7 @@ def call(port: int, method: str, path: str, headers: dict[str, str] | None = Non
 def test_pages_and_the_api_read_the_local_run(served: tuple[int, str, Path]) -> None:
     port, _, _ = served
     status, page, _ = call(port, "GET", "/")
-    assert status == 200 and "MeshctlDashboard.list()" in page
+    assert status == 200 and 'data-page="list"' in page and "<script>" not in page
     status, data, _ = call(port, "GET", "/api/rollouts")
     assert status == 200
     [row] = data["rollouts"]
@@ -245,13 +273,14 @@ def test_over_https_the_client_certificate_decides(tmp_path: Path) -> None:
     thread.start()
     port = httpd.server_address[1]
 
-    def call_as(name: str | None, method: str, path: str) -> int:
+    def call_as(name: str | None, method: str, path: str, body: Any = None) -> int:
         context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
         if name is not None:
             context.load_cert_chain(*map(str, who[name]))
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
         try:
-            conn.request(method, path, headers={"X-Meshctl-Action": "1"})
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers={"X-Meshctl-Action": "1"})
             return conn.getresponse().status
         finally:
             conn.close()
@@ -262,6 +291,11 @@ def test_over_https_the_client_certificate_decides(tmp_path: Path) -> None:
         assert call_as("stranger", "GET", "/api/rollouts") == 403
         with pytest.raises((ssl.SSLError, ConnectionError)):
             call_as(None, "GET", "/api/rollouts")
+        assert call_as("viewer", "POST", "/api/rollouts/demo/web/approve") == 403
+        assert call_as("oncall", "POST", "/api/rollouts/demo/web/approve",
+                       {"comment": "CHG-1234 signed off"}) == 200
+        assert call_as("oncall", "POST", "/api/rollouts/demo/web/approve", ["not", "a", "map"]) \
+            == 400
         assert call_as("oncall", "POST", "/api/rollouts/demo/web/abort") == 200
     finally:
         httpd.shutdown()
@@ -269,6 +303,10 @@ def test_over_https_the_client_certificate_decides(tmp_path: Path) -> None:
         thread.join()
     _, intents_path = state_paths(tmp_path, "demo", "web")
     assert read_intents(intents_path).abort is not None
+    (approval,) = (json.loads(v) for v in read_approvals(
+        approvals_path(tmp_path, "demo", "web")).values())
+    assert (approval["user"], approval["via"], approval["comment"]) == (
+        "spiffe://cluster.local/ns/ops/sa/oncall", "certificate", "CHG-1234 signed off")
 
 
 @pytest.mark.parametrize(("args", "line"), [

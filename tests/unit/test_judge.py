@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshctl.adapters.statistics import mann_whitney_greater as rank_test
 from meshctl.domain.judge import (
@@ -128,3 +130,33 @@ def test_the_score_is_the_share_of_metrics_passing() -> None:
 def test_relative_change(canary: float, baseline: float, change: float | None) -> None:
     found = relative_change(canary, baseline)
     assert found == (pytest.approx(change) if change is not None else None)
+
+
+# -- properties ---------------------------------------------------------------------------
+
+samples = st.lists(st.floats(min_value=0.1, max_value=1000, allow_nan=False), min_size=10,
+                   max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(samples, samples, st.sampled_from(list(Direction)))
+def test_a_canary_that_is_better_never_fails(baseline: list[float], noise: list[float],
+                                             direction: Direction) -> None:
+    """Moved in the better direction (every sample lower when higher is worse, or higher
+    when lower is worse), a canary passes, however large the move."""
+    factor = 0.5 if direction is Direction.HIGHER_IS_WORSE else 2.0
+    canary = tuple(x * factor for x in baseline)
+    metric = judge_metric(Samples("m", canary, tuple(baseline), direction), DEFAULTS, rank_test)
+    assert metric.verdict is JudgeVerdict.PASS
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(samples, samples), min_size=1, max_size=5))
+def test_the_score_is_a_share_and_its_verdict_follows_the_thresholds(
+        pairs: list[tuple[list[float], list[float]]]) -> None:
+    result = judge([Samples(f"m{i}", tuple(c), tuple(b)) for i, (c, b) in enumerate(pairs)],
+                   DEFAULTS, rank_test)
+    assert result.score is not None and 0 <= result.score <= 100
+    passing = sum(m.verdict is JudgeVerdict.PASS for m in result.metrics)
+    assert result.score == round(100 * passing / len(pairs), 2)
+    assert result.verdict is verdict_of(result.score, DEFAULTS)

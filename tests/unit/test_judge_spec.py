@@ -91,6 +91,22 @@ def test_with_envoy_slo_metrics_the_judge_reads_each_versions_proxy_cluster() ->
     assert r"[0-9]+\\|stable\\|web\\.default\\.svc" in latency.baseline_query
 
 
+def test_no_judge_where_one_version_has_all_the_traffic() -> None:
+    """An analysis step at 100% canary: stable has no samples, so the judge stays out."""
+    d = doc(strategy={"canary": {"steps": [{"setWeight": 50}, {"analysis": {}},
+                                           {"setWeight": 100}, {"analysis": {}}]}})
+    plans = resolve_analysis(load(d), {}, MeshKind.ISTIO)
+    assert [m.name for m in plans.steps[1]][-1] == "judge"
+    assert "judge" not in [m.name for m in plans.steps[3]]
+
+
+def test_a_blue_green_rollout_cannot_have_a_judge() -> None:
+    d = doc(strategy={"blueGreen": {"autoPromotionSeconds": 0}})
+    assert any(p.startswith("spec.judge: compares a canary with stable while both serve "
+                            "traffic; blue-green serves one version at a time")
+               for p in problems(d))
+
+
 def test_user_metrics_are_rendered_for_both_versions_on_the_local_mesh() -> None:
     d = doc({"metrics": [{"name": "rps", "direction": "lower-is-worse",
                           "query": 'sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name='

@@ -123,15 +123,24 @@
     var dialog = document.getElementById("confirm");
     document.getElementById("confirm-text").textContent =
       action.charAt(0).toUpperCase() + action.slice(1) + " rollout " + ns + "/" + name + "?";
+    var comment = document.getElementById("confirm-comment");
+    var approving = action === "approve";  // an approval carries a comment for the audit trail
+    comment.hidden = !approving;
+    comment.value = "";
     dialog.returnValue = "";
     dialog.onclose = function () {
       if (dialog.returnValue !== "ok") return;
       var result = document.getElementById("result");
-      fetch("/api/rollouts/" + encodeURIComponent(ns) + "/" + encodeURIComponent(name) + "/" + action,
-            {method: "POST", credentials: "same-origin", headers: {"X-Meshctl-Action": "1"}})
+      var init = {method: "POST", credentials: "same-origin", headers: {"X-Meshctl-Action": "1"}};
+      if (approving) {
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify({comment: comment.value});
+      }
+      fetch("/api/rollouts/" + encodeURIComponent(ns) + "/" + encodeURIComponent(name) + "/" + action, init)
         .then(function (resp) { return resp.json().then(function (body) {
-          result.textContent = resp.ok ? action + " requested (the controller acts on its next pass)"
-                                       : "refused: " + body.error;
+          result.textContent = !resp.ok ? "refused: " + body.error
+            : approving ? "approved (the gate counts it on the next pass)"
+            : action + " requested (the controller acts on its next pass)";
         }); })
         .catch(function (err) { result.textContent = "failed: " + err; });
     };
@@ -176,4 +185,7 @@
   }
 
   window.MeshctlDashboard = {list: list, rollout: rollout};
+  var page = document.body.dataset.page;
+  if (page === "list") list();
+  if (page === "rollout") rollout();
 })();
