@@ -5,8 +5,10 @@ method over :class:`meshctl.ops.rollouts.ClusterRollouts` (the same calls the CL
 Identity: the certificate's subject common name and each subject alternative name (DNS,
 URI such as ``spiffe://cluster.local/ns/ops/sa/oncall``, ...); a call is allowed when any of
 them is listed for the method's role in :class:`Access`. Read-only identities may list, get
-and watch and read the history; operators may also start, undo, promote, abort, pause,
-resume and retry (the same rules as ``meshctl rollout ...`` through ``--server``).
+and watch and read the history, and approve (whether an approval counts is the Rollout's
+approval gate's rule, with the certificate as the approver); operators may also start,
+undo, promote, abort, pause, resume and retry (the same rules as ``meshctl rollout ...``
+through ``--server``).
 
 What a client without a certificate sees: the server requires one during the TLS handshake
 (``require_client_auth=True``), so the handshake fails and the call ends with UNAVAILABLE

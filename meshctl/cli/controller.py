@@ -62,6 +62,9 @@ def controller() -> None:
               "CN or SAN) that may list, get and watch. Repeatable.")
 @click.option("--grpc-operator", "grpc_operators", multiple=True, help="An identity that may "
               "also promote, abort, pause, resume and retry. Repeatable.")
+@click.option("--notify", "notify", multiple=True, metavar="[slack=]URL",
+              help="Send every Rollout's notifications here too: CloudEvents 1.0 to URL, or "
+                   "Slack-compatible text with slack=URL (release gates; repeatable).")
 @click.option("--dashboard-addr", default=None, help="Also serve the dashboard at HOST:PORT "
               "over HTTPS with the gRPC certificates: readers read, operators may act. Off "
               "by default.")
@@ -73,11 +76,13 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
         lease_seconds: int, log_level: str, shards: int,
         grpc_addr: str | None, grpc_cert: str | None, grpc_key: str | None,
         grpc_client_ca: str | None, grpc_readers: tuple[str, ...],
-        grpc_operators: tuple[str, ...], dashboard_addr: str | None) -> None:
+        grpc_operators: tuple[str, ...], dashboard_addr: str | None,
+        notify: tuple[str, ...] = ()) -> None:
     from meshctl.controller.manager import Manager
     from meshctl.controller.setup import SetupError, cluster_client, data_plane
 
     options: dict[str, Any] = ctx.obj
+    sinks = _sinks(ctx, notify)
     try:
         observed = data_plane(istiod_debug_url, istiod_token_file, trust_stored_weights)
         kube = cluster_client(options.get("kubeconfig"), options.get("kube_context"))
@@ -92,7 +97,8 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
                       namespace=options.get("namespace"), lease_namespace=lease_namespace,
                       lease_name=lease_name, workers=workers, health_host=host or "0.0.0.0",
                       health_port=int(port), resync_seconds=resync_seconds, shards=shards,
-                      lease_seconds=lease_seconds, renew_seconds=lease_seconds / 3)
+                      lease_seconds=lease_seconds, renew_seconds=lease_seconds / 3,
+                      sinks=sinks)
     api = None
     if grpc_addr is not None:
         api = _grpc_api(ctx, kube, grpc_addr, (grpc_cert, grpc_key, grpc_client_ca),
@@ -121,6 +127,21 @@ def run(ctx: click.Context, prometheus_url: str, istiod_debug_url: str | None,
     if api is not None:
         api.stop(grace=5)
     manager.stop()
+
+
+def _sinks(ctx: click.Context, flags: tuple[str, ...]) -> tuple[Any, ...]:
+    """The --notify sinks, or exit 2 naming the bad one."""
+    from meshctl.domain.notifications import sink_of_flag
+
+    sinks, problems = [], []
+    for i, text in enumerate(flags):
+        sink, found = sink_of_flag(text, i)
+        problems += [str(p) for p in found]
+        if sink is not None:
+            sinks.append(sink)
+    if problems:
+        fail(ctx, exitcodes.INVALID, *problems)
+    return tuple(sinks)
 
 
 def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None, ...],

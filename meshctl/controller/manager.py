@@ -41,6 +41,7 @@ from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
 from meshctl.controller.queue import WorkQueue
+from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.routers import backend_of, watched_kinds
@@ -128,7 +129,8 @@ class Manager:
                  lease_name: str = "meshctl-controller", workers: int = 2,
                  health_host: str = "127.0.0.1", health_port: int = 0,
                  resync_seconds: float = 0.0, lease_seconds: int = 15,
-                 renew_seconds: float = 5.0, shards: int = 1) -> None:
+                 renew_seconds: float = 5.0, shards: int = 1,
+                 sinks: tuple[NotificationSink, ...] = ()) -> None:
         self.cache = ObjectCache()
         self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
         self.events = EventWriter(self.kube)
@@ -141,6 +143,7 @@ class Manager:
         self._prometheus_url = prometheus_url
         self.data_plane = data_plane
         self.observe_timeout = observe_timeout
+        self.sinks = sinks  # notification sinks for every Rollout (--notify)
         self._providers: dict[str, MetricProvider] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -364,7 +367,8 @@ class Manager:
             acted = True
             outcome = reconcile_object(self.kube, obj, self.metrics_provider, datetime.now(UTC),
                                        self.events, data_plane=self.data_plane,
-                                       observe_timeout=self.observe_timeout)
+                                       observe_timeout=self.observe_timeout,
+                                       sinks=self.sinks)
             self.queue.forget(key)
             events = outcome.decision.events if outcome.decision else ()
             self.metrics.observe(f"{namespace}/{name}", outcome.decision, events)

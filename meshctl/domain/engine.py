@@ -800,8 +800,9 @@ def _gates_open(p: _Pass, points: tuple[GatePoint, ...], step: int) -> bool:
     if not waiting:
         return True
     p.gate_held = True
-    gate, record = waiting[0]
-    if overdue(gate, record.since, p.now):
+    late = [(g, r) for g, r in waiting if overdue(g, r.since, p.now)]
+    gate, record = (late or waiting)[0]
+    if late:
         p.pause(GATE_DEADLINE, f"gate {gate.name} ({gate.kind}) {record.point.value} still "
                 f"waiting after its deadline of {deadline_text(gate)}: {record.message}; "
                 "needs a human (resume to wait again, abort to roll back)")
@@ -873,7 +874,8 @@ def _store_gate(p: _Pass, record: GateStatus) -> None:
                               "GateFailed" if failed else "GatePassed",
                               f"gate {record.name} ({record.kind}) {record.point.value}: "
                               f"{record.message}" + (f" (by {', '.join(record.by)})"
-                                                     if record.by else "")))
+                                                     if record.by and record.by[-1]
+                                                     not in record.message else "")))
     kept = tuple(g for g in p.status.gates if g.key != record.key)
     p.update(gates=(*kept, record))
 

@@ -120,3 +120,16 @@ def notices(namespace: str, rollout: str, revision: str, phase: str,
             out.append(Notice(kind, namespace, rollout, revision, phase, severity, reason,
                               message, time))
     return out
+
+
+def sink_of_flag(text: str, index: int) -> tuple[NotificationSink | None, list[Problem]]:
+    """A controller-wide sink from ``meshctl controller run --notify``: ``URL`` (CloudEvents)
+    or ``slack=URL``. E.g. ``slack=https://hooks.example/T0`` is a Slack sink ``notify-1``
+    for index 1."""
+    form, _, url = text.partition("=") if text.startswith(("slack=", "cloudEvents=")) \
+        else ("cloudEvents", "", text)
+    path = f"--notify[{index}]"
+    problems = list(url_problems(url, path))
+    if problems:
+        return None, problems
+    return NotificationSink(f"notify-{index}", url, SinkFormat(form)), []

@@ -72,3 +72,29 @@ def _verdicts(gates: tuple[GateStatus, ...]) -> list[AuditEntry]:
         out.append(AuditEntry(g.decided_at, action, ", ".join(g.by), "controller", "",
                               f"{g.name} ({g.kind}) {g.point.value}: {g.message}"))
     return out
+
+
+# Which person's action an engine Event carries out: (reason, start of its message) -> action.
+_ACTED_ON = (
+    ("RolloutStarted", "template changed", "start"), ("RolloutStarted", "retry", "retry"),
+    ("UserAbort", "aborting: aborted by user", "abort"), ("Promoted", "", "promote"),
+    ("PromotedFull", "", "promote-full"), ("Resumed", "resumed by user", "resume"),
+    ("Resumed", "resumed (spec.paused", "resume"), ("UserPaused", "paused by user", "pause"),
+)
+
+
+def acted_by(reason: str, message: str, annotations: dict[str, str] | None) -> str:
+    """The message of an engine Event that carries out a person's action, with who asked
+    for it (from ``meshctl.io/actor-<action>``); the message as it was otherwise.
+
+    E.g. ("UserAbort", "aborting: aborted by user") with an abort by bob recorded becomes
+    "aborting: aborted by user (bob via kubernetes)"."""
+    action = next((a for r, start, a in _ACTED_ON if r == reason and message.startswith(start)),
+                  None)
+    if action is None:
+        return message
+    actor = next((e for e in _actors(annotations or {}) if e.action == action), None)
+    if actor is None or not actor.by:
+        return message
+    comment = f": {actor.comment}" if actor.comment else ""
+    return f"{message} ({actor.by} via {actor.via}{comment})"

@@ -30,6 +30,7 @@ from meshctl.adapters.workloads import KubeWorkloads
 from meshctl.domain import queries
 from meshctl.domain.engine import Decision, Event, Gate, invalid_spec, valid_spec
 from meshctl.domain.keys import FINALIZER
+from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.phases import Phase
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
@@ -61,10 +62,12 @@ class Reconciled:
 
 def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                      now: datetime, events: EventWriter | None = None, *,
-                     data_plane: DataPlane, observe_timeout: float | None = None) -> Reconciled:
+                     data_plane: DataPlane, observe_timeout: float | None = None,
+                     sinks: tuple[NotificationSink, ...] = ()) -> Reconciled:
     """``events``: write Events from that writer's thread (default: in this pass).
     ``data_plane``: where the weights the proxies apply are read (istiod), or
     :class:`StoredWeights` to proceed on written weights, reported as not observed.
+    ``sinks``: the controller's own notification sinks, beside each Rollout's.
     ``observe_timeout``: seconds after which a step whose weights are not observed says
     it is held."""
     meta = obj["metadata"]
@@ -89,7 +92,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
                   observe_timeout=observe_timeout,
                   gates=GateJudge(KubeSecrets(kube), kube, str(meta.get("uid") or "")),
-                  notifier=notifications.shared())
+                  notifier=notifications.shared(), sinks=sinks)
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)

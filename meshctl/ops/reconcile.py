@@ -41,6 +41,7 @@ from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.release_gates import GateReport, GateRequest
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.trail import acted_by
 from meshctl.ops import failpoints
 from meshctl.ops.judging import judgement
 from meshctl.ops.providers import Providers
@@ -90,6 +91,7 @@ class Ports:
     providers: Providers | None = None  # metric providers by kind (default: ``metrics`` only)
     gates: GateJudge | None = None  # None: outside gates wait (and pause at their deadline)
     notifier: Notify | None = None  # None: spec.notifications are not sent
+    sinks: tuple[NotificationSink, ...] = ()  # the controller's own, for every Rollout
 
 
 def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | None], MetricProvider],
@@ -125,7 +127,9 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
                     ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
-    events = list(decision.events)
+    annotations = rollout.metadata.annotations
+    events = [dataclasses.replace(e, message=acted_by(e.reason, e.message, annotations))
+              for e in decision.events]
     if decision.traffic != obs.written:
         drift = _drift(status, obs)
         if drift:
@@ -150,13 +154,14 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
 def _notify(rollout: Rollout, status: RolloutStatus, events: list[Event], ports: Ports,
             now: datetime) -> None:
     """Queue the pass's notices for each sink that wants them (sent in the background)."""
-    if ports.notifier is None or not rollout.spec.notifications:
+    sinks = (*rollout.spec.notifications, *ports.sinks)
+    if ports.notifier is None or not sinks:
         return
     found = notices(rollout.namespace, rollout.name, status.current_revision or "",
                     status.phase.value, ((e.type, e.reason, e.message) for e in events),
                     format_time(now))
     for notice in found:
-        for sink in rollout.spec.notifications:
+        for sink in sinks:
             if sink.wants(notice.kind):
                 ports.notifier.send(sink, notice)
 

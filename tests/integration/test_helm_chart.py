@@ -249,3 +249,14 @@ def test_the_controller_may_read_only_the_gate_signing_secrets_it_is_given(helm)
     assert secret_rules(render(helm, "gateSigningSecrets={risk-webhook}")) == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["risk-webhook"],
          "verbs": ["get"]}]
+
+
+def test_controller_wide_notification_sinks_become_notify_arguments(helm):
+    def args(objects: list[dict[str, Any]]) -> list[str]:
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert not [a for a in args(render(helm)) if a.startswith("--notify")]
+    found = args(render(helm, "notifications={https://bus.example/e,slack=https://h.example/x}"))
+    assert [a for a in found if a.startswith("--notify")] == [
+        "--notify=https://bus.example/e", "--notify=slack=https://h.example/x"]

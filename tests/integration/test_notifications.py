@@ -108,13 +108,15 @@ class NotifyingSim(Sim):
 
     rollout: Rollout | None = None
     notifier: Notifier | None = None
+    sinks: tuple[Any, ...] = ()
 
     def reconcile(self) -> Decision:
         decision = super().reconcile()
         assert self.rollout is not None and self.notifier is not None
         from meshctl.ops.reconcile import Ports
 
-        ports = Ports(None, None, None, None, notifier=self.notifier)  # type: ignore[arg-type]
+        ports = Ports(None, None, None, None, notifier=self.notifier,  # type: ignore[arg-type]
+                      sinks=self.sinks)
         _notify(self.rollout, decision.status, list(decision.events), ports, self.now)
         return decision
 
@@ -203,3 +205,19 @@ def test_an_unreachable_sink_is_counted_failed():
     assert drained(notifier)
     assert notifier.failed >= 1 and notifier.delivered == 0
 
+
+
+def test_the_controllers_own_sink_gets_every_rollouts_notices(sinks, ca):
+    """`meshctl controller run --notify slack=URL`: a sink for Rollouts that name none."""
+    from meshctl.domain.notifications import sink_of_flag
+
+    sink, problems = sink_of_flag(f"slack={sinks['chat'].url}", 0)
+    assert sink is not None and not problems
+    sink = dataclasses.replace(sink, ca_bundle=ca.cert_pem.decode())
+    spec = rollout([])
+    notifier = Notifier()
+    sim = NotifyingSim(spec.spec, rollout=spec, notifier=notifier, sinks=(sink,))
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    assert drained(notifier)
+    texts = [json.loads(body)["text"] for _, body in sinks["chat"].got]
+    assert texts[0].startswith("*pay/payments* started") and any(" paused: " in t for t in texts)

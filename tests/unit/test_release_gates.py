@@ -447,7 +447,7 @@ def test_approvals_are_events_as_they_come_and_the_trail_names_everyone():
              if e.reason in ("Approved", "GatePassed")]
     assert notes[0][0] == "Approved" and "approved by bob; 1/2 approvals (bob)" in notes[0][1]
     assert notes[-1] == ("GatePassed", "gate cab (approval) beforePromotion: approved by bob, "
-                                       "cem (by bob, cem)")
+                                       "cem")
     start_key, start_value = actor_annotation("start", Identity("ann"), T0, "release 2.4")
     entries = trail({**approvals, start_key: start_value}, sim.status.gates)
     assert [(e.action, e.by, e.via) for e in entries] == [
@@ -492,3 +492,48 @@ def test_a_bad_notification_sink_is_refused_with_its_path(sink, path, fragment):
         load_document(doc)
     found = [p for p in caught.value.problems if p.path == path]
     assert found and fragment in found[0].message, caught.value.problems
+
+
+def test_events_of_a_persons_action_name_who_asked_for_it():
+    from meshctl.domain.release_gates import Identity
+    from meshctl.domain.trail import acted_by, actor_annotation
+
+    key, value = actor_annotation("abort", Identity("bob", (), "grpc"), T0, "pager 4711")
+    annotations = {key: value}
+    assert acted_by("UserAbort", "aborting: aborted by user", annotations) == (
+        "aborting: aborted by user (bob via grpc: pager 4711)")
+    assert acted_by("Promoted", "promoted by user", annotations) == "promoted by user"
+    assert acted_by("AnalysisFailed", "aborting: latency", annotations) == "aborting: latency"
+
+
+def test_any_gate_past_its_deadline_pauses_even_behind_a_closed_window():
+    sim = GatedSim(gated({"name": "hours", "at": ["beforeTraffic"], "window": BUSINESS_HOURS},
+                         webhook(deadline="5m")), now=FRIDAY_1630_LOCAL,
+                   judge=answer(GateVerdict.WAITING, "pending"))
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    assert sim.status.pause_reason == GATE_DEADLINE and "gate risk (webhook)" in sim.status.message
+
+
+@pytest.mark.parametrize("flag, url, form", [
+    ("https://bus.example/e", "https://bus.example/e", "cloudEvents"),
+    ("slack=https://hooks.example/T0", "https://hooks.example/T0", "slack"),
+    ("cloudEvents=http://bus:8080/", "http://bus:8080/", "cloudEvents"),
+])
+def test_a_controller_notify_flag_is_a_sink(flag, url, form):
+    from meshctl.domain.notifications import sink_of_flag
+
+    sink, problems = sink_of_flag(flag, 0)
+    assert problems == [] and sink is not None
+    assert (sink.url, sink.format.value, sink.name) == (url, form, "notify-0")
+
+
+def test_a_bad_controller_notify_flag_exits_2_before_connecting():
+    from click.testing import CliRunner
+
+    from meshctl.cli.main import cli
+
+    done = CliRunner().invoke(cli, ["--kubeconfig", "/nonexistent", "controller", "run",
+                                    "--prometheus-url", "http://p:9090",
+                                    "--notify", "teams=https://x.example/"])
+    assert done.exit_code == 2
+    assert "--notify[0]: 'teams=https://x.example/' is not an http(s) URL" in done.output
