@@ -81,6 +81,7 @@ class Driver:
             world.service_account_kubeconfig("meshctl-system", "meshctl-controller"))
         self.provider = PrometheusProvider(prometheus_url)
         self.outcomes: list[Reconciled] = []
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests may set it
 
     def metrics(self, address: str | None) -> PrometheusProvider:
         return self.provider
@@ -100,7 +101,7 @@ class Driver:
             obj = self.get()
         except NotFound:
             return Reconciled(deleted=True)
-        outcome = reconcile_object(self.controller, obj, self.metrics, datetime.now(UTC),
+        outcome = reconcile_object(self.controller, obj, self.metrics, self.clock(),
                                    data_plane=self.data_plane,
                                    observe_timeout=self.observe_timeout)
         self.outcomes.append(outcome)
