@@ -18,6 +18,7 @@ import queue
 import threading
 import uuid
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
@@ -82,13 +83,20 @@ class Notifier:
             except AdapterError as exc:
                 self.failed += 1
                 log.warning("notification %s of %s/%s to sink %s (%s) not delivered: %s",
-                            notice.kind, notice.namespace, notice.rollout, sink.name, sink.url,
-                            exc.message)
+                            notice.kind, notice.namespace, notice.rollout, sink.name,
+                            where(sink.url), exc.message)
             except Exception:  # a bug in one delivery must not stop the others
                 self.failed += 1
                 log.exception("notification to sink %s failed", sink.name)
             finally:
                 self.queue.task_done()
+
+
+def where(url: str) -> str:
+    """A sink's URL without its path and query, for logs: an incoming-webhook URL carries
+    its credential in the path (``/services/T0/B0/<secret>``), and no secret is logged."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
 _SHARED: Notifier | None = None

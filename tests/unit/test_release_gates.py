@@ -537,3 +537,11 @@ def test_a_bad_controller_notify_flag_exits_2_before_connecting():
                                     "--notify", "teams=https://x.example/"])
     assert done.exit_code == 2
     assert "--notify[0]: 'teams=https://x.example/' is not an http(s) URL" in done.output
+
+
+def test_a_sinks_url_is_logged_without_its_path_which_may_hold_its_credential() -> None:
+    from meshctl.adapters.notifications import where
+
+    assert where("https://hooks.chat.example/services/T0/B0/s3cr3t?x=1") \
+        == "https://hooks.chat.example"
+    assert where("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080"
