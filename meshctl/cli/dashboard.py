@@ -118,6 +118,7 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
                  f"{exc.strerror}", hint="--port 0 picks a free port" if exc.errno ==
                  errno.EADDRINUSE else "give an address of this machine, e.g. 127.0.0.1")
         host, bound = httpd.server_address[0], httpd.server_address[1]
+        _stop_on_signals()
         _announce(str(host), int(bound), token)
         try:
             httpd.serve_forever(poll_interval=0.2)
@@ -127,6 +128,18 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
             httpd.server_close()
             if source is not rollouts:
                 source.close()
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the dashboard the same way, with exit 0: even when it was
+    started with SIGINT ignored (as a background job of a shell without job control)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _announce(host: str, port: int, token: str | None) -> None:

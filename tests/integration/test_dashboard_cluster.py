@@ -111,6 +111,12 @@ def test_the_dashboard_command_serves_the_cluster_and_acts_with_its_token(kube, 
         assert stored["metadata"]["annotations"].get("meshctl.io/intent-abort")
     finally:
         process.send_signal(signal.SIGINT)
-        code = process.wait(30)
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never left running into the next test
+            process.wait()
+            code = None
+        said = process.stderr.read()
         process.stderr.close()
-    assert code == 0
+    assert code == 0, f"exit {code} after SIGINT; stderr after the first lines:\n{said}"
