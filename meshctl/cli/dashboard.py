@@ -92,21 +92,22 @@ def _marks_text(timeline: Timeline) -> str:
 @click.pass_context
 def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int,
               read_only: bool, all_namespaces: bool, prometheus: str | None) -> None:
-    from meshctl.web.dashboard import Dashboard, new_token, server
+    from meshctl.web.dashboard import Dashboard, Source, new_token, server
 
     with _rollouts(ctx, state_dir) as (rollouts, namespace):
         if not hasattr(rollouts, "timeline"):
             fail(ctx, exitcodes.INVALID, "the dashboard reads the cluster or a local run, not "
                  "--server", hint="use --kubeconfig/--context, or --state-dir")
         listed = None if all_namespaces else namespace
-        source = rollouts
+        source: Source = rollouts  # what the pages read and act through (checked by mypy)
+        watched = None
         if state_dir is None:  # the cluster: listed from a watch, not a list per poll
             from meshctl.ops.connect import connect
             from meshctl.ops.watched import WatchedRollouts
 
             obj = ctx.obj
             watch_kube, _ = connect(obj["kubeconfig"], obj["kube_context"], obj["namespace"])
-            source = WatchedRollouts(rollouts, watch_kube, listed)
+            source = watched = WatchedRollouts(rollouts, watch_kube, listed)
         token = None if read_only else new_token()
         board = Dashboard(source, token, listed, prometheus)
         try:
@@ -126,8 +127,8 @@ def dashboard(ctx: click.Context, state_dir: str | None, address: str, port: int
             pass
         finally:
             httpd.server_close()
-            if source is not rollouts:
-                source.close()
+            if watched is not None:
+                watched.close()
 
 
 def _stop_on_signals() -> None:

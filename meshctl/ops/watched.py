@@ -18,6 +18,7 @@ from typing import Any
 
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.domain.intents import Action
+from meshctl.domain.release_gates import Identity
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.domain.timeline import Timeline
 from meshctl.ops.connect import Objects
@@ -65,6 +66,10 @@ class WatchedRollouts:
 
     def request(self, namespace: str, name: str, action: Action) -> RolloutView:
         return self.rollouts.request(namespace, name, action)
+
+    def approve(self, namespace: str, name: str, comment: str = "",
+                who: Identity | None = None) -> RolloutView:
+        return self.rollouts.approve(namespace, name, comment, who)
 
     def watch(self, namespace: str, name: str, timeout: float | None = None,
               stop: Callable[[], bool] = lambda: False) -> Iterator[RolloutView]:

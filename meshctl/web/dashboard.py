@@ -338,7 +338,10 @@ class Handler(BaseHTTPRequestHandler):
     def _approve(self, namespace: str, name: str) -> None:
         """An approval by this caller: its client certificate's identity over HTTPS, else the
         dashboard's own credentials; ``{"comment": "..."}`` as the body, if any."""
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
         if not 0 <= length <= MAX_BODY:
             return self._error(413, f"an approval's body is at most {MAX_BODY} bytes")
         try:
