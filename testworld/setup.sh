@@ -17,14 +17,15 @@ bash testworld/install-browser.sh
 #   build-helm:   helm for the chart's tests, in .cache/helm/
 logs=.cache/build-logs
 mkdir -p "$logs"
+builds=(build-kube build-istiod build-helm)
 pids=()
-for build in build-kube build-istiod build-helm; do
+for build in "${builds[@]}"; do
   bash "testworld/$build.sh" >"$logs/$build.log" 2>&1 &
   pids+=("$!")
 done
 failed=0
-for i in 0 1 2; do
-  build=$(echo build-kube build-istiod build-helm | cut -d' ' -f$((i + 1)))
+for i in "${!builds[@]}"; do
+  build=${builds[$i]}
   if wait "${pids[$i]}"; then
     tail -n 3 "$logs/$build.log"
   else
