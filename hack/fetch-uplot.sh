@@ -10,7 +10,13 @@ INTEGRITY="sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLM
 dest=meshctl/web/assets/vendor
 stamp="$dest/uplot-$VERSION.stamp"
 [ -f "$stamp" ] && exit 0
-command -v npm >/dev/null || { echo "fetch-uplot: npm is needed to fetch uPlot $VERSION" >&2; exit 1; }
+# Without npm, `make install` goes on (meshctl runs; the dashboard and reports say what is
+# missing); the test world (REQUIRE_UPLOT=1, after installing npm) needs it.
+if ! command -v npm >/dev/null; then
+  echo "fetch-uplot: npm not found, so no uPlot $VERSION: the dashboard and HTML reports" \
+    "need it (apt-get install npm, then make install)" >&2
+  exit "${REQUIRE_UPLOT:-0}"
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent "uplot@$VERSION" >/dev/null)

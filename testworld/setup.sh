@@ -7,8 +7,10 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus etcd-server
 fi
-# chromium and chromedriver from Debian for the dashboard's browser tests.
+# chromium and chromedriver from Debian for the dashboard's browser tests, and npm for
+# the charting library they draw with (fetched by `make install` when npm is there).
 bash testworld/install-browser.sh
+REQUIRE_UPLOT=1 bash hack/fetch-uplot.sh
 # The Go builds, side by side: on a machine that has built nothing much of each is waiting
 # for module downloads, which overlap with the others' compiling (each is cached in .cache/
 # and skipped on a warm machine; Go's module and build caches are safe to share).
