@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from meshctl.cli import exitcodes
-from meshctl.cli.options import fail
+from meshctl.cli.options import fail, tls_files
 
 
 @click.group(help="The in-cluster controller.")
@@ -151,13 +151,8 @@ def _grpc_api(ctx: click.Context, kube: Any, addr: str, files: tuple[str | None,
     from meshctl.api.server import Access, RolloutServer, ServerTLS
     from meshctl.ops.rollouts import ClusterRollouts
 
-    cert, key, client_ca = files
-    if cert is None or key is None or client_ca is None:
-        fail(ctx, exitcodes.INVALID, "--grpc-addr needs --grpc-cert, --grpc-key and "
-             "--grpc-client-ca (mutual TLS is required)")
-    if not readers and not operators:
-        fail(ctx, exitcodes.INVALID, "--grpc-addr needs at least one --grpc-reader or "
-             "--grpc-operator")
+    cert, key, client_ca = tls_files(ctx, "--grpc-addr", files, readers, operators,
+                                     "mutual TLS is required")
     try:
         tls = ServerTLS.from_files(cert, key, client_ca)
         return RolloutServer(ClusterRollouts(kube), addr, tls, Access.of(readers, operators),

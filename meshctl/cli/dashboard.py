@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from meshctl.cli import exitcodes
-from meshctl.cli.options import fail
+from meshctl.cli.options import fail, tls_files
 from meshctl.cli.render import emit, table
 from meshctl.cli.rollouts import _rollouts, name_argument
 
@@ -179,13 +179,8 @@ def controller_dashboard(ctx: click.Context, kube: Any, addr: str,
     from meshctl.ops.rollouts import ClusterRollouts
     from meshctl.web.dashboard import Dashboard, Identities, ServeTLS, server
 
-    cert, key, client_ca = files
-    if cert is None or key is None or client_ca is None:
-        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs --grpc-cert, --grpc-key and "
-             "--grpc-client-ca (it is served over HTTPS to client certificates)")
-    if not readers and not operators:
-        fail(ctx, exitcodes.INVALID, "--dashboard-addr needs at least one --grpc-reader or "
-             "--grpc-operator")
+    cert, key, client_ca = tls_files(ctx, "--dashboard-addr", files, readers, operators,
+                                     "it is served over HTTPS to client certificates")
     host, _, port = addr.rpartition(":")
     board = Dashboard(ClusterRollouts(kube), None, ctx.obj.get("namespace"),
                       identities=Identities(frozenset(readers), frozenset(operators)))

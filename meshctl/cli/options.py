@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import click
 
+from meshctl.cli import exitcodes
 from meshctl.cli.render import OUTPUT_CHOICES
 
 if TYPE_CHECKING:
@@ -142,6 +143,20 @@ class Duration(_ParamType):
                 parse_duration(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def tls_files(ctx: click.Context, flag: str, files: tuple[str | None, ...],
+              readers: tuple[str, ...], operators: tuple[str, ...], why: str
+              ) -> tuple[str, str, str]:
+    """What serving ``flag`` (``--grpc-addr``, ``--dashboard-addr``) to client certificates
+    needs: the certificate, key and client CA files, and at least one identity; exit 2
+    naming what is missing."""
+    cert, key, client_ca = files
+    if cert is None or key is None or client_ca is None:
+        fail(ctx, exitcodes.INVALID, f"{flag} needs --grpc-cert, --grpc-key and --grpc-client-ca ({why})")
+    if not readers and not operators:
+        fail(ctx, exitcodes.INVALID, f"{flag} needs at least one --grpc-reader or --grpc-operator")
+    return cert, key, client_ca
 
 
 def timeout_option(help_text: str, default: str | None = None) -> Decorator:
