@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,11 +75,11 @@ def local_mesh_with_prometheus() -> Iterator[LocalMesh]:
 # (testworld/istio.py, fixture ``istio``) every second; yields its URL.
 
 
-@pytest.fixture(scope="session")
-def istio_prometheus(istio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    prometheus = Prometheus([ScrapeTarget("istio-gateway", istio.envoy_admin.admin_address,
-                                          "/stats/prometheus")],
-                            workdir=Path(tmp_path_factory.mktemp("istio-prometheus")))
+@contextmanager
+def running_prometheus(targets: list[ScrapeTarget], workdir: Path) -> Iterator[str]:
+    """A real Prometheus scraping ``targets``, its URL while it runs; one that cannot start
+    is an unavailable server (a failure in CI)."""
+    prometheus = Prometheus(targets, workdir=workdir)
     try:
         prometheus.start()
     except LocalMeshError as exc:
@@ -87,6 +88,13 @@ def istio_prometheus(istio: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         yield prometheus.url
     finally:
         prometheus.stop()
+
+
+@pytest.fixture(scope="session")
+def istio_prometheus(istio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    target = ScrapeTarget("istio-gateway", istio.envoy_admin.admin_address, "/stats/prometheus")
+    with running_prometheus([target], Path(tmp_path_factory.mktemp("istio-prometheus"))) as url:
+        yield url
 
 
 # --- Istio-named series in a real Prometheus ----------------------------------------------
@@ -99,14 +107,7 @@ def istio_prometheus(istio: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="session")
 def istio_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IstioExporter, str]]:
-    with IstioExporter() as exporter:
-        prometheus = Prometheus([ScrapeTarget("istio", exporter.address)],
-                                workdir=Path(tmp_path_factory.mktemp("prometheus")))
-        try:
-            prometheus.start()
-        except LocalMeshError as exc:
-            servers_unavailable(str(exc))
-        try:
-            yield exporter, prometheus.url
-        finally:
-            prometheus.stop()
+    with IstioExporter() as exporter, running_prometheus(
+            [ScrapeTarget("istio", exporter.address)],
+            Path(tmp_path_factory.mktemp("prometheus"))) as url:
+        yield exporter, url

@@ -15,11 +15,10 @@ from click.testing import CliRunner
 from meshctl.adapters.files import dump_all, parse_documents
 from meshctl.cli.main import cli
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.localmesh.procs import LocalMeshError, free_port
-from meshctl.localmesh.prometheus import Prometheus
+from meshctl.localmesh.procs import free_port
 
 from .cluster_world import ADMIN_ROUTE, Driver, rollout
-from .conftest import servers_unavailable
+from .conftest import running_prometheus
 
 pytestmark = [pytest.mark.prometheus]
 
@@ -34,15 +33,8 @@ TEMPLATE_FIELD = ("spec.strategy.canary.steps[1].analysis.templates[0] (Analysis
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus with nothing to scrape: it parses and runs queries."""
-    server = Prometheus([], workdir=tmp_path_factory.mktemp("prometheus"))
-    try:
-        server.start()
-    except LocalMeshError as exc:
-        servers_unavailable(str(exc))
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with running_prometheus([], tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
 
 
 def example_documents() -> list[dict[str, Any]]:
