@@ -80,5 +80,8 @@ class HTTPRouteRouter:
             self.kube.update_with_retry(*API, rollout.namespace, HTTP_ROUTE.plural,
                                         self.routing.http_route.name, restored)
 
+    def prepare(self) -> None:
+        """Nothing to prepare: a backendRef to the canary's Service needs no other object."""
+
     def settle(self) -> None:
         """Nothing to tidy once the rollout is over: the HTTPRoute borrows no other object."""

@@ -74,17 +74,25 @@ class IstioRouter:
     def apply(self, split: TrafficSplit) -> None:
         """Write ``split``; the canary subset exists (at the proxies too) before a route
         uses it. It leaves once the rollout is settled (:meth:`drop_canary_subset`)."""
-        ns, rollout = self.rollout.namespace, self.rollout
         dr = self.routing.destination_rule
         if dr is not None and uses_canary(split):
-            self.kube.update_with_retry(
-                *ISTIO, ns, "destinationrules", dr.name,
-                lambda obj: with_canary_subset(remember_original(obj), rollout))
+            self.prepare()  # written already while the canary started: no write then
             self._wait_for_subset(dr.canary_subset)
+        rollout = self.rollout
         updated = self.kube.update_with_retry(
-            *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
+            *ISTIO, rollout.namespace, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(remember_original(vs), rollout, split))
         self._vs = updated.object
+
+    def prepare(self) -> None:
+        """Add the canary subset to the DestinationRule while the canary starts: istiod has
+        pushed it to the proxies by the time the canary is ready, and the first weight is
+        then one write of the VirtualService. A subset no route uses changes no traffic."""
+        dr, rollout = self.routing.destination_rule, self.rollout
+        if dr is not None:
+            self.kube.update_with_retry(
+                *ISTIO, rollout.namespace, "destinationrules", dr.name,
+                lambda obj: with_canary_subset(remember_original(obj), rollout))
 
     def _wait_for_subset(self, subset: str) -> None:
         """A route to a subset the proxies do not have yet answers 503 (no cluster): wait
@@ -92,8 +100,9 @@ class IstioRouter:
         deadline = time.monotonic() + SUBSET_TIMEOUT
         while not self.data_plane.has_subset(self.rollout, subset):
             if time.monotonic() > deadline:
-                raise Unavailable(f"subset {subset!r} has not reached the proxies after "
-                                  f"{SUBSET_TIMEOUT:g} s; the route to it is not written yet")
+                raise Unavailable(f"subset {subset!r} has not reached the proxies with an "
+                                  f"endpoint after {SUBSET_TIMEOUT:g} s; the route to it is "
+                                  "not written yet")
             time.sleep(0.05)
 
     def restore(self) -> None:

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meshctl.adapters.errors import AdapterError, Forbidden, Unavailable
-from meshctl.domain.dataplane import NOT_OBSERVED, ProxyRoutes, Reading, has_subset, read
+from meshctl.domain.dataplane import (
+    NOT_OBSERVED,
+    ProxyRoutes,
+    Reading,
+    endpoint_counts,
+    has_subset,
+    read,
+)
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import TrafficSplit
 
@@ -117,6 +124,13 @@ class Istiod:
                 names.append(str((entry.get("cluster") or {}).get("name", "")))
         return tuple(names)
 
+    def load_assignments(self, proxy: str) -> tuple[dict[str, Any], ...]:
+        """The Envoy ClusterLoadAssignments (each cluster's endpoints) istiod generates for
+        ``proxy`` now."""
+        dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "eds"})
+        return tuple(section for section in dump.get("configs", [])
+                     if str(section.get("@type", "")).endswith(".ClusterLoadAssignment"))
+
     def route_configs(self, proxy: str) -> tuple[dict[str, Any], ...]:
         """The Envoy RouteConfigurations istiod generates for ``proxy`` now."""
         dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "rds"})
@@ -152,7 +166,8 @@ class IstiodDataPlane:
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
         found = []  # istiod unreachable: the AdapterError says so (the pass is retried)
         for proxy, acked in self.istiod.acknowledged(CLUSTER_TYPE, ENDPOINT_TYPE).items():
-            present = has_subset(self.istiod.cluster_names(proxy), rollout, subset)
+            present = has_subset(self.istiod.cluster_names(proxy), rollout, subset,
+                                 endpoint_counts(self.istiod.load_assignments(proxy)))
             if present is not None:  # a proxy that routes the service
                 found.append(present and acked)
         return bool(found) and all(found)

@@ -4,8 +4,8 @@ Rollout's ``spec.trafficRouting`` (the domain registry: :mod:`meshctl.domain.rou
     router_for(kube, rollout, data_plane)   # IstioRouter, HTTPRouteRouter, ...
 
 Each is a :class:`~meshctl.domain.ports.TrafficRouter` that also gives back what it borrowed
-when the Rollout is deleted (``restore``) and tidies up once the rollout is over
-(``settle``).
+when the Rollout is deleted (``restore``), prepares for a canary while it starts
+(``prepare``) and tidies up once the rollout is over (``settle``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from meshctl.domain.spec import Rollout
 class ClusterRouter(TrafficRouter, Protocol):
     def restore(self) -> None:
         """Give back what meshctl changed in the objects it borrowed; others' edits stay."""
+
+    def prepare(self) -> None:
+        """A canary is starting: make ready what a route to it needs (so the first weight,
+        once the canary is ready, is a single write)."""
 
     def settle(self) -> None:
         """The rollout is over and the data plane is all stable: drop what only it needed."""

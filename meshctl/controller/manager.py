@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from meshctl.adapters.cache import CachedKube, ObjectCache
@@ -41,6 +42,7 @@ from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
 from meshctl.controller.queue import WorkQueue
+from meshctl.domain.keys import INTENT_PREFIX
 from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec
@@ -63,6 +65,23 @@ ABSENT_RETRY_SECONDS = 60.0  # a kind whose CRD is not installed is listed again
 # a second pass would write nothing). Echoes of Deployment and traffic writes still wake
 # one: the next step may follow at once.
 ECHOES_IGNORED = frozenset({"rollouts"})
+
+
+class Wake(Enum):
+    """What a watch event asks of the queue (see :meth:`Manager._news`)."""
+
+    NONE = "none"
+    DUE = "due"
+    URGENT = "urgent"
+
+
+def _asked(rollout: dict[str, Any]) -> tuple[object, ...]:
+    """What a person or a pipeline changes in a Rollout: its spec (the generation) and
+    the intent annotations."""
+    meta = rollout["metadata"]
+    intents = sorted((k, v) for k, v in (meta.get("annotations") or {}).items()
+                     if k.startswith(INTENT_PREFIX))
+    return meta.get("generation"), tuple(intents)
 
 
 def default_identity() -> str:
@@ -288,10 +307,13 @@ class Manager:
                         continue
                     if kind == "DELETED":
                         self.cache.delete(plural, obj)
-                    elif not self._news(plural, obj):
-                        continue
+                        wake = Wake.DUE
+                    else:
+                        wake = self._news(plural, obj)
+                        if wake is Wake.NONE:
+                            continue
                     for key in to_keys(kind, obj):
-                        self.queue.add(key)
+                        self.queue.add(key, urgent=wake is Wake.URGENT)
             except NotFound:
                 if version_seen:
                     version_seen = ""  # 410 Gone: list again
@@ -308,17 +330,31 @@ class Manager:
                 log.warning("watch %s: %s", plural, exc)
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
 
-    def _news(self, plural: str, obj: dict[str, Any]) -> bool:
-        """Cache ``obj``; False when the change wakes no pass: an echo of this process's own
-        Rollout write, or a Deployment change that leaves what the engine reads of it
-        (replicas, ready replicas, revision) as it was, since the Deployment controller
-        rewrites a Deployment's status several times per rollout (conditions, timestamps)."""
+    def _news(self, plural: str, obj: dict[str, Any]) -> Wake:
+        """Cache ``obj``, and say whether the change wakes a pass, and how soon:
+
+        - none for an echo of this process's own Rollout write, or a Deployment change that
+          leaves what the engine reads of it (replicas, ready replicas, revision) as it was,
+          since the Deployment controller rewrites a Deployment's status several times per
+          rollout (conditions, timestamps);
+        - urgent for what someone asked (a Rollout created, its spec or an intent changed)
+          and for a Deployment that has just become ready (what a waiting step waits for);
+        - in turn for the rest.
+        """
         meta = obj["metadata"]
         before = self.cache.get(plural, meta.get("namespace", ""), meta["name"]) \
-            if plural == "deployments" else None
+            if plural in ("rollouts", "deployments") else None
         if not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
-            return False
-        return before is None or workload_state(before) != workload_state(obj)
+            return Wake.NONE
+        if plural == "rollouts":
+            return Wake.URGENT if before is None or _asked(before) != _asked(obj) else Wake.DUE
+        if plural != "deployments" or before is None:
+            return Wake.DUE
+        was, now = workload_state(before), workload_state(obj)
+        if was == now:
+            return Wake.NONE
+        return Wake.URGENT if now.replicas > 0 and now.ready >= now.replicas > was.ready \
+            else Wake.DUE
 
     def _list(self, group: str, version: str, plural: str,
               to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:

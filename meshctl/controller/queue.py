@@ -4,7 +4,11 @@
 - a key being processed is never handed to a second worker; if it is added meanwhile, it
   is queued again when the first worker is done;
 - ``add_after`` schedules a key (``requeue_after``); ``backoff`` schedules it after an
-  error, doubling per consecutive error (0.5 s, 1 s, ... up to 60 s); ``forget`` resets.
+  error, doubling per consecutive error (0.5 s, 1 s, ... up to 60 s); ``forget`` resets;
+- ``add(key, urgent=True)`` puts the key ahead of every key that is merely due: what a
+  person or a pipeline just asked (a new template, an abort) and what a waiting step waits
+  for (its canary ready) is not served after the controller's own follow-ups and timers,
+  however long that line is. Urgent keys are served in the order they came.
 """
 
 from __future__ import annotations
@@ -15,16 +19,17 @@ import time
 from collections.abc import Hashable
 
 Key = Hashable
+URGENT, DUE = 0, 1  # ranks: a lower rank is served first
 
 
 class WorkQueue:
     def __init__(self, base_backoff: float = 0.5, max_backoff: float = 60.0) -> None:
         self._cond = threading.Condition()
-        self._due: dict[Key, float] = {}
-        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, tuple[int, float]] = {}  # key -> (rank, time), as in the heap
+        self._heap: list[tuple[int, float, int, Key]] = []
         self._seq = 0
         self._active: set[Key] = set()
-        self._dirty: dict[Key, float] = {}
+        self._dirty: dict[Key, tuple[int, float]] = {}  # added while a worker had it
         self._failures: dict[Key, int] = {}
         self._base, self._max = base_backoff, max_backoff
         self._closed = False
@@ -33,20 +38,22 @@ class WorkQueue:
         with self._cond:
             return len(self._due)
 
-    def add(self, key: Key) -> None:
-        self.add_after(key, 0.0)
+    def add(self, key: Key, urgent: bool = False) -> None:
+        self._add(key, (URGENT if urgent else DUE, time.monotonic()))
 
     def add_after(self, key: Key, delay: float) -> None:
-        at = time.monotonic() + max(0.0, delay)
+        self._add(key, (DUE, time.monotonic() + max(0.0, delay)))
+
+    def _add(self, key: Key, entry: tuple[int, float]) -> None:
         with self._cond:
             if key in self._active:
-                self._dirty[key] = min(at, self._dirty.get(key, at))
+                self._dirty[key] = min(entry, self._dirty.get(key, entry))
                 return
-            if key in self._due and self._due[key] <= at:
+            if key in self._due and self._due[key] <= entry:
                 return
-            self._due[key] = at
+            self._due[key] = entry
             self._seq += 1
-            heapq.heappush(self._heap, (at, self._seq, key))
+            heapq.heappush(self._heap, (*entry, self._seq, key))
             self._cond.notify()
 
     def backoff(self, key: Key) -> float:
@@ -67,14 +74,15 @@ class WorkQueue:
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
-                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                while self._heap and self._due.get(self._heap[0][3]) != self._heap[0][:2]:
                     heapq.heappop(self._heap)  # superseded entry
-                if self._heap and self._heap[0][0] <= now:
-                    _, _, key = heapq.heappop(self._heap)
+                # an urgent entry is due at once, so the top of the heap is the next due key
+                if self._heap and self._heap[0][1] <= now:
+                    key = heapq.heappop(self._heap)[3]
                     del self._due[key]
                     self._active.add(key)
                     return key
-                wait = self._heap[0][0] - now if self._heap else None
+                wait = self._heap[0][1] - now if self._heap else None
                 if deadline is not None:
                     left = deadline - now
                     if left <= 0:
@@ -86,9 +94,9 @@ class WorkQueue:
     def done(self, key: Key) -> None:
         with self._cond:
             self._active.discard(key)
-            at = self._dirty.pop(key, None)
-        if at is not None:
-            self.add_after(key, at - time.monotonic())
+            entry = self._dirty.pop(key, None)
+        if entry is not None:
+            self._add(key, entry)
 
     def close(self) -> None:
         with self._cond:

@@ -145,9 +145,12 @@ def splits_in(route_configs: Iterable[Mapping[str, Any]], rollout: Rollout,
     return found
 
 
-def has_subset(cluster_names: Iterable[str], rollout: Rollout, subset: str) -> bool | None:
-    """Whether one proxy's clusters include ``subset`` of the Rollout's service (None: the
-    proxy has no cluster of that service at all, so it does not route it)."""
+def has_subset(cluster_names: Iterable[str], rollout: Rollout, subset: str,
+               endpoints: Mapping[str, int] | None = None) -> bool | None:
+    """Whether one proxy's clusters include ``subset`` of the Rollout's service, with at
+    least one endpoint when ``endpoints`` (cluster name to its endpoint count) is given: a
+    route to a subset whose cluster has no endpoint yet answers 503 (None: the proxy has no
+    cluster of that service at all, so it does not route it)."""
     service = rollout.spec.service.split(".")[0]
     seen = False
     for name in cluster_names:
@@ -159,8 +162,23 @@ def has_subset(cluster_names: Iterable[str], rollout: Rollout, subset: str) -> b
             continue
         seen = True
         if parts[2] == subset:
-            return True
+            return endpoints is None or endpoints.get(name, 0) > 0
     return False if seen else None
+
+
+def endpoint_counts(load_assignments: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Each cluster's endpoints that may take requests (not UNHEALTHY, DRAINING or
+    TIMEOUT), from Envoy ClusterLoadAssignments as JSON."""
+    counts: dict[str, int] = {}
+    for assignment in load_assignments:
+        name = str(_f(assignment, "cluster_name") or "")
+        total = 0
+        for locality in assignment.get("endpoints") or []:
+            for endpoint in _f(locality, "lb_endpoints") or []:
+                health = str(_f(endpoint, "health_status") or "UNKNOWN")
+                total += health not in ("UNHEALTHY", "DRAINING", "TIMEOUT")
+        counts[name] = counts.get(name, 0) + total
+    return counts
 
 
 def _aligned(split: TrafficSplit, written: TrafficSplit | None) -> TrafficSplit:

@@ -96,9 +96,18 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     assert rollout.spec.template is not None
     decision = reconcile(rollout, plans, template_revision(rollout.spec.template), ports, now,
                          gate)
-    if _settled(decision, data_plane):
+    if _starting(decision):
+        router.prepare()  # e.g. the canary subset, so that the first weight is one write
+    elif _settled(decision, data_plane):
         router.settle()  # e.g. the canary subset no route uses, at the proxies too
     return Reconciled(requeue_after=decision.requeue_after, decision=decision)
+
+
+def _starting(decision: Decision) -> bool:
+    """A canary is being brought up and takes no traffic yet."""
+    return (decision.status.phase is Phase.PROGRESSING
+            and decision.workloads.canary_replicas > 0
+            and decision.traffic == TrafficSplit.stable_only())
 
 
 def _settled(decision: Decision, data_plane: DataPlane) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from meshctl.adapters.errors import Unavailable
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.rest import controller_client
@@ -442,6 +443,33 @@ def test_a_weight_written_while_istiod_is_down_is_not_observed_and_the_step_hold
     assert svc.envoy_split() == TrafficSplit(Weights(75, 25))
     shown = rollout_status(kube, namespace)
     assert "stable/canary 75/25" in shown and "not observed" not in shown
+
+
+def test_no_route_goes_to_a_canary_subset_before_the_proxies_have_an_endpoint_of_it(
+        kube, istio, namespace):
+    """The canary subset is added while the canary starts (so the first weight is one
+    write), but the weight waits until istiod gives the proxies an endpoint of it: a route
+    to an empty cluster would answer 503."""
+    svc = Service(kube, istio, namespace)
+    svc.user.delete("networking.istio.io", "v1", namespace, "workloadentries", "web-canary")
+    driver = Driver(kube, namespace, "http://127.0.0.1:9", data_plane=data_plane(istio))
+    svc.rollout({"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}})
+    driver.until(phase_is("Healthy"))
+    svc.user.merge_patch(GROUP, VERSION, namespace, "rollouts", "web",
+                         {"spec": {"template": template("web:2")}})
+    with pytest.raises(Unavailable, match="'canary' has not reached the proxies with an endpoint"):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            driver.once()
+            time.sleep(0.2)
+    dr = svc.user.get("networking.istio.io", "v1", namespace, "destinationrules", "web")
+    assert [s["name"] for s in dr["spec"]["subsets"]] == ["stable", "canary"]
+    assert svc.status()["weights"]["canary"] == 0
+    assert svc.envoy_split() == TrafficSplit(Weights(100, 0))
+    istio.subset_service(namespace, "web", {"canary": svc.v2})
+    status = driver.until(phase_is("Paused"))["status"]
+    assert status["weights"]["observed"] == {"stable": 75, "canary": 25}
+    assert svc.envoy_split() == TrafficSplit(Weights(75, 25))
 
 
 def rollout_status(kube: KubeWorld, ns: str) -> str:

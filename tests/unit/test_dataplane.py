@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from meshctl.domain.dataplane import ProxyRoutes, read, splits_in
+from meshctl.domain.dataplane import ProxyRoutes, endpoint_counts, has_subset, read, splits_in
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 from meshctl.domain.validation import load_document
@@ -123,3 +123,34 @@ AT_90 = weighted((STABLE, 90), (CANARY, 10))
 def test_the_data_plane_reading_names_why_it_does_not_know(proxies, split, reason):
     reading = read(proxies, rollout(), "primary", None)
     assert (reading.split, reading.reason) == (split, reason)
+
+
+def assignment(cluster: str, *health: str, proto_names: bool = False) -> dict[str, Any]:
+    endpoints = [{"endpoint": {"address": {"socketAddress": {"address": f"10.0.0.{i}"}}},
+                  **({"health_status" if proto_names else "healthStatus": h} if h else {})}
+                 for i, h in enumerate(health)]
+    key = "lb_endpoints" if proto_names else "lbEndpoints"
+    return {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            "cluster_name" if proto_names else "clusterName": cluster,
+            "endpoints": [{key: endpoints}] if endpoints else []}
+
+
+def test_endpoints_that_may_take_requests_are_counted_per_cluster() -> None:
+    counts = endpoint_counts([
+        assignment(STABLE, "HEALTHY", "", "UNHEALTHY"),
+        assignment(CANARY, "DRAINING", "TIMEOUT", proto_names=True),
+    ])
+    assert counts == {STABLE: 2, CANARY: 0}
+
+
+@pytest.mark.parametrize(("clusters", "endpoints", "expected"), [
+    ([STABLE, CANARY], None, True),  # endpoints not asked: the cluster is enough
+    ([STABLE, CANARY], {CANARY: 1}, True),
+    ([STABLE, CANARY], {CANARY: 0}, False),  # a route to it would answer 503
+    ([STABLE, CANARY], {}, False),
+    ([STABLE], {STABLE: 3}, False),
+    (["outbound|80|canary|other.shop.svc.cluster.local"], {}, None),  # not this service
+])
+def test_a_subset_is_ready_for_traffic_once_its_cluster_has_an_endpoint(
+        clusters, endpoints, expected) -> None:
+    assert has_subset(clusters, rollout(), "canary", endpoints) is expected

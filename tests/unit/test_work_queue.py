@@ -1,0 +1,90 @@
+"""The controller's work queue: each key once, never to two workers, urgent keys first."""
+
+from __future__ import annotations
+
+import threading
+
+from meshctl.controller.queue import WorkQueue
+
+
+def drain(queue: WorkQueue) -> list[object]:
+    """Every key due now, in the order the queue hands them out."""
+    taken = []
+    while (key := queue.get(timeout=0)) is not None:
+        taken.append(key)
+        queue.done(key)
+    return taken
+
+
+def test_due_keys_come_in_the_order_they_were_added_and_each_once() -> None:
+    queue = WorkQueue()
+    for key in ("a", "b", "a", "c", "b"):
+        queue.add(key)
+    assert len(queue) == 3
+    assert drain(queue) == ["a", "b", "c"]
+
+
+def test_an_urgent_key_is_served_before_keys_that_are_merely_due() -> None:
+    queue = WorkQueue()
+    for key in ("timer-1", "timer-2", "timer-3"):
+        queue.add(key)
+    queue.add("abort", urgent=True)
+    queue.add("new-template", urgent=True)
+    assert drain(queue) == ["abort", "new-template", "timer-1", "timer-2", "timer-3"]
+
+
+def test_a_due_key_made_urgent_moves_ahead_and_an_urgent_key_stays_urgent() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    queue.add("b", urgent=True)  # already queued: it moves to the front
+    queue.add("c", urgent=True)
+    queue.add("c")  # asked again, not urgently: it keeps its place
+    assert len(queue) == 3
+    assert drain(queue) == ["b", "c", "a"]
+
+
+def test_a_delayed_key_waits_for_its_time_unless_it_is_added_urgently() -> None:
+    queue = WorkQueue()
+    queue.add_after("later", 60.0)
+    queue.add_after("soon", 60.0)
+    assert queue.get(timeout=0) is None
+    queue.add("soon", urgent=True)
+    assert drain(queue) == ["soon"]
+    assert len(queue) == 1  # "later" still waits
+
+
+def test_a_key_added_while_a_worker_has_it_comes_back_once_done_with_its_urgency() -> None:
+    queue = WorkQueue()
+    queue.add("busy")
+    queue.add("other")
+    assert queue.get(timeout=0) == "busy"
+    queue.add("busy", urgent=True)  # not handed to a second worker meanwhile
+    assert queue.get(timeout=0) == "other"
+    assert queue.get(timeout=0) is None
+    queue.done("other")
+    queue.add("third")
+    queue.done("busy")
+    assert drain(queue) == ["busy", "third"]
+
+
+def test_backoff_doubles_per_failure_up_to_the_cap_and_forget_resets_it() -> None:
+    queue = WorkQueue(base_backoff=0.5, max_backoff=3.0)
+    assert [queue.backoff("k") for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    queue.forget("k")
+    assert queue.backoff("k") == 0.5
+
+
+def test_a_waiting_worker_wakes_for_a_key_and_close_releases_it() -> None:
+    queue = WorkQueue()
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
+    worker.start()
+    queue.add("k", urgent=True)
+    worker.join(timeout=30)
+    assert got == ["k"]
+    closing = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
+    closing.start()
+    queue.close()
+    closing.join(timeout=30)
+    assert got == ["k", None]
