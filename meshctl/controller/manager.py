@@ -75,6 +75,32 @@ class Wake(Enum):
     URGENT = "urgent"
 
 
+def wake(plural: str, before: dict[str, Any] | None, after: dict[str, Any],
+         echo: bool) -> Wake:
+    """Whether a watched change wakes a pass, and how soon (``echo``: the cache already
+    held this version, as when this process wrote it):
+
+    - none for an echo of this process's own Rollout write, or a Deployment change that
+      leaves what the engine reads of it (replicas, ready replicas, revision) as it was,
+      since the Deployment controller rewrites a Deployment's status several times per
+      rollout (conditions, timestamps);
+    - urgent for what someone asked (a Rollout created, its spec or an intent changed)
+      and for a Deployment that has just become ready (what a waiting step waits for);
+    - in turn for the rest.
+    """
+    if echo and plural in ECHOES_IGNORED:
+        return Wake.NONE
+    if plural == "rollouts":
+        return Wake.URGENT if before is None or _asked(before) != _asked(after) else Wake.DUE
+    if plural != "deployments" or before is None:
+        return Wake.DUE
+    was, now = workload_state(before), workload_state(after)
+    if was == now:
+        return Wake.NONE
+    return Wake.URGENT if now.replicas > 0 and now.ready >= now.replicas > was.ready \
+        else Wake.DUE
+
+
 def _asked(rollout: dict[str, Any]) -> tuple[object, ...]:
     """What a person or a pipeline changes in a Rollout: its spec (the generation) and
     the intent annotations."""
@@ -331,30 +357,12 @@ class Manager:
                 self._stop.wait(min(30.0, 0.5 * 2 ** failures))
 
     def _news(self, plural: str, obj: dict[str, Any]) -> Wake:
-        """Cache ``obj``, and say whether the change wakes a pass, and how soon:
-
-        - none for an echo of this process's own Rollout write, or a Deployment change that
-          leaves what the engine reads of it (replicas, ready replicas, revision) as it was,
-          since the Deployment controller rewrites a Deployment's status several times per
-          rollout (conditions, timestamps);
-        - urgent for what someone asked (a Rollout created, its spec or an intent changed)
-          and for a Deployment that has just become ready (what a waiting step waits for);
-        - in turn for the rest.
-        """
+        """Cache ``obj``; what the change asks of the queue (:func:`wake`)."""
         meta = obj["metadata"]
         before = self.cache.get(plural, meta.get("namespace", ""), meta["name"]) \
             if plural in ("rollouts", "deployments") else None
-        if not self.cache.put(plural, obj) and plural in ECHOES_IGNORED:
-            return Wake.NONE
-        if plural == "rollouts":
-            return Wake.URGENT if before is None or _asked(before) != _asked(obj) else Wake.DUE
-        if plural != "deployments" or before is None:
-            return Wake.DUE
-        was, now = workload_state(before), workload_state(obj)
-        if was == now:
-            return Wake.NONE
-        return Wake.URGENT if now.replicas > 0 and now.ready >= now.replicas > was.ready \
-            else Wake.DUE
+        changed = self.cache.put(plural, obj)
+        return wake(plural, before, obj, echo=not changed)
 
     def _list(self, group: str, version: str, plural: str,
               to_keys: Callable[[str, dict[str, Any]], Iterable[Key]]) -> str:
