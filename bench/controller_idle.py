@@ -14,6 +14,10 @@ DestinationRules, the generation of the Deployments, the Events, the Leases).
 ``--replicas 0`` gives every Deployment no Pods: the cluster tier's hollow nodes hold about
 a hundred Pods each, so 10,000 Rollouts fit this machine only that way; the controller
 holds, watches and adopts the same objects (a Deployment of 0 replicas is available).
+
+After the idle window, 50 canaries start at once (``svc-0`` to ``svc-49``, which have one
+Pod each whatever ``--replicas`` says, so each canary's Pod must become ready): seconds
+from the first template write to all 50 at their first weight in the VirtualService.
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.controller_scale import phases, resource_versions, service_objects
+from bench.controller_scale import (
+    CANARIES,
+    phases,
+    resource_versions,
+    service_objects,
+    start_canaries,
+)
 from bench.results import machine, write_section
 from meshctl.adapters.kube import Kube
 from testworld.cluster import ClusterTier
@@ -102,7 +112,8 @@ def measure(n: int, idle_seconds: float, extra: list[str], nodes: int,
         admin = Kube.from_kubeconfig(world.kubeconfig_path)
         began = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: world.apply(service_objects(ns, i, replicas)), range(n)))
+            list(pool.map(lambda i: world.apply(service_objects(
+                ns, i, max(replicas, 1) if i < CANARIES else replicas)), range(n)))
         result["create_seconds"] = round(time.monotonic() - began, 1)
         proc = controller_process(world, ns, Path(tmp) / "controller.log", extra)
         try:
@@ -130,6 +141,8 @@ def measure(n: int, idle_seconds: float, extra: list[str], nodes: int,
             result["lease_renewed"] = [k for k in changed if k.startswith("lease/")]
             result["events_before_after"] = [before["events"], after["events"]]
             result["rss_mb"] = rss_mb(proc.pid)
+            result["canaries_to_first_weight_seconds"] = start_canaries(
+                admin, ns, min(CANARIES, n))
         finally:
             proc.kill()
             proc.wait()
@@ -138,14 +151,16 @@ def measure(n: int, idle_seconds: float, extra: list[str], nodes: int,
 
 def section(results: list[dict[str, Any]]) -> str:
     rows = ["| Rollouts | Pods per Deployment | controller flags | CPU per idle minute | "
-            "writes while idle (besides Lease renewals) | RSS | all adopted in |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+            "writes while idle (besides Lease renewals) | RSS | all adopted in | "
+            f"{CANARIES} canaries started at once, all at their first weight |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         flags = " ".join(r["controller_args"]) or "(defaults)"
         rows.append(f"| {r['rollouts']:,} | {r.get('replicas', 1)} | `{flags}` | "
                     f"{r['idle_cpu_seconds_per_minute']:.2f} s "
                     f"| {len(r['idle_changed'])} | {r['rss_mb']:.0f} MB | "
-                    f"{r['adopt_all_seconds']:.0f} s |")
+                    f"{r['adopt_all_seconds']:.0f} s | "
+                    f"{r['canaries_to_first_weight_seconds']:.1f} s |")
     idle = results[0]["idle_seconds"]
     return "\n".join([
         HEADING, "",
@@ -157,7 +172,11 @@ def section(results: list[dict[str, Any]]) -> str:
         "Deployment: available at once; hollow nodes hold about a hundred Pods each), and 15 s "
         "of settling, its CPU "
         f"(utime + stime from /proc) over {idle:.0f} s, per minute. Target: at most 0.5 s "
-        "per idle minute at 1,000 Rollouts, and no writes but Lease renewals.", "",
+        "per idle minute at 1,000 Rollouts, and no writes but Lease renewals. Then "
+        f"{CANARIES} canaries start at once (a new template for each of {CANARIES} Rollouts "
+        "whose Deployments have one Pod, so each canary's Pod must become ready), timed from "
+        "the first write to every one at its first weight; target at 10,000 Rollouts: "
+        "within 10 s.", "",
         stamp(), "", *rows, "",
     ])
 
