@@ -39,6 +39,21 @@ demo:
 	  || { echo "make demo: install failed; see $(DEMO_LOG)" >&2; tail -n 20 $(DEMO_LOG) >&2; exit 1; }
 	$(BIN)/meshctl demo
 
+# Every section of bench/RESULTS.md but the profile's, each written by its own script with
+# the machine, the date and the load average (hours; give them a quiet machine).
+bench: install testenv
+	nice $(PY) -m bench.cli_startup
+	nice $(PY) -m bench.local_mesh
+	nice $(PY) -m bench.rollback_floor
+	nice $(PY) -m bench.istio_propagation
+	nice $(PY) -m bench.judge
+	nice $(PY) -m bench.hostile_inputs
+	nice $(PY) -m bench.dashboard
+	nice $(PY) -m bench.controller_load --rollouts 1000
+	nice $(PY) -m bench.controller_idle --rollouts 1000 10000 --replicas 1 0
+	nice $(PY) -m bench.controller_scale --rollouts 1000
+	nice $(PY) -m bench.kills
+
 e2e-kind: install
 	bash hack/e2e-kind.sh
 

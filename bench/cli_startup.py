@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.results import machine, write_section  # noqa: E402
+from bench.results import stamp, write_section  # noqa: E402
 from testworld.kube import KubeWorld  # noqa: E402
 
 SECTION = "## CLI start-up"
@@ -109,7 +109,7 @@ def main() -> None:
             f"process, {args.runs} runs each, interleaved, after one warm-up run; "
             "`rollout status` reads a Rollout from the test world's real kube-apiserver "
             "over TLS.\n\n"
-            f"Machine: {machine()}.\n\n{result}\n")
+            f"{stamp()}\n\n{result}\n")
     print(text)
     if not args.no_write:
         write_section(SECTION, text)

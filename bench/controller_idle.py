@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from bench.controller_scale import (
     service_objects,
     start_canaries,
 )
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.adapters.kube import Kube
 from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
@@ -60,12 +59,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
-
-
-def stamp() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"Machine: {machine()}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"load average {load} (1, 5, 15 min) at the end.")
 
 
 def lagging(admin: Kube, ns: str) -> int:

@@ -33,10 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.controller_idle import controller_process, lagging, stamp
+from bench.controller_idle import controller_process, lagging
 from bench.controller_scale import percentiles, phases, service_objects
 from bench.profile import Sampler, table
-from bench.results import write_section
+from bench.results import stamp, write_section
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.rest import controller_client

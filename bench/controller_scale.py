@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.istiod import StoredWeights
 from meshctl.adapters.kube import Kube
@@ -272,8 +272,7 @@ def capped_report(r: dict[str, Any]) -> str:
         "nodes, all on the same cores as the benchmark and the controller). **Stopped at the "
         f"cap of {r['cap_minutes']:g} minutes while waiting for {r['capped_waiting_for']}**; "
         "what it measured until then:", "",
-        f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')} UTC; 1-minute load average "
-        f"at the end {os.getloadavg()[0]:.1f}.", "",
+        stamp(), "",
         "| measure | value |", "| --- | --- |", *rows, "",
     ])
 
@@ -305,9 +304,8 @@ def report(r: dict[str, Any]) -> str:
         f"{r['pods_running']:,} Pods running before adoption, {r['pods_running_at_end']:,} at "
         "the end (with the 50 canaries). Reconcile times are the controller's own histogram "
         "(upper bucket bounds).\n\n"
-        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}. Other jobs shared the machine: "
-        f"1-minute load average {load['min']:.0f}-{load['max']:.0f} during the run (mean "
-        f"{load['mean']:.0f}), so the times are upper bounds.\n\n"
+        f"{stamp()} During the run the 1-minute load average was "
+        f"{load['min']:.0f}-{load['max']:.0f} (mean {load['mean']:.0f}).\n\n"
         f"| measure | {n:,} Rollouts | target |\n| --- | ---: | --- |\n"
         f"| cluster tier up (controller-manager, scheduler, {nodes} nodes Ready) | "
         f"{r['cluster_tier_up_seconds']} s | |\n"

@@ -25,7 +25,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.ops.connect import connect
 from meshctl.ops.rollouts import ClusterRollouts
 from meshctl.ops.watched import WatchedRollouts
@@ -175,15 +175,13 @@ def main() -> None:
         found = measure(world, ns, args.rollouts, args.runs)
     finally:
         world.stop()
-    load = os.getloadavg()[0]
     lines = [
         SECTION, "",
         f"`python -m bench.dashboard --rollouts {args.rollouts} --runs {args.runs}`: "
         f"{args.rollouts} Rollouts with a status (two measurements each) in the test world's "
         "kube-apiserver; `meshctl dashboard` (cluster mode: listed from a watch) on 127.0.0.1; "
         "Debian's headless Chromium through Selenium. The pages poll every second.", "",
-        f"Machine: {machine()}; 1-minute load average at the end {load:.1f} (a shared "
-        f"machine). Seeding {args.rollouts} Rollouts took {seeded:.0f} s.", "",
+        f"{stamp()} Seeding {args.rollouts} Rollouts took {seeded:.0f} s.", "",
         "| what | goal | result |", "| --- | --- | --- |",
         f"| list page load (navigation until all {args.rollouts} rows are drawn) | < 1 s | "
         f"{summary(found['load'])} |",

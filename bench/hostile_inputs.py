@@ -11,15 +11,13 @@ Goal: exit 2 (never 70), well under a few seconds, a few hundred MB at most.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from tests.unit.test_files import hostile
 
 HEADING = "## Hostile input files"
@@ -68,7 +66,6 @@ def main() -> None:
                 rows.append(f"| {name} | {size / 1024:,.0f} KiB | `{' '.join(command)}` | "
                             f"{code} | {seconds:.2f} s | {rss:.0f} MB |")
                 print(rows[-1], file=sys.stderr, flush=True)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     text = "\n".join([
         HEADING, "",
         "`python -m bench.hostile_inputs`: each command as its own process (`meshctl` "
@@ -76,9 +73,7 @@ def main() -> None:
         "is the process's VmHWM, read from /proc every 5 ms while it runs. Goal: exit 2 "
         "(never 70), a few seconds, a few hundred MB at most. The valid Rollout exits 0 "
         "(`lint`, `plan`) or with `policy audit`'s findings code.",
-        "", f"Machine: {machine()}. Run "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average {load} "
-        "(1, 5, 15 min) at the end.", "",
+        "", stamp(), "",
         "| file | size | command | exit | time | peak RSS |",
         "| --- | ---: | --- | ---: | ---: | ---: |",
         *rows, "",

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.results import machine, write_section  # noqa: E402
+from bench.results import stamp, write_section  # noqa: E402
 from meshctl.adapters.istio import IstioRouter  # noqa: E402
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane  # noqa: E402
 from meshctl.adapters.kube import Kube  # noqa: E402
@@ -147,7 +147,7 @@ def main() -> None:
             "pass writes its decision). End: the gateway Envoy's own `/config_dump` has the "
             "weights (polled every 5 ms); and, after it, the controller's view through "
             "istiod's debug API (`/debug/syncz` + generated routes) agrees.\n\n"
-            f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}.\n\n"
+            f"{stamp()}\n\n"
             "| istiod | measure | p50 | p99 | max | target |\n"
             "| --- | --- | ---: | ---: | ---: | --- |\n" + table + "\n"
             "| bring-up | seconds |\n| --- | ---: |\n"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.judge import Judged, JudgeVerdict
@@ -135,7 +135,7 @@ def section(results: dict[str, dict[str, Tally]], runs: int) -> str:
         f"version, stable at {STABLE_MS:g} ms mean latency, no errors), through the "
         f"Prometheus provider and its range queries; {runs} runs per row, each its own "
         "10-minute span.", "",
-        f"Machine: {machine()}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.", "",
+        stamp(), "",
         *rows, "",
         "Noise: each second's mean latency is drawn around the version's mean with the "
         "relative spread named (log-normal), each request around that by 30%. The "

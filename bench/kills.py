@@ -25,14 +25,13 @@ section "Crash safety: kills and faults" of bench/RESULTS.md (through bench/resu
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.localmesh.prometheus import Prometheus, ScrapeTarget
 from meshctl.ops.failpoints import NAMES
 from testworld.cluster import ClusterTier
@@ -141,7 +140,7 @@ def main() -> None:
         "again; judged from the VirtualService, Deployment and Rollout writes seen through "
         "watches and the Rollout's `WeightChanged` events (testworld/kills.py). Goal: 0 in "
         "every column.",
-        "", f"Machine: {machine()}; {datetime.date.today().isoformat()}.", "",
+        "", stamp(), "",
         "| scenario | kills | steps repeated | steps skipped | unsafe states | inconsistent "
         "end | time | clean |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -23,6 +24,14 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
         rest = current[end + 1:] if end >= 0 else ""
         updated = current[:start] + text.rstrip("\n") + ("\n\n" + rest if rest else "")
     path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def stamp() -> str:
+    """The line every section carries: the machine, when it ran, and how busy the
+    machine was (the load average as the benchmark ended)."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"Machine: {machine()}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+            f"load average {load} (1, 5, 15 min) at the end.")
 
 
 def machine() -> str:

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.results import machine, write_section
+from bench.results import stamp, write_section
 from meshctl.localmesh.mesh import SampleApp
 from meshctl.ops.demo import run_scenario
 
@@ -54,7 +52,6 @@ def rollbacks(fault: dict[str, Any], runs: int) -> list[float]:
 
 
 def section(results: dict[str, list[float]], runs: int) -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = ["| fault | runs rolled back | seconds | median | target |",
             "| --- | ---: | --- | ---: | --- |"]
     for name, times in results.items():
@@ -70,8 +67,7 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         "background analysis every 1 s over a 4 s window, minRequests 10, 60 requests/s); "
         "from the fault starting to 100% stable applied at the Envoy (read on each pass, "
         "every 0.25 s at most).", "",
-        f"Machine: {machine()}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average "
-        f"{load} (1, 5, 15 min) at the end.", "",
+        stamp(), "",
         *rows, "",
         "A hard failure is caught by the fast availability check: every measurement "
         "interval (1 s), the canary's availability counted since the later of its run's "
