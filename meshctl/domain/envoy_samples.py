@@ -74,6 +74,21 @@ def parse(text: str) -> Expression:
     return Expression(parts[0], parts[1] if len(parts) == 2 else None)
 
 
+# The judge's built-ins, per Envoy cluster: the mean upstream request time (ms) and the share
+# of requests answered with a 5xx. ``{{cluster}}`` is the version's cluster.
+LATENCY_MEAN = "cluster.{{cluster}}.upstream_rq_time"
+ERROR_RATIO = "cluster.{{cluster}}.upstream_rq_5xx / cluster.{{cluster}}.upstream_rq_total"
+
+
+def render(text: str, variables: Mapping[str, str]) -> str:
+    """``text`` with each ``{{name}}`` replaced, checked to be an expression (ValueError
+    otherwise). ``render(LATENCY_MEAN, {"cluster": "canary"})`` ->
+    ``"cluster.canary.upstream_rq_time"``."""
+    for name, value in variables.items():
+        text = text.replace("{{" + name + "}}", value)
+    return str(parse(text))
+
+
 @dataclass(frozen=True)
 class Reading:
     """The watched stats at one moment (unix seconds): counters by name, and histograms by

@@ -11,6 +11,8 @@ for any number of replicas, from the series the SLO already reads.
 
 from __future__ import annotations
 
+import dataclasses
+
 from meshctl.adapters.statistics import mann_whitney_greater
 from meshctl.domain.judge import Judged, JudgeRequest, JudgeVerdict, Samples, judge
 from meshctl.domain.measurements import Error, Measurement, NoData, Series
@@ -35,7 +37,8 @@ def judgement(request: JudgeRequest, source: object, timeout: float) -> Measurem
                 return type(sampled)(f"judge metric {metric.name} ({version}): {what}")
             sides.append(sampled.values)
         found.append(Samples(metric.name, sides[0], sides[1], metric.direction))
-    result = judge(found, spec.settings, mann_whitney_greater, spec.baseline)
+    result = dataclasses.replace(judge(found, spec.settings, mann_whitney_greater, spec.baseline),
+                                 source=spec.source)
     if result.verdict is JudgeVerdict.NO_DATA or result.score is None:
         return NoData(f"{result.describe()}; need {spec.settings.min_samples} on each side")
     return Judged(result.score, result)
