@@ -1,7 +1,8 @@
 """The comparative judge's measurement: each judge metric's samples for the canary and the
-baseline from the metrics source (a range query each, one sample per sub-window), judged by
-the pure :func:`meshctl.domain.judge.judge` with the Mann-Whitney U test of
-:mod:`meshctl.adapters.statistics`.
+baseline from its sample source (Prometheus: a range query each; Envoy: differences of the
+readings :mod:`meshctl.adapters.envoy_samples` records; one sample per sub-window either
+way), judged by the pure :func:`meshctl.domain.judge.judge` with the Mann-Whitney U test of
+:mod:`meshctl.adapters.statistics`; the judgement names its source.
 
 Why sub-windows and not pods: a sample per pod needs many pods for a test to mean anything
 (a canary often has one or two), and the local mesh has no pods at all; a sample per
