@@ -65,7 +65,8 @@ class JudgementView:
     source: str = "prometheus"  # where the samples came from: prometheus or envoy
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "run": self.run, "at": self.at, "verdict": self.verdict, "score": self.score,
+        return {"source": self.source,
+                "run": self.run, "at": self.at, "verdict": self.verdict, "score": self.score,
                 "baseline": self.baseline,
                 "metrics": [{"name": m.name, "verdict": m.verdict, "direction": m.direction,
                              "pValue": m.p_value, "effectSize": m.effect_size,
