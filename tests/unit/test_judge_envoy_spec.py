@@ -101,3 +101,16 @@ def test_a_rollout_with_local_and_istio_routing_resolved_for_a_cluster_is_refuse
     assert [str(p) for p in exc.value.problems] == [
         "spec.judge.provider.kind: envoy samples are read from the local mesh's Envoy "
         "(meshctl rollout run --mesh local); in a cluster use prometheus"]
+
+
+def test_status_says_the_samples_came_from_envoy() -> None:
+    from meshctl.cli.rollouts import judgement_text
+    from meshctl.ops.views import JudgementView, JudgeMetricView
+
+    view = JudgementView("step-1", "2026-12-04T21:00:00Z", "Fail", 50.0, "stable", (
+        JudgeMetricView("latency", "Fail", "higher-is-worse", 1e-4, 3.0, 20.5, 5.1, 9, 9),),
+        source="envoy")
+
+    assert judgement_text(view).startswith(
+        "Fail, score 50 against stable (step-1, envoy samples): latency Fail +300.0% p=0.0001")
+    assert view.to_json()["source"] == "envoy"
