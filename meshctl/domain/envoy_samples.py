@@ -142,7 +142,7 @@ def sample_times(start: float, end: float, step: float) -> list[float]:
     points). (10, 13, 1) -> [10, 11, 12, 13]; (10, 9, 1) -> []."""
     if step <= 0 or end < start:
         return []
-    return [start + i * step for i in range(int((end - start) // step + 1e-9) + 1)]
+    return [start + i * step for i in range(int((end - start) / step + 1e-9) + 1)]
 
 
 def _covering(readings: Sequence[Reading], begin: float, end: float, gap: float

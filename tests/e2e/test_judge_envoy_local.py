@@ -26,7 +26,7 @@ from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import LocalMeshError
-from meshctl.ops.demo import DEMO_JUDGE, SCENARIO_3_SLO, caught_by, demo_rollout
+from meshctl.ops.demo import DEMO_ENVOY_JUDGE, SCENARIO_3_SLO, caught_by, demo_rollout
 from meshctl.ops.judging import judgement
 from meshctl.ops.local import LocalRollout
 from meshctl.ops.providers import Providers
@@ -35,7 +35,6 @@ from ..integration.conftest import servers_unavailable
 from .test_judge_local import JUDGE, judgements, threshold_failed
 
 pytestmark = [pytest.mark.envoy]
-ENVOY_JUDGE: dict[str, Any] = {**DEMO_JUDGE, "provider": {"kind": "envoy"}}
 
 
 def started_mesh(canary_ms: float, prometheus: bool) -> LocalMesh:
@@ -51,7 +50,7 @@ def started_mesh(canary_ms: float, prometheus: bool) -> LocalMesh:
 def rollout_for(mesh: LocalMesh):
     stable, canary = mesh.stable_app, mesh.canary_app
     return demo_rollout("judged", f"{stable.host}:{stable.port}", f"{canary.host}:{canary.port}",
-                        judge=ENVOY_JUDGE, background=False, slo=SCENARIO_3_SLO)
+                        judge=DEMO_ENVOY_JUDGE, background=False, slo=SCENARIO_3_SLO)
 
 
 def no_prometheus(address: str | None) -> Any:
@@ -112,7 +111,7 @@ def test_a_new_recorder_has_no_samples_from_before_it_started() -> None:
             providers = Providers(no_prometheus, envoy_admin=lambda: mesh.envoy.admin_address)
             try:
                 source = providers.samples(metric.kind, metric.address, metric.judge)
-                time.sleep(2)
+                time.sleep(4)
                 now = datetime.now(UTC)
                 request = metric.request("resumed", now - timedelta(seconds=60), now)
                 assert request.judge is not None
@@ -121,8 +120,9 @@ def test_a_new_recorder_has_no_samples_from_before_it_started() -> None:
                 providers.close()
     finally:
         mesh.stop()
-    assert isinstance(found, NoData), found  # 2 s recorded: not one 4 s sub-window
-    assert "recording since" in found.reason and "in this process only" in found.reason
+    # 4 s recorded: two or three 2 s sub-windows of the 8 the judge needs, or none yet
+    assert isinstance(found, NoData), found
+    assert "need 8 on each side" in found.reason or "recording since" in found.reason, found
 
 
 def run_rollout(mesh: LocalMesh, state: Path) -> Decision:

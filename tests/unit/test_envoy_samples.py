@@ -119,6 +119,11 @@ def test_sample_times(args: tuple[float, float, float], expected: list[float]) -
     assert es.sample_times(*args) == expected
 
 
+def test_sample_times_count_a_span_that_floats_make_a_hair_short() -> None:
+    """0.6 / 0.2 is 2.9999999999999996 in floats: still four points."""
+    assert len(es.sample_times(0.1, 0.7, 0.2)) == 4
+
+
 def test_poll_period_and_what_is_kept() -> None:
     assert es.poll_period(4, 1) == 0.5
     assert es.poll_period(60, 60) == 5.0
