@@ -179,7 +179,8 @@ def section(results: dict[str, dict[str, Tally]], runs: int,
         "The same traffic read from Envoy directly (`provider: {kind: envoy}`): the readings "
         "meshctl's recorder would take every 5 s (Envoy's cumulative counters and latency "
         "histogram), each sample cut from two of them by `meshctl.domain.envoy_samples`; no "
-        "Prometheus.", "", *HEADER, *_rows(envoy), ""]
+        "Prometheus. A sample is a ratio of two differences, as `rate(a)/rate(b)` is, so the "
+        "verdicts should match the Prometheus rows above.", "", *HEADER, *_rows(envoy), ""]
     return "\n".join([
         HEADING, "",
         "`nice python -m bench.judge`: the judge at its default settings (`spec.judge: {}`: "
