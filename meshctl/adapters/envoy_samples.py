@@ -57,8 +57,11 @@ class EnvoySampleRecorder:
             self._stats.update(stats)
 
     def start(self) -> EnvoySampleRecorder:
+        """Take the first reading now (so that it comes before anything the caller starts
+        next, such as an analysis run), then read every ``period`` in the background."""
         if self._thread is None:
             self.since = self._clock()
+            self.record_once()
             self._thread = threading.Thread(target=self._run, name=f"envoy-samples {self.address}",
                                             daemon=True)
             self._thread.start()
@@ -70,10 +73,12 @@ class EnvoySampleRecorder:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
+        due = time.monotonic()
+        while True:  # a steady cadence: a slow answer does not push the next reading back
+            due = max(due + self.period, time.monotonic())
+            if self._stop.wait(due - time.monotonic()):
+                return
             self.record_once()
-            self._stop.wait(max(0.0, self.period - (time.monotonic() - began)))
 
     def record_once(self) -> Reading | None:
         """Read the watched stats once and keep the reading (None: Envoy did not answer)."""
