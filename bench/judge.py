@@ -31,13 +31,16 @@ from typing import Any
 
 from bench.results import stamp, write_section
 from meshctl.adapters.prometheus import PrometheusProvider
+from meshctl.domain import envoy_samples
 from meshctl.domain.analysis import ResolvedMetric
+from meshctl.domain.envoy_samples import Reading
 from meshctl.domain.judge import Judged, JudgeVerdict
+from meshctl.domain.measurements import Sampled, Series
 from meshctl.domain.resolve import MeshKind, resolve_analysis
 from meshctl.domain.spec import Rollout
 from meshctl.domain.validation import load_document
 from meshctl.ops.judging import judgement
-from testworld.backfill import Span, backfilled_prometheus, envoy_history
+from testworld.backfill import Span, backfilled_prometheus, envoy_history, envoy_readings
 
 HEADING = "## Comparative judge: false positives and detection"
 SPAN = 600
@@ -69,12 +72,12 @@ class Tally:
         self.p_below += p is not None and p < significance
 
 
-def default_judge() -> ResolvedMetric:
+def default_judge(judge: dict[str, Any] | None = None) -> ResolvedMetric:
     rollout = load_document({
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "bench"},
         "spec": {"service": "bench", "local": {"stable": {"address": "127.0.0.1:1"},
                                                "canary": {"address": "127.0.0.1:2"}},
-                 "judge": {},
+                 "judge": judge or {},
                  "strategy": {"canary": {"steps": [{"setWeight": 10}, {"analysis": {}}]}}}})
     assert isinstance(rollout, Rollout)
     return resolve_analysis(rollout, {}, MeshKind.ENVOY).steps[1][-1]
@@ -109,10 +112,45 @@ def measure(runs: int, second_sd: float) -> dict[str, Tally]:
     return tallies
 
 
-def section(results: dict[str, dict[str, Tally]], runs: int) -> str:
-    rows = ["| noise | canary | runs | Pass | Marginal | Fail | no data | rate | goal | "
-            "latency p < 0.01 | ms per judgement |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+class Recorded:
+    """What meshctl's Envoy recorder would hold (readings every 5 s, as at the default
+    window and step), answering as it does: samples cut by :mod:`meshctl.domain.envoy_samples`."""
+
+    def __init__(self, readings: list[Reading], window: float, period: float) -> None:
+        self.readings, self.window, self.gap = readings, window, envoy_samples.max_gap(period)
+
+    def samples(self, query: str, start: datetime, end: datetime, step_seconds: float,
+                timeout_seconds: float) -> Sampled:
+        return Series(envoy_samples.samples(
+            self.readings, envoy_samples.parse(query), start.timestamp(), end.timestamp(),
+            step_seconds, self.window, self.gap))
+
+
+def measure_envoy(runs: int, second_sd: float) -> dict[str, Tally]:
+    """As :func:`measure`, the same traffic read as Envoy readings (no Prometheus)."""
+    cases = [STABLE_MS] * runs + [STABLE_MS * 1.1] * runs
+    spans = [Span(i * SPAN, SPAN, STABLE_MS, canary) for i, canary in enumerate(cases)]
+    metric = default_judge({"provider": {"kind": "envoy"}})
+    judge = metric.judge
+    assert judge is not None
+    period = envoy_samples.poll_period(judge.window, judge.step)
+    readings = envoy_readings(spans, poll=int(period), second_sd=second_sd)
+    tallies = {"identical": Tally(), "+10% latency": Tally()}
+    for i, span in enumerate(spans):
+        tally = tallies["identical" if i < runs else "+10% latency"]
+        mine = [r for r in readings if span.start <= r.at <= span.start + SPAN]
+        request = metric.request("bench", datetime.fromtimestamp(span.start, UTC),
+                                 datetime.fromtimestamp(span.start + SPAN, UTC))
+        assert request.judge is not None
+        clock = time.monotonic()
+        tally.add(judgement(request.judge, Recorded(mine, judge.window, period), 10.0),
+                  judge.settings.significance)
+        tally.seconds += time.monotonic() - clock
+    return tallies
+
+
+def _rows(results: dict[str, dict[str, Tally]]) -> list[str]:
+    rows = []
     for noise, tallies in results.items():
         for case, t in tallies.items():
             if case == "identical":
@@ -126,6 +164,23 @@ def section(results: dict[str, dict[str, Tally]], runs: int) -> str:
             rows.append(f"| {noise} | {case} | {t.runs} | {t.passed} | {t.marginal} | "
                         f"{t.failed} | {t.no_data} | {label} | {goal} | {t.p_below} | "
                         f"{1000 * t.seconds / max(t.runs, 1):.0f} |")
+    return rows
+
+
+HEADER = ["| noise | canary | runs | Pass | Marginal | Fail | no data | rate | goal | "
+          "latency p < 0.01 | ms per judgement |",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+
+
+def section(results: dict[str, dict[str, Tally]], runs: int,
+            envoy: dict[str, dict[str, Tally]] | None = None) -> str:
+    rows = [*HEADER, *_rows(results)]
+    envoy_part = [] if envoy is None else [
+        "The same traffic read from Envoy directly (`provider: {kind: envoy}`): the readings "
+        "meshctl's recorder would take every 5 s (Envoy's cumulative counters and latency "
+        "histogram), each sample cut from two of them by `meshctl.domain.envoy_samples`; no "
+        "Prometheus. A sample is a ratio of two differences, as `rate(a)/rate(b)` is, so the "
+        "verdicts should match the Prometheus rows above.", "", *HEADER, *_rows(envoy), ""]
     return "\n".join([
         HEADING, "",
         "`nice python -m bench.judge`: the judge at its default settings (`spec.judge: {}`: "
@@ -144,7 +199,8 @@ def section(results: dict[str, dict[str, Tally]], runs: int) -> str:
         "expected); the 5% tolerance on the effect size is what keeps a significant but "
         "small difference from failing a version. A +10% shift is twice the tolerance; "
         "with bursty noise, 10 one-minute samples a side cannot always tell it apart "
-        "(lengthen the lookback, or take a shorter window, to detect more).", "", "",
+        "(lengthen the lookback, or take a shorter window, to detect more).", "",
+        *envoy_part, "",
     ])
 
 
@@ -154,11 +210,13 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
     results = {noise: measure(args.runs, sd) for noise, sd in NOISE.items()}
-    json.dump({n: {c: vars(t) for c, t in ts.items()} for n, ts in results.items()},
+    envoy = {noise: measure_envoy(args.runs, sd) for noise, sd in NOISE.items()}
+    json.dump({source: {n: {c: vars(t) for c, t in ts.items()} for n, ts in found.items()}
+               for source, found in (("prometheus", results), ("envoy", envoy))},
               sys.stdout, indent=2)
     print()
     if not args.no_write:
-        write_section(HEADING, section(results, args.runs))
+        write_section(HEADING, section(results, args.runs, envoy))
 
 
 if __name__ == "__main__":

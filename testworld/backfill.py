@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshctl.domain.envoy_samples import Reading
 from meshctl.localmesh.prometheus import Prometheus
 
 VERSIONS = ("stable", "canary")
@@ -67,6 +68,29 @@ def envoy_history(spans: Sequence[Span], *, rps: int = 20, scrape: int = 5,
             if second % scrape == 0:
                 _scrape(samples, counters, span.start + second)
     return _text(samples)
+
+
+def envoy_readings(spans: Sequence[Span], *, rps: int = 20, poll: int = 5,
+                   second_sd: float = 0.2, request_sd: float = 0.3, seed: int = 1
+                   ) -> list[Reading]:
+    """The same traffic as :func:`envoy_history` (same seed, same draws), as the readings
+    meshctl's Envoy recorder would have taken every ``poll`` seconds (Envoy's stat names)."""
+    rng = random.Random(seed)
+    counters = {v: _Counters() for v in VERSIONS}
+    readings = []
+    for span in spans:
+        for second in range(span.seconds):
+            for version in VERSIONS:
+                _one_second(counters[version], span, version, rps, second_sd, request_sd, rng)
+            if second % poll == 0:
+                readings.append(Reading(
+                    span.start + second,
+                    {f"cluster.{v}.{name}": value for v, c in counters.items()
+                     for name, value in (("upstream_rq_total", c.total),
+                                         ("upstream_rq_5xx", c.errors))},
+                    {f"cluster.{v}.upstream_rq_time": (c.time_sum, c.total)
+                     for v, c in counters.items()}))
+    return readings
 
 
 def _one_second(c: _Counters, span: Span, version: str, rps: int, second_sd: float,

@@ -144,7 +144,8 @@ def _measurements(view: RolloutView) -> str:
 
 
 def judgement_text(j: JudgementView) -> str:
-    """``Fail, score 50 against stable (step-1): latency Fail +300.0% p=1e-09; ...``"""
+    """``Fail, score 50 against stable (step-1): latency Fail +300.0% p=1e-09; ...``
+    (``(step-1, envoy samples)`` when read from Envoy directly)."""
     def metric(m: JudgeMetricView) -> str:
         if m.verdict == "NoData":
             return f"{m.name} no data ({m.canary_samples}/{m.baseline_samples} samples)"
@@ -153,7 +154,8 @@ def judgement_text(j: JudgementView) -> str:
         return f"{m.name} {m.verdict} {effect} p={p}"
 
     score = "no score" if j.score is None else f"score {j.score:g}"
-    return (f"{j.verdict}, {score} against {j.baseline} ({j.run}): "
+    run = j.run if j.source == "prometheus" else f"{j.run}, {j.source} samples"
+    return (f"{j.verdict}, {score} against {j.baseline} ({run}): "
             + "; ".join(metric(m) for m in j.metrics))
 
 

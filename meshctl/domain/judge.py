@@ -112,6 +112,8 @@ class Judgement:
     baseline: str = field("baseline", default="stable", doc="What the canary was compared "
                           "with: stable, the running stable version (a fresh baseline is not built yet).")
     metrics: tuple[JudgedMetric, ...] = field("metrics", default=())
+    source: str = field("source", default="prometheus", doc="Where the samples came from: "
+                        "prometheus (range queries) or envoy (read from Envoy directly).")
 
     def describe(self) -> str:
         score = "no score" if self.score is None else f"score {self.score:g}"
@@ -202,6 +204,7 @@ class ResolvedJudge:
     window: float = 60.0
     step: float = 60.0
     baseline: str = "stable"
+    source: str = "prometheus"  # the provider kind the samples come from
 
     def span(self, started: datetime, now: datetime) -> tuple[datetime, datetime]:
         """(first, last) sample times of a judgement at ``now`` in a run begun at

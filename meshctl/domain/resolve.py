@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from meshctl.domain import queries
+from meshctl.domain import envoy_samples, queries
 from meshctl.domain.analysis import ResolvedMetric
 from meshctl.domain.conditions import Condition
 from meshctl.domain.engine import ResolvedAnalysis
@@ -194,15 +194,20 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
     assert spec is not None
     window = spec.window or slo.window
     canary, baseline = target.variables(window.text), target.baseline().variables(window.text)
-    latency, errors = _judge_templates(target.mesh, slo.metrics)
-    metrics = [JudgeQuery("latency", latency.render(canary), latency.render(baseline)),
-               JudgeQuery("error-ratio", errors.render(canary), errors.render(baseline))]
+    kind = spec.provider.kind
+    if kind is ProviderKind.ENVOY and target.mesh is not MeshKind.ENVOY:
+        return [Problem("spec.judge.provider.kind", "envoy samples are read from the local "
+                        "mesh's Envoy (meshctl rollout run --mesh local); in a cluster use "
+                        "prometheus")]
+    render = envoy_samples.render if kind is ProviderKind.ENVOY else queries.render
+    latency, errors = _judge_templates(target.mesh, slo.metrics, kind)
+    metrics = [JudgeQuery("latency", render(latency, canary), render(latency, baseline)),
+               JudgeQuery("error-ratio", render(errors, canary), render(errors, baseline))]
     problems = []
     for i, m in enumerate(spec.metrics):
         try:
-            metrics.append(JudgeQuery(m.name, queries.render(m.query, canary),
-                                      queries.render(m.query, baseline), m.direction,
-                                      f"spec.judge.metrics[{i}].query"))
+            metrics.append(JudgeQuery(m.name, render(m.query, canary), render(m.query, baseline),
+                                      m.direction, f"spec.judge.metrics[{i}].query"))
         except ValueError as exc:
             problems.append(Problem(f"spec.judge.metrics[{i}].query", str(exc)))
     if problems:
@@ -212,22 +217,30 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
                              marginal_score=spec.marginal_score)
     judge = ResolvedJudge(tuple(metrics), settings, lookback=spec.lookback.seconds,
                           window=window.seconds,
-                          step=spec.step.seconds if spec.step else window.seconds)
+                          step=spec.step.seconds if spec.step else window.seconds,
+                          source=kind.value)
     return ResolvedMetric(
         name="judge", query=judge.describe(), field="spec.judge", judge=judge,
+        kind=kind, address=spec.provider.address,
         success=Condition.parse(f"result >= {spec.pass_score}"),
         failure=Condition.parse(f"result < {spec.marginal_score}"),
         interval=slo.interval.seconds, count=slo.count, initial_delay=spec.lookback.seconds,
         failure_limit=slo.failure_limit, inconclusive_limit=slo.inconclusive_limit)
 
 
-def _judge_templates(mesh: MeshKind, metrics: SloMetrics) -> tuple[queries.QueryTemplate, ...]:
-    """(mean latency, error ratio) for the judge, from the same series as the SLO's."""
+def _judge_templates(mesh: MeshKind, metrics: SloMetrics, kind: ProviderKind
+                     ) -> tuple[str, str]:
+    """(mean latency, error ratio) for the judge, from the same series as the SLO's (or
+    the same stats read from Envoy directly)."""
+    if kind is ProviderKind.ENVOY:
+        return envoy_samples.LATENCY_MEAN, envoy_samples.ERROR_RATIO
     if mesh is MeshKind.ENVOY:
-        return queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO
-    if metrics is SloMetrics.ENVOY:
-        return queries.ISTIO_ENVOY_LATENCY_MEAN, queries.ISTIO_ENVOY_ERROR_RATIO
-    return queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO
+        found = queries.ENVOY_LATENCY_MEAN, queries.ENVOY_ERROR_RATIO
+    elif metrics is SloMetrics.ENVOY:
+        found = queries.ISTIO_ENVOY_LATENCY_MEAN, queries.ISTIO_ENVOY_ERROR_RATIO
+    else:
+        found = queries.ISTIO_LATENCY_MEAN, queries.ISTIO_ERROR_RATIO
+    return found[0].text, found[1].text
 
 
 def template_metrics(ref_path: str, refs: tuple[TemplateRef, ...], args: tuple[Arg, ...],

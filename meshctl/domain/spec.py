@@ -16,6 +16,7 @@ from meshctl.domain.fields import field
 from meshctl.domain.judge import Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.notifications import NotificationSink
+from meshctl.domain.providers import ProviderKind
 from meshctl.domain.release_gates import GateSpec
 from meshctl.domain.routers import TrafficRouting
 from meshctl.domain.routers.istio import DestinationRuleRef, IstioRouting, VirtualServiceRef
@@ -219,9 +220,25 @@ class JudgeMetricSpec:
         "query", required=True, multiline=True,
         doc="PromQL giving one number per sub-window, rendered once for the canary and once "
         "for the baseline: {{workload}} (in a cluster) or {{cluster}} (the local mesh's "
-        "Envoy cluster) name the version, {{window}} is the judge's window.")
+        "Envoy cluster) name the version, {{window}} is the judge's window. With "
+        "provider.kind envoy: an Envoy stat (a histogram's mean, a counter per second) or "
+        "COUNTER / COUNTER, e.g. cluster.{{cluster}}.upstream_rq_retry / "
+        "cluster.{{cluster}}.upstream_rq_total.")
     direction: Direction = field("direction", default=Direction.HIGHER_IS_WORSE,
                                  doc="higher-is-worse (latency, errors) or lower-is-worse.")
+
+
+@dataclass(frozen=True)
+class JudgeProvider:
+    """Where the judge's samples come from."""
+
+    kind: ProviderKind = field(
+        "kind", default=ProviderKind.PROMETHEUS,
+        doc="prometheus (a range query per sub-window) or envoy (Envoy's own stats, read "
+        "directly by meshctl every fraction of a step; the local mesh only).")
+    address: str | None = field(
+        "address", doc="prometheus: its URL (default the controller's, or the local mesh's); "
+        "envoy: the admin host:port (default the local mesh's Envoy).")
 
 
 @dataclass(frozen=True)
@@ -253,6 +270,7 @@ class JudgeSpec:
         "marginalScore", default=75, minimum=0, maximum=100,
         doc="From here up to passScore a person decides (the rollout pauses); below, it fails.")
     metrics: tuple[JudgeMetricSpec, ...] = field("metrics", default=())
+    provider: JudgeProvider = field("provider", default=JudgeProvider())
 
     @property
     def tolerance_ratio(self) -> float:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from meshctl.domain import jsonpath
+from meshctl.domain import envoy_samples, jsonpath
 from meshctl.domain.conditions import Condition
 from meshctl.domain.durations import format_duration
 from meshctl.domain.fields import from_json
@@ -89,6 +89,7 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _security_problems(spec)
     yield from BACKENDS[LOCAL_MESH].spec_problems(spec)
     yield from _judge_problems(spec)
+    yield from _judge_provider_problems(spec)
     yield from gate_problems(spec.gates, local=spec.local is not None)
     yield from sink_problems(spec.notifications)
     if spec.workload_ref is None and spec.local is None:
@@ -173,6 +174,35 @@ def _judge_problems(spec: RolloutSpec) -> Iterator[Problem]:
         if name in BUILTIN_JUDGE_METRICS or name in names[:i]:
             yield Problem(f"spec.judge.metrics[{i}].name", f"{name!r} is already a judge "
                           "metric; give it another name")
+
+
+ENVOY_ADMIN = re.compile(r"^[^\s:/]+:[0-9]{1,5}$")
+
+
+def _judge_provider_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """Where the judge's samples come from: Prometheus, or the local mesh's Envoy (whose
+    judge metrics name Envoy stats, not PromQL)."""
+    judge = spec.judge
+    if judge is None or judge.provider.kind is ProviderKind.PROMETHEUS:
+        return
+    path = "spec.judge.provider"
+    if judge.provider.kind is not ProviderKind.ENVOY:
+        yield Problem(f"{path}.kind", f"{judge.provider.kind.value} reads one number, not "
+                      "samples over time; use prometheus or envoy")
+        return
+    if spec.local is None:
+        yield Problem(f"{path}.kind", "envoy samples are read from the local mesh's Envoy "
+                      "(meshctl rollout run --mesh local, spec.local); in a cluster use "
+                      "prometheus")
+    if judge.provider.address is not None and not ENVOY_ADMIN.match(judge.provider.address):
+        yield Problem(f"{path}.address", f"{judge.provider.address!r} is not an Envoy admin "
+                      "address; give host:port, e.g. 127.0.0.1:9901")
+    for i, metric in enumerate(judge.metrics):
+        try:
+            envoy_samples.render(metric.query, {"cluster": "canary", "workload": "canary"})
+        except ValueError as exc:
+            yield Problem(f"spec.judge.metrics[{i}].query", f"{exc}; PromQL needs "
+                          f"{path}.kind prometheus")
 
 
 def _security_problems(spec: RolloutSpec) -> Iterator[Problem]:

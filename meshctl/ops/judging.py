@@ -1,7 +1,8 @@
 """The comparative judge's measurement: each judge metric's samples for the canary and the
-baseline from the metrics source (a range query each, one sample per sub-window), judged by
-the pure :func:`meshctl.domain.judge.judge` with the Mann-Whitney U test of
-:mod:`meshctl.adapters.statistics`.
+baseline from its sample source (Prometheus: a range query each; Envoy: differences of the
+readings :mod:`meshctl.adapters.envoy_samples` records; one sample per sub-window either
+way), judged by the pure :func:`meshctl.domain.judge.judge` with the Mann-Whitney U test of
+:mod:`meshctl.adapters.statistics`; the judgement names its source.
 
 Why sub-windows and not pods: a sample per pod needs many pods for a test to mean anything
 (a canary often has one or two), and the local mesh has no pods at all; a sample per
@@ -10,6 +11,8 @@ for any number of replicas, from the series the SLO already reads.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from meshctl.adapters.statistics import mann_whitney_greater
 from meshctl.domain.judge import Judged, JudgeRequest, JudgeVerdict, Samples, judge
@@ -35,7 +38,8 @@ def judgement(request: JudgeRequest, source: object, timeout: float) -> Measurem
                 return type(sampled)(f"judge metric {metric.name} ({version}): {what}")
             sides.append(sampled.values)
         found.append(Samples(metric.name, sides[0], sides[1], metric.direction))
-    result = judge(found, spec.settings, mann_whitney_greater, spec.baseline)
+    result = dataclasses.replace(judge(found, spec.settings, mann_whitney_greater, spec.baseline),
+                                 source=spec.source)
     if result.verdict is JudgeVerdict.NO_DATA or result.score is None:
         return NoData(f"{result.describe()}; need {spec.settings.min_samples} on each side")
     return Judged(result.score, result)

@@ -106,6 +106,9 @@ class LocalRollout:
                                         canary_replicas=1 if running else 0)
         self._providers: dict[str | None, MetricProvider] = {}
         self.providers = Providers(self.metrics, envoy_admin=lambda: self.mesh.envoy.admin_address)
+        # a judge reading Envoy records from now on: its lookback fills while the rollout
+        # moves (a resumed run has lost what the killed one recorded)
+        self.providers.prepare(self.plans)
         if status.stable_revision == self.canary_revision:  # resumed after promotion began
             self.workloads.point_stable_at(self.canary_revision)
         if status.analysis and without_pending_runs(status.analysis) != status.analysis:
@@ -144,7 +147,15 @@ class LocalRollout:
     def run(self, timeout: float | None = None,
             on_pass: Callable[[Decision], None] | None = None,
             max_sleep: float = 1.0) -> Decision:
-        """Reconcile until finished (see :func:`is_finished`) or ``timeout`` seconds."""
+        """Reconcile until finished (see :func:`is_finished`) or ``timeout`` seconds; the
+        judge's Envoy recorders stop then."""
+        try:
+            return self._run(timeout, on_pass, max_sleep)
+        finally:
+            self.providers.close()
+
+    def _run(self, timeout: float | None, on_pass: Callable[[Decision], None] | None,
+             max_sleep: float) -> Decision:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:

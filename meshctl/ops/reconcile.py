@@ -101,11 +101,11 @@ def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | Non
     taken = []
     for r in requests:
         try:
-            source = registry.source(r.kind, r.address)
             if r.judge is not None:
-                value = judgement(r.judge, source, r.timeout)
+                value = judgement(r.judge, registry.samples(r.kind, r.address, r.judge.judge),
+                                  r.timeout)
             else:
-                value = source.measure(r.query, r.timeout)
+                value = registry.source(r.kind, r.address).measure(r.query, r.timeout)
         except Exception as exc:  # a provider must not raise; if it does, it is a measurement
             value = Error(f"{type(exc).__name__}: {exc}")
         taken.append(TakenMeasurement(r.run, r.metric, now, value))

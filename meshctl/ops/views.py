@@ -62,9 +62,11 @@ class JudgementView:
     score: float | None
     baseline: str  # what the canary was compared with: stable (or baseline)
     metrics: tuple[JudgeMetricView, ...] = ()
+    source: str = "prometheus"  # where the samples came from: prometheus or envoy
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "at": self.at, "verdict": self.verdict, "score": self.score,
+        return {"source": self.source,
+                "run": self.run, "at": self.at, "verdict": self.verdict, "score": self.score,
                 "baseline": self.baseline,
                 "metrics": [{"name": m.name, "verdict": m.verdict, "direction": m.direction,
                              "pValue": m.p_value, "effectSize": m.effect_size,
@@ -172,7 +174,7 @@ def _judgement(status: RolloutStatus) -> JudgementView | None:
     return JudgementView(run, _iso(at), j.verdict.value, j.score, j.baseline, tuple(
         JudgeMetricView(m.name, m.verdict.value, m.direction.value, m.p_value, m.effect_size,
                         m.canary_mean, m.baseline_mean, m.canary_samples, m.baseline_samples)
-        for m in j.metrics))
+        for m in j.metrics), j.source)
 
 
 def first_image(template: Any) -> str:
