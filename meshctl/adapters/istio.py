@@ -72,8 +72,9 @@ class IstioRouter:
         return self._unobserved
 
     def apply(self, split: TrafficSplit) -> None:
-        """Write ``split``; the canary subset exists (at the proxies too) before a route
-        uses it. It leaves once the rollout is settled (:meth:`drop_canary_subset`)."""
+        """Write ``split``; the canary subset (and a fresh baseline's) exists, at the
+        proxies too, before a route uses it. They leave once the rollout is settled
+        (:meth:`drop_canary_subset`)."""
         ns, rollout = self.rollout.namespace, self.rollout
         dr = self.routing.destination_rule
         if dr is not None and uses_canary(split):
@@ -81,6 +82,8 @@ class IstioRouter:
                 *ISTIO, ns, "destinationrules", dr.name,
                 lambda obj: with_canary_subset(remember_original(obj), rollout))
             self._wait_for_subset(dr.canary_subset)
+            if rollout.spec.fresh_baseline:
+                self._wait_for_subset(dr.baseline_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, ns, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(remember_original(vs), rollout, split))

@@ -13,7 +13,7 @@ from typing import Any
 
 from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
-from meshctl.domain.judge import Direction
+from meshctl.domain.judge import Baseline, Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.release_gates import GateSpec
@@ -253,6 +253,15 @@ class JudgeSpec:
         "marginalScore", default=75, minimum=0, maximum=100,
         doc="From here up to passScore a person decides (the rollout pauses); below, it fails.")
     metrics: tuple[JudgeMetricSpec, ...] = field("metrics", default=())
+    baseline: Baseline = field(
+        "baseline", default=Baseline.STABLE,
+        doc="stable: compare with the running stable version; fresh: meshctl starts a new "
+        "Deployment of the stable revision at the canary's size, with the same weight as "
+        "the canary, and removes it when the rollout ends.")
+
+    @property
+    def fresh_baseline(self) -> bool:
+        return self.baseline is Baseline.FRESH
 
     @property
     def tolerance_ratio(self) -> float:
@@ -341,6 +350,11 @@ class RolloutSpec:
     notifications: tuple[NotificationSink, ...] = field(
         "notifications", default=(), doc="Where the rollout's events are sent (CloudEvents "
         "or Slack-compatible text).")
+
+    @property
+    def fresh_baseline(self) -> bool:
+        """A fresh baseline runs beside the canary (``spec.judge.baseline: fresh``)."""
+        return self.judge is not None and self.judge.fresh_baseline
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ class LocalWorkloads:
         self._stable_serves = stable_revision
         self._canary_replicas = canary_replicas
 
-    def observe(self) -> tuple[WorkloadState, WorkloadState]:
+    def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
         layout = self._mesh.xds.layout
         stable_up = self._stable_upstream()
         stable = WorkloadState(1, 1 if accepts(stable_up.host, stable_up.port) else 0, self._stable_serves)
         ready = self._canary_replicas if accepts(layout.canary.host, layout.canary.port) else 0
         canary = WorkloadState(self._canary_replicas, ready, self._revisions["canary"])
-        return stable, canary
+        return stable, canary, WorkloadState()
 
     def apply(self, desired: DesiredWorkloads) -> None:
         self._canary_replicas = desired.canary_replicas
