@@ -318,6 +318,9 @@ class LocalVersion:
 class LocalSpec:
     stable: LocalVersion = field("stable", required=True)
     canary: LocalVersion = field("canary", required=True)
+    baseline: LocalVersion | None = field(
+        "baseline", doc="A new instance of the stable version, for spec.judge.baseline "
+        "fresh: a command meshctl starts with the mesh and stops after, or an address.")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.resolve import Target, judge_metric, resolve_analysis
 from meshctl.domain.rollout_plan import rollout_plan
-from meshctl.domain.routers import backend_of
+from meshctl.domain.routers import backend_of, local
 from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.routers.istio import (
     apply_split,
@@ -278,3 +278,39 @@ def test_a_restarted_controller_resumes_with_the_same_baseline():
     assert world.weights_written() == [(100, 0), (60, 20), (20, 40)]  # each once
     assert world.written == TrafficSplit(Weights(20, 40, 40))
     assert world.baseline.replicas == 2
+
+
+# -- the local mesh ----------------------------------------------------------------------
+
+
+def test_the_local_route_has_a_third_cluster_only_while_the_baseline_has_weight():
+    split = TrafficSplit(Weights(60, 20, 20))
+    config = local.route_configuration(split)
+    clusters = config["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
+    assert clusters[-1] == {"name": "baseline", "weight": 20}
+    assert local.split_of(config) == split
+    two = local.route_configuration(TrafficSplit(Weights(90, 10)))
+    assert len(two["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]) == 2
+
+
+LOCAL = {"stable": {"address": "127.0.0.1:8001"}, "canary": {"address": "127.0.0.1:8002"}}
+
+
+@pytest.mark.parametrize(("d", "expected"), [
+    (doc(routing={}, local=LOCAL),
+     "spec.local.baseline: is required with spec.judge.baseline fresh: give the address or "
+     "command of a new instance of the stable version"),
+    (doc(routing={}, baseline="stable", local={**LOCAL, "baseline": {"address": "h:1"}}),
+     "spec.local.baseline: is used only with spec.judge.baseline fresh; remove it or set that"),
+    (doc(routing={}, local={**LOCAL, "baseline": {}}),
+     "spec.local.baseline: give exactly one of address or command"),
+])
+def test_a_local_fresh_baseline_needs_its_own_endpoint(d, expected):
+    d["spec"].pop("trafficRouting")
+    assert expected in problems(d)
+
+
+def test_a_local_fresh_baseline_with_its_endpoint_is_valid():
+    d = doc(local={**LOCAL, "baseline": {"command": ["app", "--version", "v1"]}})
+    d["spec"].pop("trafficRouting")
+    assert load(d).spec.local is not None
