@@ -320,7 +320,14 @@ class LocalSpec:
     canary: LocalVersion = field("canary", required=True)
     baseline: LocalVersion | None = field(
         "baseline", doc="A new instance of the stable version, for spec.judge.baseline "
-        "fresh: a command meshctl starts with the mesh and stops after, or an address.")
+        "fresh: a command meshctl starts with the mesh and stops after, or an address; "
+        "default: the stable command, started a second time.")
+
+    def fresh_baseline(self, fresh: bool) -> LocalVersion | None:
+        """The fresh baseline's endpoint when ``fresh``: its own, or the stable command."""
+        if not fresh:
+            return None
+        return self.baseline or (self.stable if self.stable.command else None)
 
 
 @dataclass(frozen=True)

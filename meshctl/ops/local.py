@@ -200,7 +200,8 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
         for leftover in leftovers:
             if on_leftover is not None:
                 on_leftover(leftover)
-        baseline = backend_of(local.baseline) if local.baseline is not None else None
+        fresh = local.fresh_baseline(rollout.spec.fresh_baseline)
+        baseline = backend_of(fresh) if fresh is not None else None
         mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
                                              canary=backend_of(local.canary),
                                              baseline=baseline,

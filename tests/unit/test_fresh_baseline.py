@@ -298,8 +298,9 @@ LOCAL = {"stable": {"address": "127.0.0.1:8001"}, "canary": {"address": "127.0.0
 
 @pytest.mark.parametrize(("d", "expected"), [
     (doc(routing={}, local=LOCAL),
-     "spec.local.baseline: is required with spec.judge.baseline fresh: give the address or "
-     "command of a new instance of the stable version"),
+     "spec.local.baseline: is required with spec.judge.baseline fresh and a stable address: "
+     "give the address or command of a new instance of the stable version (a stable command "
+     "is started twice by default)"),
     (doc(routing={}, baseline="stable", local={**LOCAL, "baseline": {"address": "h:1"}}),
      "spec.local.baseline: is used only with spec.judge.baseline fresh; remove it or set that"),
     (doc(routing={}, local={**LOCAL, "baseline": {}}),
@@ -310,7 +311,14 @@ def test_a_local_fresh_baseline_needs_its_own_endpoint(d, expected):
     assert expected in problems(d)
 
 
-def test_a_local_fresh_baseline_with_its_endpoint_is_valid():
+def test_a_local_fresh_baseline_is_its_own_endpoint_or_the_stable_command_again():
     d = doc(local={**LOCAL, "baseline": {"command": ["app", "--version", "v1"]}})
     d["spec"].pop("trafficRouting")
-    assert load(d).spec.local is not None
+    found = load(d).spec.local
+    assert found is not None and found.fresh_baseline(True) == found.baseline
+    command = {"stable": {"command": ["app", "--port", "{port}"]}, "canary": LOCAL["canary"]}
+    d = doc(local=command)
+    d["spec"].pop("trafficRouting")
+    found = load(d).spec.local
+    assert found is not None and found.fresh_baseline(True) == found.stable
+    assert found.fresh_baseline(False) is None

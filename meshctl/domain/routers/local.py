@@ -127,9 +127,10 @@ def _spec_problems(spec: RolloutSpec) -> Iterator[Problem]:
     baseline's endpoint exactly when ``spec.judge.baseline`` is fresh."""
     if spec.local is None:
         return
-    if spec.fresh_baseline and spec.local.baseline is None:
-        yield Problem("spec.local.baseline", "is required with spec.judge.baseline fresh: "
-                      "give the address or command of a new instance of the stable version")
+    if spec.fresh_baseline and spec.local.baseline is None and not spec.local.stable.command:
+        yield Problem("spec.local.baseline", "is required with spec.judge.baseline fresh and "
+                      "a stable address: give the address or command of a new instance of "
+                      "the stable version (a stable command is started twice by default)")
     elif spec.local.baseline is not None and not spec.fresh_baseline:
         yield Problem("spec.local.baseline", "is used only with spec.judge.baseline fresh; "
                       "remove it or set that")
