@@ -19,7 +19,7 @@ from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.routers.backend import remember_original, take_original
 from meshctl.domain.routers.istio import (
     apply_split,
-    canary_subset_is_borrowed,
+    borrowed_subsets,
     managed_route_names,
     read_split,
     restored_virtual_service,
@@ -120,9 +120,9 @@ class IstioRouter:
 
     def _without_borrowed_subset(self, dr: Object) -> Object:
         original = take_original(dr)
-        if original is None or canary_subset_is_borrowed(original, self.rollout):
+        if original is None:
             return without_canary_subset(dr, self.rollout)
-        return dr
+        return without_canary_subset(dr, self.rollout, borrowed_subsets(original, self.rollout))
 
     def settle(self) -> None:
         """The rollout is over and the proxies send everything to stable: the canary subset
@@ -139,6 +139,7 @@ class IstioRouter:
 
     def _remove_borrowed_subset(self, dr: Object) -> Object:
         raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC)
-        if raw is not None and not canary_subset_is_borrowed(json.loads(raw), self.rollout):
-            return dr
-        return without_canary_subset(dr, self.rollout)
+        if raw is None:
+            return without_canary_subset(dr, self.rollout)
+        return without_canary_subset(dr, self.rollout, borrowed_subsets(json.loads(raw),
+                                                                        self.rollout))

@@ -40,9 +40,11 @@ class KubeWorkloads:
         return self.kube.get_or_none(*APPS, self.rollout.namespace, "deployments", name)
 
     def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
-        baseline = self._get(self.baseline_name) if self.rollout.spec.fresh_baseline else None
+        # read even without spec.judge.baseline fresh: one turned off mid-rollout still has
+        # weight until the next write takes it away, and goes only after that
         return (workload_state(self._get(self.stable_name)),
-                workload_state(self._get(self.canary_name)), workload_state(baseline))
+                workload_state(self._get(self.canary_name)),
+                workload_state(self._get(self.baseline_name)))
 
     def apply(self, desired: DesiredWorkloads) -> None:
         template = self.rollout.spec.template

@@ -22,6 +22,7 @@ from meshctl.domain.routers.istio import (
     apply_split,
     baseline_destination_rule,
     baseline_virtual_service,
+    borrowed_subsets,
     read_split,
     with_canary_subset,
     without_canary_subset,
@@ -322,3 +323,14 @@ def test_a_local_fresh_baseline_is_its_own_endpoint_or_the_stable_command_again(
     found = load(d).spec.local
     assert found is not None and found.fresh_baseline(True) == found.stable
     assert found.fresh_baseline(False) is None
+
+
+def test_a_canary_subset_the_user_defined_stays_while_the_borrowed_baseline_subset_goes():
+    rollout = load(doc())
+    own_canary = {"name": "canary", "labels": {"meshctl.io/track": "canary"}}
+    original = {"host": "web", "subsets": [{"name": "stable", "labels": {"app": "web"}},
+                                           own_canary]}
+    assert borrowed_subsets(original, rollout) == {"baseline"}
+    dr = with_canary_subset({"spec": original}, rollout)
+    kept = without_canary_subset(dr, rollout, borrowed_subsets(original, rollout))
+    assert kept["spec"]["subsets"] == original["subsets"]

@@ -250,13 +250,11 @@ def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
     return out
 
 
-def canary_subset_is_borrowed(original: Mapping[str, Any], rollout: Rollout) -> bool:
-    """True when meshctl added the canary subset (the DestinationRule had none by that name)."""
-    routing = _istio(rollout)
-    assert routing.destination_rule is not None
-    name = routing.destination_rule.canary_subset
-    return not any(s.get("name") == name for s in original.get("subsets", [])
-                   if isinstance(s, dict))
+def borrowed_subsets(original: Mapping[str, Any], rollout: Rollout) -> set[str]:
+    """The subsets meshctl adds (the canary's, a fresh baseline's) that the DestinationRule
+    did not have as meshctl found it (``original``, its spec)."""
+    had = {s.get("name") for s in original.get("subsets", []) if isinstance(s, dict)}
+    return set(_own_subsets(rollout)) - had
 
 
 def uses_canary(split: TrafficSplit) -> bool:
@@ -311,10 +309,12 @@ def with_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
     return out
 
 
-def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
+def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout,
+                          only: set[str] | None = None) -> Obj:
     """The DestinationRule with the subsets meshctl added removed (after routes stop using
-    them)."""
-    own = _own_subsets(rollout)
+    them); ``only``: just those of them (the ones it borrowed)."""
+    own = {name: track for name, track in _own_subsets(rollout).items()
+           if only is None or name in only}
     out = copy.deepcopy(dict(dr))
     subsets = out.get("spec", {}).get("subsets", [])
     out.setdefault("spec", {})["subsets"] = [
