@@ -16,7 +16,7 @@ from meshctl.domain.phases import Phase
 from meshctl.domain.problems import InvalidSpec
 from meshctl.domain.resolve import Target, judge_metric, resolve_analysis
 from meshctl.domain.rollout_plan import rollout_plan
-from meshctl.domain.routers import backend_of, local
+from meshctl.domain.routers import backend_of, gatewayapi, local
 from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.routers.istio import (
     apply_split,
@@ -111,8 +111,11 @@ GATEWAY = {"gatewayAPI": {"httpRoute": {"name": "web"}, "stableService": "web",
      "spec.strategy.canary.steps[0].setWeight: 60 is above 50: with spec.judge.baseline fresh "
      "the baseline takes as much as the canary; use at most 50 (promotion moves the rest)"),
     (doc(routing=GATEWAY),
-     "spec.judge.baseline: fresh needs a third destination, which the gatewayAPI backend "
-     "cannot route; use istio routing with a destinationRule, or baseline: stable"),
+     "spec.trafficRouting.gatewayAPI.baselineService: is required with spec.judge.baseline "
+     "fresh: name a Service that selects the pods labelled meshctl.io/track: baseline"),
+    (doc(routing={"gatewayAPI": {**GATEWAY["gatewayAPI"], "baselineService": "web"}}),
+     "spec.trafficRouting.gatewayAPI.baselineService: must differ from stableService and "
+     "canaryService"),
     (doc(routing={"istio": {"virtualService": {"name": "web"}, "stableService": "web",
                             "canaryService": "web-canary"}}),
      "spec.judge.baseline: fresh needs subset-level routing: give "
@@ -334,3 +337,18 @@ def test_a_canary_subset_the_user_defined_stays_while_the_borrowed_baseline_subs
     dr = with_canary_subset({"spec": original}, rollout)
     kept = without_canary_subset(dr, rollout, borrowed_subsets(original, rollout))
     assert kept["spec"]["subsets"] == original["subsets"]
+
+
+def test_the_http_route_has_a_third_backend_ref_and_reads_back():
+    routing = {"gatewayAPI": {**GATEWAY["gatewayAPI"], "baselineService": "web-baseline"}}
+    rollout = load(doc(routing=routing))
+    route = gatewayapi.baseline(rollout)[0]
+    assert route is not None
+    split = TrafficSplit(Weights(60, 20, 20))
+    written = gatewayapi.apply_split(route, rollout, split)
+    assert written["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "web", "port": 80, "weight": 60}, {"name": "web-canary", "port": 80, "weight": 20},
+        {"name": "web-baseline", "port": 80, "weight": 20}]
+    assert gatewayapi.read_split(written, rollout) == split
+    assert gatewayapi.envoy_shape(rollout).track(
+        "outbound|80||web-baseline.shop.svc.cluster.local") == "baseline"
