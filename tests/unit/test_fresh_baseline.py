@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from meshctl.api.messages import from_message, to_message
 from meshctl.domain.dataplane import splits_in
 from meshctl.domain.engine import WorkloadState
 from meshctl.domain.intents import Intents
@@ -32,6 +33,7 @@ from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import baseline_deployment, workload_state
+from meshctl.ops.views import view_of
 
 from .sim import Sim
 
@@ -352,3 +354,21 @@ def test_the_http_route_has_a_third_backend_ref_and_reads_back():
     assert gatewayapi.read_split(written, rollout) == split
     assert gatewayapi.envoy_shape(rollout).track(
         "outbound|80||web-baseline.shop.svc.cluster.local") == "baseline"
+
+
+# -- what a person and a pipeline see ---------------------------------------------------
+
+
+def test_status_json_grpc_and_the_table_carry_the_baselines_weight():
+    obj = {"metadata": {"name": "web", "namespace": "shop"},
+           "status": {"phase": "Paused",
+                      "weights": {"stable": 60, "canary": 20, "baseline": 20,
+                                  "observed": {"stable": 60, "canary": 20, "baseline": 20}}}}
+    view = view_of(obj)
+    assert view.to_json()["weights"] == {"stable": 60, "canary": 20, "baseline": 20}
+    assert view.to_json()["observedWeights"] == {"stable": 60, "canary": 20, "baseline": 20}
+    back = from_message(to_message(view))
+    assert back.weights == view.weights and back.observed_weights == view.observed_weights
+    two = view_of({**obj, "status": {"phase": "Healthy"}})
+    assert two.to_json()["weights"] == {"stable": 100, "canary": 0}
+    assert from_message(to_message(two)).weights.baseline == 0
