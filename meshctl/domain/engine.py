@@ -14,7 +14,9 @@ enough ready replicas for the new weight; abort sends 100% to stable first in on
 with header and mirror routes removed, and the canary is scaled down only after the stable
 split is observed; inconclusive analysis pauses for a human, unless only the metrics
 source was missing (then the pause lasts until it answers); all state is in the status, so
-a restart continues exactly; a second pass on the same world changes nothing.
+a restart continues exactly; a second pass on the same world changes nothing. A fresh
+baseline (``spec.judge.baseline: fresh``) has the canary's replicas, gets weight only once
+it has them ready, and keeps its replicas while it has weight written or observed.
 """
 
 from __future__ import annotations
