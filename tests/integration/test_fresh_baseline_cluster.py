@@ -139,14 +139,19 @@ def test_a_killed_controller_finds_the_same_baseline_again(kube, cluster, namesp
     uids = {c.obj["metadata"]["uid"] for c in changes
             if c.plural == "deployments" and c.name == "web-baseline"}
     assert len(uids) == 1, f"{len(uids)} baseline Deployments were made"
-    splits = []
-    for c in changes:
+    splits, ready, unsafe = [], 0, []
+    for c in changes:  # in the order etcd committed them
+        if c.plural == "deployments" and c.name == "web-baseline":
+            ready = int((c.obj.get("status") or {}).get("readyReplicas") or 0)
         if c.plural == "virtualservices":
             found = route(c.obj)
             split = (found.get("stable"), found.get("canary"), found.get("baseline"))
+            if (found.get("baseline") or 0) > 0 and ready == 0:
+                unsafe.append(split)  # weight on a baseline with no ready pod
             if not splits or splits[-1] != split:
                 splits.append(split)
     assert [s for s in splits if s[1]] == [(60, 20, 20), (20, 40, 40)]  # each step once
+    assert unsafe == []
     assert admin.get_or_none("apps", "v1", namespace, "deployments", "web-baseline") is None
 
 
