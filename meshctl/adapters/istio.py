@@ -19,7 +19,7 @@ from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.routers.backend import remember_original, take_original
 from meshctl.domain.routers.istio import (
     apply_split,
-    canary_subset_is_borrowed,
+    borrowed_subsets,
     managed_route_names,
     read_split,
     restored_virtual_service,
@@ -72,13 +72,16 @@ class IstioRouter:
         return self._unobserved
 
     def apply(self, split: TrafficSplit) -> None:
-        """Write ``split``; the canary subset exists (at the proxies too) before a route
-        uses it. It leaves once the rollout is settled (:meth:`drop_canary_subset`)."""
+        """Write ``split``; the canary subset (and a fresh baseline's) exists, at the
+        proxies too, before a route uses it. They leave once the rollout is settled
+        (:meth:`drop_canary_subset`)."""
+        rollout = self.rollout
         dr = self.routing.destination_rule
         if dr is not None and uses_canary(split):
             self.prepare()  # written already while the canary started: no write then
             self._wait_for_subset(dr.canary_subset)
-        rollout = self.rollout
+            if rollout.spec.fresh_baseline:
+                self._wait_for_subset(dr.baseline_subset)
         updated = self.kube.update_with_retry(
             *ISTIO, rollout.namespace, "virtualservices", self.routing.virtual_service.name,
             lambda vs: apply_split(remember_original(vs), rollout, split))
@@ -126,9 +129,9 @@ class IstioRouter:
 
     def _without_borrowed_subset(self, dr: Object) -> Object:
         original = take_original(dr)
-        if original is None or canary_subset_is_borrowed(original, self.rollout):
+        if original is None:
             return without_canary_subset(dr, self.rollout)
-        return dr
+        return without_canary_subset(dr, self.rollout, borrowed_subsets(original, self.rollout))
 
     def settle(self) -> None:
         """The rollout is over and the proxies send everything to stable: the canary subset
@@ -145,6 +148,7 @@ class IstioRouter:
 
     def _remove_borrowed_subset(self, dr: Object) -> Object:
         raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC)
-        if raw is not None and not canary_subset_is_borrowed(json.loads(raw), self.rollout):
-            return dr
-        return without_canary_subset(dr, self.rollout)
+        if raw is None:
+            return without_canary_subset(dr, self.rollout)
+        return without_canary_subset(dr, self.rollout, borrowed_subsets(json.loads(raw),
+                                                                        self.rollout))

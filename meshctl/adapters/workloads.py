@@ -1,5 +1,5 @@
-"""Workloads over a real cluster: the stable Deployment and the ``<name>-canary``
-Deployment meshctl clones from it.
+"""Workloads over a real cluster: the stable Deployment, the ``<name>-canary``
+Deployment meshctl clones from it, and a fresh baseline's ``<name>-baseline``.
 
 Translate, never decide: the Deployments to write come from :mod:`meshctl.domain.workloads`.
 """
@@ -13,6 +13,8 @@ from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.engine import DesiredWorkloads, WorkloadState
 from meshctl.domain.spec import Rollout
 from meshctl.domain.workloads import (
+    baseline_deployment,
+    baseline_name,
     canary_deployment,
     canary_name,
     promoted_template,
@@ -25,18 +27,24 @@ APPS = ("apps", "v1")
 class KubeWorkloads:
     """Workloads over the stable Deployment and the ``<name>-canary`` Deployment."""
 
-    def __init__(self, kube: Kube, rollout: Rollout) -> None:
-        self.kube, self.rollout = kube, rollout
+    def __init__(self, kube: Kube, rollout: Rollout, owner_uid: str = "") -> None:
+        """``owner_uid``: the Rollout's uid, the owner of a fresh baseline."""
+        self.kube, self.rollout, self.owner_uid = kube, rollout, owner_uid
         ref = rollout.spec.workload_ref
         assert ref is not None
         self.stable_name = ref.name
         self.canary_name = canary_name(ref.name)
+        self.baseline_name = baseline_name(ref.name)
 
     def _get(self, name: str) -> Object | None:
         return self.kube.get_or_none(*APPS, self.rollout.namespace, "deployments", name)
 
-    def observe(self) -> tuple[WorkloadState, WorkloadState]:
-        return workload_state(self._get(self.stable_name)), workload_state(self._get(self.canary_name))
+    def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
+        # read even without spec.judge.baseline fresh: one turned off mid-rollout still has
+        # weight until the next write takes it away, and goes only after that
+        return (workload_state(self._get(self.stable_name)),
+                workload_state(self._get(self.canary_name)),
+                workload_state(self._get(self.baseline_name)))
 
     def apply(self, desired: DesiredWorkloads) -> None:
         template = self.rollout.spec.template
@@ -61,6 +69,7 @@ class KubeWorkloads:
                                             lambda d: {**d, "spec": {**d["spec"], **{
                                                 "replicas": want["spec"]["replicas"],
                                                 "template": want["spec"]["template"]}}})
+        self._apply_baseline(stable, desired)
         if workload_state(stable).revision != desired.stable_revision and \
                 desired.stable_revision == desired.canary_revision:
             new_template = promoted_template(template)
@@ -68,6 +77,37 @@ class KubeWorkloads:
                                         lambda d: {**d, "spec": {**d["spec"],
                                                                  "template": new_template}})
 
-    def delete_canary(self) -> None:
+    def _apply_baseline(self, stable: Object, desired: DesiredWorkloads) -> None:
+        """The fresh baseline at its replicas, or deleted when it should not run. Made (or
+        given its template) only from a stable Deployment still at the baseline's revision:
+        once promotion gives stable the new one, the baseline is only scaled."""
+        found = self._get(self.baseline_name)
+        revision, replicas = desired.baseline_revision, desired.baseline_replicas
+        if revision is None or replicas == 0:
+            if found is not None:
+                self._delete(self.baseline_name)
+            return
+        stable_at = workload_state(stable).revision in (None, revision)
+        want = baseline_deployment(stable, revision, replicas, self.rollout.name, self.owner_uid)
+        if found is None:
+            if stable_at:
+                with contextlib.suppress(AlreadyExists):  # a cache that had not seen it yet
+                    self.kube.create(*APPS, self.rollout.namespace, "deployments", want)
+            return
+        fresh_template = stable_at and workload_state(found).revision != revision
+        if found["spec"].get("replicas") == replicas and not fresh_template:
+            return
+        template = want["spec"]["template"] if fresh_template else found["spec"]["template"]
+        self.kube.update_with_retry(*APPS, self.rollout.namespace, "deployments",
+                                    self.baseline_name,
+                                    lambda d: {**d, "spec": {**d["spec"], "replicas": replicas,
+                                                             "template": template}})
+
+    def _delete(self, name: str) -> None:
         with contextlib.suppress(NotFound):
-            self.kube.delete(*APPS, self.rollout.namespace, "deployments", self.canary_name)
+            self.kube.delete(*APPS, self.rollout.namespace, "deployments", name)
+
+    def delete_canary(self) -> None:
+        """The canary Deployment and a fresh baseline's (the Rollout is being deleted)."""
+        self._delete(self.canary_name)
+        self._delete(self.baseline_name)

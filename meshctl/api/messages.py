@@ -15,11 +15,15 @@ from meshctl.ops.views import (
 )
 
 
+def _weights(view: WeightsView) -> pb.Weights:
+    return pb.Weights(stable=view.stable, canary=view.canary, baseline=view.baseline)
+
+
 def to_message(view: RolloutView) -> pb.Rollout:
     message = pb.Rollout(
         name=view.name, namespace=view.namespace, phase=view.phase, step=view.step,
         total_steps=view.total_steps,
-        weights=pb.Weights(stable=view.weights.stable, canary=view.weights.canary),
+        weights=_weights(view.weights),
         measurements=[_measurement(m) for m in view.measurements], message=view.message,
         conditions=[pb.Condition(type=c.type, status=c.status, reason=c.reason,
                                  message=c.message, last_transition_time=c.last_transition_time)
@@ -31,8 +35,7 @@ def to_message(view: RolloutView) -> pb.Rollout:
         not_observed=view.not_observed,
     )
     if view.observed_weights is not None:
-        message.observed_weights.CopyFrom(pb.Weights(stable=view.observed_weights.stable,
-                                                     canary=view.observed_weights.canary))
+        message.observed_weights.CopyFrom(_weights(view.observed_weights))
     if view.judgement is not None:
         message.judgement.CopyFrom(_judgement(view.judgement))
     return message
@@ -72,12 +75,14 @@ def _measurement(m: MeasurementView) -> pb.Measurement:
 
 
 def from_message(message: pb.Rollout) -> RolloutView:
-    observed = (WeightsView(message.observed_weights.stable, message.observed_weights.canary)
+    seen = message.observed_weights
+    observed = (WeightsView(seen.stable, seen.canary, seen.baseline)
                 if message.HasField("observed_weights") else None)
     return RolloutView(
         name=message.name, namespace=message.namespace, phase=message.phase,
         step=message.step, total_steps=message.total_steps,
-        weights=WeightsView(message.weights.stable, message.weights.canary),
+        weights=WeightsView(message.weights.stable, message.weights.canary,
+                            message.weights.baseline),
         observed_weights=observed, not_observed=message.not_observed,
         measurements=tuple(MeasurementView(m.metric, m.run,
                                            m.value if m.HasField("value") else None,

@@ -42,7 +42,9 @@ def _gate_text(gate: dict[str, Any]) -> str:
         names = ", ".join(m["name"] for m in gate["metrics"])
         return f"{'background ' if kind == 'backgroundAnalysis' else ''}analysis [{names}]"
     if kind == "readiness":
-        return f"canary ready >= {gate['canaryReplicas']}"
+        baseline = f", baseline ready >= {gate['baselineReplicas']}" if (
+            "baselineReplicas" in gate) else ""
+        return f"canary ready >= {gate['canaryReplicas']}{baseline}"
     if kind == "autoPromotion":
         return f"auto-promote after {gate['seconds']}s"
     if kind == "delay":
@@ -59,12 +61,15 @@ def plan_table(plan: dict[str, Any]) -> str:
             extras.append("routes " + ",".join(step["headerRoutes"]))
         if step.get("mirrorPercent"):
             extras.append(f"mirror {step['mirrorPercent']}%")
-        rows.append([str(step["index"]), step["kind"], f"{w['stable']}/{w['canary']}",
+        shown = [w["stable"], w["canary"], *([w["baseline"]] if "baseline" in w else [])]
+        rows.append([str(step["index"]), step["kind"], "/".join(map(str, shown)),
                      "; ".join(_gate_text(g) for g in step["gates"]) or "-",
                      " ".join(extras) or "-"])
     title = (f"Rollout {plan['rollout']['namespace']}/{plan['rollout']['name']} "
              f"({plan['strategy']})")
-    text = title + "\n" + table(["STEP", "KIND", "STABLE/CANARY", "GATES", "ROUTES"], rows)
+    fresh = any("baseline" in step["weights"] for step in plan["steps"])
+    weights = "STABLE/CANARY/BASELINE" if fresh else "STABLE/CANARY"
+    text = title + "\n" + table(["STEP", "KIND", weights, "GATES", "ROUTES"], rows)
     if plan.get("releaseGates"):
         text += "\nRelease gates:\n" + table(
             ["  NAME", "KIND", "AT", "HOLDS", "DETAIL"],

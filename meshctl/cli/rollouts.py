@@ -120,11 +120,15 @@ def _step(view: RolloutView) -> str:
     return f"{view.step}/{view.total_steps}" if view.total_steps else str(view.step)
 
 
+def _labels(view: RolloutView) -> str:
+    return "stable/canary/baseline" if view.weights.baseline else "stable/canary"
+
+
 def _weights(view: RolloutView) -> str:
-    text = f"{view.weights.stable}/{view.weights.canary}"
+    text = view.weights.described()
     seen = view.observed_weights
     if seen is not None and seen != view.weights:
-        text += f" (observed {seen.stable}/{seen.canary})"
+        text += f" (observed {seen.described()})"
     elif seen is None and view.not_observed:
         text += f" ({view.not_observed})"
     return text
@@ -162,7 +166,7 @@ def judgement_text(j: JudgementView) -> str:
 def progress_line(view: RolloutView) -> str:
     """One line per change: phase, step, weights, latest measurements, the reason."""
     parts = [f"{view.namespace}/{view.name}", f"{view.phase:<11}",
-             f"step {_step(view)}", f"stable/canary {_weights(view)}"]
+             f"step {_step(view)}", f"{_labels(view)} {_weights(view)}"]
     if view.measurements:
         parts.append(_measurements(view))
     line = " ".join(parts)
@@ -189,7 +193,7 @@ def view_text(view: RolloutView) -> str:
             ("Step", _step(view)),
             ("Image", view.image or "-"),
             ("Revision", f"{view.revision or '-'} (stable {view.stable_revision or '-'})"),
-            ("Weights", f"stable/canary {_weights(view)}"),
+            ("Weights", f"{_labels(view)} {_weights(view)}"),
             ("Analysis", _measurements(view) or "-")]
     if view.judgement is not None:
         rows.append(("Judge", judgement_text(view.judgement)))

@@ -15,6 +15,9 @@ from (``metadata.filter_metadata.istio.config``). So a managed route at 90/10, s
                          outbound|80|canary|web.shop.svc.cluster.local  10
       ->  TrafficSplit(Weights(90, 10))
 
+A fresh baseline (``spec.judge.baseline: fresh``) is a third weighted cluster, its subset's
+(``outbound|80|baseline|web...  20`` -> ``Weights(60, 20, 20)``).
+
 and host-level (``stableService: web``, ``canaryService: web-canary``), one destination::
 
       cluster: outbound|80||web.shop.svc.cluster.local  ->  TrafficSplit(Weights(100, 0))
@@ -76,15 +79,15 @@ def _weights(action: Mapping[str, Any], shape: EnvoyShape) -> Weights | None:
     weighted = _f(action, "weighted_clusters")
     pairs = ([(c.get("name", ""), int(c.get("weight", 0))) for c in weighted.get("clusters", [])]
              if weighted else [(str(_f(action, "cluster") or ""), 100)])
-    sums = {"stable": 0, "canary": 0}
+    sums = {"stable": 0, "canary": 0, "baseline": 0}
     for cluster, weight in pairs:
         track = shape.track(cluster)
         if track is None:
             return None  # not meshctl's shape: a destination it does not manage
         sums[track] += weight
-    if sums["stable"] + sums["canary"] != 100:
+    if sum(sums.values()) != 100:
         return None
-    return Weights(sums["stable"], sums["canary"])
+    return Weights(sums["stable"], sums["canary"], sums["baseline"])
 
 
 def _mirror_percent(action: Mapping[str, Any], shape: EnvoyShape) -> int:
@@ -215,7 +218,7 @@ def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
                        f"{route_name!r} of {shape(rollout).described} "
                        f"({len(proxies)} connected)")
     if len(set(seen.values())) > 1:
-        shown = ", ".join(f"{p} at {s.weights.stable}/{s.weights.canary}"
+        shown = ", ".join(f"{p} at {s.weights.described()}"
                           for p, s in sorted(seen.items()) if s is not None)
         return Reading(None, f"not observed: proxies disagree ({shown})")
     split = next(iter(seen.values()))

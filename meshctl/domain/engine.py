@@ -14,7 +14,9 @@ enough ready replicas for the new weight; abort sends 100% to stable first in on
 with header and mirror routes removed, and the canary is scaled down only after the stable
 split is observed; inconclusive analysis pauses for a human, unless only the metrics
 source was missing (then the pause lasts until it answers); all state is in the status, so
-a restart continues exactly; a second pass on the same world changes nothing.
+a restart continues exactly; a second pass on the same world changes nothing. A fresh
+baseline (``spec.judge.baseline: fresh``) has the canary's replicas, gets weight only once
+it has them ready, and keeps its replicas while it has weight written or observed.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from meshctl.domain.status import (
     Verdict,
     WeightPair,
 )
-from meshctl.domain.traffic import TrafficSplit
+from meshctl.domain.traffic import TrafficSplit, Weights
 
 BACKGROUND_RUN = "background"
 VERIFY_REQUEUE = 1.0
@@ -107,6 +109,7 @@ class Observation:
     revision: str
     stable: WorkloadState
     canary: WorkloadState = WorkloadState()
+    baseline: WorkloadState = WorkloadState()  # the fresh baseline (spec.judge.baseline)
     written: TrafficSplit | None = None
     observed: TrafficSplit | None = None  # at the data plane; None: not known
     unobserved: str = ""  # why ``observed`` is None, one sentence ("" when not known why)
@@ -125,9 +128,16 @@ class Observation:
 
 @dataclass(frozen=True)
 class DesiredWorkloads:
+    """The versions' workloads as the pass wants them. A fresh baseline runs the stable
+    revision ``baseline_revision`` (the one stable ran when the rollout began, even while
+    promotion gives the stable Deployment the new one) at ``baseline_replicas``; 0 means
+    it should not exist."""
+
     stable_revision: str
     canary_revision: str | None
     canary_replicas: int
+    baseline_revision: str | None = None
+    baseline_replicas: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,11 @@ class _Pass:
     def canary_ready_for(self, scale: int) -> bool:
         return (self.obs.canary.revision == self.status.current_revision
                 and self.obs.canary.ready >= self.needed_canary(scale))
+
+    def baseline_ready_for(self, scale: int) -> bool:
+        """The fresh baseline runs the stable revision with the canary's replicas."""
+        return (self.obs.baseline.revision == self.status.stable_revision
+                and self.obs.baseline.ready >= self.needed_canary(scale))
 
     def observed(self, traffic: TrafficSplit) -> bool:
         """The data plane shows ``traffic`` (or, trusting what is written, nothing can be
@@ -518,22 +533,33 @@ def _canary_replicas_for_step(p: _Pass) -> int:
 
 
 def _traffic_step(p: _Pass, step: ScheduledStep) -> None:
-    if not p.canary_ready_for(step.canary_scale):
+    waiting = _unready(p, step)
+    if waiting is not None:
         p.traffic = p.held_traffic()
         need = p.needed_canary(step.canary_scale)
-        p.update(message=f"step {step.index}: waiting for canary ready replicas "
-                 f"{p.obs.canary.ready}/{need} before {step.kind.value}")
+        p.update(message=f"step {step.index}: waiting for {waiting[0]} ready replicas "
+                 f"{waiting[1]}/{need} before {step.kind.value}")
         p.requeue(READY_REQUEUE)
         return
     p.traffic = step.traffic
     if p.observed(step.traffic):
         w = step.traffic.weights
         verified = Event("Normal", "TrafficVerified",
-                         f"step {step.index}: data plane at {w.stable}/{w.canary}")
+                         f"step {step.index}: data plane at {w.described()}")
         if p.advance():
             p.events.append(verified)
     else:
         _hold_for_data_plane(p, step)
+
+
+def _unready(p: _Pass, step: ScheduledStep) -> tuple[str, int] | None:
+    """The version the step's weights wait for, and its ready replicas: the canary, then a
+    fresh baseline the step gives weight to (both at the canary's replicas)."""
+    if not p.canary_ready_for(step.canary_scale):
+        return "canary", p.obs.canary.ready
+    if step.traffic.weights.baseline > 0 and not p.baseline_ready_for(step.canary_scale):
+        return "baseline", p.obs.baseline.ready
+    return None
 
 
 def _hold_for_data_plane(p: _Pass, step: ScheduledStep) -> None:
@@ -543,15 +569,20 @@ def _hold_for_data_plane(p: _Pass, step: ScheduledStep) -> None:
     held = f"step {step.index} held"
     timeout = p.obs.observe_timeout
     if timeout is not None and p.elapsed(p.status.step_started_at) >= timeout:
-        message = p.not_observed(f"{held}: stable/canary {w.stable}/{w.canary} not observed "
+        message = p.not_observed(f"{held}: {_named(w)} not observed "
                                  f"at the data plane after {timeout:g} s")
         if not p.status.message.startswith(held):
             p.events.append(Event("Warning", "TrafficNotObserved", message))
     else:
         message = p.not_observed(f"step {step.index}: waiting for the data plane to apply "
-                                 f"stable/canary {w.stable}/{w.canary}")
+                                 f"{_named(w)}")
     p.update(message=message)
     p.requeue(VERIFY_REQUEUE)
+
+
+def _named(w: Weights) -> str:
+    """``stable/canary 90/10``, or ``stable/canary/baseline 60/20/20``."""
+    return f"stable/canary{'/baseline' if w.baseline else ''} {w.described()}"
 
 
 def _wait_step(p: _Pass, step: ScheduledStep) -> None:
@@ -932,7 +963,8 @@ def _guard(p: _Pass, target: TrafficSplit) -> TrafficSplit:
     """Never give weight to a version with no ready endpoints; hold what is written then.
     The note is said once: a pass that finds the same hold writes the same message."""
     w = target.weights
-    starved = (w.canary > 0 and p.obs.canary.ready == 0) or (w.stable > 0 and p.obs.stable.ready == 0)
+    starved = ((w.canary > 0 and p.obs.canary.ready == 0) or (w.stable > 0 and p.obs.stable.ready == 0)
+               or (w.baseline > 0 and p.obs.baseline.ready == 0))
     if not starved:
         return target
     held = p.obs.written or TrafficSplit.stable_only()
@@ -955,15 +987,26 @@ def _canary_scale(p: _Pass, traffic: TrafficSplit) -> int:
     return canary
 
 
+def _baseline_scale(p: _Pass, traffic: TrafficSplit, canary: int) -> int:
+    """A fresh baseline has the canary's replicas (none without one); never 0 while it has
+    weight written or shown by the data plane."""
+    baseline = canary if p.spec.fresh_baseline else 0
+    observed = p.obs.observed.weights.baseline if p.obs.observed is not None else 0
+    if baseline == 0 and (traffic.weights.baseline > 0 or observed > 0):
+        p.requeue(VERIFY_REQUEUE)
+        return p.obs.baseline.replicas
+    return baseline
+
+
 def _finish(p: _Pass) -> Decision:
     traffic = _guard(p, p.traffic or p.held_traffic())
-    written = p.status.weights
-    if (written.stable, written.canary) != (traffic.weights.stable, traffic.weights.canary):
-        p.events.append(Event("Normal", "WeightChanged",
-                              f"stable/canary {traffic.weights.stable}/{traffic.weights.canary}"))
+    written, w = p.status.weights, traffic.weights
+    if (written.stable, written.canary, written.baseline or 0) != (w.stable, w.canary,
+                                                                  w.baseline):
+        p.events.append(Event("Normal", "WeightChanged", _named(w)))
     p.update(
-        weights=dataclasses.replace(p.status.weights, stable=traffic.weights.stable,
-                                    canary=traffic.weights.canary),
+        weights=dataclasses.replace(p.status.weights, stable=w.stable, canary=w.canary,
+                                    baseline=w.baseline or None),
         header_routes=tuple(r.name for r in traffic.header_routes),
         mirror_percent=traffic.mirror_percent,
         conditions=_conditions(p),
@@ -972,7 +1015,8 @@ def _finish(p: _Pass) -> Decision:
     stable_rev = p.status.stable_revision or p.obs.revision
     if p.status.phase is Phase.PROMOTING:
         stable_rev = p.status.current_revision or stable_rev
-    workloads = DesiredWorkloads(stable_rev, p.status.current_revision, canary)
+    workloads = DesiredWorkloads(stable_rev, p.status.current_revision, canary,
+                                 p.status.stable_revision, _baseline_scale(p, traffic, canary))
     requeue = min(p.requeues) if p.requeues else None
     return Decision(p.status, traffic, workloads, tuple(p.events), requeue)
 

@@ -52,6 +52,15 @@ class Direction(str, Enum):
     LOWER_IS_WORSE = "lower-is-worse"
 
 
+class Baseline(str, Enum):
+    """What the canary is compared with: the stable version as it runs (its pods may have
+    been up for days), or a fresh Deployment of the stable revision at the canary's size,
+    started beside the canary and taking the same weight."""
+
+    STABLE = "stable"
+    FRESH = "fresh"
+
+
 class JudgeVerdict(str, Enum):
     PASS = "Pass"
     MARGINAL = "Marginal"
@@ -110,7 +119,8 @@ class Judgement:
     verdict: JudgeVerdict = field("verdict", required=True)
     score: float | None = field("score", doc="Share of metrics passing, 0-100; unset with no data.")
     baseline: str = field("baseline", default="stable", doc="What the canary was compared "
-                          "with: stable, the running stable version (a fresh baseline is not built yet).")
+                          "with: stable (the running stable version) or fresh (a new "
+                          "Deployment of the stable revision beside the canary).")
     metrics: tuple[JudgedMetric, ...] = field("metrics", default=())
     source: str = field("source", default="prometheus", doc="Where the samples came from: "
                         "prometheus (range queries) or envoy (read from Envoy directly).")

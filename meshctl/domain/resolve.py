@@ -53,18 +53,28 @@ class Target:
     # istio: "<subset>|<host FQDN>" of the canary's Envoy cluster outbound|<port>|<subset>|<host>
     canary_cluster: str = ""
     stable_cluster: str = ""  # the same for stable (the judge's baseline)
+    # A fresh baseline's workload and cluster (spec.judge.baseline: fresh); "" without one.
+    baseline_workload: str = ""
+    baseline_cluster: str = ""
 
     @classmethod
     def of(cls, rollout: Rollout, mesh: MeshKind) -> Target:
+        fresh = rollout.spec.fresh_baseline
         if mesh is MeshKind.ENVOY:
-            return cls(mesh, rollout.namespace, rollout.spec.service, "canary", "stable")
+            return cls(mesh, rollout.namespace, rollout.spec.service, "canary", "stable",
+                       baseline_workload="baseline" if fresh else "")
         ref = rollout.spec.workload_ref
         base = ref.name if ref is not None else rollout.spec.service
         return cls(mesh, rollout.namespace, rollout.spec.service, f"{base}-canary", base,
-                   _canary_cluster(rollout), _stable_cluster(rollout))
+                   _canary_cluster(rollout), _stable_cluster(rollout),
+                   f"{base}-baseline" if fresh else "", _baseline_cluster(rollout))
 
     def baseline(self) -> Target:
-        """The same names for what the canary is compared with: the stable version."""
+        """The same names for what the canary is compared with: a fresh baseline when the
+        Rollout has one, else the stable version."""
+        if self.baseline_workload:
+            return dataclasses.replace(self, workload=self.baseline_workload,
+                                       canary_cluster=self.baseline_cluster)
         return dataclasses.replace(self, workload=self.stable_workload,
                                    canary_cluster=self.stable_cluster)
 
@@ -92,6 +102,19 @@ def _stable_cluster(rollout: Rollout) -> str:
         return ""
     subset, host = backend.envoy_shape(rollout).stable
     return f"{subset}|{host}.{rollout.namespace}.svc.cluster.local" if host else ""
+
+
+def _baseline_cluster(rollout: Rollout) -> str:
+    """A fresh baseline's cluster name, the same way: ``baseline|web.shop.svc.cluster.local``
+    ("" without one)."""
+    backend = backend_of(rollout)
+    if backend is None or backend.envoy_shape is None:
+        return ""
+    found = backend.envoy_shape(rollout).baseline
+    if found is None:
+        return ""
+    subset, host = found
+    return f"{subset}|{host}.{rollout.namespace}.svc.cluster.local"
 
 
 HARD_FAILURE_FACTOR = 2.0
@@ -218,7 +241,8 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
     judge = ResolvedJudge(tuple(metrics), settings, lookback=spec.lookback.seconds,
                           window=window.seconds,
                           step=spec.step.seconds if spec.step else window.seconds,
-                          source=kind.value)
+                          source=kind.value,
+                          baseline=spec.baseline.value)
     return ResolvedMetric(
         name="judge", query=judge.describe(), field="spec.judge", judge=judge,
         kind=kind, address=spec.provider.address,

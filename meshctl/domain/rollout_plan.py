@@ -3,11 +3,11 @@
 Shape (stable, documented in the README)::
 
     {"rollout": {"name", "namespace"}, "strategy": "canary" | "blueGreen",
-     "steps": [{"index", "kind", "weights": {"stable", "canary"}, "headerRoutes": [...],
+     "steps": [{"index", "kind", "weights": {"stable", "canary"[, "baseline"]}, "headerRoutes": [...],
                 "mirrorPercent", "gates": [...], "objects": [...]}]}
 
-Gates: ``readiness`` (canary replicas that must be ready), ``dataPlane`` (the weight must be
-observed applied), ``pause`` (a duration, or ``promote``), ``analysis`` and
+Gates: ``readiness`` (canary replicas that must be ready, and a fresh baseline's),
+``dataPlane`` (the weight must be observed applied), ``pause`` (a duration, or ``promote``), ``analysis`` and
 ``backgroundAnalysis`` (metrics with resolved queries), ``autoPromotion``, ``delay``,
 ``mutualTLS``, and release gates (``spec.gates``: ``{"type": "release", "name", "kind",
 "at"}`` before the steps they hold). With release gates, ``releaseGates`` lists each one
@@ -36,6 +36,7 @@ from meshctl.domain.schedule import (
     schedule,
 )
 from meshctl.domain.spec import Rollout
+from meshctl.domain.traffic import Weights
 
 
 def _metric(plan: ResolvedMetric) -> dict[str, Any]:
@@ -112,8 +113,10 @@ def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
     gates: list[dict[str, Any]] = list(release or [])
     if step.kind in (StepKind.SET_WEIGHT, StepKind.SET_HEADER_ROUTE, StepKind.SET_MIRROR,
                      StepKind.PREVIEW, StepKind.CUTOVER):
-        gates.append({"type": "readiness",
-                      "canaryReplicas": replicas_for(replicas, step.canary_scale)})
+        needed = replicas_for(replicas, step.canary_scale)
+        ready = {"type": "readiness", "canaryReplicas": needed}
+        gates.append({**ready, "baselineReplicas": needed} if step.traffic.weights.baseline
+                     else ready)
     if step.kind is StepKind.CUTOVER:
         gates.insert(0, {"type": "promote"} if step.waits_for_promote
                      else {"type": "autoPromotion", "seconds": int(step.wait_seconds or 0)})
@@ -137,6 +140,12 @@ def _gates(rollout: Rollout, step: ScheduledStep, plans: ResolvedAnalysis,
     return gates
 
 
+def _weights(rollout: Rollout, weights: Weights) -> dict[str, int]:
+    """stable and canary; and the baseline's with a fresh baseline (every step)."""
+    found = {"stable": weights.stable, "canary": weights.canary}
+    return {**found, "baseline": weights.baseline} if rollout.spec.fresh_baseline else found
+
+
 def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, backend: Backend | None,
                  replicas: int = 1, found: Found | None = None) -> dict[str, Any]:
     """The whole plan. Objects are ``backend``'s as it would write them (none without one),
@@ -150,8 +159,7 @@ def rollout_plan(rollout: Rollout, plans: ResolvedAnalysis, backend: Backend | N
         out_steps.append({
             "index": step.index,
             "kind": step.kind.value,
-            "weights": {"stable": step.traffic.weights.stable,
-                        "canary": step.traffic.weights.canary},
+            "weights": _weights(rollout, step.traffic.weights),
             "headerRoutes": [r.name for r in step.traffic.header_routes],
             "mirrorPercent": step.traffic.mirror_percent,
             "gates": _gates(rollout, step, plans, replicas,

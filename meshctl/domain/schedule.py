@@ -9,6 +9,10 @@ Canary steps are the user's steps. Blue-green expands into fixed stages:
 Each planned step carries the traffic in force once it is done, so the plan command and the
 engine agree by construction.
 
+With a fresh baseline (``spec.judge.baseline: fresh``) each weight step gives the baseline
+the canary's weight from stable: setWeight 20 -> stable/canary/baseline 60/20/20; the
+baseline runs at the canary's replicas.
+
 Canary replicas needed for a weight (``replicas_for``): ceil(replicas * weight / 100), at
 least one. With 4 replicas: weight 10 -> 1, weight 50 -> 2, weight 100 -> 4.
 """
@@ -104,7 +108,8 @@ def _canary(spec: RolloutSpec) -> tuple[ScheduledStep, ...]:
             duration = step.pause.duration
             wait = duration.seconds if duration is not None else None
             waits_for_promote = duration is None
-        traffic = TrafficSplit(Weights.canary_at(weight), tuple(routes.values()), mirror)
+        weights = Weights.canary_at(weight, spec.fresh_baseline)
+        traffic = TrafficSplit(weights, tuple(routes.values()), mirror)
         out.append(ScheduledStep(index, kind, traffic, max(weight, 1), wait, waits_for_promote,
                                step.analysis))
     return tuple(out)

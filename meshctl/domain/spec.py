@@ -13,7 +13,7 @@ from typing import Any
 
 from meshctl.domain.durations import WHOLE_PATTERN, Duration
 from meshctl.domain.fields import field
-from meshctl.domain.judge import Direction
+from meshctl.domain.judge import Baseline, Direction
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.providers import ProviderKind
@@ -271,6 +271,15 @@ class JudgeSpec:
         doc="From here up to passScore a person decides (the rollout pauses); below, it fails.")
     metrics: tuple[JudgeMetricSpec, ...] = field("metrics", default=())
     provider: JudgeProvider = field("provider", default=JudgeProvider())
+    baseline: Baseline = field(
+        "baseline", default=Baseline.STABLE,
+        doc="stable: compare with the running stable version; fresh: meshctl starts a new "
+        "Deployment of the stable revision at the canary's size, with the same weight as "
+        "the canary, and removes it when the rollout ends.")
+
+    @property
+    def fresh_baseline(self) -> bool:
+        return self.baseline is Baseline.FRESH
 
     @property
     def tolerance_ratio(self) -> float:
@@ -327,6 +336,16 @@ class LocalVersion:
 class LocalSpec:
     stable: LocalVersion = field("stable", required=True)
     canary: LocalVersion = field("canary", required=True)
+    baseline: LocalVersion | None = field(
+        "baseline", doc="A new instance of the stable version, for spec.judge.baseline "
+        "fresh: a command meshctl starts with the mesh and stops after, or an address; "
+        "default: the stable command, started a second time.")
+
+    def fresh_baseline(self, fresh: bool) -> LocalVersion | None:
+        """The fresh baseline's endpoint when ``fresh``: its own, or the stable command."""
+        if not fresh:
+            return None
+        return self.baseline or (self.stable if self.stable.command else None)
 
 
 @dataclass(frozen=True)
@@ -359,6 +378,11 @@ class RolloutSpec:
     notifications: tuple[NotificationSink, ...] = field(
         "notifications", default=(), doc="Where the rollout's events are sent (CloudEvents "
         "or Slack-compatible text).")
+
+    @property
+    def fresh_baseline(self) -> bool:
+        """A fresh baseline runs beside the canary (``spec.judge.baseline: fresh``)."""
+        return self.judge is not None and self.judge.fresh_baseline
 
 
 @dataclass(frozen=True)

@@ -107,19 +107,25 @@ class AbortStatus:
 class WeightPair:
     stable: int = field("stable", required=True, minimum=0, maximum=100)
     canary: int = field("canary", required=True, minimum=0, maximum=100)
+    baseline: int | None = field("baseline", minimum=0, maximum=100,
+                                 doc="The fresh baseline's; unset without one.")
 
     @classmethod
     def of(cls, weights: Weights | None) -> WeightPair | None:
-        return None if weights is None else cls(weights.stable, weights.canary)
+        if weights is None:
+            return None
+        return cls(weights.stable, weights.canary, weights.baseline or None)
 
     def to_weights(self) -> Weights:
-        return Weights(self.stable, self.canary)
+        return Weights(self.stable, self.canary, self.baseline or 0)
 
 
 @dataclass(frozen=True)
 class WeightsStatus:
     stable: int = field("stable", default=100)
     canary: int = field("canary", default=0)
+    baseline: int | None = field("baseline", doc="The fresh baseline's (spec.judge.baseline: "
+                                 "fresh); unset without one.")
     observed: WeightPair | None = field("observed", doc="As last seen at the data plane.")
     not_observed: str = field("notObserved", default="", doc="Why the data plane's weights "
                               "are not known, e.g. 'stored, not observed: ...'; empty when "

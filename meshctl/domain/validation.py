@@ -23,7 +23,7 @@ from meshctl.domain.notifications import sink_problems
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.providers import ProviderKind
 from meshctl.domain.release_gates import gate_problems
-from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND, LOCAL_MESH, routing_keys
+from meshctl.domain.routers import BACKENDS, DEFAULT_BACKEND, LOCAL_MESH, chosen_key, routing_keys
 from meshctl.domain.spec import (
     API_VERSION,
     AnalysisTemplate,
@@ -33,6 +33,7 @@ from meshctl.domain.spec import (
     Rollout,
     RolloutSpec,
 )
+from meshctl.domain.traffic import MAX_BASELINE_WEIGHT
 
 ROLLOUT_KINDS = ("Rollout", "AnalysisTemplate")
 S = TypeVar("S")
@@ -174,6 +175,28 @@ def _judge_problems(spec: RolloutSpec) -> Iterator[Problem]:
         if name in BUILTIN_JUDGE_METRICS or name in names[:i]:
             yield Problem(f"spec.judge.metrics[{i}].name", f"{name!r} is already a judge "
                           "metric; give it another name")
+    if judge.fresh_baseline:
+        yield from _fresh_baseline_problems(spec)
+
+
+def _fresh_baseline_problems(spec: RolloutSpec) -> Iterator[Problem]:
+    """A fresh baseline takes the canary's weight beside it, so no step may give the canary
+    more than half, and the backend must route to a third destination."""
+    field_path = "spec.judge.baseline"
+    for i, step in enumerate(spec.strategy.canary.steps if spec.strategy.canary else ()):
+        if step.set_weight is not None and step.set_weight > MAX_BASELINE_WEIGHT:
+            yield Problem(f"spec.strategy.canary.steps[{i}].setWeight",
+                          f"{step.set_weight} is above {MAX_BASELINE_WEIGHT}: with "
+                          f"{field_path} fresh the baseline takes as much as the canary; use "
+                          f"at most {MAX_BASELINE_WEIGHT} (promotion moves the rest)")
+    key = chosen_key(spec)
+    backends = [BACKENDS[k] for k in (key, LOCAL_MESH if spec.local is not None else None)
+                if k is not None and k in BACKENDS]
+    for backend in backends:
+        if not backend.routes_baseline:
+            yield Problem(field_path, f"fresh needs a third destination, which the "
+                          f"{backend.key} backend cannot route; use istio routing with a "
+                          "destinationRule, or baseline: stable")
 
 
 ENVOY_ADMIN = re.compile(r"^[^\s:/]+:[0-9]{1,5}$")

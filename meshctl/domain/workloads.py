@@ -5,6 +5,11 @@ Deployment, ``<name>-canary``, cloned from it with the Rollout's pod template; i
 ``meshctl.io/track: canary`` and ``meshctl.io/revision: <hash>``. Promotion writes the new
 template into the stable Deployment (pods labelled ``track: stable``).
 
+A fresh baseline (``spec.judge.baseline: fresh``) is a third Deployment, ``<name>-baseline``:
+the stable Deployment's own pod template at the stable revision, at the canary's replicas,
+its pods labelled ``meshctl.io/track: baseline`` (so neither the stable nor the canary subset
+selects them), owned by the Rollout (the garbage collector removes it with the Rollout).
+
 A revision is the hash of the Rollout's pod template (without meshctl's labels), written as
 the ``meshctl.io/revision`` label into the templates meshctl writes. It is read back from that
 label, never re-hashed from a stored Deployment: the API server fills in defaults, so a
@@ -22,6 +27,7 @@ from typing import Any
 from meshctl.domain.engine import WorkloadState
 from meshctl.domain.keys import MANAGED_BY, MANAGER, REVISION, ROLLOUT, TRACK
 from meshctl.domain.revisions import revision_of
+from meshctl.domain.spec import API_VERSION
 
 OWN_LABELS = (TRACK, REVISION)
 
@@ -30,6 +36,10 @@ Obj = dict[str, Any]
 
 def canary_name(stable_name: str) -> str:
     return f"{stable_name}-canary"
+
+
+def baseline_name(stable_name: str) -> str:
+    return f"{stable_name}-baseline"
 
 
 def template_revision(template: Mapping[str, Any]) -> str:
@@ -66,6 +76,31 @@ def canary_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], re
         "metadata": {"name": canary_name(meta["name"]), "namespace": meta.get("namespace"),
                      "labels": {**meta.get("labels", {}), TRACK: "canary", REVISION: revision,
                                 MANAGED_BY: MANAGER, ROLLOUT: rollout_name}},
+        "spec": spec,
+    }
+
+
+def baseline_deployment(stable: Mapping[str, Any], revision: str, replicas: int,
+                        rollout_name: str, owner_uid: str) -> Obj:
+    """The fresh baseline: the stable Deployment's spec and template (the stable revision,
+    ``revision``), relabelled ``track: baseline``, at ``replicas``, owned by the Rollout.
+
+    E.g. stable ``web`` (selector app=web, 4 replicas), canary at 1 replica: ``web-baseline``,
+    selector app=web + track=baseline, 1 replica, ownerReferences [Rollout web]."""
+    spec = copy.deepcopy(dict(stable["spec"]))
+    selector = dict(spec.get("selector", {}).get("matchLabels", {}))
+    spec["selector"] = {"matchLabels": {**selector, TRACK: "baseline"}}
+    spec["template"] = _labelled(spec.get("template", {}), "baseline", revision)
+    spec["replicas"] = replicas
+    meta = stable["metadata"]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": baseline_name(meta["name"]), "namespace": meta.get("namespace"),
+                     "labels": {**meta.get("labels", {}), TRACK: "baseline", REVISION: revision,
+                                MANAGED_BY: MANAGER, ROLLOUT: rollout_name},
+                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Rollout",
+                                          "name": rollout_name, "uid": owner_uid,
+                                          "controller": True}] if owner_uid else []},
         "spec": spec,
     }
 

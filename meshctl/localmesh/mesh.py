@@ -95,6 +95,7 @@ class Clusters:
 
     stable: str
     canary: str
+    baseline: str = "baseline"  # a fresh baseline's, when the mesh runs one
 
 
 class LocalMesh:
@@ -103,6 +104,9 @@ class LocalMesh:
     Args:
         stable, canary: what serves each version (:class:`SampleApp`, :class:`Command`,
             :class:`Address`).
+        baseline: a fresh baseline (``spec.judge.baseline: fresh``): a new instance of the
+            stable version, started with the mesh, behind a third Envoy cluster
+            ``baseline``; None: the mesh has two versions.
         listener_port: Envoy's listener port; 0 lets Envoy pick one (see :attr:`url`).
         prometheus: also run Prometheus scraping Envoy (needs the ``prometheus`` binary).
         scrape_interval: Prometheus scrape and evaluation interval.
@@ -119,6 +123,7 @@ class LocalMesh:
         *,
         stable: Backend = SampleApp("v1"),
         canary: Backend = SampleApp("v2"),
+        baseline: Backend | None = None,
         listener_port: int = 0,
         prometheus: bool = True,
         scrape_interval: str = "1s",
@@ -131,7 +136,8 @@ class LocalMesh:
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.clusters = Clusters(stable="stable", canary="canary")
-        self._backends = {"stable": stable, "canary": canary}
+        self._backends = {"stable": stable, "canary": canary,
+                          **({"baseline": baseline} if baseline is not None else {})}
         self._listener_port = listener_port
         self._with_prometheus = prometheus
         self._scrape_interval = scrape_interval
@@ -191,6 +197,7 @@ class LocalMesh:
             listener_port=self._listener_port,
             stable=upstreams["stable"],
             canary=upstreams["canary"],
+            baseline=upstreams.get("baseline"),
         )
         xds = XdsServer(layout, self._initial_split)
         xds.start()

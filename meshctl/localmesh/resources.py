@@ -58,6 +58,10 @@ class MeshLayout:
     stable: Upstream
     canary: Upstream
     listener_address: str = "127.0.0.1"
+    baseline: Upstream | None = None  # a fresh baseline's (a third cluster)
+
+    def upstreams(self) -> list[Upstream]:
+        return [self.stable, self.canary, *([self.baseline] if self.baseline else [])]
 
 
 def _ads_source() -> Any:

@@ -26,17 +26,29 @@ class LocalWorkloads:
         self._revisions = {"stable": stable_revision, "canary": canary_revision}
         self._stable_serves = stable_revision
         self._canary_replicas = canary_replicas
+        self._baseline_replicas = canary_replicas  # a resumed run's, like the canary's
 
-    def observe(self) -> tuple[WorkloadState, WorkloadState]:
+    def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
         layout = self._mesh.xds.layout
         stable_up = self._stable_upstream()
         stable = WorkloadState(1, 1 if accepts(stable_up.host, stable_up.port) else 0, self._stable_serves)
         ready = self._canary_replicas if accepts(layout.canary.host, layout.canary.port) else 0
         canary = WorkloadState(self._canary_replicas, ready, self._revisions["canary"])
-        return stable, canary
+        return stable, canary, self._baseline()
+
+    def _baseline(self) -> WorkloadState:
+        """A fresh baseline: a third process of the stable version (its revision), started
+        with the mesh; its replicas are logical, like the canary's."""
+        up = self._mesh.xds.layout.baseline
+        if up is None:
+            return WorkloadState()
+        count = self._baseline_replicas
+        return WorkloadState(count, count if accepts(up.host, up.port) else 0,
+                             self._revisions["stable"] if count else None)
 
     def apply(self, desired: DesiredWorkloads) -> None:
         self._canary_replicas = desired.canary_replicas
+        self._baseline_replicas = desired.baseline_replicas
         if desired.stable_revision != self._stable_serves:
             self.point_stable_at(desired.stable_revision)
 
@@ -52,6 +64,8 @@ class LocalWorkloads:
             raise ValueError(f"no local version has revision {revision}")
         self._stable_serves = revision
         xds = self._mesh.xds
+        baseline = [xds.layout.baseline] if xds.layout.baseline else []
         version = xds.set_resources(TYPE_CLUSTER, [cluster(self._stable_upstream()),
-                                                   cluster(xds.layout.canary)])
+                                                   cluster(xds.layout.canary),
+                                                   *map(cluster, baseline)])
         xds.wait_for_ack(version, TYPE_CLUSTER)

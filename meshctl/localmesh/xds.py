@@ -158,7 +158,7 @@ class XdsServer:
         self._server: Any = None
         self._port = 0
         self._split = initial or TrafficSplit.stable_only()
-        self._set(TYPE_CLUSTER, [cluster(layout.stable), cluster(layout.canary)])
+        self._set(TYPE_CLUSTER, [cluster(u) for u in layout.upstreams()])
         self._set(TYPE_LISTENER, [listener(layout)])
         self._set(TYPE_ROUTE, [route_config(self._split, layout)])
 

@@ -64,10 +64,11 @@ SCENARIO_3_SLO: dict[str, Any] = {"window": "10s", "count": 2}
 def demo_rollout(name: str, stable: str, canary: str,
                  steps: list[dict[str, Any]] | None = None,
                  judge: dict[str, Any] | None = None, background: bool = True,
-                 slo: dict[str, Any] | None = None) -> Rollout:
+                 slo: dict[str, Any] | None = None, baseline: str | None = None) -> Rollout:
     """The demo's rollout; ``steps``: other steps than the demo's; ``judge``: its
     spec.judge; ``background``: the SLO also checked every second from step 1 on (without
-    it, only in the analysis steps); ``slo``: fields of spec.slo to change."""
+    it, only in the analysis steps); ``slo``: fields of spec.slo to change; ``baseline``:
+    the address of a fresh baseline (with ``judge`` baseline fresh)."""
     doc: dict[str, Any] = {
         "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": name, "namespace": "demo"},
@@ -83,6 +84,8 @@ def demo_rollout(name: str, stable: str, canary: str,
     }
     if judge is not None:
         doc["spec"]["judge"] = judge
+    if baseline is not None:
+        doc["spec"]["local"]["baseline"] = {"address": baseline}
     doc["spec"]["slo"].update(slo or {})
     if not background:
         del doc["spec"]["strategy"]["canary"]["analysis"]

@@ -15,6 +15,7 @@ EXIT_CODE = 137  # what a shell reports for SIGKILL: the test treats both the sa
 NAMES = (
     "traffic-written",   # after the VirtualService/Envoy weights were written, before the rest
     "scaled",            # after the canary was scaled, before the status save
+    "baseline-scaled",   # after a fresh baseline was made, scaled or removed, before the save
     "status-saved",      # after the status save, before the events
     "abort",             # in an aborting pass, after traffic went back, before the status save
     "promotion",         # in a promoting pass, after the workloads were converged

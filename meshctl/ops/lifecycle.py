@@ -2,7 +2,7 @@
 
     1. a Rollout being deleted: give back what meshctl changed in its traffic backend's
        objects (VirtualService and DestinationRule, HTTPRoute), delete the canary
-       Deployment, drop the finalizer;
+       Deployment (and a fresh baseline's), drop the finalizer;
     2. make sure the finalizer is there (so deletion comes through step 1);
     3. validate: the spec, the backend's live objects, the analysis templates, and every
        rendered query, parsed by Prometheus (:mod:`meshctl.ops.query_checks`); an invalid
@@ -88,7 +88,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
     store = KubeStatusStore(kube, obj, events)
     gate = _zero_trust(kube, rollout, store, metrics)
     router = router_for(kube, rollout, data_plane)
-    ports = Ports(router, KubeWorkloads(kube, rollout),
+    ports = Ports(router, KubeWorkloads(kube, rollout, str(meta.get("uid") or "")),
                   metrics, _ValidStore(store, now), trust_written=data_plane.trusts_written,
                   observe_timeout=observe_timeout,
                   gates=GateJudge(KubeSecrets(kube), kube, str(meta.get("uid") or "")),

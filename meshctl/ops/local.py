@@ -180,7 +180,8 @@ class LocalRollout:
 
 def initial_split(status: RolloutStatus) -> TrafficSplit:
     """Where a restarted local mesh starts: the weights last written (no jump on resume)."""
-    return TrafficSplit(Weights(status.weights.stable, status.weights.canary))
+    return TrafficSplit(Weights(status.weights.stable, status.weights.canary,
+                                status.weights.baseline or 0))
 
 
 def children_path(state_dir: Path, rollout: Rollout) -> Path:
@@ -210,8 +211,11 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
         for leftover in leftovers:
             if on_leftover is not None:
                 on_leftover(leftover)
+        fresh = local.fresh_baseline(rollout.spec.fresh_baseline)
+        baseline = backend_of(fresh) if fresh is not None else None
         mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
                                              canary=backend_of(local.canary),
+                                             baseline=baseline,
                                              initial_split=initial_split(status),
                                              on_notice=on_notice))
         if load_rate <= 0:

@@ -41,6 +41,7 @@ from meshctl.domain.ports import MetricProvider, TrafficRouter
 from meshctl.domain.release_gates import GateReport, GateRequest
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.traffic import Weights
 from meshctl.domain.trail import acted_by
 from meshctl.ops import failpoints
 from meshctl.ops.judging import judgement
@@ -48,13 +49,15 @@ from meshctl.ops.providers import Providers
 
 
 class Workloads(Protocol):
-    """The two versions' workloads (Deployments in a cluster, processes locally)."""
+    """The versions' workloads (Deployments in a cluster, processes locally): stable,
+    canary, and a fresh baseline when the Rollout has one."""
 
-    def observe(self) -> tuple[WorkloadState, WorkloadState]:
-        """(stable, canary) as they are now."""
+    def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
+        """(stable, canary, baseline) as they are now (baseline: empty without one)."""
 
     def apply(self, desired: DesiredWorkloads) -> None:
-        """Converge: stable at ``stable_revision``, canary at its revision and replicas."""
+        """Converge: stable at ``stable_revision``, canary at its revision and replicas,
+        the baseline at its revision and replicas (none at 0)."""
 
 
 class StatusStore(Protocol):
@@ -115,10 +118,10 @@ def measure(requests: Iterable[MeasurementRequest], metrics: Callable[[str | Non
 def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: Ports,
               now: datetime, gate: Gate | None = None) -> Decision:
     status, intents = ports.store.load()
-    stable, canary = ports.workloads.observe()
+    stable, canary, baseline = ports.workloads.observe()
     written = ports.router.written()
     observed = ports.router.observed()
-    obs = Observation(revision=revision, stable=stable, canary=canary,
+    obs = Observation(revision=revision, stable=stable, canary=canary, baseline=baseline,
                       written=written, observed=observed,
                       unobserved=ports.router.unobserved_reason() if observed is None else "",
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
@@ -141,6 +144,8 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
     ports.workloads.apply(decision.workloads)
     if decision.workloads.canary_replicas != canary.replicas:
         failpoints.hit("scaled")
+    if decision.workloads.baseline_replicas != baseline.replicas:
+        failpoints.hit("baseline-scaled")
     if decision.status.phase is Phase.PROMOTING:
         failpoints.hit("promotion")
     if decision.status != status:
@@ -178,9 +183,11 @@ def _drift(status: RolloutStatus, obs: Observation) -> str:
     """A message when someone else changed the weights meshctl last wrote."""
     if obs.written is None or status.phase is Phase.PENDING:
         return ""
-    mine = (status.weights.stable, status.weights.canary)
-    found = (obs.written.weights.stable, obs.written.weights.canary)
-    if found == mine:
+    mine = status.weights
+    found = obs.written.weights
+    if (found.stable, found.canary, found.baseline) == (mine.stable, mine.canary,
+                                                        mine.baseline or 0):
         return ""
-    return (f"weights were changed by another writer to stable/canary {found[0]}/{found[1]}; "
-            f"meshctl manages them (last written {mine[0]}/{mine[1]})")
+    last = Weights(mine.stable, mine.canary, mine.baseline or 0)
+    return (f"weights were changed by another writer to stable/canary {found.described()}; "
+            f"meshctl manages them (last written {last.described()})")

@@ -24,6 +24,16 @@ PLURAL = "rollouts"
 class WeightsView:
     stable: int
     canary: int
+    baseline: int = 0  # a fresh baseline's
+
+    def to_json(self) -> dict[str, int]:
+        found = {"stable": self.stable, "canary": self.canary}
+        return {**found, "baseline": self.baseline} if self.baseline else found
+
+    def described(self) -> str:
+        """``90/10``, or ``60/20/20`` with a fresh baseline (stable/canary/baseline)."""
+        parts = (self.stable, self.canary, *((self.baseline,) if self.baseline else ()))
+        return "/".join(map(str, parts))
 
 
 @dataclass(frozen=True)
@@ -127,9 +137,8 @@ class RolloutView:
         return {
             "name": self.name, "namespace": self.namespace, "phase": self.phase,
             "step": self.step, "totalSteps": self.total_steps,
-            "weights": {"stable": self.weights.stable, "canary": self.weights.canary},
-            "observedWeights": None if observed is None else {
-                "stable": observed.stable, "canary": observed.canary},
+            "weights": self.weights.to_json(),
+            "observedWeights": None if observed is None else observed.to_json(),
             "notObserved": self.not_observed,
             "measurements": [{"metric": m.metric, "run": m.run, "value": m.value,
                               "outcome": m.outcome, "at": m.at} for m in self.measurements],
@@ -202,9 +211,10 @@ def view_of(obj: Mapping[str, Any]) -> RolloutView:
     return RolloutView(
         name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")),
         phase=status.phase.value, step=status.current_step, total_steps=_total_steps(obj),
-        weights=WeightsView(status.weights.stable, status.weights.canary),
-        observed_weights=None if observed is None else WeightsView(observed.stable,
-                                                                   observed.canary),
+        weights=WeightsView(status.weights.stable, status.weights.canary,
+                            status.weights.baseline or 0),
+        observed_weights=None if observed is None else WeightsView(
+            observed.stable, observed.canary, observed.baseline or 0),
         not_observed=status.weights.not_observed,
         measurements=_measurements(status), message=message,
         conditions=tuple(ConditionView(c.type, c.status, c.reason, c.message,

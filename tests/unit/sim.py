@@ -67,6 +67,8 @@ class Sim:
     observed: TrafficSplit | None = None
     stable: WorkloadState = WorkloadState(4, 4, "v1")
     canary: WorkloadState = WorkloadState(0, 0, None)
+    baseline: WorkloadState = WorkloadState()  # a fresh baseline (spec.judge.baseline: fresh)
+    baseline_becomes_ready: bool = True
     intents: Intents = Intents()
     data_plane_applies: bool = True
     unobserved: str = ""  # the reason given when the data plane cannot be read
@@ -80,6 +82,7 @@ class Sim:
 
     def observation(self) -> Observation:
         return Observation(revision=self.revision, stable=self.stable, canary=self.canary,
+                           baseline=self.baseline,
                            written=self.written, observed=self.observed, intents=self.intents,
                            unobserved=self.unobserved if self.observed is None else "",
                            trust_written=self.trust_written,
@@ -109,6 +112,9 @@ class Sim:
         want = d.workloads
         ready = want.canary_replicas if self.canary_becomes_ready else 0
         self.canary = WorkloadState(want.canary_replicas, ready, want.canary_revision)
+        count = want.baseline_replicas
+        self.baseline = WorkloadState(count, count if self.baseline_becomes_ready else 0,
+                                      want.baseline_revision) if count else WorkloadState()
         if want.stable_revision != self.stable.revision:
             self.stable = WorkloadState(self.replicas, self.replicas, want.stable_revision)
 

@@ -26,6 +26,23 @@ def test_lint_accepts_valid_files():
     assert "2 document(s) valid" in result.output
 
 
+def test_the_fresh_baseline_example_lints_and_plans_a_three_way_split():
+    assert run("lint", "rollouts/fresh-baseline.yaml").exit_code == 0
+    result = run("-o", "json", "rollout", "plan", "-f", "rollouts/fresh-baseline.yaml")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert [tuple(s["weights"].values()) for s in plan["steps"][::2]] == [
+        (80, 10, 10), (50, 25, 25), (20, 40, 40)]
+    vs = next(o for o in plan["steps"][0]["objects"] if o["kind"] == "VirtualService")
+    assert [d["destination"]["subset"] for d in vs["spec"]["http"][0]["route"]] == [
+        "stable", "canary", "baseline"]
+    judge = next(m for m in plan["steps"][1]["gates"][0]["metrics"] if m["name"] == "judge")
+    assert judge["judge"]["baseline"] == "fresh"
+    assert 'destination_workload="cart-baseline"' in judge["judge"]["metrics"][0]["baselineQuery"]
+    text = run("rollout", "plan", "-f", "rollouts/fresh-baseline.yaml").stdout
+    assert "STABLE/CANARY/BASELINE" in text and "80/10/10" in text
+
+
 def test_lint_reports_one_line_per_problem_with_file_and_path(tmp_path):
     bad = tmp_path / "bad.yaml"
     doc = with_(f"{STEPS}.0.setWeight", 120)

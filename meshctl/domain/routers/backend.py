@@ -69,18 +69,22 @@ class EnvoyShape:
     stable: tuple[str, str]
     canary: tuple[str, str]
     described: str  # e.g. "VirtualService shop/web", for messages
+    baseline: tuple[str, str] | None = None  # a fresh baseline's (None: the Rollout has none)
 
     def made(self, config: str) -> bool:
         """Whether a route istiod generated came from this backend's object."""
         return fnmatch.fnmatchcase(config, self.source)
 
     def track(self, cluster: str) -> str | None:
-        """'stable', 'canary' or None for an Envoy cluster name."""
+        """'stable', 'canary', 'baseline' or None for an Envoy cluster name."""
         parts = cluster.split("|")
         if len(parts) != 4 or parts[0] != "outbound":
             return None
         found = (parts[2], parts[3].split(".")[0])
-        return {self.stable: "stable", self.canary: "canary"}.get(found)
+        tracks = {self.stable: "stable", self.canary: "canary"}
+        if self.baseline is not None:
+            tracks[self.baseline] = "baseline"
+        return tracks.get(found)
 
 
 Found = Sequence[Mapping[str, Any] | None]  # the live objects, in the order of ``refs``
@@ -99,7 +103,9 @@ class Backend:
       when Istio programs the proxies ('' when unknown);
     - ``envoy_shape``: how its managed routes look in the Envoy routes istiod generates
       (None: istiod does not program them);
-    - ``telemetry``: whose metrics measure its traffic.
+    - ``telemetry``: whose metrics measure its traffic;
+    - ``routes_baseline``: it can route to a third destination, a fresh baseline
+      (``spec.judge.baseline: fresh``).
     """
 
     key: str  # its JSON name under spec.trafficRouting
@@ -112,6 +118,7 @@ class Backend:
     canary_cluster: Callable[[Rollout], str]
     envoy_shape: Callable[[Rollout], EnvoyShape] | None
     telemetry: MeshKind = MeshKind.ISTIO
+    routes_baseline: bool = False
 
 
 def header_route_name(route_name: str, header_name: str) -> str:

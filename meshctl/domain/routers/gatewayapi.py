@@ -10,6 +10,10 @@ over untouched. A managed rule sends to two Services, the stable and the canary 
                                        {backendRef: {name: web-canary, port: 80}, percent: 20}}]
     header route   ->  a rule before it: its own matches AND the headers, to the canary only
 
+With a fresh baseline (``spec.judge.baseline: fresh``) a third backendRef, the
+``baselineService`` (a Service selecting the pods labelled ``meshctl.io/track: baseline``),
+takes the canary's weight: 60/20/20 -> ``[web 60, web-canary 20, web-baseline 20]``.
+
 Gateway API weights are proportions (default 1), so a rule with the stable Service alone
 reads as 100/0. A header rule wins over the managed rule because, for the same path, the
 Gateway API prefers the match with more headers (rule order does not decide). Header
@@ -70,6 +74,10 @@ class GatewayAPIRouting:
     port: int | None = field("port", minimum=1, maximum=65535,
                              doc="The Services' port; default: the port the rule's "
                              "backendRefs already use.")
+    baseline_service: str | None = field(
+        "baselineService", pattern=DNS_LABEL, max_length=LABEL_MAX,
+        doc="With spec.judge.baseline fresh: a Service selecting the fresh baseline's pods "
+        "(label meshctl.io/track: baseline), the third backendRef.")
 
 
 def routing_of(rollout: Rollout) -> GatewayAPIRouting:
@@ -129,12 +137,19 @@ def _is_our_mirror(item: Any, routing: GatewayAPIRouting) -> bool:
             == routing.canary_service)
 
 
-def _managed(rule: Obj, routing: GatewayAPIRouting, split: TrafficSplit) -> Obj:
+def _baseline_service(rollout: Rollout) -> str | None:
+    """The fresh baseline's Service (None: the Rollout has none)."""
+    return routing_of(rollout).baseline_service if rollout.spec.fresh_baseline else None
+
+
+def _managed(rule: Obj, routing: GatewayAPIRouting, split: TrafficSplit,
+             baseline_service: str | None) -> Obj:
     port = _port(rule, routing)
-    out = {**rule, "backendRefs": [
-        {**_ref(routing.stable_service, port), "weight": split.weights.stable},
-        {**_ref(routing.canary_service, port), "weight": split.weights.canary},
-    ]}
+    refs = [{**_ref(routing.stable_service, port), "weight": split.weights.stable},
+            {**_ref(routing.canary_service, port), "weight": split.weights.canary}]
+    if baseline_service is not None:
+        refs.append({**_ref(baseline_service, port), "weight": split.weights.baseline})
+    out = {**rule, "backendRefs": refs}
     filters = [f for f in rule.get("filters") or [] if not _is_our_mirror(f, routing)]
     if split.mirror_percent > 0:
         filters.append({"type": "RequestMirror", "requestMirror": {
@@ -162,7 +177,7 @@ def apply_split(route: Mapping[str, Any], rollout: Rollout, split: TrafficSplit)
                 kept.append({"name": header_route_name(name, header.name),
                              "matches": _matches(header, rule),
                              "backendRefs": [_ref(routing.canary_service, port)]})
-            rule = _managed(rule, routing, split)
+            rule = _managed(rule, routing, split, _baseline_service(rollout))
         kept.append(rule)
     out.setdefault("spec", {})["rules"] = kept
     return out
@@ -173,24 +188,29 @@ def read_split(route: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | Non
     or the named rules disagree (the next write corrects the one someone changed)."""
     routing = routing_of(rollout)
     rules = _rules(route)
-    splits = {_rule_split(rules, name, routing) for name in managed_rule_names(route, routing)}
+    fresh = _baseline_service(rollout)
+    splits = {_rule_split(rules, name, routing, fresh)
+              for name in managed_rule_names(route, routing)}
     return splits.pop() if len(splits) == 1 else None
 
 
-def _weights(rule: Mapping[str, Any], routing: GatewayAPIRouting) -> Weights | None:
+def _weights(rule: Mapping[str, Any], routing: GatewayAPIRouting,
+             baseline_service: str | None = None) -> Weights | None:
     """Proportions to percentages: {web: 1} -> 100/0, {web: 3, web-canary: 1} -> 75/25;
     another backend, no weight at all, or a share that is not a whole percent: None."""
-    sums = {"stable": 0, "canary": 0}
+    sums = {"stable": 0, "canary": 0, "baseline": 0}
     tracks = {routing.stable_service: "stable", routing.canary_service: "canary"}
+    if baseline_service is not None:
+        tracks[baseline_service] = "baseline"
     for ref in rule.get("backendRefs") or []:
         track = tracks.get(str(ref.get("name", "")))
         if track is None or ref.get("kind", "Service") != "Service" or ref.get("group", ""):
             return None
         sums[track] += int(ref.get("weight", 1))
-    total = sums["stable"] + sums["canary"]
-    if total <= 0 or (sums["canary"] * 100) % total:
+    total = sum(sums.values())
+    if total <= 0 or any((n * 100) % total for n in sums.values()):
         return None
-    return Weights.canary_at(sums["canary"] * 100 // total)
+    return Weights(*(n * 100 // total for n in sums.values()))
 
 
 def _mirror_percent(rule: Mapping[str, Any], routing: GatewayAPIRouting) -> int:
@@ -208,11 +228,12 @@ def _mirror_percent(rule: Mapping[str, Any], routing: GatewayAPIRouting) -> int:
     return 0
 
 
-def _rule_split(rules: list[Any], name: str, routing: GatewayAPIRouting) -> TrafficSplit | None:
+def _rule_split(rules: list[Any], name: str, routing: GatewayAPIRouting,
+                baseline_service: str | None = None) -> TrafficSplit | None:
     rule = next((r for r in rules if str(r.get("name", "")) == name and not is_ours(r)), None)
     if rule is None:
         return None
-    weights = _weights(rule, routing)
+    weights = _weights(rule, routing, baseline_service)
     if weights is None:
         return None
     prefix = header_route_name(name, "")
@@ -288,6 +309,13 @@ def spec_problems(spec: RolloutSpec) -> Iterator[Problem]:
         return
     if section.stable_service == section.canary_service:
         yield Problem(f"{PATH}.canaryService", "must differ from stableService")
+    if spec.fresh_baseline and section.baseline_service is None:
+        yield Problem(f"{PATH}.baselineService", "is required with spec.judge.baseline fresh: "
+                      "name a Service that selects the pods labelled meshctl.io/track: "
+                      "baseline (and the stable Service's other labels)")
+    if section.baseline_service in (section.stable_service, section.canary_service):
+        yield Problem(f"{PATH}.baselineService", "must differ from stableService and "
+                      "canaryService")
     names = section.http_route.rules
     for name in sorted({n for n in names if names.count(n) > 1}):
         yield Problem(f"{PATH}.httpRoute.rules", f"rule {name!r} is named twice")
@@ -369,11 +397,14 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
     routing = routing_of(rollout)
     source = (f"/apis/networking.istio.io/v1/namespaces/{rollout.namespace}/virtual-service/"
               "*~istio-autogenerated-k8s-gateway~*")
+    fresh = _baseline_service(rollout)
     return EnvoyShape(source, ("", routing.stable_service), ("", routing.canary_service),
-                      f"HTTPRoute {rollout.namespace}/{routing.http_route.name}")
+                      f"HTTPRoute {rollout.namespace}/{routing.http_route.name}",
+                      ("", fresh) if fresh is not None else None)
 
 
 BACKEND = Backend(key=KEY, kinds=(HTTP_ROUTE,), refs=refs, spec_problems=spec_problems,
                   live_problems=live_problems, baseline=baseline, planned=planned,
                   canary_cluster=canary_cluster, envoy_shape=envoy_shape,
-                  telemetry=MeshKind.ISTIO)  # istiod implements the Gateway API
+                  telemetry=MeshKind.ISTIO,  # istiod implements the Gateway API
+                  routes_baseline=True)

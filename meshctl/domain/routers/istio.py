@@ -8,6 +8,12 @@ host; host-level routing at two hosts (``stableService``, ``canaryService``).
 
     weights 90/10, subset-level  ->  route: [{destination: {host: web, subset: stable}, weight: 90},
                                             {destination: {host: web, subset: canary}, weight: 10}]
+
+With a fresh baseline (``spec.judge.baseline: fresh``, subset-level only) a third destination,
+the ``baselineSubset`` (pods labelled ``meshctl.io/track: baseline``), is always written::
+
+    weights 60/20/20             ->  route: [... stable 60, ... canary 20,
+                                            {destination: {host: web, subset: baseline}, weight: 20}]
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ class DestinationRuleRef:
                                max_length=LABEL_MAX)
     canary_subset: str = field("canarySubset", required=True, pattern=DNS_LABEL,
                                max_length=LABEL_MAX)
+    baseline_subset: str = field(
+        "baselineSubset", default="baseline", pattern=DNS_LABEL, max_length=LABEL_MAX,
+        doc="The fresh baseline's subset (spec.judge.baseline: fresh); meshctl adds it "
+        "beside the canary's and removes it after the rollout.")
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,14 @@ def _destinations(routing: IstioRouting, service: str) -> tuple[Obj, Obj]:
         return ({"host": service, "subset": dr.stable_subset},
                 {"host": service, "subset": dr.canary_subset})
     return {"host": routing.stable_service}, {"host": routing.canary_service}
+
+
+def _baseline_destination(rollout: Rollout) -> Obj | None:
+    """The fresh baseline's destination (None: the Rollout has none)."""
+    dr = _istio(rollout).destination_rule
+    if not rollout.spec.fresh_baseline or dr is None:
+        return None
+    return {"host": rollout.spec.service, "subset": dr.baseline_subset}
 
 
 def managed_route_names(vs: Mapping[str, Any], routing: IstioRouting) -> list[str]:
@@ -126,6 +144,7 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
     http = out.setdefault("spec", {}).setdefault("http", [])
     names = managed_route_names(out, routing)
     stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
+    baseline_dest = _baseline_destination(rollout)
     kept: list[Obj] = []
     for route in http:
         if is_ours(route):
@@ -140,6 +159,9 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
                 {"destination": stable, "weight": split.weights.stable},
                 {"destination": canary, "weight": split.weights.canary},
             ]}
+            if baseline_dest is not None:
+                route["route"].append({"destination": _with_port(baseline_dest, existing),
+                                       "weight": split.weights.baseline})
             route.pop("mirror", None)
             route.pop("mirrorPercentage", None)
             if split.mirror_percent > 0:
@@ -157,25 +179,27 @@ def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
     routing = _istio(rollout)
     names = managed_route_names(vs, routing)
     http = vs.get("spec", {}).get("http", [])
-    splits = {_route_split(http, name, _destinations(routing, rollout.spec.service))
-              for name in names}
+    dests = (*_destinations(routing, rollout.spec.service), _baseline_destination(rollout))
+    splits = {_route_split(http, name, dests) for name in names}
     return splits.pop() if len(splits) == 1 else None
 
 
-def _route_split(http: list[Any], name: str, dests: tuple[Obj, Obj]) -> TrafficSplit | None:
+def _route_split(http: list[Any], name: str,
+                 dests: tuple[Obj, Obj, Obj | None]) -> TrafficSplit | None:
+    """The managed route's split: weights to the stable, canary and (with a fresh one)
+    baseline destinations; a destination that is none of them counts for none."""
     route = next((r for r in http if r.get("name", "") == name and not is_ours(r)), None)
     if route is None:
         return None
-    stable_dest, canary_dest = dests
-    weights = {"stable": 0, "canary": 0}
+    weights = {"stable": 0, "canary": 0, "baseline": 0}
     for item in route.get("route", []):
         dest = {k: v for k, v in item.get("destination", {}).items() if k != "port"}
         weight = item.get("weight", 100 if len(route.get("route", [])) == 1 else 0)
-        if dest == stable_dest:
-            weights["stable"] += weight
-        elif dest == canary_dest:
-            weights["canary"] += weight
-    if weights["stable"] + weights["canary"] != 100:
+        for track, wanted in zip(weights, dests, strict=True):
+            if dest == wanted:
+                weights[track] += weight
+                break
+    if sum(weights.values()) != 100:
         return None
     mirror = int(route.get("mirrorPercentage", {}).get("value", 0)) if route.get("mirror") else 0
     prefix = header_route_name(name, "")
@@ -226,17 +250,16 @@ def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
     return out
 
 
-def canary_subset_is_borrowed(original: Mapping[str, Any], rollout: Rollout) -> bool:
-    """True when meshctl added the canary subset (the DestinationRule had none by that name)."""
-    routing = _istio(rollout)
-    assert routing.destination_rule is not None
-    name = routing.destination_rule.canary_subset
-    return not any(s.get("name") == name for s in original.get("subsets", [])
-                   if isinstance(s, dict))
+def borrowed_subsets(original: Mapping[str, Any], rollout: Rollout) -> set[str]:
+    """The subsets meshctl adds (the canary's, a fresh baseline's) that the DestinationRule
+    did not have as meshctl found it (``original``, its spec)."""
+    had = {s.get("name") for s in original.get("subsets", []) if isinstance(s, dict)}
+    return set(_own_subsets(rollout)) - had
 
 
 def uses_canary(split: TrafficSplit) -> bool:
-    return split.weights.canary > 0 or bool(split.header_routes) or split.mirror_percent > 0
+    return (split.weights.canary > 0 or split.weights.baseline > 0 or bool(split.header_routes)
+            or split.mirror_percent > 0)
 
 
 def baseline_virtual_service(rollout: Rollout) -> Obj:
@@ -265,28 +288,38 @@ def baseline_destination_rule(rollout: Rollout) -> Obj | None:
     }
 
 
+def _own_subsets(rollout: Rollout) -> dict[str, str]:
+    """The subsets meshctl adds, by name: the canary's, and a fresh baseline's."""
+    rule = _istio(rollout).destination_rule
+    assert rule is not None
+    found = {rule.canary_subset: "canary"}
+    if rollout.spec.fresh_baseline:
+        found[rule.baseline_subset] = "baseline"
+    return found
+
+
 def with_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
-    """The DestinationRule with the canary subset added (before any route references it)."""
-    routing = _istio(rollout)
-    assert routing.destination_rule is not None
+    """The DestinationRule with the canary subset (and a fresh baseline's) added, before
+    any route references them."""
     out = copy.deepcopy(dict(dr))
     subsets = out.setdefault("spec", {}).setdefault("subsets", [])
-    name = routing.destination_rule.canary_subset
-    if not any(s.get("name") == name for s in subsets):
-        subsets.append({"name": name, "labels": {TRACK: "canary"}})
+    for name, track in _own_subsets(rollout).items():
+        if not any(s.get("name") == name for s in subsets):
+            subsets.append({"name": name, "labels": {TRACK: track}})
     return out
 
 
-def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout) -> Obj:
-    """The DestinationRule with the subset meshctl added removed (after routes stop using it)."""
-    routing = _istio(rollout)
-    assert routing.destination_rule is not None
+def without_canary_subset(dr: Mapping[str, Any], rollout: Rollout,
+                          only: set[str] | None = None) -> Obj:
+    """The DestinationRule with the subsets meshctl added removed (after routes stop using
+    them); ``only``: just those of them (the ones it borrowed)."""
+    own = {name: track for name, track in _own_subsets(rollout).items()
+           if only is None or name in only}
     out = copy.deepcopy(dict(dr))
-    name = routing.destination_rule.canary_subset
     subsets = out.get("spec", {}).get("subsets", [])
     out.setdefault("spec", {})["subsets"] = [
         s for s in subsets
-        if not (s.get("name") == name and s.get("labels") == {TRACK: "canary"})
+        if not (s.get("name") in own and s.get("labels") == {TRACK: own[s.get("name")]})
     ]
     return out
 
@@ -364,6 +397,14 @@ def spec_problems(spec: RolloutSpec) -> Iterator[Problem]:
         yield Problem(f"{PATH}.destinationRule.canarySubset", "must differ from stableSubset")
     if host_level and istio.stable_service == istio.canary_service:
         yield Problem(f"{PATH}.canaryService", "must differ from stableService")
+    if spec.fresh_baseline and istio.destination_rule is None:
+        yield Problem("spec.judge.baseline", "fresh needs subset-level routing: give "
+                      f"{PATH}.destinationRule (its baselineSubset is the baseline's), or use "
+                      "baseline: stable")
+    if (spec.fresh_baseline and rule is not None
+            and rule.baseline_subset in (rule.stable_subset, rule.canary_subset)):
+        yield Problem(f"{PATH}.destinationRule.baselineSubset",
+                      "must differ from stableSubset and canarySubset")
 
 
 def live_problems(rollout: Rollout, found: Found) -> Iterator[Problem]:
@@ -407,8 +448,9 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
     if routing.destination_rule is not None:
         service = rollout.spec.service.split(".")[0]
         dr = routing.destination_rule
+        fresh = (dr.baseline_subset, service) if rollout.spec.fresh_baseline else None
         return EnvoyShape(source, (dr.stable_subset, service), (dr.canary_subset, service),
-                          described)
+                          described, fresh)
     return EnvoyShape(source, ("", str(routing.stable_service).split(".")[0]),
                       ("", str(routing.canary_service).split(".")[0]), described)
 
@@ -416,4 +458,4 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
 BACKEND = Backend(key=KEY, kinds=(VIRTUAL_SERVICE, DESTINATION_RULE), refs=refs,
                   spec_problems=spec_problems, live_problems=live_problems, baseline=baseline,
                   planned=planned, canary_cluster=canary_cluster, envoy_shape=envoy_shape,
-                  telemetry=MeshKind.ISTIO)
+                  telemetry=MeshKind.ISTIO, routes_baseline=True)

@@ -119,12 +119,14 @@ class PromoteRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., full: _Optional[bool] = ...) -> None: ...
 
 class Weights(_message.Message):
-    __slots__ = ("stable", "canary")
+    __slots__ = ("stable", "canary", "baseline")
     STABLE_FIELD_NUMBER: _ClassVar[int]
     CANARY_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
     stable: int
     canary: int
-    def __init__(self, stable: _Optional[int] = ..., canary: _Optional[int] = ...) -> None: ...
+    baseline: int
+    def __init__(self, stable: _Optional[int] = ..., canary: _Optional[int] = ..., baseline: _Optional[int] = ...) -> None: ...
 
 class Measurement(_message.Message):
     __slots__ = ("metric", "run", "value", "outcome", "at")
