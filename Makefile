@@ -49,7 +49,7 @@ bench: install testenv
 	nice $(PY) -m bench.judge
 	nice $(PY) -m bench.hostile_inputs
 	nice $(PY) -m bench.dashboard
-	nice $(PY) -m bench.controller_load --rollouts 1000
+	nice $(PY) -m bench.controller_load --rollouts 1 1000
 	nice $(PY) -m bench.controller_idle --rollouts 1000 10000 --replicas 1 0
 	nice $(PY) -m bench.controller_scale --rollouts 1000
 	nice $(PY) -m bench.kills

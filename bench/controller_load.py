@@ -10,12 +10,15 @@ PATCH returned) to a watch on the VirtualServices seeing the result:
   weight, which is the controller's own part;
 - abort intent (annotation) -> 100% stable in the VirtualService.
 
+With one Rollout (``--rollouts 1``) nothing else moves: each run is a new template and then
+an abort of that same Rollout.
+
 Then the controller's own reconcile histogram (upper bucket bounds) over the whole run.
 
 With ``--py-spy PATH`` (a py-spy binary; not a meshctl dependency) the controller is
 sampled during the timed runs and the section says where its CPU went (:mod:`bench.profile`).
 
-    nice python -m bench.controller_load [--rollouts 1000] [--runs 50] [--py-spy PATH]
+    nice python -m bench.controller_load [--rollouts 1 1000] [--runs 50] [--py-spy PATH]
         [--no-write]
 """
 
@@ -124,8 +127,9 @@ def patch(admin: Any, ns: str, name: str, body: dict[str, Any]) -> None:
             time.sleep(1.0)
 
 
-def canary_ready(admin: Kube, ns: str, name: str) -> float:
-    """When the canary Deployment of image app:2 was first seen ready (polled every 5 ms)."""
+def canary_ready(admin: Kube, ns: str, name: str, image_wanted: str = "app:2") -> float:
+    """When the canary Deployment of ``image_wanted`` was first seen ready (polled every
+    5 ms)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -134,7 +138,7 @@ def canary_ready(admin: Kube, ns: str, name: str) -> float:
             continue
         spec, status = canary.get("spec") or {}, canary.get("status") or {}
         image = (spec.get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image")
-        if image == "app:2" and spec.get("replicas", 0) > 0 and \
+        if image == image_wanted and spec.get("replicas", 0) > 0 and \
                 status.get("observedGeneration") == canary["metadata"]["generation"] and \
                 status.get("readyReplicas", 0) >= 1:
             return time.monotonic()
@@ -170,26 +174,41 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
             assert url is not None, log.read_text()[-2000:]
             seen = Seen(controller_client(world.kubeconfig_path), ns)
             time.sleep(3)
-            threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
-            time.sleep(5)
+            alone = n < MOVING + runs  # too few to keep 50 moving: one Rollout, alone
+            if not alone:
+                threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
+                time.sleep(5)
             start_ms, ready_ms, abort_ms = [], [], []
             sampler = Sampler(py_spy, proc.pid, Path(profile_out or Path(tmp) / "controller.raw"))
+
+            def start(name: str, image: str) -> None:
+                patch(admin, ns, name, {"spec": {"template": {
+                    "spec": {"containers": [{"name": "app", "image": image}]}}}})
+                accepted = time.monotonic()
+                marked = canary_ready(admin, ns, name, image)
+                weighted = seen.wait(name, lambda w: w > 0)
+                start_ms.append((weighted - accepted) * 1000)
+                ready_ms.append((weighted - marked) * 1000)
+
+            def abort(name: str, mark: str) -> None:
+                patch(admin, ns, name, {"metadata": {
+                    "annotations": {"meshctl.io/intent-abort": mark}}})
+                accepted = time.monotonic()
+                abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+
             with sampler:
-                for i in range(MOVING, MOVING + runs):
-                    name = f"svc-{i}"
-                    patch(admin, ns, name, {"spec": {"template": {
-                        "spec": {"containers": [{"name": "app", "image": "app:2"}]}}}})
-                    accepted = time.monotonic()
-                    marked = canary_ready(admin, ns, name)
-                    weighted = seen.wait(name, lambda w: w > 0)
-                    start_ms.append((weighted - accepted) * 1000)
-                    ready_ms.append((weighted - marked) * 1000)
-                for i in range(MOVING, MOVING + runs):
-                    name = f"svc-{i}"
-                    patch(admin, ns, name, {"metadata": {
-                        "annotations": {"meshctl.io/intent-abort": f"bench-{i}"}}})
-                    accepted = time.monotonic()
-                    abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+                if alone:
+                    for i in range(runs):
+                        start("svc-0", f"app:r{i}")
+                        abort("svc-0", f"bench-{i}")
+                        while phases(admin, ns).get("Degraded", 0) < 1:
+                            time.sleep(0.05)  # the abort done: the next template starts anew
+                else:
+                    for i in range(MOVING, MOVING + runs):
+                        start(f"svc-{i}", "app:2")
+                    for i in range(MOVING, MOVING + runs):
+                        abort(f"svc-{i}", f"bench-{i}")
+            result["moving"] = 0 if alone else MOVING
             if sampler.recorded:
                 result["profile"] = table(sampler.raw, sampler.rate)
             moving.set()
@@ -208,37 +227,47 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
     return result
 
 
-def section(r: dict[str, Any]) -> str:
-    rec = r["reconcile"]
+def section(results: list[dict[str, Any]]) -> str:
+    rows = ["| Rollouts managed | moving meanwhile | measure | p50 | p99 | target |",
+            "| ---: | ---: | --- | ---: | ---: | --- |"]
+    for r in results:
+        goal = "p99 under 50 ms" if r["rollouts"] == 1 else "p99 under 100 ms"
+        head = f"| {r['rollouts']:,} | {r['moving']} |"
+        rec = r["reconcile"]
+        for key, what, target in (
+                ("template_to_first_weight_ms", "template change -> first canary weight", ""),
+                ("canary_ready_to_first_weight_ms",
+                 "canary seen ready -> first canary weight (the controller's part)", goal),
+                ("abort_to_stable_ms", "abort -> 100% stable", goal)):
+            rows.append(f"{head} {what} | {r[key]['p50']} ms | {r[key]['p99']} ms | "
+                        f"{target} |")
+        rows.append(f"{head} reconcile pass, all {rec['count']:.0f} passes (histogram bucket "
+                    f"bounds) | {rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | "
+                    f"{'p99 under 100 ms' if r['rollouts'] >= 1000 else ''} |")
+    profiled = [r for r in results if r.get("profile")]
     return "\n".join([
         HEADING, "",
-        f"`nice python -m bench.controller_load --rollouts {r['rollouts']}`: the controller as "
-        "its own process against the test world's real kube-apiserver (API server, etcd, the "
-        "cluster tier's controllers and hollow nodes, and the benchmark share the 2 cores), "
-        "managing "
-        f"{r['rollouts']:,} Rollouts while {MOVING} of them get a new template every 0.1 s "
-        f"between them; {r['runs']} timed runs on other Rollouts, each from the PATCH "
-        "returning to a watch seeing the VirtualService change.", "",
-        stamp(), "",
-        "| measure | p50 | p99 | target |", "| --- | ---: | ---: | --- |",
-        f"| template change -> first canary weight | {r['template_to_first_weight_ms']['p50']} ms"
-        f" | {r['template_to_first_weight_ms']['p99']} ms | p99 under 100 ms |",
-        f"| canary seen ready -> first canary weight (the controller's part) | "
-        f"{r['canary_ready_to_first_weight_ms']['p50']} ms | "
-        f"{r['canary_ready_to_first_weight_ms']['p99']} ms | |",
-        f"| abort -> 100% stable | {r['abort_to_stable_ms']['p50']} ms | "
-        f"{r['abort_to_stable_ms']['p99']} ms | p99 under 100 ms |",
-        f"| reconcile pass, all {rec['count']:.0f} passes (histogram bucket bounds) | "
-        f"{rec['p50'] * 1000:.0f} ms | {rec['p99'] * 1000:.0f} ms | p99 under 100 ms |", "",
-        *(["Where the controller's CPU went during the timed runs (py-spy, 100 samples/s of "
-           "its threads running Python):", "", *r["profile"], ""] if r.get("profile") else []),
+        f"`nice python -m bench.controller_load {' '.join(sys.argv[1:])}`".replace(" `", "`")
+        + ": the controller as its own process against the test world's real kube-apiserver "
+        "(API server, etcd, the cluster tier's controllers and hollow nodes, and the "
+        f"benchmark share the 2 cores). With many Rollouts, {MOVING} of them get a new "
+        "template every 0.1 s between them while the timed runs take other Rollouts; with "
+        "one, nothing else moves and each run is a new template and then an abort of it. "
+        "Each run is timed from the PATCH returning to a watch seeing the VirtualService "
+        "change. From the template change, the time includes the cluster tier making the "
+        "canary's Pod ready (the Deployment controller, the scheduler and a hollow kubelet); "
+        "the controller's part starts when the canary Deployment is seen ready.", "",
+        stamp(), "", *rows, "",
+        *([f"Where the controller's CPU went during the timed runs at "
+           f"{profiled[0]['rollouts']:,} Rollouts (py-spy, 100 samples/s of its threads "
+           "running Python):", "", *profiled[0]["profile"], ""] if profiled else []),
         "",
     ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rollouts", type=int, default=1000)
+    parser.add_argument("--rollouts", type=int, nargs="+", default=[1, 1000])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
     parser.add_argument("--py-spy", help="a py-spy binary: sample the controller and report "
@@ -246,11 +275,12 @@ def main() -> None:
     parser.add_argument("--profile-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    result = measure(args.rollouts, args.runs, args.nodes, args.py_spy, args.profile_out)
-    json.dump(result, sys.stdout, indent=2)
+    results = [measure(n, args.runs, args.nodes, args.py_spy, args.profile_out)
+               for n in args.rollouts]
+    json.dump(results, sys.stdout, indent=2)
     print()
     if not args.no_write:
-        write_section(HEADING, section(result))
+        write_section(HEADING, section(results))
 
 
 if __name__ == "__main__":
