@@ -402,7 +402,7 @@ class Manager:
 
     def _process(self, key: Key) -> None:
         namespace, name = key
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         result, acted = "ok", False
         try:
             obj = self.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", name)
@@ -430,6 +430,8 @@ class Manager:
         finally:
             ended = time.perf_counter()
             self.metrics.reconcile_seconds.labels(result).observe(ended - started)
+            if acted:
+                self.metrics.reconcile_cpu_seconds.observe(time.thread_time() - cpu_started)
             if acted and log.isEnabledFor(logging.DEBUG):  # CLOCK_MONOTONIC: comparable across processes
                 log.debug("pass %s/%s shard %d from %.6f to %.6f %s", namespace, name,
                           shard_of(namespace, name, self.shards),
