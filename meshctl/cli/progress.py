@@ -35,8 +35,10 @@ def _fmt(name: str, value: float) -> str:
 
 def status_line(status: RolloutStatus) -> str:
     w = status.weights
+    shown = (f"stable/canary/baseline {w.stable}/{w.canary}/{w.baseline}" if w.baseline
+             else f"stable/canary {w.stable}/{w.canary}")
     return (f"{status.phase.value:<11} step {status.current_step} "
-            f"stable/canary {w.stable}/{w.canary} {last_measurements(status)}".rstrip()
+            f"{shown} {last_measurements(status)}".rstrip()
             + (f" | {status.message}" if status.message else ""))
 
 

@@ -22,7 +22,8 @@ state, so the split it applies is the one last written.
 
 Metric names in Prometheus: Envoy's cluster stats, with ``envoy_cluster_name`` set to
 :attr:`LocalMesh.clusters` ``.stable`` / ``.canary`` (that is ``stable`` and ``canary``, the
-names :class:`meshctl.domain.resolve.Target` uses for the local mesh).
+names :class:`meshctl.domain.resolve.Target` uses for the local mesh), and ``baseline`` for a
+fresh baseline (``baseline=``: a third process of the stable version, started with the mesh).
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ baseline Deployment, the judge's queries, and whole rollouts stepped through the
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meshctl.api.messages import from_message, to_message
 from meshctl.domain.dataplane import splits_in
@@ -372,3 +375,37 @@ def test_status_json_grpc_and_the_table_carry_the_baselines_weight():
     two = view_of({**obj, "status": {"phase": "Healthy"}})
     assert two.to_json()["weights"] == {"stable": 100, "canary": 0}
     assert from_message(to_message(two)).weights.baseline == 0
+
+
+# -- invariants over random worlds ---------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(weights=st.lists(st.integers(0, 50), min_size=1, max_size=4), data=st.data())
+def test_every_decision_keeps_the_baselines_invariants(weights, data):
+    """Whatever the world does (the data plane lagging, pods not ready, aborts): the baseline
+    takes exactly the canary's weight, gets new weight only with ready pods, runs the old
+    stable revision, and is never scaled down while weight on it may be in force."""
+    steps: list[dict[str, Any]] = []
+    for w in sorted(weights):
+        steps += [{"setWeight": w}, {"pause": {"duration": f"{data.draw(st.integers(1, 20))}s"}}]
+    world = Sim(load(doc(steps)).spec, replicas=data.draw(st.integers(1, 6)))
+    for _ in range(data.draw(st.integers(5, 50))):
+        world.data_plane_applies = data.draw(st.booleans())
+        world.canary_becomes_ready = data.draw(st.booleans())
+        world.baseline_becomes_ready = data.draw(st.booleans())
+        if data.draw(st.integers(0, 12)) == 0:
+            world.intents = Intents(abort=f"a{len(world.decisions)}")
+        obs = world.observation()
+        d = world.reconcile()
+        w = d.traffic.weights
+        assert w.baseline == w.canary
+        if obs.written is not None and d.traffic != obs.written:
+            assert w.baseline == 0 or obs.baseline.ready > 0
+        if d.workloads.baseline_replicas:
+            assert d.workloads.baseline_revision == "v1"
+            assert d.workloads.baseline_replicas == d.workloads.canary_replicas
+        if d.workloads.baseline_replicas == 0 and obs.baseline.replicas > 0:
+            assert obs.observed is not None and obs.observed.weights.baseline == 0
+            assert w.baseline == 0
+        world.now += timedelta(seconds=max(d.requeue_after or 1.0, 0.5))
