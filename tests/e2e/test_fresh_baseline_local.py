@@ -2,14 +2,18 @@
 process of the stable version behind a third Envoy cluster takes the canary's weight; the
 split Envoy applies (read from its config dump) is stable/canary/baseline 60/20/20 and then
 20/40/40, requests reach the baseline's cluster, and the judge compares the canary with it
-(``baseline: fresh`` in each judgement) before the canary is promoted."""
+(``baseline: fresh`` in each judgement) before the canary is promoted. ``rollout run``
+starts the stable command a second time when no baseline endpoint is given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from meshctl.cli.main import cli
 from meshctl.domain.engine import Decision
 from meshctl.domain.phases import Phase
 from meshctl.localmesh.load import LoadGenerator
@@ -68,3 +72,35 @@ def test_a_judged_rollout_with_a_fresh_baseline_splits_three_ways_at_envoy(tmp_p
               if metric.name == "judge" for m in metric.measurements
               if m.judgement is not None]  # type: ignore[attr-defined]
     assert judged and all(j.baseline == "fresh" for j in judged), judged
+
+
+FRESH_LOCAL = """\
+apiVersion: meshctl.io/v1alpha1
+kind: Rollout
+metadata: {name: fresh-local}
+spec:
+  service: demo
+  local:   # no spec.local.baseline: the stable command is started a second time for it
+    stable: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v1]}
+    canary: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v2]}
+  slo: {latencyP95: 250ms, window: 10s, minRequests: 10, interval: 1s, count: 2}
+  judge: {baseline: fresh, lookback: 12s, window: 4s, step: 1s, minSamples: 8, tolerance: 25%}
+  strategy:
+    canary:
+      steps: [{setWeight: 40}, {analysis: {}}]
+"""
+
+
+def test_rollout_run_starts_the_stable_command_again_as_the_fresh_baseline(tmp_path: Path):
+    spec = tmp_path / "fresh-local.yaml"
+    spec.write_text(FRESH_LOCAL)
+    result = CliRunner().invoke(cli, ["rollout", "run", "-f", str(spec), "--state-dir",
+                                      str(tmp_path / "state"), "--timeout", "180"])
+    assert result.exit_code == 0, result.output
+    assert "stable/canary/baseline 20/40/40" in result.stderr
+    status = json.loads(next((tmp_path / "state").glob("*.status.json")).read_text())
+    assert status["phase"] == "Healthy"
+    judged = [m["judgement"] for r in status["analysis"] for metric in r["metrics"]
+              if metric["name"] == "judge" for m in metric["measurements"]
+              if m.get("judgement")]
+    assert judged and all(j["baseline"] == "fresh" for j in judged), judged
