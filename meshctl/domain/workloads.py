@@ -61,23 +61,31 @@ def _labelled(template: Mapping[str, Any], track: str, revision: str) -> Obj:
     return out
 
 
-def canary_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], replicas: int,
-                      rollout_name: str) -> Obj:
-    """The canary Deployment: the stable one's spec with the new template and replicas."""
-    revision = template_revision(template)
+def _track_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], track: str,
+                      revision: str, replicas: int, rollout_name: str,
+                      name: str) -> Obj:
+    """The stable Deployment's spec with ``template`` relabelled for ``track`` (its selector
+    narrowed to that track) at ``replicas``, named ``name`` and labelled as meshctl's."""
     spec = copy.deepcopy(dict(stable["spec"]))
     selector = dict(spec.get("selector", {}).get("matchLabels", {}))
-    spec["selector"] = {"matchLabels": {**selector, TRACK: "canary"}}
-    spec["template"] = _labelled(template, "canary", revision)
+    spec["selector"] = {"matchLabels": {**selector, TRACK: track}}
+    spec["template"] = _labelled(template, track, revision)
     spec["replicas"] = replicas
     meta = stable["metadata"]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": canary_name(meta["name"]), "namespace": meta.get("namespace"),
-                     "labels": {**meta.get("labels", {}), TRACK: "canary", REVISION: revision,
+        "metadata": {"name": name, "namespace": meta.get("namespace"),
+                     "labels": {**meta.get("labels", {}), TRACK: track, REVISION: revision,
                                 MANAGED_BY: MANAGER, ROLLOUT: rollout_name}},
         "spec": spec,
     }
+
+
+def canary_deployment(stable: Mapping[str, Any], template: Mapping[str, Any], replicas: int,
+                      rollout_name: str) -> Obj:
+    """The canary Deployment: the stable one's spec with the new template and replicas."""
+    return _track_deployment(stable, template, "canary", template_revision(template), replicas,
+                             rollout_name, canary_name(stable["metadata"]["name"]))
 
 
 def baseline_deployment(stable: Mapping[str, Any], revision: str, replicas: int,
@@ -87,22 +95,12 @@ def baseline_deployment(stable: Mapping[str, Any], revision: str, replicas: int,
 
     E.g. stable ``web`` (selector app=web, 4 replicas), canary at 1 replica: ``web-baseline``,
     selector app=web + track=baseline, 1 replica, ownerReferences [Rollout web]."""
-    spec = copy.deepcopy(dict(stable["spec"]))
-    selector = dict(spec.get("selector", {}).get("matchLabels", {}))
-    spec["selector"] = {"matchLabels": {**selector, TRACK: "baseline"}}
-    spec["template"] = _labelled(spec.get("template", {}), "baseline", revision)
-    spec["replicas"] = replicas
-    meta = stable["metadata"]
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": baseline_name(meta["name"]), "namespace": meta.get("namespace"),
-                     "labels": {**meta.get("labels", {}), TRACK: "baseline", REVISION: revision,
-                                MANAGED_BY: MANAGER, ROLLOUT: rollout_name},
-                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Rollout",
-                                          "name": rollout_name, "uid": owner_uid,
-                                          "controller": True}] if owner_uid else []},
-        "spec": spec,
-    }
+    out = _track_deployment(stable, stable["spec"].get("template", {}), "baseline", revision,
+                            replicas, rollout_name, baseline_name(stable["metadata"]["name"]))
+    out["metadata"]["ownerReferences"] = [
+        {"apiVersion": API_VERSION, "kind": "Rollout", "name": rollout_name, "uid": owner_uid,
+         "controller": True}] if owner_uid else []
+    return out
 
 
 def promoted_template(template: Mapping[str, Any]) -> Obj:

@@ -36,9 +36,9 @@ pytestmark = [pytest.mark.envoy, pytest.mark.prometheus]
 JUDGE = "comparative judge (spec.judge)"
 
 
-def started_mesh(canary_ms: float) -> LocalMesh:
+def started_mesh(canary_ms: float, prometheus: bool = True) -> LocalMesh:
     mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0),
-                     canary=SampleApp("v2", latency_ms=canary_ms))
+                     canary=SampleApp("v2", latency_ms=canary_ms), prometheus=prometheus)
     try:
         mesh.start()
     except LocalMeshError as exc:
