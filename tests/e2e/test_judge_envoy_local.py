@@ -32,19 +32,9 @@ from meshctl.ops.local import LocalRollout
 from meshctl.ops.providers import Providers
 
 from ..integration.conftest import servers_unavailable
-from .test_judge_local import JUDGE, judgements, threshold_failed
+from .test_judge_local import JUDGE, judgements, started_mesh, threshold_failed
 
 pytestmark = [pytest.mark.envoy]
-
-
-def started_mesh(canary_ms: float, prometheus: bool) -> LocalMesh:
-    mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0),
-                     canary=SampleApp("v2", latency_ms=canary_ms), prometheus=prometheus)
-    try:
-        mesh.start()
-    except LocalMeshError as exc:
-        servers_unavailable(str(exc))
-    return mesh
 
 
 def rollout_for(mesh: LocalMesh):
@@ -167,3 +157,47 @@ def test_an_identical_canary_is_promoted_with_the_judge_on_envoy_samples(tmp_pat
     assert JUDGE not in caught_by(decision)
     assert all(j.source == "envoy" and j.score == 100.0 for j in found), \
         [j.describe() for j in found]
+
+
+@pytest.mark.prometheus  # for the SLO's thresholds only
+def test_the_envoy_judge_compares_with_a_fresh_baseline_cluster(tmp_path: Path) -> None:
+    """With ``baseline: fresh`` the judge's baseline samples are the third cluster's
+    (``cluster.baseline.*``), read from Envoy like the canary's."""
+    mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0), canary=SampleApp("v2", latency_ms=20.0),
+                     baseline=SampleApp("v1", latency_ms=5.0))
+    try:
+        mesh.start()
+    except LocalMeshError as exc:
+        servers_unavailable(str(exc))
+    try:
+        apps = mesh.apps
+        rollout = demo_rollout(
+            "fresh", f"{apps['stable'].host}:{apps['stable'].port}",
+            f"{apps['canary'].host}:{apps['canary'].port}",
+            steps=[{"setWeight": 20}, {"analysis": {}}, {"setWeight": 40}, {"analysis": {}}],
+            judge={**DEMO_ENVOY_JUDGE, "baseline": "fresh"}, background=False,
+            slo=SCENARIO_3_SLO, baseline=f"{apps['baseline'].host}:{apps['baseline'].port}")
+        metric = resolve_analysis(rollout, {}, MeshKind.ENVOY).steps[1][-1]
+        assert metric.judge is not None
+        assert metric.judge.metrics[0].baseline_query == "cluster.baseline.upstream_rq_time"
+        run = LocalRollout(rollout, {}, mesh, tmp_path, stable_revision="v1",
+                           canary_revision="v2")
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            decision = run.run(timeout=240, max_sleep=0.25)
+    finally:
+        mesh.stop()
+
+    # The baseline takes only the canary's 20%: fewer requests a sub-window than stable's,
+    # and a busy machine's pauses hit both versions at once, so one judgement may lack the
+    # power to call it; the rollback comes from a judgement that does, or the threshold.
+    status = decision.status
+    assert status.phase is Phase.DEGRADED, status.message
+    found = [j for j in judgements(decision) if j is not None]
+    assert any(j.verdict is JudgeVerdict.FAIL for j in found) or threshold_failed(decision), \
+        [j.describe() for j in found]
+    for j in found:
+        assert (j.source, j.baseline) == ("envoy", "fresh"), j.describe()
+        latency = j.metrics[0]
+        assert latency.baseline_samples >= 8, j.describe()
+        assert latency.canary_mean is not None and latency.baseline_mean is not None
+        assert latency.canary_mean > latency.baseline_mean, j.describe()  # v1 is faster
