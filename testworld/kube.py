@@ -31,7 +31,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -252,17 +251,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the test process dies (Linux only).
+def _with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the child gets SIGTERM if the test process dies (Linux only):
+    util-linux's ``setpriv --pdeathsig`` sets the signal, then execs the command (same pid).
 
     The signal fires when the *thread* that started the child exits, so start the world
-    from a thread that lives as long as it does (pytest's main thread does)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    from a thread that lives as long as it does (pytest's main thread does). Not a
+    ``preexec_fn``: that makes Python fork() and run fork handlers in the child, and grpcio's
+    (loaded by the tests' gRPC servers) abort it now and then."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -279,11 +277,10 @@ class _Process:
         self.log = log
         with log.open("wb") as out:
             self.popen = subprocess.Popen(
-                argv,
+                _with_parent(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
             )
 
     def check_alive(self) -> None:
