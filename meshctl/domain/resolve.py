@@ -120,14 +120,23 @@ def _baseline_cluster(rollout: Rollout) -> str:
 HARD_FAILURE_FACTOR = 2.0
 
 
+FAST_SPAN_INTERVALS = 4
+
+
 def fast_window(window_seconds: float, interval_seconds: float) -> str:
-    """The fast check's span: two measurement intervals, at most the SLO window. It counts
+    """The fast check's span: four measurement intervals, at most the SLO window. It counts
     from the run's start until the run is that old (so it never reads errors from before
     its run: a retry right after a failure would otherwise fail again on the old errors).
 
-    ``fast_window(4, 1) == "2s"``; ``fast_window(60, 10) == "20s"``;
-    ``fast_window(60, 0.5) == "1s"``; ``fast_window(1.5, 1) == "1500ms"``."""
-    seconds = min(window_seconds, 2 * interval_seconds)
+    What it counts is less than the span: from each counter's first scrape after the span
+    began to its last scrape, up to two scrape intervals less. Over two intervals at a 1 s
+    scrape that left about a second of traffic, fewer than ``minRequests`` at the demo's
+    rate, and the check never answered; four leave room. A longer span does not slow it:
+    a hard failure is many times the threshold, so a second of it fails the whole span.
+
+    ``fast_window(4, 1) == "4s"``; ``fast_window(60, 10) == "40s"``;
+    ``fast_window(60, 0.5) == "2s"``; ``fast_window(1.5, 1) == "1500ms"``."""
+    seconds = min(window_seconds, FAST_SPAN_INTERVALS * interval_seconds)
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{round(seconds * 1000)}ms"

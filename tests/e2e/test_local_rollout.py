@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.cli.main import cli
+from meshctl.domain.measurements import Value
 from meshctl.domain.phases import Phase
+from meshctl.domain.resolve import Target, slo_metrics
+from meshctl.domain.routers.backend import MeshKind
+from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator, run_load
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import LocalMeshError
-from meshctl.ops.demo import demo_rollout
+from meshctl.ops.demo import GATES, demo_rollout, run_scenario
 from meshctl.ops.local import LocalRollout
 
 from ..integration.conftest import servers_unavailable
@@ -221,3 +228,51 @@ def test_a_local_run_waits_for_its_webhook_window_and_approval_gates(tmp_path):
         mesh.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_a_hard_failure_at_the_demos_traffic_is_rolled_back_by_the_fast_check(tmp_path):
+    """Half the canary's requests fail 3 s into its analysis step, at the demo's rate (about
+    6 requests/s to the canary, minRequests 10). The SLO window is 20 s, so the windowed
+    metrics have not measured yet when the fault starts: only the fast availability check
+    can catch it, and it must have enough requests in its span to answer at all."""
+    scenario = run_scenario("hard-failure", "rolled_back", SampleApp("v3", latency_ms=5.0),
+                            lambda d: None, lambda e: None, tmp_path, fault_at_step=1,
+                            fault={"error_rate": 0.5}, fault_delay=3.0,
+                            slo={"window": "20s"})
+    assert scenario.result == "rolled_back", scenario.decisions
+    assert scenario.caught_by == GATES["availability-fast"], scenario.measurements
+    assert scenario.time_to_rollback_seconds is not None  # all traffic back at stable
+
+
+def test_the_fast_check_answers_at_the_demos_traffic_right_after_a_hard_failure(tmp_path):
+    """The fast check's query against the local mesh's real Envoy and Prometheus at a 10%
+    canary (about 6 requests/s, minRequests 10): each measurement after half the canary's
+    requests start failing has enough requests in its span to answer, and the later ones
+    fail. (Its span counts from each counter's first scrape after the span began, so it
+    holds up to two scrapes less than the span; a span of two 1 s intervals answered about
+    one measurement in eight at this rate.)"""
+    mesh = mesh_with(SampleApp("v2", latency_ms=5.0))
+    provider = PrometheusProvider(mesh.prometheus_url)
+    try:
+        stable, canary = mesh.stable_app, mesh.canary_app
+        rollout = demo_rollout("web", f"{stable.host}:{stable.port}",
+                               f"{canary.host}:{canary.port}")
+        fast = next(m for m in slo_metrics(rollout, Target.of(rollout, MeshKind.ENVOY))
+                    if m.guard)
+        assert fast.since_window is not None and fast.failure is not None
+        mesh.router.apply(TrafficSplit(Weights(90, 10)))
+        answers = []
+        with LoadGenerator(mesh.url, rate=60, concurrency=4):
+            started = datetime.now(UTC)
+            time.sleep(fast.since_window + 1)  # the run is older than the check's span
+            canary.set_faults(error_rate=0.5)
+            for _ in range(8):
+                time.sleep(1)
+                answers.append(provider.measure(fast.query_at(started, datetime.now(UTC)),
+                                                5.0))
+    finally:
+        provider.close()
+        mesh.stop()
+    values = [a.value for a in answers if isinstance(a, Value)]
+    assert len(values) >= 7, answers
+    assert all(fast.failure.holds(v) for v in values[-4:]), values

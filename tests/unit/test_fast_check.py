@@ -28,12 +28,12 @@ from .sim import T0, Sim, canary
 
 
 @pytest.mark.parametrize("window, interval, expected", [
-    (4.0, 1.0, "2s"),  # the demo: 1 s measurements over a 4 s window
-    (60.0, 10.0, "20s"),  # two measurement intervals when the window is longer
-    (60.0, 0.5, "1s"),
+    (4.0, 1.0, "4s"),  # the demo: 1 s measurements over a 4 s window
+    (60.0, 10.0, "40s"),  # four measurement intervals when the window is longer
+    (60.0, 0.5, "2s"),
     (1.5, 1.0, "1500ms"),  # never longer than the SLO window; sub-second as milliseconds
 ])
-def test_fast_window_is_two_intervals_at_most_the_slo_window(window, interval, expected):
+def test_fast_window_is_four_intervals_at_most_the_slo_window(window, interval, expected):
     assert fast_window(window, interval) == expected
 
 
@@ -64,9 +64,9 @@ def test_slo_metrics_add_a_fast_guard_over_a_short_window_with_the_min_requests_
                         "minRequests": 30})
     plans = {p.name: p for p in slo_metrics(rollout, Target.of(rollout, MeshKind.ISTIO))}
     fast = plans["availability-fast"]
-    # measured from its first interval on, over a span of two intervals
+    # measured from its first interval on, over a span of four intervals
     assert fast.guard and fast.initial_delay == 5 and fast.interval == 5
-    assert fast.since_window == 10
+    assert fast.since_window == 20
     assert fast.failure is not None and fast.failure.text == "result < 0.998"
     assert fast.success is None
     assert "@ $since" in fast.query and "[1m]" not in fast.query  # counted, not a rate
@@ -79,9 +79,9 @@ def test_slo_metrics_add_a_fast_guard_over_a_short_window_with_the_min_requests_
 @pytest.mark.parametrize("seconds_into_the_run, counts_from", [
     (1, 0),  # younger than its span: from the run's start, never before it
     (5, 0),
-    (10, 0),
-    (12, 2),  # older: the last 10 s
-    (300, 290),
+    (20, 0),
+    (22, 2),  # older: the last 20 s
+    (300, 280),
 ])
 def test_the_fast_check_counts_from_its_run_start_or_its_span_ago(seconds_into_the_run,
                                                                   counts_from):
