@@ -118,9 +118,7 @@ def _baseline_cluster(rollout: Rollout) -> str:
 
 
 HARD_FAILURE_FACTOR = 2.0
-
-
-FAST_SPAN_INTERVALS = 4
+FAST_SPAN_INTERVALS = 4  # the fast check's span, in measurement intervals (see fast_window)
 
 
 def fast_window(window_seconds: float, interval_seconds: float) -> str:
@@ -131,7 +129,7 @@ def fast_window(window_seconds: float, interval_seconds: float) -> str:
     What it counts is less than the span: from each counter's first scrape after the span
     began to its last scrape, up to two scrape intervals less. Over two intervals at a 1 s
     scrape that left about a second of traffic, fewer than ``minRequests`` at the demo's
-    rate, and the check never answered; four leave room. A longer span does not slow it:
+    rate, and the check seldom answered; four leave room. A longer span does not slow it:
     a hard failure is many times the threshold, so a second of it fails the whole span.
 
     ``fast_window(4, 1) == "4s"``; ``fast_window(60, 10) == "40s"``;
