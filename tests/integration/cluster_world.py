@@ -118,6 +118,21 @@ class Driver:
         raise AssertionError(f"timed out; status: {self.get().get('status')}")
 
 
+def judged_world(kube: KubeWorld, ns: str, exporter: Any, url: str,
+                 workloads: tuple[str, ...], steps: list[dict[str, Any]],
+                 judge: dict[str, Any]) -> Driver:
+    """The service seeded, each of ``workloads`` answering 40 requests/s at 5 ms with no
+    errors (the sidecars' stand-in ``exporter``, scraped by the Prometheus at ``url``), and
+    a Rollout judged by ``judge`` adopted (Healthy)."""
+    seed_service(kube, ns)
+    for workload in workloads:
+        exporter.set(ns, "web", workload, rps=40, error_rate=0.0, latency_ms=5)
+    driver = Driver(kube, ns, url)
+    driver.kube.create(GROUP, VERSION, ns, "rollouts", rollout(ns, "web:1", steps, judge=judge))
+    driver.until(phase("Healthy"))
+    return driver
+
+
 def phase(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda obj: (obj.get("status") or {}).get("phase") == name
 

@@ -16,7 +16,7 @@ from meshctl.adapters.kube import Kube
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.kills import ControllerProcess, History, promoted, wait_for
 
-from .cluster_world import Driver, phase, rollout, seed_service
+from .cluster_world import judged_world, phase, rollout, seed_service
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 40}, {"analysis": {}}]
@@ -38,14 +38,7 @@ def start(kube: Kube, ns: str, image: str) -> None:
 @pytest.fixture
 def world(kube, cluster, namespace, istio_metrics):
     exporter, url = istio_metrics
-    seed_service(kube, namespace)
-    for workload in WORKLOADS:
-        exporter.set(namespace, "web", workload, rps=40, error_rate=0.0, latency_ms=5)
-    driver = Driver(kube, namespace, url)
-    driver.kube.create(GROUP, VERSION, namespace, "rollouts",
-                       rollout(namespace, "web:1", STEPS, judge=JUDGE))
-    driver.until(phase("Healthy"))
-    return driver, exporter
+    return judged_world(kube, namespace, exporter, url, WORKLOADS, STEPS, JUDGE), exporter
 
 
 def at_first_weight(obj: dict[str, Any]) -> bool:

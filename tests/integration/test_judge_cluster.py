@@ -11,7 +11,7 @@ import pytest
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.ops.views import view_of
 
-from .cluster_world import Driver, phase, rollout, seed_service, weights
+from .cluster_world import Driver, judged_world, phase, weights
 
 pytestmark = [pytest.mark.kube, pytest.mark.cluster, pytest.mark.prometheus]
 STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
@@ -21,14 +21,8 @@ JUDGE = {"lookback": "12s", "window": "4s", "step": "1s", "minSamples": 8}
 @pytest.fixture
 def world(kube, cluster, namespace, istio_metrics):
     exporter, url = istio_metrics
-    seed_service(kube, namespace)
-    for workload in ("web", "web-canary"):
-        exporter.set(namespace, "web", workload, rps=40, error_rate=0.0, latency_ms=5)
-    driver = Driver(kube, namespace, url)
-    driver.kube.create(GROUP, VERSION, namespace, "rollouts",
-                       rollout(namespace, "web:1", STEPS, judge=JUDGE))
-    driver.until(phase("Healthy"))
-    return driver, exporter
+    return judged_world(kube, namespace, exporter, url, ("web", "web-canary"), STEPS,
+                        JUDGE), exporter
 
 
 def start(driver: Driver, image: str) -> None:
