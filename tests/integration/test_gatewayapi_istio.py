@@ -92,7 +92,7 @@ def test_httproute_weights_reach_envoy_through_istiod_and_split_the_traffic(
     canary = stats.by_version.get("v2", 0)
     print(f"HTTPRoute 70/30: observed at istiod {seconds * 1000:.0f} ms after the write "
           f"({(time.monotonic() - written_at):.1f} s with the load); measured {canary}/"
-          f"{stats.answered} to canary, 99% interval [{lo}, {hi}]")
+          f"{stats.answered} to canary, interval [{lo}, {hi}]")
     assert stats.by_status == {200: 2000}
     assert lo <= canary <= hi
 
@@ -143,6 +143,6 @@ def test_a_rollout_on_the_httproute_is_observed_at_istiod_and_splits_the_traffic
     stats = route.send(2000)
     lo, hi = binomial_interval(stats.answered, 0.30)
     print(f"Rollout on the HTTPRoute at 70/30: {stats.by_version.get('v2', 0)}/"
-          f"{stats.answered} to canary, 99% interval [{lo}, {hi}]")
+          f"{stats.answered} to canary, interval [{lo}, {hi}]")
     assert stats.by_status == {200: 2000}
     assert lo <= stats.by_version.get("v2", 0) <= hi

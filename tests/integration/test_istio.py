@@ -227,7 +227,7 @@ def assert_within_interval(weights: Weights, stats: LoadStats, canary_version: s
     lo, hi = binomial_interval(n, weights.canary / 100)
     got = stats.by_version.get(canary_version, 0)
     assert n >= 100, f"too few requests in the window: {stats}"
-    assert lo <= got <= hi, f"at {weights}: {got}/{n} to canary, 99% interval [{lo}, {hi}]"
+    assert lo <= got <= hi, f"at {weights}: {got}/{n} to canary, interval [{lo}, {hi}]"
 
 
 def assert_no_errors(stats: list[LoadStats], istio: IstioWorld, flags_before: int) -> None:

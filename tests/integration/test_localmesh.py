@@ -46,11 +46,12 @@ def mesh(local_mesh: LocalMesh) -> Iterator[LocalMesh]:
 
 
 @pytest.mark.parametrize("canary", [10, 50])
-def test_delivered_share_is_within_the_99_percent_binomial_interval(
+def test_delivered_share_is_within_the_binomial_interval(
     mesh: LocalMesh, canary: int
 ) -> None:
     """Given weights stable/canary, the canary's share of 2,000 requests is a binomial draw
-    with p = canary/100: it must land inside the 99 % interval."""
+    with p = canary/100: it must land inside the interval a correct split misses once in a
+    million draws."""
     split = TrafficSplit(Weights.canary_at(canary))
     mesh.router.apply(split)
     assert mesh.router.observed() == split
@@ -58,7 +59,7 @@ def test_delivered_share_is_within_the_99_percent_binomial_interval(
     stats = run_load(mesh.url, REQUESTS, concurrency=8)
 
     assert stats.by_status == {200: REQUESTS}
-    lo, hi = binomial_interval(REQUESTS, canary / 100, confidence=0.99)
+    lo, hi = binomial_interval(REQUESTS, canary / 100)
     assert lo <= stats.by_version.get("v2", 0) <= hi, (lo, hi, stats.by_version)
     assert stats.by_version.get("v1", 0) == REQUESTS - stats.by_version.get("v2", 0)
 
