@@ -182,7 +182,7 @@ class Manager:
         self.namespace = namespace
         self.identity = identity or default_identity()
         self.metrics = ControllerMetrics()
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(on_wait=self.metrics.queue_wait)
         self.index = _Index()
         self.resync_seconds = resync_seconds
         self._prometheus_url = prometheus_url

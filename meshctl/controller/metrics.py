@@ -23,6 +23,11 @@ class ControllerMetrics:
             "pass's own work; the rest of its duration is waiting, mostly for the API server).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1),
             registry=self.registry)
+        self.queue_wait_seconds = Histogram(
+            "meshctl_queue_wait_seconds", "Time a Rollout's key waited for a worker after it "
+            "was due; urgent: a new spec, an intent or a canary just ready.", ["urgent"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry)
         self.rollouts = Gauge("meshctl_rollouts", "Rollouts by phase.", ["phase"],
                               registry=self.registry)
         self.verdicts = Counter("meshctl_analysis_verdicts_total",
@@ -38,6 +43,9 @@ class ControllerMetrics:
                             registry=self.registry)
         self._phases: dict[str, Phase] = {}
         self._phases_lock = threading.Lock()  # workers pass different keys at once
+
+    def queue_wait(self, urgent: bool, seconds: float) -> None:
+        self.queue_wait_seconds.labels("true" if urgent else "false").observe(seconds)
 
     def observe(self, key: str, decision: Decision | None, events: Iterable[Event] = ()) -> None:
         if decision is not None:

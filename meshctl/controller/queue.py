@@ -9,6 +9,10 @@
   person or a pipeline just asked (a new template, an abort) and what a waiting step waits
   for (its canary ready) is not served after the controller's own follow-ups and timers,
   however long that line is. Urgent keys are served in the order they came.
+
+``on_wait(urgent, seconds)``, when given, hears how long each key handed out waited for a
+worker after it was due (the controller's ``meshctl_queue_wait_seconds``): the part of a
+reaction the passes of other Rollouts cost.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 Key = Hashable
 URGENT, DUE = 0, 1  # ranks: a lower rank is served first
 
 
 class WorkQueue:
-    def __init__(self, base_backoff: float = 0.5, max_backoff: float = 60.0) -> None:
+    def __init__(self, base_backoff: float = 0.5, max_backoff: float = 60.0,
+                 on_wait: Callable[[bool, float], None] | None = None) -> None:
+        self._on_wait = on_wait
         self._cond = threading.Condition()
         self._due: dict[Key, tuple[int, float]] = {}  # key -> (rank, time), as in the heap
         self._heap: list[tuple[int, float, int, Key]] = []
@@ -70,6 +76,15 @@ class WorkQueue:
 
     def get(self, timeout: float | None = None) -> Key | None:
         """The next due key (marked active), or None on timeout or close."""
+        handed = self._next(timeout)
+        if handed is None:
+            return None
+        key, rank, waited = handed
+        if self._on_wait is not None:
+            self._on_wait(rank == URGENT, waited)
+        return key
+
+    def _next(self, timeout: float | None) -> tuple[Key, int, float] | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._closed:
@@ -78,10 +93,10 @@ class WorkQueue:
                     heapq.heappop(self._heap)  # superseded entry
                 # an urgent entry is due at once, so the top of the heap is the next due key
                 if self._heap and self._heap[0][1] <= now:
-                    key = heapq.heappop(self._heap)[3]
+                    rank, at, _, key = heapq.heappop(self._heap)
                     del self._due[key]
                     self._active.add(key)
-                    return key
+                    return key, rank, now - at
                 wait = self._heap[0][1] - now if self._heap else None
                 if deadline is not None:
                     left = deadline - now

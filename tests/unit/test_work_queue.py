@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from meshctl.controller.queue import WorkQueue
 
@@ -88,3 +89,14 @@ def test_a_waiting_worker_wakes_for_a_key_and_close_releases_it() -> None:
     queue.close()
     closing.join(timeout=30)
     assert got == ["k", None]
+
+
+def test_each_key_handed_out_reports_how_long_it_waited_after_it_was_due() -> None:
+    heard: list[tuple[bool, float]] = []
+    queue = WorkQueue(on_wait=lambda urgent, seconds: heard.append((urgent, seconds)))
+    queue.add("timer")
+    queue.add("abort", urgent=True)
+    time.sleep(0.05)  # both wait here, as behind a busy worker
+    assert drain(queue) == ["abort", "timer"]
+    assert [urgent for urgent, _ in heard] == [True, False]
+    assert all(0.05 <= seconds < 5.0 for _, seconds in heard), heard
