@@ -69,8 +69,8 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         "every 0.25 s at most).", "",
         stamp(), "",
         *rows, "",
-        "A hard failure is caught by the fast availability check: every measurement "
-        "interval (1 s), the canary's availability counted since the later of its run's "
+        "A hard failure is caught by the fast availability check: twice every measurement "
+        "interval (every 0.5 s), the canary's availability counted since the later of its run's "
         "start and four intervals ago (sample differences with PromQL's `@`, no rate "
         "extrapolation), failing above twice the error budget once the canary has had "
         "minRequests requests in that span. What it counts runs from each counter's "
@@ -79,7 +79,8 @@ def section(results: dict[str, list[float]], runs: int) -> str:
         "minRequests most of the time and the check seldom answered (the windowed "
         "availability then caught hard failures); four hold about 20. Its floor is the "
         "1 s scrape (Envoy's admin "
-        "endpoint serves live counters), the 1 s measurement interval and one pass. From "
+        "endpoint serves live counters), half the 1 s measurement interval and one pass "
+        "(measured once an interval, the worst case was just over 2 s). From "
         "the step's first request it must also wait for minRequests (10 requests at 6/s)."
         " The user trades noise for speed: the span is short, and only minRequests keeps "
         "a few unlucky requests from rolling back a good version (raise it for services "

@@ -221,7 +221,11 @@ def _since(selector: str) -> str:
 
 
 def _availability_since(total: str, errors: str) -> str:
-    return f"1 - ((sum({_since(errors)}) or vector(0)) / sum({_since(total)}))"
+    """1 - errors/requests, each counted :func:`_since` the moment, at least 0. An error
+    series born after the moment counts from zero, while the requests count from their first
+    sample after it: errors can then outnumber the requests counted (even with none counted,
+    a ratio of -Inf), which only errs toward failing; the floor keeps the value a share."""
+    return f"clamp_min(1 - ((sum({_since(errors)}) or vector(0)) / sum({_since(total)})), 0)"
 
 
 _ENVOY = 'envoy_cluster_name="{{cluster}}"'

@@ -275,4 +275,5 @@ def test_the_fast_check_answers_at_the_demos_traffic_right_after_a_hard_failure(
         mesh.stop()
     values = [a.value for a in answers if isinstance(a, Value)]
     assert len(values) >= 7, answers
+    assert all(0.0 <= v <= 1.0 for v in values), values  # a share, however the series began
     assert all(fast.failure.holds(v) for v in values[-4:]), values

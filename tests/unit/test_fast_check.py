@@ -64,8 +64,8 @@ def test_slo_metrics_add_a_fast_guard_over_a_short_window_with_the_min_requests_
                         "minRequests": 30})
     plans = {p.name: p for p in slo_metrics(rollout, Target.of(rollout, MeshKind.ISTIO))}
     fast = plans["availability-fast"]
-    # measured from its first interval on, over a span of four intervals
-    assert fast.guard and fast.initial_delay == 5 and fast.interval == 5
+    # measured twice an interval from the first half interval on, over a span of four
+    assert fast.guard and fast.initial_delay == 2.5 and fast.interval == 2.5
     assert fast.since_window == 20
     assert fast.failure is not None and fast.failure.text == "result < 0.998"
     assert fast.success is None
