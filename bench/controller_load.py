@@ -6,8 +6,8 @@ timed run takes one other Rollout and measures, from the API server accepting th
 PATCH returned) to a watch on the VirtualServices seeing the result:
 
 - template change -> the first canary weight in the VirtualService; and, apart, from the
-  canary Deployment seen ready (the cluster tier's hollow kubelets run the Pods) to that
-  weight, which is the controller's own part;
+  canary Deployment seen ready by a watch (the cluster tier's hollow kubelets run the Pods)
+  to that weight, which is the controller's own part;
 - abort intent (annotation) -> 100% stable in the VirtualService.
 
 With one Rollout (``--rollouts 1``) nothing else moves: each run is a new template and then
@@ -43,11 +43,13 @@ from bench.results import stamp, write_section
 from meshctl.adapters.errors import AdapterError
 from meshctl.adapters.kube import Kube
 from meshctl.adapters.rest import controller_client
+from meshctl.cli.controller import run as run_command
 from meshctl.domain.spec import GROUP, VERSION
 from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
 
 HEADING = "## Controller reaction under load"
+WORKERS = next(p.default for p in run_command.params if p.name == "workers")  # its default
 MOVING = 50
 
 
@@ -60,12 +62,14 @@ def canary_weight(vs: dict[str, Any]) -> int:
 
 
 class Seen:
-    """A watch on every VirtualService of the namespace: when each first met a condition."""
+    """A watch on every object of one kind in the namespace, remembering when each change
+    arrived, so a run asks when a condition first held after a moment (the watch thread
+    stamps each event as it comes: a run that starts waiting late is not charged for it)."""
 
-    def __init__(self, kube: Kube, ns: str) -> None:
-        self.kube, self.ns = kube, ns
+    def __init__(self, kube: Kube, ns: str, group: str, version: str, plural: str) -> None:
+        self.kube, self.ns, self.kind = kube, ns, (group, version, plural)
         self._cond = threading.Condition()
-        self._weights: dict[str, int] = {}
+        self._seen: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -76,28 +80,50 @@ class Seen:
                 time.sleep(1.0)
 
     def _follow(self) -> None:
-        items, version = self.kube.list_all("networking.istio.io", "v1", "virtualservices")
+        items, version = self.kube.list_all(*self.kind)
         with self._cond:
-            self._weights = {i["metadata"]["name"]: canary_weight(i) for i in items}
+            for item in items:
+                self._add(item)
         while True:
-            for kind, obj in self.kube.watch("networking.istio.io", "v1", "virtualservices",
-                                             version, 300, namespace=self.ns, bookmarks=True):
+            for kind, obj in self.kube.watch(*self.kind, version, 300, namespace=self.ns,
+                                             bookmarks=True):
                 version = obj["metadata"].get("resourceVersion") or version
                 if kind in ("ADDED", "MODIFIED"):
                     with self._cond:
-                        self._weights[obj["metadata"]["name"]] = canary_weight(obj)
+                        self._add(obj)
                         self._cond.notify_all()
 
-    def wait(self, name: str, test: Any, timeout: float = 120.0) -> float:
-        """Monotonic time at which ``test(weight)`` first held (raises on timeout)."""
+    def _add(self, obj: dict[str, Any]) -> None:
+        self._seen.setdefault(obj["metadata"]["name"], []).append((time.monotonic(), obj))
+
+    def when(self, name: str, test: Any, since: float, timeout: float = 120.0) -> float:
+        """Monotonic time at which an object ``name`` that passes ``test`` first arrived
+        after ``since`` (the latest one before it counts too, stamped ``since``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not test(self._weights.get(name, 0)):
+            while True:
+                history = self._seen.get(name, [])
+                before = [obj for at, obj in history if at <= since][-1:]
+                if before and test(before[0]):
+                    return since
+                for at, obj in history:
+                    if at > since and test(obj):
+                        return at
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{name}: weight {self._weights.get(name)}")
+                    raise TimeoutError(f"{name}: {history[-1][1] if history else None}")
                 self._cond.wait(left)
-            return time.monotonic()
+
+
+def ready_with(image: str) -> Any:
+    """A test that a Deployment of ``image`` has a ready Pod of its current generation."""
+    def test(deployment: dict[str, Any]) -> bool:
+        spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+        containers = (spec.get("template") or {}).get("spec", {}).get("containers", [{}])
+        return (containers[0].get("image") == image and spec.get("replicas", 0) > 0
+                and status.get("observedGeneration") == deployment["metadata"]["generation"]
+                and status.get("readyReplicas", 0) >= 1)
+    return test
 
 
 def pct(values: list[float], q: float) -> float:
@@ -127,25 +153,6 @@ def patch(admin: Any, ns: str, name: str, body: dict[str, Any]) -> None:
             time.sleep(1.0)
 
 
-def canary_ready(admin: Kube, ns: str, name: str, image_wanted: str = "app:2") -> float:
-    """When the canary Deployment of ``image_wanted`` was first seen ready (polled every
-    5 ms)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            canary = admin.get_or_none("apps", "v1", ns, "deployments", f"{name}-canary") or {}
-        except AdapterError:  # the loaded API server did not answer in time: ask again
-            continue
-        spec, status = canary.get("spec") or {}, canary.get("status") or {}
-        image = (spec.get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image")
-        if image == image_wanted and spec.get("replicas", 0) > 0 and \
-                status.get("observedGeneration") == canary["metadata"]["generation"] and \
-                status.get("readyReplicas", 0) >= 1:
-            return time.monotonic()
-        time.sleep(0.005)
-    raise TimeoutError(f"{name}: canary Deployment not ready")
-
-
 def settled(admin: Any, ns: str, n: int) -> bool:
     """Every Rollout Healthy and every Deployment ready (a check the loaded API server does
     not answer in time counts as not yet)."""
@@ -155,9 +162,9 @@ def settled(admin: Any, ns: str, n: int) -> bool:
         return False
 
 
-def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
+def measure(n: int, runs: int, nodes: int, workers: int, py_spy: str | None = None,
             profile_out: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"rollouts": n, "runs": runs}
+    result: dict[str, Any] = {"rollouts": n, "runs": runs, "workers": workers}
     with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
             tempfile.TemporaryDirectory() as tmp:
         ns = world.create_namespace("load")
@@ -165,14 +172,17 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
         log = Path(tmp) / "controller.log"
-        proc = controller_process(world, ns, log, [])
+        proc = controller_process(world, ns, log, ["--workers", str(workers)])
         moving = threading.Event()
         try:
             while not settled(admin, ns, n):
                 time.sleep(max(2.0, n / 500))
             url = re.search(r"health on (\S+)", log.read_text())
             assert url is not None, log.read_text()[-2000:]
-            seen = Seen(controller_client(world.kubeconfig_path), ns)
+            seen = Seen(controller_client(world.kubeconfig_path), ns,
+                        "networking.istio.io", "v1", "virtualservices")
+            deployments = Seen(controller_client(world.kubeconfig_path), ns,
+                               "apps", "v1", "deployments")
             time.sleep(3)
             alone = n < MOVING + runs  # too few to keep 50 moving: one Rollout, alone
             if not alone:
@@ -185,8 +195,8 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
                 patch(admin, ns, name, {"spec": {"template": {
                     "spec": {"containers": [{"name": "app", "image": image}]}}}})
                 accepted = time.monotonic()
-                marked = canary_ready(admin, ns, name, image)
-                weighted = seen.wait(name, lambda w: w > 0)
+                marked = deployments.when(f"{name}-canary", ready_with(image), accepted)
+                weighted = seen.when(name, lambda vs: canary_weight(vs) > 0, accepted)
                 start_ms.append((weighted - accepted) * 1000)
                 ready_ms.append((weighted - marked) * 1000)
 
@@ -194,7 +204,8 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
                 patch(admin, ns, name, {"metadata": {
                     "annotations": {"meshctl.io/intent-abort": mark}}})
                 accepted = time.monotonic()
-                abort_ms.append((seen.wait(name, lambda w: w == 0) - accepted) * 1000)
+                abort_ms.append((seen.when(name, lambda vs: canary_weight(vs) == 0,
+                                           accepted) - accepted) * 1000)
 
             with sampler:
                 if alone:
@@ -221,6 +232,8 @@ def measure(n: int, runs: int, nodes: int, py_spy: str | None = None,
                 "p50": round(pct(abort_ms, 0.5), 1), "p99": round(pct(abort_ms, 0.99), 1)}
             result["reconcile"] = percentiles(text, "meshctl_reconcile_duration_seconds")
             result["reconcile_cpu"] = percentiles(text, "meshctl_reconcile_cpu_seconds")
+            result["queue_wait_urgent"] = percentiles(text, "meshctl_queue_wait_seconds",
+                                                      'urgent="true"')
         finally:
             moving.set()
             proc.kill()
@@ -249,6 +262,11 @@ def section(results: list[dict[str, Any]]) -> str:
         rows.append(f"{head} ... of which the pass's own CPU (its thread's CPU time; the rest "
                     f"is waiting, mostly for the API server) | {cpu['p50'] * 1000:.1f} ms | "
                     f"{cpu['p99'] * 1000:.1f} ms | |")
+        wait = r["queue_wait_urgent"]
+        rows.append(f"{head} an urgent key (new template, abort, canary ready) waiting for one "
+                    f"of the {r['workers']} workers, all {wait['count']:.0f} (histogram "
+                    f"bucket bounds) | {wait['p50'] * 1000:g} ms | {wait['p99'] * 1000:g} ms "
+                    "| |")
     profiled = [r for r in results if r.get("profile")]
     return "\n".join([
         HEADING, "",
@@ -261,7 +279,9 @@ def section(results: list[dict[str, Any]]) -> str:
         "Each run is timed from the PATCH returning to a watch seeing the VirtualService "
         "change. From the template change, the time includes the cluster tier making the "
         "canary's Pod ready (the Deployment controller, the scheduler and a hollow kubelet); "
-        "the controller's part starts when the canary Deployment is seen ready.", "",
+        "the controller's part starts when a watch on the Deployments sees the canary's "
+        "ready (each watch event is stamped as it arrives). The controller runs with "
+        f"{results[0]['workers']} workers.", "",
         stamp(), "", *rows, "",
         *([f"Where the controller's CPU went during the timed runs at "
            f"{profiled[0]['rollouts']:,} Rollouts (py-spy, 100 samples/s of its threads "
@@ -275,12 +295,14 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, nargs="+", default=[1, 1000])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help="the controller's --workers (its default)")
     parser.add_argument("--py-spy", help="a py-spy binary: sample the controller and report "
                         "where its CPU went")
     parser.add_argument("--profile-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    results = [measure(n, args.runs, args.nodes, args.py_spy, args.profile_out)
+    results = [measure(n, args.runs, args.nodes, args.workers, args.py_spy, args.profile_out)
                for n in args.rollouts]
     json.dump(results, sys.stdout, indent=2)
     print()

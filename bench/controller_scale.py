@@ -93,11 +93,12 @@ def wait_until(what: str, done: Any, timeout: float) -> float:
         time.sleep(POLL[0])
 
 
-def percentiles(text: str, name: str) -> dict[str, float]:
-    """p50/p99 upper bounds from a Prometheus histogram exposition (all label sets)."""
+def percentiles(text: str, name: str, label: str = "") -> dict[str, float]:
+    """p50/p99 upper bounds from a Prometheus histogram exposition (all label sets, or
+    those with ``label``, e.g. ``urgent="true"``)."""
     buckets: dict[float, float] = {}
     for line in text.splitlines():
-        if line.startswith(f"{name}_bucket"):
+        if line.startswith(f"{name}_bucket") and label in line:
             le = line.split('le="')[1].split('"')[0]
             bound = float("inf") if le == "+Inf" else float(le)
             buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
