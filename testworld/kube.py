@@ -31,7 +31,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from meshctl.localmesh.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION = os.environ.get("KUBE_VERSION", "v1.34.4")
@@ -246,9 +247,7 @@ class _Pki:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port("127.0.0.1")
 
 
 def _with_parent(argv: list[str]) -> list[str]:

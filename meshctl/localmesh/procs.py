@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -315,11 +316,37 @@ def accepts(host: str, port: int, timeout: float = 0.5) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+LOWEST_PORT = 10000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (prefer binding port 0 where the server allows it)."""
+    """A port that was free a moment ago (prefer binding port 0 where the server allows it).
+
+    It is drawn at random from below the kernel's range for outgoing connections' own ports
+    (``ip_local_port_range``): a port the kernel hands out (``bind(0)``) is one an outgoing
+    connection may take before the server binds it, which a busy machine does (a
+    kube-controller-manager failed so: "address already in use")."""
+    low = _outgoing_ports_start()
+    for _ in range(200) if low > LOWEST_PORT + 1000 else ():
+        port = random.randrange(LOWEST_PORT, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _outgoing_ports_start() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; 32768 if it
+    cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_until(

@@ -4,6 +4,7 @@ import fix for the two wheels that both ship ``envoy/__init__.py``."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 from meshctl.localmesh import _protos as pb
 from meshctl.localmesh.load import binomial_interval
+from meshctl.localmesh.procs import LOWEST_PORT, free_port
 from meshctl.localmesh.resources import (
     ROUTE_NAME,
     WEIGHTED_ROUTE,
@@ -119,3 +121,14 @@ def test_protos_import_when_the_other_wheel_owns_the_envoy_package(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "envoy.config.route.v3.RouteConfiguration"
+
+
+def test_a_free_port_is_one_no_outgoing_connection_can_take() -> None:
+    """Drawn below the kernel's range for outgoing connections' ports, and bindable."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        outgoing_from = int(f.read().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(LOWEST_PORT <= p < outgoing_from for p in ports), ports
+    assert len(ports) > 1  # drawn, not one fixed port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", ports.pop()))
