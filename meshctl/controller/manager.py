@@ -41,7 +41,8 @@ from meshctl.adapters.rest import RestKube
 from meshctl.controller.health import HealthServer
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
-from meshctl.controller.queue import WorkQueue
+from meshctl.controller.queue import Rank, WorkQueue
+from meshctl.domain.intents import Action
 from meshctl.domain.keys import INTENT_PREFIX
 from meshctl.domain.notifications import NotificationSink
 from meshctl.domain.ports import MetricProvider
@@ -65,6 +66,7 @@ ABSENT_RETRY_SECONDS = 60.0  # a kind whose CRD is not installed is listed again
 # a second pass would write nothing). Echoes of Deployment and traffic writes still wake
 # one: the next step may follow at once.
 ECHOES_IGNORED = frozenset({"rollouts"})
+ABORT_ASKED = Action.ABORT.annotation
 
 
 class Wake(Enum):
@@ -73,6 +75,11 @@ class Wake(Enum):
     NONE = "none"
     DUE = "due"
     URGENT = "urgent"
+    ABORT = "abort"
+
+    @property
+    def rank(self) -> Rank:
+        return {Wake.ABORT: Rank.ABORT, Wake.URGENT: Rank.URGENT}.get(self, Rank.DUE)
 
 
 def wake(plural: str, before: dict[str, Any] | None, after: dict[str, Any],
@@ -84,14 +91,20 @@ def wake(plural: str, before: dict[str, Any] | None, after: dict[str, Any],
       leaves what the engine reads of it (replicas, ready replicas, revision) as it was,
       since the Deployment controller rewrites a Deployment's status several times per
       rollout (conditions, timestamps);
-    - urgent for what someone asked (a Rollout created, its spec or an intent changed)
-      and for a Deployment that has just become ready (what a waiting step waits for);
+    - abort, first of all, for an abort asked;
+    - urgent for what else someone asked (a Rollout created, its spec or another intent
+      changed) and for a Deployment that has just become ready (what a waiting step waits
+      for);
     - in turn for the rest.
     """
     if echo and plural in ECHOES_IGNORED:
         return Wake.NONE
     if plural == "rollouts":
-        return Wake.URGENT if before is None or _asked(before) != _asked(after) else Wake.DUE
+        if before is None:
+            return Wake.URGENT
+        if _annotation(after, ABORT_ASKED) not in (None, _annotation(before, ABORT_ASKED)):
+            return Wake.ABORT
+        return Wake.URGENT if _asked(before) != _asked(after) else Wake.DUE
     if plural != "deployments" or before is None:
         return Wake.DUE
     was, now = workload_state(before), workload_state(after)
@@ -99,6 +112,10 @@ def wake(plural: str, before: dict[str, Any] | None, after: dict[str, Any],
         return Wake.NONE
     return Wake.URGENT if now.replicas > 0 and now.ready >= now.replicas > was.ready \
         else Wake.DUE
+
+
+def _annotation(obj: dict[str, Any], name: str) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(name)
 
 
 def _asked(rollout: dict[str, Any]) -> tuple[object, ...]:
@@ -339,7 +356,7 @@ class Manager:
                         if wake is Wake.NONE:
                             continue
                     for key in to_keys(kind, obj):
-                        self.queue.add(key, urgent=wake is Wake.URGENT)
+                        self.queue.add(key, wake.rank)
             except NotFound:
                 if version_seen:
                     version_seen = ""  # 410 Gone: list again

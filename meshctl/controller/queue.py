@@ -5,14 +5,20 @@
   is queued again when the first worker is done;
 - ``add_after`` schedules a key (``requeue_after``); ``backoff`` schedules it after an
   error, doubling per consecutive error (0.5 s, 1 s, ... up to 60 s); ``forget`` resets;
-- ``add(key, urgent=True)`` puts the key ahead of every key that is merely due: what a
-  person or a pipeline just asked (a new template, an abort) and what a waiting step waits
-  for (its canary ready) is not served after the controller's own follow-ups and timers,
-  however long that line is. Urgent keys are served in the order they came.
+- ``add(key, Rank.URGENT)`` puts the key ahead of keys that are merely due: what a person
+  or a pipeline just asked (a new template, a promotion) and what a waiting step waits for
+  (its canary ready) is not served after the controller's own follow-ups and timers.
+  ``Rank.ABORT`` goes ahead of those too: an abort is never served after new canaries.
+  Keys of one rank are served in the order they came (or fell due).
+- A rank is a head start, not a wall (:data:`LEAD`): an urgent key goes before a timer that
+  fell due less than a second before it, an abort before one that fell due less than a
+  minute before it. So a stream of urgent keys the workers cannot keep up with delays an
+  analysis measurement by about a second, and never starves it (a failing canary's
+  measurement is what rolls it back).
 
 ``on_wait(urgent, seconds)``, when given, hears how long each key handed out waited for a
-worker after it was due (the controller's ``meshctl_queue_wait_seconds``): the part of a
-reaction the passes of other Rollouts cost.
+worker after it was due (the controller's ``meshctl_queue_wait_seconds``; ``urgent``: any
+rank above due): the part of a reaction the passes of other Rollouts cost.
 """
 
 from __future__ import annotations
@@ -21,9 +27,18 @@ import heapq
 import threading
 import time
 from collections.abc import Callable, Hashable
+from enum import IntEnum
 
 Key = Hashable
-URGENT, DUE = 0, 1  # ranks: a lower rank is served first
+
+
+class Rank(IntEnum):
+    ABORT = 0
+    URGENT = 1
+    DUE = 2
+
+
+LEAD = {Rank.ABORT: 60.0, Rank.URGENT: 1.0, Rank.DUE: 0.0}  # a rank's head start, seconds
 
 
 class WorkQueue:
@@ -31,11 +46,12 @@ class WorkQueue:
                  on_wait: Callable[[bool, float], None] | None = None) -> None:
         self._on_wait = on_wait
         self._cond = threading.Condition()
-        self._due: dict[Key, tuple[int, float]] = {}  # key -> (rank, time), as in the heap
-        self._heap: list[tuple[int, float, int, Key]] = []
+        # key -> (place, rank): its place in line is the time it is due less its rank's lead
+        self._due: dict[Key, tuple[float, Rank]] = {}
+        self._heap: list[tuple[float, Rank, int, Key]] = []  # (place, rank, seq, key)
         self._seq = 0
         self._active: set[Key] = set()
-        self._dirty: dict[Key, tuple[int, float]] = {}  # added while a worker had it
+        self._dirty: dict[Key, tuple[float, Rank]] = {}  # added while a worker had it
         self._failures: dict[Key, int] = {}
         self._base, self._max = base_backoff, max_backoff
         self._closed = False
@@ -44,13 +60,13 @@ class WorkQueue:
         with self._cond:
             return len(self._due)
 
-    def add(self, key: Key, urgent: bool = False) -> None:
-        self._add(key, (URGENT if urgent else DUE, time.monotonic()))
+    def add(self, key: Key, rank: Rank = Rank.DUE) -> None:
+        self._add(key, (time.monotonic() - LEAD[rank], rank))
 
     def add_after(self, key: Key, delay: float) -> None:
-        self._add(key, (DUE, time.monotonic() + max(0.0, delay)))
+        self._add(key, (time.monotonic() + max(0.0, delay), Rank.DUE))
 
-    def _add(self, key: Key, entry: tuple[int, float]) -> None:
+    def _add(self, key: Key, entry: tuple[float, Rank]) -> None:
         with self._cond:
             if key in self._active:
                 self._dirty[key] = min(entry, self._dirty.get(key, entry))
@@ -81,23 +97,24 @@ class WorkQueue:
             return None
         key, rank, waited = handed
         if self._on_wait is not None:
-            self._on_wait(rank == URGENT, waited)
+            self._on_wait(rank is not Rank.DUE, waited)
         return key
 
-    def _next(self, timeout: float | None) -> tuple[Key, int, float] | None:
+    def _next(self, timeout: float | None) -> tuple[Key, Rank, float] | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
                 while self._heap and self._due.get(self._heap[0][3]) != self._heap[0][:2]:
                     heapq.heappop(self._heap)  # superseded entry
-                # an urgent entry is due at once, so the top of the heap is the next due key
-                if self._heap and self._heap[0][1] <= now:
-                    rank, at, _, key = heapq.heappop(self._heap)
+                # ranked entries are due at once and placed before now, so the top of the
+                # heap is the next due key, or nothing is due yet
+                if self._heap and self._heap[0][0] + LEAD[self._heap[0][1]] <= now:
+                    place, rank, _, key = heapq.heappop(self._heap)
                     del self._due[key]
                     self._active.add(key)
-                    return key, rank, now - at
-                wait = self._heap[0][1] - now if self._heap else None
+                    return key, rank, now - (place + LEAD[rank])
+                wait = self._heap[0][0] - now if self._heap else None
                 if deadline is not None:
                     left = deadline - now
                     if left <= 0:

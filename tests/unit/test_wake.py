@@ -23,13 +23,20 @@ def deployment(replicas: int, ready: int, revision: str = "r1",
                        "readyReplicas": ready}}
 
 
-def test_what_someone_asked_of_a_rollout_is_urgent() -> None:
+def test_what_someone_asked_of_a_rollout_is_urgent_and_an_abort_first() -> None:
     abort = {INTENT_PREFIX + "abort": "2026-12-04T21:00:00Z"}
+    again = {INTENT_PREFIX + "abort": "2026-12-04T21:05:00Z"}
+    promote = {INTENT_PREFIX + "promote": "2026-12-04T21:00:00Z"}
     assert wake("rollouts", None, rollout(), echo=False) is Wake.URGENT  # created
     assert wake("rollouts", rollout(1), rollout(2), echo=False) is Wake.URGENT  # new spec
-    assert wake("rollouts", rollout(1), rollout(1, **abort), echo=False) is Wake.URGENT
+    assert wake("rollouts", rollout(1), rollout(1, **promote), echo=False) is Wake.URGENT
+    assert wake("rollouts", rollout(1), rollout(1, **abort), echo=False) is Wake.ABORT
+    assert wake("rollouts", rollout(1, **abort), rollout(1, **again), echo=False) is Wake.ABORT
+    assert wake("rollouts", rollout(1), rollout(2, **abort), echo=False) is Wake.ABORT
     # withdrawn by someone (the controller's own removal comes back as an echo)
     assert wake("rollouts", rollout(1, **abort), rollout(1), echo=False) is Wake.URGENT
+    assert [w.rank for w in (Wake.ABORT, Wake.URGENT, Wake.DUE)] == sorted(
+        w.rank for w in (Wake.ABORT, Wake.URGENT, Wake.DUE))  # served in that order
 
 
 def test_a_status_change_by_someone_else_is_served_in_turn_and_an_echo_not_at_all() -> None:

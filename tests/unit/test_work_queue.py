@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from meshctl.controller.queue import WorkQueue
+from meshctl.controller.queue import LEAD, Rank, WorkQueue
 
 
 def drain(queue: WorkQueue) -> list[object]:
@@ -29,8 +29,8 @@ def test_an_urgent_key_is_served_before_keys_that_are_merely_due() -> None:
     queue = WorkQueue()
     for key in ("timer-1", "timer-2", "timer-3"):
         queue.add(key)
-    queue.add("abort", urgent=True)
-    queue.add("new-template", urgent=True)
+    queue.add("abort", Rank.URGENT)
+    queue.add("new-template", Rank.URGENT)
     assert drain(queue) == ["abort", "new-template", "timer-1", "timer-2", "timer-3"]
 
 
@@ -38,8 +38,8 @@ def test_a_due_key_made_urgent_moves_ahead_and_an_urgent_key_stays_urgent() -> N
     queue = WorkQueue()
     queue.add("a")
     queue.add("b")
-    queue.add("b", urgent=True)  # already queued: it moves to the front
-    queue.add("c", urgent=True)
+    queue.add("b", Rank.URGENT)  # already queued: it moves to the front
+    queue.add("c", Rank.URGENT)
     queue.add("c")  # asked again, not urgently: it keeps its place
     assert len(queue) == 3
     assert drain(queue) == ["b", "c", "a"]
@@ -50,7 +50,7 @@ def test_a_delayed_key_waits_for_its_time_unless_it_is_added_urgently() -> None:
     queue.add_after("later", 60.0)
     queue.add_after("soon", 60.0)
     assert queue.get(timeout=0) is None
-    queue.add("soon", urgent=True)
+    queue.add("soon", Rank.URGENT)
     assert drain(queue) == ["soon"]
     assert len(queue) == 1  # "later" still waits
 
@@ -60,7 +60,7 @@ def test_a_key_added_while_a_worker_has_it_comes_back_once_done_with_its_urgency
     queue.add("busy")
     queue.add("other")
     assert queue.get(timeout=0) == "busy"
-    queue.add("busy", urgent=True)  # not handed to a second worker meanwhile
+    queue.add("busy", Rank.URGENT)  # not handed to a second worker meanwhile
     assert queue.get(timeout=0) == "other"
     assert queue.get(timeout=0) is None
     queue.done("other")
@@ -81,7 +81,7 @@ def test_a_waiting_worker_wakes_for_a_key_and_close_releases_it() -> None:
     got: list[object] = []
     worker = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
     worker.start()
-    queue.add("k", urgent=True)
+    queue.add("k", Rank.URGENT)
     worker.join(timeout=30)
     assert got == ["k"]
     closing = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
@@ -95,8 +95,28 @@ def test_each_key_handed_out_reports_how_long_it_waited_after_it_was_due() -> No
     heard: list[tuple[bool, float]] = []
     queue = WorkQueue(on_wait=lambda urgent, seconds: heard.append((urgent, seconds)))
     queue.add("timer")
-    queue.add("abort", urgent=True)
+    queue.add("abort", Rank.URGENT)
     time.sleep(0.05)  # both wait here, as behind a busy worker
     assert drain(queue) == ["abort", "timer"]
     assert [urgent for urgent, _ in heard] == [True, False]
     assert all(0.05 <= seconds < 5.0 for _, seconds in heard), heard
+
+
+def test_an_abort_goes_ahead_of_urgent_keys_and_timers() -> None:
+    queue = WorkQueue()
+    queue.add("timer")
+    queue.add("new-template", Rank.URGENT)
+    queue.add("abort", Rank.ABORT)
+    assert drain(queue) == ["abort", "new-template", "timer"]
+
+
+def test_a_timer_long_overdue_goes_before_newer_urgent_keys_so_none_starves() -> None:
+    """A rank is a head start of LEAD seconds: a timer that fell due more than a second
+    before an urgent key came (an analysis measurement behind a stream of new templates)
+    is served first."""
+    queue = WorkQueue()
+    queue.add_after("measurement", 0.0)
+    time.sleep(LEAD[Rank.URGENT] + 0.1)  # the workers were busy all that time
+    queue.add("new-template", Rank.URGENT)
+    queue.add("abort", Rank.ABORT)
+    assert drain(queue) == ["abort", "measurement", "new-template"]
