@@ -93,21 +93,29 @@ def wait_until(what: str, done: Any, timeout: float) -> float:
         time.sleep(POLL[0])
 
 
-def percentiles(text: str, name: str, label: str = "") -> dict[str, float]:
+def percentiles(text: str, name: str, label: str = "", since: str = "") -> dict[str, float]:
     """p50/p99 upper bounds from a Prometheus histogram exposition (all label sets, or
-    those with ``label``, e.g. ``urgent="true"``)."""
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket") and label in line:
-            le = line.split('le="')[1].split('"')[0]
-            bound = float("inf") if le == "+Inf" else float(le)
-            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    those with ``label``, e.g. ``urgent="true"``; with ``since``, an earlier exposition,
+    only what was observed after it)."""
+    buckets = _buckets(text, name, label)
+    for bound, count in _buckets(since, name, label).items():
+        buckets[bound] -= count
     total = buckets.get(float("inf"), 0.0)
     out = {}
     for q in (0.5, 0.9, 0.99):
         out[f"p{int(q * 100)}"] = next(b for b in sorted(buckets) if buckets[b] >= q * total)
     out["count"] = total
     return out
+
+
+def _buckets(text: str, name: str, label: str) -> dict[float, float]:
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket") and label in line:
+            le = line.split('le="')[1].split('"')[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
 
 
 def resource_versions(kube: Kube, ns: str) -> dict[str, str]:
