@@ -12,7 +12,10 @@ and a direction: ``higher-is-worse`` (latency, error ratio) or ``lower-is-worse`
   relative change of the mean, ``(mean(canary) - mean(baseline)) / |mean(baseline)|``, taken
   in the worse direction) *and* the rank test finds it significant (its one-sided p-value in
   the worse direction is below ``significance``). A change smaller than the tolerance passes,
-  however significant; a large change the test cannot tell from noise passes too;
+  however significant; a large change the test cannot tell from noise passes too; and so
+  does a difference of the means smaller than the metric's ``resolution``, the least change
+  it can show (Envoy records request times in whole milliseconds: sub-millisecond requests
+  read 0, and a baseline whose mean is 0 would make any canary infinitely worse);
 - **Pass** otherwise.
 
 The score is the share of metrics that pass, 0-100. The judgement: NoData when any metric
@@ -85,6 +88,7 @@ class Samples:
     canary: tuple[float, ...]
     baseline: tuple[float, ...]
     direction: Direction = Direction.HIGHER_IS_WORSE
+    resolution: float = 0.0  # the least change of the mean the metric can show
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,8 @@ def judge_metric(samples: Samples, settings: JudgeSettings, test: RankTest) -> J
     higher = samples.direction is Direction.HIGHER_IS_WORSE
     p = test(canary, baseline) if higher else test(baseline, canary)
     worse_by = _worse_by(c_mean, b_mean, effect, higher)
-    failed = worse_by > settings.tolerance and p < settings.significance
+    failed = (worse_by > settings.tolerance and p < settings.significance
+              and abs(c_mean - b_mean) >= samples.resolution)
     return JudgedMetric(samples.name, JudgeVerdict.FAIL if failed else JudgeVerdict.PASS,
                         samples.direction, p_value=p, effect_size=effect, canary_mean=c_mean,
                         baseline_mean=b_mean, **counts)
@@ -202,6 +207,7 @@ class JudgeQuery:
     baseline_query: str
     direction: Direction = Direction.HIGHER_IS_WORSE
     field: str = ""  # the spec field it comes from (a user's: spec.judge.metrics[i].query)
+    resolution: float = 0.0  # see Samples
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,9 @@ def _baseline_cluster(rollout: Rollout) -> str:
     return f"{subset}|{host}.{rollout.namespace}.svc.cluster.local"
 
 
+# The judge's latency is a mean of Envoy's request times, recorded in whole milliseconds:
+# a difference of the means under one millisecond is not one it can show.
+LATENCY_RESOLUTION_MS = 1.0
 HARD_FAILURE_FACTOR = 2.0
 FAST_SPAN_INTERVALS = 4  # the fast check's span, in measurement intervals (see fast_window)
 # How often the fast check is measured per measurement interval. Its floor is a scrape, the
@@ -238,7 +241,8 @@ def judge_metric(rollout: Rollout, target: Target) -> ResolvedMetric | list[Prob
                         "prometheus")]
     render = envoy_samples.render if kind is ProviderKind.ENVOY else queries.render
     latency, errors = _judge_templates(target.mesh, slo.metrics, kind)
-    metrics = [JudgeQuery("latency", render(latency, canary), render(latency, baseline)),
+    metrics = [JudgeQuery("latency", render(latency, canary), render(latency, baseline),
+                          resolution=LATENCY_RESOLUTION_MS),
                JudgeQuery("error-ratio", render(errors, canary), render(errors, baseline))]
     problems = []
     for i, m in enumerate(spec.metrics):

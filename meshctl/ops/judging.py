@@ -37,7 +37,8 @@ def judgement(request: JudgeRequest, source: object, timeout: float) -> Measurem
                 what = sampled.message if isinstance(sampled, Error) else sampled.reason
                 return type(sampled)(f"judge metric {metric.name} ({version}): {what}")
             sides.append(sampled.values)
-        found.append(Samples(metric.name, sides[0], sides[1], metric.direction))
+        found.append(Samples(metric.name, sides[0], sides[1], metric.direction,
+                             metric.resolution))
     result = dataclasses.replace(judge(found, spec.settings, mann_whitney_greater, spec.baseline),
                                  source=spec.source)
     if result.verdict is JudgeVerdict.NO_DATA or result.score is None:

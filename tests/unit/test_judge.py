@@ -160,3 +160,22 @@ def test_the_score_is_a_share_and_its_verdict_follows_the_thresholds(
     passing = sum(m.verdict is JudgeVerdict.PASS for m in result.metrics)
     assert result.score == round(100 * passing / len(pairs), 2)
     assert result.verdict is verdict_of(result.score, DEFAULTS)
+
+
+def test_a_difference_under_the_metrics_resolution_passes_however_significant() -> None:
+    """Sub-millisecond requests read 0 ms in Envoy: a baseline at 0 and a canary with a few
+    1 ms readings differ by less than the 1 ms the metric can show, so they pass; a canary
+    a whole millisecond worse still fails."""
+    baseline = (0.0,) * 30
+    slightly = (0.0,) * 15 + (0.5,) * 15  # means 0 and 0.25 ms: p is small, effect infinite
+    worse = (2.0,) * 30
+
+    close = judge_metric(Samples("latency", slightly, baseline, resolution=1.0), DEFAULTS,
+                         rank_test)
+    far = judge_metric(Samples("latency", worse, baseline, resolution=1.0), DEFAULTS, rank_test)
+    unguarded = judge_metric(Samples("latency", slightly, baseline), DEFAULTS, rank_test)
+
+    assert close.p_value is not None and close.p_value < DEFAULTS.significance
+    assert close.verdict is JudgeVerdict.PASS
+    assert far.verdict is JudgeVerdict.FAIL
+    assert unguarded.verdict is JudgeVerdict.FAIL  # without a resolution, as before
