@@ -327,14 +327,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     connection may take before the server binds it, which a busy machine does (a
     kube-controller-manager failed so: "address already in use")."""
     low = _outgoing_ports_start()
-    for _ in range(200) if low > LOWEST_PORT + 1000 else ():
-        port = random.randrange(LOWEST_PORT, low)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
+    if low > LOWEST_PORT + 1000:  # else too few below it: the kernel's choice, as before
+        for _ in range(200):
+            port = random.randrange(LOWEST_PORT, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

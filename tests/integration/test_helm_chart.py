@@ -6,7 +6,6 @@ serves the gRPC API from the mounted certificate files."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import yaml
 from meshctl.adapters.kube import Kube
 from meshctl.api.client import RemoteRollouts
 from meshctl.domain.spec import GROUP, VERSION
+from meshctl.localmesh.procs import free_port
 from meshctl.ops.rollouts import ClusterRollouts
 from testworld.certs import CertificateAuthority
 
@@ -130,15 +130,13 @@ def test_values_that_cannot_run_are_refused_at_render(helm, sets, message):
 
 
 def free_ports(count: int) -> list[int]:
-    """Distinct free ports: all held open until each is known, so none is given twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Distinct free ports (:func:`free_port`'s, drawn until none is given twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def local_args(args: list[str], cert_dir: Path, health: int, grpc: int) -> list[str]:
