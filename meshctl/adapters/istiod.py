@@ -2,8 +2,9 @@
 
 The same two reads as ``istioctl proxy-status``: ``GET /debug/syncz`` (one entry per
 connected proxy, with the route push it was last sent and the one it acknowledged) and
-``GET /debug/config_dump?proxyID=<proxy>&types=rds`` (the Envoy route configurations istiod
-generates for that proxy). In a cluster the debug API is istiod's port 15014, which wants a
+``GET /debug/config_dump?proxyID=<proxy>`` (the Envoy configuration istiod generates for
+that proxy, with the version of the push it was made from; ``types=rds`` would leave the
+version out). In a cluster the debug API is istiod's port 15014, which wants a
 bearer token (a projected ServiceAccount token with audience ``istio-ca``); in the test world
 it is istiod's plain ``--httpAddr``.
 
@@ -22,6 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ from meshctl.domain.dataplane import (
     Reading,
     endpoint_counts,
     has_subset,
+    push_number,
     read,
 )
 from meshctl.domain.spec import Rollout
@@ -113,6 +116,16 @@ class Istiod:
             out[str(entry.get("proxy", ""))] = acked
         return out
 
+    def route_sync(self) -> dict[str, tuple[bool, str]]:
+        """Each connected proxy: has it acknowledged the last route push istiod sent it,
+        and the nonce of the route push it acknowledged (one read of /debug/syncz)."""
+        out = {}
+        for entry in self._get("/debug/syncz") or []:
+            routes = (entry.get("resources") or {}).get(ROUTE_TYPE) or {}
+            sent, acked = str(routes.get("sent", "")), str(routes.get("acked", ""))
+            out[str(entry.get("proxy", ""))] = (bool(sent) and sent == acked, acked)
+        return out
+
     def cluster_names(self, proxy: str) -> tuple[str, ...]:
         """The names of the Envoy clusters istiod generates for ``proxy`` now."""
         dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "cds"})
@@ -131,37 +144,57 @@ class Istiod:
         return tuple(section for section in dump.get("configs", [])
                      if str(section.get("@type", "")).endswith(".ClusterLoadAssignment"))
 
-    def route_configs(self, proxy: str) -> tuple[dict[str, Any], ...]:
-        """The Envoy RouteConfigurations istiod generates for ``proxy`` now."""
-        dump = self._get("/debug/config_dump", {"proxyID": proxy, "types": "rds"})
-        configs = []
+    def route_configs(self, proxy: str) -> tuple[str, tuple[dict[str, Any], ...]]:
+        """The Envoy RouteConfigurations istiod generates for ``proxy`` now, and the version
+        of the push they are made from ("" when the dump names none)."""
+        dump = self._get("/debug/config_dump", {"proxyID": proxy})
+        version, configs = "", []
         for section in dump.get("configs", []):
-            if str(section.get("@type", "")).endswith(".RouteConfiguration"):
-                configs.append(section)  # types=rds: the configurations themselves
-                continue
-            for entry in section.get("dynamicRouteConfigs", []):  # a whole config dump
+            for entry in section.get("dynamicRouteConfigs", []):
                 if entry.get("routeConfig"):
+                    version = version or str(entry.get("versionInfo", ""))
                     configs.append(entry["routeConfig"])
-        return tuple(configs)
+        return version, tuple(configs)
 
 
 class IstiodDataPlane:
-    """Observes a Rollout's managed route at the proxies istiod programs."""
+    """Observes a Rollout's managed route at the proxies istiod programs.
+
+    Thread-safe. It remembers, per proxy, since when it has seen the same dump version and
+    acknowledged route nonce: a push that leaves the routes alone is told from one on its
+    way by that time (see :mod:`meshctl.domain.dataplane`)."""
 
     trusts_written = False
 
-    def __init__(self, istiod: Istiod) -> None:
+    def __init__(self, istiod: Istiod, clock: Callable[[], float] = time.monotonic) -> None:
         self.istiod = istiod
+        self._clock = clock
+        self._since: dict[str, tuple[tuple[str, str], float]] = {}
+        self._lock = threading.Lock()
 
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
-        try:
-            acks = self.istiod.acknowledged()
-            proxies = [ProxyRoutes(proxy, acked, self.istiod.route_configs(proxy))
-                       for proxy, acked in sorted(acks.items())]
+        try:  # syncz first: what a proxy acknowledged is read no later than its dump
+            sync = self.istiod.route_sync()
+            proxies = []
+            for proxy, (acked, nonce) in sorted(sync.items()):
+                version, configs = self.istiod.route_configs(proxy)
+                proxies.append(ProxyRoutes(
+                    proxy, acked, configs, push_number(version), push_number(nonce),
+                    self._unchanged_for(proxy, (version, nonce))))
         except AdapterError as exc:
             return Reading(None, f"{NOT_OBSERVED}: cannot read istiod's debug API at "
                            f"{self.istiod.url} ({exc.message})")
         return read(proxies, rollout, route_name, written)
+
+    def _unchanged_for(self, proxy: str, state: tuple[str, str]) -> float:
+        now = self._clock()
+        with self._lock:
+            seen, since = self._since.get(proxy, (None, now))
+            if seen != state:
+                if len(self._since) > 10_000:
+                    self._since.clear()
+                self._since[proxy], since = (state, now), now
+        return now - since
 
     def has_subset(self, rollout: Rollout, subset: str) -> bool:
         found = []  # istiod unreachable: the AdapterError says so (the pass is retried)

@@ -24,10 +24,21 @@ and host-level (``stableService: web``, ``canaryService: web-canary``), one dest
 
 Both spellings of a field are read: istiod's config dump is protobuf JSON (``weightedClusters``),
 Envoy's own admin dump uses the proto names (``weighted_clusters``).
+
+Acknowledged is not enough. istiod's dump is made from the push it last prepared for the
+proxy, and it prepares a push before it sends it: for a moment the dump shows the new routes
+while the proxy's last acknowledged route push is still the old one, sent and acknowledged.
+Each push has a number (its version ``<time>/<n>``, which every nonce of it begins with), so a
+proxy applies the dumped routes when the route push it acknowledged is numbered at least as
+high as the dump. A push that changed nothing in the routes sends none (an
+AuthorizationPolicy's, say): then the numbers stay apart, and the dump is taken once the
+reader has seen it, and the proxy's acknowledgement, unchanged for
+:data:`SKIPPED_PUSH_SECONDS` (a push on its way is sent within milliseconds).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,17 +49,42 @@ from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
 NOT_OBSERVED = "stored, not observed"
+SKIPPED_PUSH_SECONDS = 2.0
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
+
+
+def push_number(text: str) -> int | None:
+    """istiod's push number in a push version (``2026-12-05T04:44:23Z/20``) or in a nonce
+    (the version followed by a UUID); None when ``text`` is neither."""
+    if _UUID.search(text):
+        text = text[:-36]
+    _, slash, number = text.rpartition("/")
+    return int(number) if slash and number.isdigit() else None
 
 
 @dataclass(frozen=True)
 class ProxyRoutes:
     """One proxy as istiod knows it: whether it acknowledged the last routes istiod sent,
-    and the Envoy route configurations istiod generates for it (plain JSON)."""
+    the Envoy route configurations istiod generates for it now (plain JSON), the numbers
+    of the push those were made from and of the route push the proxy acknowledged, and how
+    long the reader has seen both unchanged."""
 
     proxy: str
     acknowledged: bool
     route_configs: tuple[Mapping[str, Any], ...]
+    routes_push: int | None = None
+    acked_push: int | None = None
+    unchanged_seconds: float = 0.0
+
+    def applies_dump(self) -> bool:
+        """The proxy applies the dumped routes (see the module's docstring)."""
+        if not self.acknowledged:
+            return False
+        if (self.routes_push is not None and self.acked_push is not None
+                and self.acked_push >= self.routes_push):
+            return True
+        return self.unchanged_seconds >= SKIPPED_PUSH_SECONDS
 
 
 @dataclass(frozen=True)
@@ -196,11 +232,15 @@ def _aligned(split: TrafficSplit, written: TrafficSplit | None) -> TrafficSplit:
     return TrafficSplit(split.weights, routes, split.mirror_percent)
 
 
+def _push(number: int | None) -> str:
+    return "an unnumbered push" if number is None else f"push {number}"
+
+
 def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
          written: TrafficSplit | None) -> Reading:
     """The split every proxy serving the route applies, or why there is none to report:
-    no proxy serves the route, a proxy has not acknowledged its latest routes, or the
-    proxies disagree."""
+    no proxy serves the route, a proxy has not acknowledged its latest routes or not yet
+    been sent the dumped ones, or the proxies disagree."""
     seen: dict[str, TrafficSplit | None] = {}
     for proxy in proxies:
         splits = splits_in(proxy.route_configs, rollout, route_name)
@@ -209,6 +249,11 @@ def read(proxies: Sequence[ProxyRoutes], rollout: Rollout, route_name: str,
         if not proxy.acknowledged:
             return Reading(None, f"not observed: proxy {proxy.proxy} has not acknowledged "
                            "the latest routes istiod sent")
+        if not proxy.applies_dump():
+            return Reading(None, f"not observed: istiod made proxy {proxy.proxy}'s routes in "
+                           f"{_push(proxy.routes_push)}; the proxy acknowledged routes of "
+                           f"{_push(proxy.acked_push)} (a push on its way, or one without "
+                           "routes)")
         if len(set(splits)) > 1 or splits[0] is None:
             return Reading(None, f"not observed: proxy {proxy.proxy} routes "
                            f"{route_name or 'the route'} in a shape meshctl does not manage")

@@ -18,6 +18,7 @@ import pytest
 from meshctl.adapters.gatewayapi import HTTPRouteRouter
 from meshctl.adapters.istiod import Istiod, IstiodDataPlane
 from meshctl.adapters.kube import Kube
+from meshctl.domain.dataplane import splits_in
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, TrafficSplit, Weights
 from meshctl.domain.validation import load_document
@@ -58,6 +59,7 @@ class Route:
             "stableService": "web", "canaryService": "web-canary"}}
         value = load_document(doc)
         assert isinstance(value, Rollout)
+        self.rollout = value
         self.kube = Kube.from_kubeconfig(kube.kubeconfig_path)
         self.router = HTTPRouteRouter(self.kube, value, IstiodDataPlane(
             Istiod(istio.istiod_debug_url)))
@@ -74,6 +76,11 @@ class Route:
         load = LoadGenerator(f"http://127.0.0.1:{self.port}/", rate=None, concurrency=4,
                              count=count, headers={"Host": self.hostname, **(headers or {})})
         return load.start().wait(60)
+
+    def at_envoy(self) -> list[TrafficSplit | None]:
+        """The split of the managed route in each of the gateway Envoy's own routes for it
+        (its admin config dump: what it applies)."""
+        return splits_in(self.istio.envoy_routes(), self.rollout, "primary")
 
     def http_route(self) -> dict[str, Any]:
         return self.kube.get(*GATEWAY, self.ns, "httproutes", "web")
@@ -114,6 +121,25 @@ def test_a_header_rule_and_a_mirror_filter_are_applied_at_the_envoy(kube, istio,
     route.router.apply(TrafficSplit.stable_only())
     route.observe(TrafficSplit.stable_only())
     assert [r["name"] for r in route.http_route()["spec"]["rules"]] == ["primary"]
+
+
+def test_a_split_observed_at_istiod_is_the_one_envoy_applies_when_it_is_observed(
+        kube, istio, namespace):
+    """istiod dumps a push's routes before it sends them: an HTTPRoute made and changed at
+    once is the widest window, and Envoy's own routes are read the moment istiod's are
+    observed. Ten routes, each on a hostname of its own."""
+    split = TrafficSplit(Weights(100, 0), (TESTERS,), mirror_percent=100)
+    made = []
+    try:
+        for i in range(10):
+            made.append(kube.create_namespace(f"{namespace[:50]}-{i}"))
+            route = Route(kube, istio, made[-1])
+            route.router.apply(split)
+            route.observe(split)
+            assert route.at_envoy() == [split], f"route {i}"
+    finally:
+        for ns in made:
+            kube.delete_namespace(ns)
 
 
 @pytest.mark.cluster

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from meshctl.domain.dataplane import ProxyRoutes, endpoint_counts, has_subset, read, splits_in
+from meshctl.domain.dataplane import (
+    SKIPPED_PUSH_SECONDS,
+    ProxyRoutes,
+    endpoint_counts,
+    has_subset,
+    push_number,
+    read,
+    splits_in,
+)
 from meshctl.domain.spec import Rollout
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 from meshctl.domain.validation import load_document
@@ -95,12 +103,14 @@ def test_header_routes_read_back_in_the_written_matcher_order():
     written = TrafficSplit(Weights(90, 10), (HeaderRoute("beta", (
         HeaderMatch("x-beta", "1"), HeaderMatch("x-b", "a", MatchKind.PREFIX))),))
     proxy = ProxyRoutes("gw-0.istio-system", True,
-                        (config(beta, primary(weighted((STABLE, 90), (CANARY, 10)))),))
+                        (config(beta, primary(weighted((STABLE, 90), (CANARY, 10)))),), 7, 7)
     assert read([proxy], rollout(), "primary", written).split == written
 
 
-def proxy(name: str, acknowledged: bool, action: dict[str, Any]) -> ProxyRoutes:
-    return ProxyRoutes(name, acknowledged, (config(primary(action)),))
+def proxy(name: str, acknowledged: bool, action: dict[str, Any], routes_push: int = 7,
+          acked_push: int | None = 7, unchanged_seconds: float = 0.0) -> ProxyRoutes:
+    return ProxyRoutes(name, acknowledged, (config(primary(action)),), routes_push,
+                       acked_push, unchanged_seconds)
 
 
 AT_90 = weighted((STABLE, 90), (CANARY, 10))
@@ -115,6 +125,20 @@ AT_90 = weighted((STABLE, 90), (CANARY, 10))
     # proxies that disagree: not known, and both are named
     ([proxy("a", True, AT_90), proxy("b", True, {"cluster": STABLE})], None,
      "not observed: proxies disagree (a at 90/10, b at 100/0)"),
+    # the routes were made from a push the proxy has not acknowledged yet (istiod prepares a
+    # push, and so dumps it, before it sends it): not known, however briefly
+    ([proxy("a", True, AT_90, routes_push=8, acked_push=7)], None,
+     "not observed: istiod made proxy a's routes in push 8; the proxy acknowledged routes of "
+     "push 7 (a push on its way, or one without routes)"),
+    # a later push than the dump's (the dump is read after the acknowledgement, but reused)
+    ([proxy("a", True, AT_90, routes_push=7, acked_push=9)], TrafficSplit(Weights(90, 10)), ""),
+    # a push that changed no routes sent none: the dump and acknowledgement stood unchanged
+    ([proxy("a", True, AT_90, 8, 7, unchanged_seconds=SKIPPED_PUSH_SECONDS)],
+     TrafficSplit(Weights(90, 10)), ""),
+    # an acknowledgement without a push number in it is taken only the same way
+    ([proxy("a", True, AT_90, 8, None, unchanged_seconds=SKIPPED_PUSH_SECONDS - 0.1)], None,
+     "not observed: istiod made proxy a's routes in push 8; the proxy acknowledged routes of "
+     "an unnumbered push (a push on its way, or one without routes)"),
     # no proxy serves it (a proxy without the route does not count)
     ([ProxyRoutes("c", False, ())], None,
      "not observed: no proxy connected to istiod serves route 'primary' of VirtualService "
@@ -123,6 +147,16 @@ AT_90 = weighted((STABLE, 90), (CANARY, 10))
 def test_the_data_plane_reading_names_why_it_does_not_know(proxies, split, reason):
     reading = read(proxies, rollout(), "primary", None)
     assert (reading.split, reading.reason) == (split, reason)
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("2026-12-05T04:44:23Z/20", 20),  # a push version
+    ("2026-12-05T04:44:23Z/20ab0eb200-2e06-4bf8-b54d-aaeb2605f56d", 20),  # a nonce of it
+    ("2026-12-05T04:44:23Z/512345678-2e06-4bf8-b54d-aaeb2605f56d", 5),  # UUID starting in digits
+    ("", None), ("ab0eb200-2e06-4bf8-b54d-aaeb2605f56d", None), ("v1/x", None),
+])
+def test_istiods_push_number_is_read_from_a_version_or_a_nonce(text, number):
+    assert push_number(text) == number
 
 
 def assignment(cluster: str, *health: str, proto_names: bool = False) -> dict[str, Any]:
