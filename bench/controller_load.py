@@ -1,8 +1,15 @@
 """Controller reaction under load: N Rollouts managed, 50 of them moving, and 50 timed runs.
 
 The controller runs as its own process (``meshctl controller run``) against the test world's
-real kube-apiserver. While 50 Rollouts keep getting new templates in the background, each
-timed run takes one other Rollout and measures, from the API server accepting the write (the
+real kube-apiserver. Two loads keep 50 Rollouts moving in the background (``--loads``):
+
+- ``steps``: each goes through a canary of three weights with 2 s pauses and is promoted,
+  and gets its next template 30 s after the one before, once Healthy (a release train
+  whose pace does not grow with the controller's speed);
+- ``restarts``: a new template for one of them every 0.1 s, so each is restarted every 5 s
+  (each restart replaces its canary's Pod: mostly work for the cluster tier).
+
+Meanwhile each timed run takes one other Rollout and measures, from the API server accepting the write (the
 PATCH returned) to a watch on the VirtualServices seeing the result:
 
 - template change -> the first canary weight in the VirtualService; and, apart, from the
@@ -18,8 +25,8 @@ Then the controller's own reconcile histogram (upper bucket bounds) over the who
 With ``--py-spy PATH`` (a py-spy binary; not a meshctl dependency) the controller is
 sampled during the timed runs and the section says where its CPU went (:mod:`bench.profile`).
 
-    nice python -m bench.controller_load [--rollouts 1 1000] [--runs 50] [--py-spy PATH]
-        [--no-write]
+    nice python -m bench.controller_load [--rollouts 1 1000] [--loads steps restarts]
+        [--runs 50] [--py-spy PATH] [--no-write]
 """
 
 from __future__ import annotations
@@ -45,12 +52,21 @@ from meshctl.adapters.kube import Kube
 from meshctl.adapters.rest import controller_client
 from meshctl.cli.controller import run as run_command
 from meshctl.domain.spec import GROUP, VERSION
+from testworld import cluster
 from testworld.cluster import ClusterTier
 from testworld.kube import KubeWorld
 
 HEADING = "## Controller reaction under load"
 WORKERS = next(p.default for p in run_command.params if p.name == "workers")  # its default
 MOVING = 50
+MOVING_STEPS = [{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 30},
+                {"pause": {"duration": "2s"}}, {"setWeight": 60}, {"pause": {"duration": "2s"}}]
+RELEASE_EVERY = 30.0
+LOADS = {"steps": f"{MOVING} Rollouts go through their steps (10%, 30%, 60%, 2 s pauses), "
+                  f"each getting its next template {RELEASE_EVERY:.0f} s after the one before "
+                  "(once Healthy)",
+         "restarts": f"{MOVING} Rollouts get a new template every 0.1 s between them (each "
+                     "restarted every 5 s)"}
 
 
 def canary_weight(vs: dict[str, Any]) -> int:
@@ -95,6 +111,11 @@ class Seen:
 
     def _add(self, obj: dict[str, Any]) -> None:
         self._seen.setdefault(obj["metadata"]["name"], []).append((time.monotonic(), obj))
+
+    def latest(self, name: str) -> dict[str, Any] | None:
+        with self._cond:
+            history = self._seen.get(name)
+            return history[-1][1] if history else None
 
     def when(self, name: str, test: Any, since: float, timeout: float = 120.0) -> float:
         """Monotonic time at which an object ``name`` that passes ``test`` first arrived
@@ -141,6 +162,28 @@ def churn(admin: Kube, ns: str, stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
+def stepping(admin: Kube, ns: str, rollouts: Seen, stop: threading.Event,
+             started: list[float]) -> None:
+    """Keeps ``MOVING`` Rollouts going through their steps: each one Healthy at its current
+    spec (its status has seen the latest generation) gets the next template, at most once
+    every ``RELEASE_EVERY`` seconds, so the load does not grow with the controller's speed
+    (``started``: when each was given)."""
+    n, last = 0, [time.monotonic() - RELEASE_EVERY * i / MOVING for i in range(MOVING)]
+    while not stop.is_set():
+        for i in range(MOVING):
+            obj = rollouts.latest(f"svc-{i}")
+            status = (obj or {}).get("status") or {}
+            if obj and status.get("phase") == "Healthy" and \
+                    status.get("observedGeneration") == obj["metadata"]["generation"] and \
+                    time.monotonic() - last[i] >= RELEASE_EVERY:
+                last[i] = time.monotonic()
+                n += 1
+                patch(admin, ns, f"svc-{i}", {"spec": {"template": {"spec": {
+                    "containers": [{"name": "app", "image": f"app:s{n}"}]}}}})
+                started.append(time.monotonic())
+        stop.wait(0.2)
+
+
 def patch(admin: Any, ns: str, name: str, body: dict[str, Any]) -> None:
     """A merge patch of a Rollout, sent again when the loaded API server does not answer."""
     for attempt in range(5):
@@ -162,15 +205,18 @@ def settled(admin: Any, ns: str, n: int) -> bool:
         return False
 
 
-def measure(n: int, runs: int, nodes: int, workers: int, py_spy: str | None = None,
+def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str | None = None,
             profile_out: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rollouts": n, "runs": runs, "workers": workers}
+    alone = n < MOVING + runs  # too few to keep 50 moving: one Rollout, alone
     with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
             tempfile.TemporaryDirectory() as tmp:
         ns = world.create_namespace("load")
         admin = controller_client(world.kubeconfig_path)
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: world.apply(service_objects(ns, i)), range(n)))
+            list(pool.map(lambda i: world.apply(
+                cluster.service_objects(ns, i, MOVING_STEPS) if load == "steps" and
+                i < MOVING and not alone else service_objects(ns, i)), range(n)))
         log = Path(tmp) / "controller.log"
         proc = controller_process(world, ns, log, ["--workers", str(workers)])
         moving = threading.Event()
@@ -184,8 +230,14 @@ def measure(n: int, runs: int, nodes: int, workers: int, py_spy: str | None = No
             deployments = Seen(controller_client(world.kubeconfig_path), ns,
                                "apps", "v1", "deployments")
             time.sleep(3)
-            alone = n < MOVING + runs  # too few to keep 50 moving: one Rollout, alone
-            if not alone:
+            releases: list[float] = []
+            if not alone and load == "steps":
+                rollouts = Seen(controller_client(world.kubeconfig_path), ns, GROUP, VERSION,
+                                "rollouts")
+                threading.Thread(target=stepping, args=(admin, ns, rollouts, moving,
+                                                        releases), daemon=True).start()
+                time.sleep(10)
+            elif not alone:
                 threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
                 time.sleep(5)
             start_ms, ready_ms, abort_ms = [], [], []
@@ -221,6 +273,15 @@ def measure(n: int, runs: int, nodes: int, workers: int, py_spy: str | None = No
                     for i in range(MOVING, MOVING + runs):
                         abort(f"svc-{i}", f"bench-{i}")
             result["moving"] = 0 if alone else MOVING
+            result["load"] = "" if alone else load
+            if releases:  # a Rollout given its next template had finished the one before
+                result["releases_per_minute"] = round(
+                    (len(releases) - MOVING) * 60 / (time.monotonic() - releases[MOVING - 1]), 1)
+                result["moving_phases"] = {}
+                for i in range(MOVING):
+                    phase = ((rollouts.latest(f"svc-{i}") or {}).get("status") or {}).get(
+                        "phase", "none")
+                    result["moving_phases"][phase] = result["moving_phases"].get(phase, 0) + 1
             if sampler.recorded:
                 result["profile"] = table(sampler.raw, sampler.rate)
             moving.set()
@@ -247,7 +308,7 @@ def section(results: list[dict[str, Any]]) -> str:
             "| ---: | ---: | --- | ---: | ---: | --- |"]
     for r in results:
         goal = "p99 under 50 ms" if r["rollouts"] == 1 else "p99 under 100 ms"
-        head = f"| {r['rollouts']:,} | {r['moving']} |"
+        head = f"| {r['rollouts']:,} | {r['moving']} {r['load']} |"
         rec = r["reconcile"]
         for key, what, target in (
                 ("template_to_first_weight_ms", "template change -> first canary weight", ""),
@@ -274,9 +335,10 @@ def section(results: list[dict[str, Any]]) -> str:
         f"`nice python -m bench.controller_load {' '.join(sys.argv[1:])}`".replace(" `", "`")
         + ": the controller as its own process against the test world's real kube-apiserver "
         "(API server, etcd, the cluster tier's controllers and hollow nodes, and the "
-        f"benchmark share the 2 cores). With many Rollouts, {MOVING} of them get a new "
-        "template every 0.1 s between them while the timed runs take other Rollouts; with "
-        "one, nothing else moves and each run is a new template and then an abort of it. "
+        "benchmark share the 2 cores). With many Rollouts, the timed runs take other "
+        f"Rollouts while {MOVING} move: with the load `steps`, {LOADS['steps']}; with "
+        f"`restarts`, {LOADS['restarts']}. With one Rollout, nothing else moves and each run "
+        "is a new template and then an abort of it. "
         "Each run is timed from the PATCH returning to a watch seeing the VirtualService "
         "change. From the template change, the time includes the cluster tier making the "
         "canary's Pod ready (the Deployment controller, the scheduler and a hollow kubelet); "
@@ -284,6 +346,11 @@ def section(results: list[dict[str, Any]]) -> str:
         "ready (each watch event is stamped as it arrives). The controller runs with "
         f"{results[0]['workers']} workers.", "",
         stamp(), "", *rows, "",
+        *[f"With `steps` at {r['rollouts']:,} Rollouts, the {MOVING} moving ones finished "
+          f"{r['releases_per_minute']:g} releases a minute (phases at the end: "
+          f"{', '.join(f'{k} {v}' for k, v in sorted(r['moving_phases'].items()))})."
+          for r in results if r.get("releases_per_minute") is not None],
+        "",
         *([f"Where the controller's CPU went during the timed runs at "
            f"{profiled[0]['rollouts']:,} Rollouts (py-spy, 100 samples/s of its threads "
            "running Python):", "", *profiled[0]["profile"], ""] if profiled else []),
@@ -294,6 +361,9 @@ def section(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rollouts", type=int, nargs="+", default=[1, 1000])
+    parser.add_argument("--loads", nargs="+", choices=sorted(LOADS),
+                        default=["steps", "restarts"],
+                        help="what keeps the 50 moving with many Rollouts (each a run)")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
     parser.add_argument("--workers", type=int, default=WORKERS,
@@ -303,8 +373,10 @@ def main() -> None:
     parser.add_argument("--profile-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    results = [measure(n, args.runs, args.nodes, args.workers, args.py_spy, args.profile_out)
-               for n in args.rollouts]
+    results = [measure(n, load, args.runs, args.nodes, args.workers, args.py_spy,
+                       args.profile_out)
+               for n in args.rollouts
+               for load in (args.loads if n >= MOVING + args.runs else args.loads[:1])]
     json.dump(results, sys.stdout, indent=2)
     print()
     if not args.no_write:

@@ -36,7 +36,9 @@ def controller() -> None:
               "it is held (it keeps waiting; it never proceeds on a write alone).")
 @click.option("--health-addr", default="0.0.0.0:8080", show_default=True,
               help="Where /healthz, /readyz and /metrics are served.")
-@click.option("--workers", type=int, default=4, show_default=True)
+@click.option("--workers", type=int, default=4, show_default=True,
+              help="Workers that take any Rollout's pass; one more is kept for what someone "
+              "asked (an abort first, a new template, a canary just ready).")
 @click.option("--lease-namespace", default="meshctl-system", show_default=True)
 @click.option("--lease-name", default="meshctl-controller", show_default=True)
 @click.option("--identity", envvar="POD_NAME", default=None, help="Leader election identity.")

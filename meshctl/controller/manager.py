@@ -219,9 +219,12 @@ class Manager:
                           claim_lock=claiming)
             for shard, name in enumerate(lease_names(lease_name, shards))]
         self.health = HealthServer(health_host, health_port, self.ready, self.metrics.exposition)
-        self._workers = workers
+        # ``workers`` take any key; one more takes only what someone asked (an abort first)
+        self._workers = workers + 1
         self._threads = [threading.Thread(target=self._worker, name=f"meshctl-worker-{i}",
                                           daemon=True) for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._worker, args=(True,),
+                                              name="meshctl-worker-urgent", daemon=True))
         self._threads += [
             threading.Thread(target=self._watch, args=(GROUP, VERSION, "rollouts", self._on_rollout),
                              name="meshctl-watch-rollouts", daemon=True),
@@ -402,12 +405,12 @@ class Manager:
 
     # -- work ---------------------------------------------------------------------------
 
-    def _worker(self) -> None:
+    def _worker(self, urgent_only: bool = False) -> None:
         while not self._stop.is_set():
             if not self.is_leader:
                 self._stop.wait(0.2)
                 continue
-            key = self.queue.get(timeout=0.5)
+            key = self.queue.get(timeout=0.5, urgent_only=urgent_only)
             if key is None:
                 continue
             try:

@@ -16,6 +16,10 @@
   analysis measurement by about a second, and never starves it (a failing canary's
   measurement is what rolls it back).
 
+- ``get(urgent_only=True)`` hands out only ranked keys (an abort, then urgent keys): the
+  controller keeps one such worker besides the others, so what someone asked never waits
+  for a pass of another Rollout that is waiting on a slow API server.
+
 ``on_wait(urgent, seconds)``, when given, hears how long each key handed out waited for a
 worker after it was due (the controller's ``meshctl_queue_wait_seconds``; ``urgent``: any
 rank above due): the part of a reaction the passes of other Rollouts cost.
@@ -45,10 +49,13 @@ class WorkQueue:
     def __init__(self, base_backoff: float = 0.5, max_backoff: float = 60.0,
                  on_wait: Callable[[bool, float], None] | None = None) -> None:
         self._on_wait = on_wait
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the workers that take any key wait here
+        self._ranked_only = threading.Condition(lock)  # the ranked-only worker waits here
         # key -> (place, rank): its place in line is the time it is due less its rank's lead
         self._due: dict[Key, tuple[float, Rank]] = {}
         self._heap: list[tuple[float, Rank, int, Key]] = []  # (place, rank, seq, key)
+        self._ranked: list[tuple[float, Rank, int, Key]] = []  # its entries ranked above due
         self._seq = 0
         self._active: set[Key] = set()
         self._dirty: dict[Key, tuple[float, Rank]] = {}  # added while a worker had it
@@ -76,6 +83,9 @@ class WorkQueue:
             self._due[key] = entry
             self._seq += 1
             heapq.heappush(self._heap, (*entry, self._seq, key))
+            if entry[1] is not Rank.DUE:
+                heapq.heappush(self._ranked, (*entry, self._seq, key))
+                self._ranked_only.notify()
             self._cond.notify()
 
     def backoff(self, key: Key) -> float:
@@ -90,9 +100,11 @@ class WorkQueue:
         with self._cond:
             self._failures.pop(key, None)
 
-    def get(self, timeout: float | None = None) -> Key | None:
-        """The next due key (marked active), or None on timeout or close."""
-        handed = self._next(timeout)
+    def get(self, timeout: float | None = None, urgent_only: bool = False) -> Key | None:
+        """The next due key (marked active), or None on timeout or close; ``urgent_only``:
+        the next ranked key (an abort or an urgent key)."""
+        handed = (self._next(timeout, self._ranked, self._ranked_only) if urgent_only
+                  else self._next(timeout, self._heap, self._cond))
         if handed is None:
             return None
         key, rank, waited = handed
@@ -100,27 +112,28 @@ class WorkQueue:
             self._on_wait(rank is not Rank.DUE, waited)
         return key
 
-    def _next(self, timeout: float | None) -> tuple[Key, Rank, float] | None:
+    def _next(self, timeout: float | None, heap: list[tuple[float, Rank, int, Key]],
+              cond: threading.Condition) -> tuple[Key, Rank, float] | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
-                while self._heap and self._due.get(self._heap[0][3]) != self._heap[0][:2]:
-                    heapq.heappop(self._heap)  # superseded entry
+                while heap and self._due.get(heap[0][3]) != heap[0][:2]:
+                    heapq.heappop(heap)  # superseded, or handed out from the other heap
                 # ranked entries are due at once and placed before now, so the top of the
                 # heap is the next due key, or nothing is due yet
-                if self._heap and self._heap[0][0] + LEAD[self._heap[0][1]] <= now:
-                    place, rank, _, key = heapq.heappop(self._heap)
+                if heap and heap[0][0] + LEAD[heap[0][1]] <= now:
+                    place, rank, _, key = heapq.heappop(heap)
                     del self._due[key]
                     self._active.add(key)
                     return key, rank, now - (place + LEAD[rank])
-                wait = self._heap[0][0] - now if self._heap else None
+                wait = heap[0][0] - now if heap else None
                 if deadline is not None:
                     left = deadline - now
                     if left <= 0:
                         return None
                     wait = left if wait is None else min(wait, left)
-                self._cond.wait(wait)
+                cond.wait(wait)
             return None
 
     def done(self, key: Key) -> None:
@@ -134,3 +147,4 @@ class WorkQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._ranked_only.notify_all()

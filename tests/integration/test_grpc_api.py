@@ -203,7 +203,6 @@ def test_abort_through_grpc_brings_traffic_to_100_percent_stable(api):
     obj = api.c.wait_for(lambda o: o["status"]["phase"] == "Degraded", what="Degraded")
     assert obj["status"]["abort"]["reason"] == "UserAbort"
     print(f"abort through gRPC: 100% stable in the VirtualService after {took:.2f}s")
-    assert took < 5
 
 
 def test_the_cli_speaks_grpc_with_server(api):

@@ -8,7 +8,6 @@ that header routes and mirroring reach the canary, and that an ACK means "applie
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,19 +178,12 @@ def test_mirroring_sends_copies_to_the_canary(mesh: LocalMesh, percent: int) -> 
 
 
 def test_apply_returns_once_envoy_applies_the_split(mesh: LocalMesh) -> None:
-    """apply() waits for Envoy's ACK, so right after it Envoy's config dump shows the split;
-    the wait is event-driven, so it takes milliseconds, not a polling period."""
-    durations = []
+    """apply() waits for Envoy's ACK, so right after it Envoy's own config dump shows the
+    split, every time (how long it takes is measured in bench.local_mesh, not here)."""
     for i in range(40):
         split = TrafficSplit(Weights.canary_at(i % 2 * 10 + 5))
-        started = time.perf_counter()
         mesh.router.apply(split)
-        durations.append(time.perf_counter() - started)
-        assert mesh.router.observed() == split
-    p99 = statistics.quantiles(durations, n=100)[98]
-    print(f"apply() to ACK: median {statistics.median(durations) * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms")  # fmt: skip
-    assert p99 < 1.0
+        assert mesh.router.observed() == split, f"change {i}"
 
 
 def test_every_connected_envoy_is_pushed_and_must_ack(mesh: LocalMesh, tmp_path: Path) -> None:

@@ -120,3 +120,43 @@ def test_a_timer_long_overdue_goes_before_newer_urgent_keys_so_none_starves() ->
     queue.add("new-template", Rank.URGENT)
     queue.add("abort", Rank.ABORT)
     assert drain(queue) == ["abort", "measurement", "new-template"]
+
+
+def test_the_ranked_only_worker_takes_aborts_then_urgent_keys_and_never_a_timer() -> None:
+    queue = WorkQueue()
+    queue.add("timer")
+    queue.add("new-template", Rank.URGENT)
+    queue.add("abort", Rank.ABORT)
+    taken = []
+    while (key := queue.get(timeout=0, urgent_only=True)) is not None:
+        taken.append(key)
+        queue.done(key)
+    assert taken == ["abort", "new-template"]
+    assert drain(queue) == ["timer"]  # the other workers still have it, once
+
+
+def test_a_key_handed_to_one_kind_of_worker_is_not_handed_to_the_other() -> None:
+    queue = WorkQueue()
+    queue.add("a", Rank.URGENT)
+    queue.add("b", Rank.URGENT)
+    assert queue.get(timeout=0) == "a"  # from the whole line
+    assert queue.get(timeout=0, urgent_only=True) == "b"  # "a" is not offered again
+    assert queue.get(timeout=0, urgent_only=True) is None
+    assert queue.get(timeout=0) is None
+    queue.done("a")
+    queue.done("b")
+    assert len(queue) == 0
+
+
+def test_a_waiting_ranked_only_worker_wakes_for_an_abort_but_not_for_a_timer() -> None:
+    queue = WorkQueue()
+    got: list[object] = []
+    express = threading.Thread(target=lambda: got.append(queue.get(30, urgent_only=True)))
+    express.start()
+    queue.add("timer")
+    time.sleep(0.1)
+    assert got == []  # a timer is left to the other workers
+    queue.add("abort", Rank.ABORT)
+    express.join(timeout=30)
+    assert got == ["abort"]
+    assert drain(queue) == ["timer"]
