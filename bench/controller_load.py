@@ -69,6 +69,13 @@ LOADS = {"steps": f"{MOVING} Rollouts go through their steps (10%, 30%, 60%, 2 s
                      "restarted every 5 s)"}
 
 
+# the controller's writes, as the API server times them (apiserver_request_duration_seconds)
+API_WRITES = {
+    "api_virtualservice_put": ('resource="virtualservices"', 'verb="PUT"'),
+    "api_rollout_status_patch": ('resource="rollouts"', 'subresource="status"', 'verb="PATCH"'),
+}
+
+
 def canary_weight(vs: dict[str, Any]) -> int:
     for route in vs["spec"].get("http", []):
         if route.get("name") == "primary":
@@ -260,6 +267,7 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
                                            accepted) - accepted) * 1000)
 
             before = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
+            api_before = world.request("GET", "/metrics", timeout=120)
             with sampler:
                 if alone:
                     for i in range(runs):
@@ -296,6 +304,10 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
             result["reconcile_cpu"] = percentiles(text, "meshctl_reconcile_cpu_seconds")
             result["queue_wait_urgent"] = percentiles(text, "meshctl_queue_wait_seconds",
                                                       'urgent="true"', since=before)
+            api = world.request("GET", "/metrics", timeout=120)
+            for key, labels in API_WRITES.items():
+                result[key] = percentiles(api, "apiserver_request_duration_seconds", labels,
+                                          since=api_before)
         finally:
             moving.set()
             proc.kill()
@@ -324,6 +336,13 @@ def section(results: list[dict[str, Any]]) -> str:
         rows.append(f"{head} ... of which the pass's own CPU (its thread's CPU time; the rest "
                     f"is waiting, mostly for the API server) | {cpu['p50'] * 1000:.1f} ms | "
                     f"{cpu['p99'] * 1000:.1f} ms | |")
+        for key, what in (("api_virtualservice_put", "a VirtualService write (PUT)"),
+                          ("api_rollout_status_patch", "a Rollout status write (PATCH)")):
+            api = r[key]
+            rows.append(f"{head} ... the API server's own time for {what}, the "
+                        f"{api['count']:.0f} during the timed runs (its "
+                        "`apiserver_request_duration_seconds`, bucket bounds) | "
+                        f"{api['p50'] * 1000:g} ms | {api['p99'] * 1000:g} ms | |")
         wait = r["queue_wait_urgent"]
         rows.append(f"{head} an urgent key (new template, abort, canary ready) waiting for one "
                     f"of the {r['workers']} workers, the {wait['count']:.0f} during the timed "

@@ -93,10 +93,11 @@ def wait_until(what: str, done: Any, timeout: float) -> float:
         time.sleep(POLL[0])
 
 
-def percentiles(text: str, name: str, label: str = "", since: str = "") -> dict[str, float]:
+def percentiles(text: str, name: str, label: str | tuple[str, ...] = "",
+                since: str = "") -> dict[str, float]:
     """p50/p99 upper bounds from a Prometheus histogram exposition (all label sets, or
-    those with ``label``, e.g. ``urgent="true"``; with ``since``, an earlier exposition,
-    only what was observed after it)."""
+    those with ``label``, e.g. ``urgent="true"``, or with every label of a tuple; with
+    ``since``, an earlier exposition, only what was observed after it)."""
     buckets = _buckets(text, name, label)
     for bound, count in _buckets(since, name, label).items():
         buckets[bound] -= count
@@ -108,10 +109,11 @@ def percentiles(text: str, name: str, label: str = "", since: str = "") -> dict[
     return out
 
 
-def _buckets(text: str, name: str, label: str) -> dict[float, float]:
+def _buckets(text: str, name: str, label: str | tuple[str, ...]) -> dict[float, float]:
     buckets: dict[float, float] = {}
+    labels = (label,) if isinstance(label, str) else label
     for line in text.splitlines():
-        if line.startswith(f"{name}_bucket") and label in line:
+        if line.startswith(f"{name}_bucket{{") and all(one in line for one in labels):
             le = line.split('le="')[1].split('"')[0]
             bound = float("inf") if le == "+Inf" else float(le)
             buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
