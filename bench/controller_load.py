@@ -243,7 +243,7 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
                                 "rollouts")
                 threading.Thread(target=stepping, args=(admin, ns, rollouts, moving,
                                                         releases), daemon=True).start()
-                time.sleep(10)
+                time.sleep(RELEASE_EVERY + 5)  # all 50 moving before the timed runs
             elif not alone:
                 threading.Thread(target=churn, args=(admin, ns, moving), daemon=True).start()
                 time.sleep(5)
@@ -268,6 +268,7 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
 
             before = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
             api_before = world.request("GET", "/metrics", timeout=120)
+            timed_from = time.monotonic()
             with sampler:
                 if alone:
                     for i in range(runs):
@@ -282,9 +283,10 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
                         abort(f"svc-{i}", f"bench-{i}")
             result["moving"] = 0 if alone else MOVING
             result["load"] = "" if alone else load
-            if releases:  # a Rollout given its next template had finished the one before
+            if releases:  # each release given during the timed runs
                 result["releases_per_minute"] = round(
-                    (len(releases) - MOVING) * 60 / (time.monotonic() - releases[MOVING - 1]), 1)
+                    sum(1 for at in releases if at >= timed_from) * 60
+                    / (time.monotonic() - timed_from), 1)
                 result["moving_phases"] = {}
                 for i in range(MOVING):
                     phase = ((rollouts.latest(f"svc-{i}") or {}).get("status") or {}).get(
@@ -365,8 +367,9 @@ def section(results: list[dict[str, Any]]) -> str:
         "ready (each watch event is stamped as it arrives). The controller runs with "
         f"{results[0]['workers']} workers.", "",
         stamp(), "", *rows, "",
-        *[f"With `steps` at {r['rollouts']:,} Rollouts, the {MOVING} moving ones finished "
-          f"{r['releases_per_minute']:g} releases a minute (phases at the end: "
+        *[f"With `steps` at {r['rollouts']:,} Rollouts, the {MOVING} moving ones were given "
+          f"{r['releases_per_minute']:g} new templates a minute during the timed runs (each "
+          f"once the one before was Healthy; phases at the end: "
           f"{', '.join(f'{k} {v}' for k, v in sorted(r['moving_phases'].items()))})."
           for r in results if r.get("releases_per_minute") is not None],
         "",

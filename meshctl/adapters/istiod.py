@@ -160,16 +160,16 @@ class Istiod:
 class IstiodDataPlane:
     """Observes a Rollout's managed route at the proxies istiod programs.
 
-    Thread-safe. It remembers, per proxy, since when it has seen the same dump version and
-    acknowledged route nonce: a push that leaves the routes alone is told from one on its
-    way by that time (see :mod:`meshctl.domain.dataplane`)."""
+    Thread-safe. It remembers, per proxy, since when it has seen the same routes in its dump
+    and the same acknowledged route push: a push that leaves the routes alone is told from
+    one on its way by that time (see :mod:`meshctl.domain.dataplane`)."""
 
     trusts_written = False
 
     def __init__(self, istiod: Istiod, clock: Callable[[], float] = time.monotonic) -> None:
         self.istiod = istiod
         self._clock = clock
-        self._since: dict[str, tuple[tuple[str, str], float]] = {}
+        self._since: dict[str, tuple[tuple[object, ...], float]] = {}
         self._lock = threading.Lock()
 
     def read(self, rollout: Rollout, route_name: str, written: TrafficSplit | None) -> Reading:
@@ -180,13 +180,16 @@ class IstiodDataPlane:
                 version, configs = self.istiod.route_configs(proxy)
                 proxies.append(ProxyRoutes(
                     proxy, acked, configs, push_number(version), push_number(nonce),
-                    self._unchanged_for(proxy, (version, nonce))))
+                    self._unchanged_for(proxy, (nonce, configs))))
         except AdapterError as exc:
             return Reading(None, f"{NOT_OBSERVED}: cannot read istiod's debug API at "
                            f"{self.istiod.url} ({exc.message})")
         return read(proxies, rollout, route_name, written)
 
-    def _unchanged_for(self, proxy: str, state: tuple[str, str]) -> float:
+    def _unchanged_for(self, proxy: str, state: tuple[object, ...]) -> float:
+        """Seconds since this reader first saw ``state`` for ``proxy`` (0 when it changed).
+        Not the dump's version: pushes that change no routes may follow each other faster
+        than the wait, and must not keep the routes unobserved."""
         now = self._clock()
         with self._lock:
             seen, since = self._since.get(proxy, (None, now))

@@ -32,7 +32,7 @@ Each push has a number (its version ``<time>/<n>``, which every nonce of it begi
 proxy applies the dumped routes when the route push it acknowledged is numbered at least as
 high as the dump. A push that changed nothing in the routes sends none (an
 AuthorizationPolicy's, say): then the numbers stay apart, and the dump is taken once the
-reader has seen it, and the proxy's acknowledgement, unchanged for
+reader has seen the routes in it, and the proxy's acknowledged route push, unchanged for
 :data:`SKIPPED_PUSH_SECONDS` (a push on its way is sent within milliseconds).
 """
 
@@ -68,7 +68,7 @@ class ProxyRoutes:
     """One proxy as istiod knows it: whether it acknowledged the last routes istiod sent,
     the Envoy route configurations istiod generates for it now (plain JSON), the numbers
     of the push those were made from and of the route push the proxy acknowledged, and how
-    long the reader has seen both unchanged."""
+    long the reader has seen those routes and that acknowledgement unchanged."""
 
     proxy: str
     acknowledged: bool
