@@ -322,7 +322,7 @@ def section(results: list[dict[str, Any]]) -> str:
             "| ---: | ---: | --- | ---: | ---: | --- |"]
     for r in results:
         goal = "p99 under 50 ms" if r["rollouts"] == 1 else "p99 under 100 ms"
-        head = f"| {r['rollouts']:,} | {r['moving']} {r['load']} |"
+        head = f"| {r['rollouts']:,} | {' '.join(str(x) for x in (r['moving'], r['load']) if x)} |"
         rec = r["reconcile"]
         for key, what, target in (
                 ("template_to_first_weight_ms", "template change -> first canary weight", ""),
@@ -346,9 +346,10 @@ def section(results: list[dict[str, Any]]) -> str:
                         "`apiserver_request_duration_seconds`, bucket bounds) | "
                         f"{api['p50'] * 1000:g} ms | {api['p99'] * 1000:g} ms | |")
         wait = r["queue_wait_urgent"]
-        rows.append(f"{head} an urgent key (new template, abort, canary ready) waiting for one "
-                    f"of the {r['workers']} workers, the {wait['count']:.0f} during the timed "
-                    f"runs (histogram bucket bounds) | {wait['p50'] * 1000:g} ms | "
+        rows.append(f"{head} an urgent key (new template, abort, canary ready) waiting for a "
+                    f"worker (one of the {r['workers']}, or the one kept for such keys), the "
+                    f"{wait['count']:.0f} during the timed runs (histogram bucket bounds) | "
+                    f"{wait['p50'] * 1000:g} ms | "
                     f"{wait['p99'] * 1000:g} ms | |")
     profiled = [r for r in results if r.get("profile")]
     return "\n".join([
@@ -365,7 +366,8 @@ def section(results: list[dict[str, Any]]) -> str:
         "canary's Pod ready (the Deployment controller, the scheduler and a hollow kubelet); "
         "the controller's part starts when a watch on the Deployments sees the canary's "
         "ready (each watch event is stamped as it arrives). The controller runs with "
-        f"{results[0]['workers']} workers.", "",
+        f"{results[0]['workers']} workers, and one more kept for aborts, new templates and "
+        "canaries just ready.", "",
         stamp(), "", *rows, "",
         *[f"With `steps` at {r['rollouts']:,} Rollouts, the {MOVING} moving ones were given "
           f"{r['releases_per_minute']:g} new templates a minute during the timed runs (each "
