@@ -322,7 +322,7 @@ def section(results: list[dict[str, Any]]) -> str:
             "| ---: | ---: | --- | ---: | ---: | --- |"]
     for r in results:
         goal = "p99 under 50 ms" if r["rollouts"] == 1 else "p99 under 100 ms"
-        head = f"| {r['rollouts']:,} | {' '.join(str(x) for x in (r['moving'], r['load']) if x)} |"
+        head = f"| {r['rollouts']:,} | {r['moving']}{' ' + r['load'] if r['load'] else ''} |"
         rec = r["reconcile"]
         for key, what, target in (
                 ("template_to_first_weight_ms", "template change -> first canary weight", ""),
