@@ -9,8 +9,8 @@ real kube-apiserver. Two loads keep 50 Rollouts moving in the background (``--lo
 - ``restarts``: a new template for one of them every 0.1 s, so each is restarted every 5 s
   (each restart replaces its canary's Pod: mostly work for the cluster tier).
 
-Meanwhile each timed run takes one other Rollout and measures, from the API server accepting the write (the
-PATCH returned) to a watch on the VirtualServices seeing the result:
+Meanwhile each timed run takes one other Rollout and measures, from the API server
+accepting the write (the PATCH returned) to a watch on the VirtualServices seeing the result:
 
 - template change -> the first canary weight in the VirtualService; and, apart, from the
   canary Deployment seen ready by a watch (the cluster tier's hollow kubelets run the Pods)
