@@ -10,6 +10,7 @@ the verdict it reads back."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
 from meshctl.ops.gates import GateJudge
 from tests.unit.sim import Sim
+from testworld.kube import ApiError
 
 pytestmark = [pytest.mark.kube]
 
@@ -77,18 +79,35 @@ class JobWorld:
         return list(found["items"])
 
     def finish(self, name: str, succeeded: bool) -> None:
-        """What the Job controller writes when the Job's one Pod ends (no kubelet here)."""
+        """What the Job controller writes when the Job's one Pod ends (no kubelet here).
+        Once another test has started the cluster tier, the real Job controller writes this
+        Job's status too (its start, its Pod active on a hollow node): the write is made
+        from the status it holds now, and made again from a fresh read when it lost a race
+        with that controller (409, or 422 from a status that changed under it)."""
+        for attempt in range(5):
+            job = self.kube.request("GET", f"/apis/batch/v1/namespaces/{self.ns}/jobs/{name}")
+            try:
+                self._finish(job, succeeded)
+                return
+            except ApiError as exc:
+                if exc.status not in (409, 422) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    def _finish(self, job: dict[str, Any], succeeded: bool) -> None:
+        name = job["metadata"]["name"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = (job.get("status") or {}).get("startTime") or now
         base = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
         if succeeded:
-            status = {"startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
+            status = {"startTime": started, "completionTime": now, "succeeded": 1, "active": 0,
                       "ready": 0,
                       "conditions": [{**base, "type": "SuccessCriteriaMet",
                                       "reason": "CompletionsReached"},
                                      {**base, "type": "Complete",
                                       "reason": "CompletionsReached"}]}
         else:
-            status = {"startTime": now, "failed": 1, "active": 0, "ready": 0,
+            status = {"startTime": started, "failed": 1, "active": 0, "ready": 0,
                       "conditions": [{**base, "type": "FailureTarget",
                                       "reason": "BackoffLimitExceeded",
                                       "message": "Job has reached the specified backoff limit"},
@@ -96,7 +115,8 @@ class JobWorld:
                                       "reason": "BackoffLimitExceeded",
                                       "message": "Job has reached the specified backoff limit"}]}
         self.kube.request("PATCH", f"/apis/batch/v1/namespaces/{self.ns}/jobs/{name}/status",
-                          {"status": status}, content_type="application/merge-patch+json")
+                          {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
+                           "status": status}, content_type="application/merge-patch+json")
 
 
 @pytest.fixture
