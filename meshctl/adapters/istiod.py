@@ -106,24 +106,28 @@ class Istiod:
     def acknowledged(self, *types: str) -> dict[str, bool]:
         """Each connected proxy: has it acknowledged the last push of each of ``types``
         (default: routes) istiod sent it?"""
-        out = {}
-        for entry in self._get("/debug/syncz") or []:
-            resources = entry.get("resources") or {}
-            acked = True
-            for kind in types or (ROUTE_TYPE,):
-                sent = (resources.get(kind) or {}).get("sent", "")
-                acked &= bool(sent) and sent == (resources.get(kind) or {}).get("acked")
-            out[str(entry.get("proxy", ""))] = acked
-        return out
+        return {proxy: all(bool(sent) and sent == acked
+                           for sent, acked in (pushes.get(kind, ("", "")) for kind in
+                                               types or (ROUTE_TYPE,)))
+                for proxy, pushes in self._pushes().items()}
 
     def route_sync(self) -> dict[str, tuple[bool, str]]:
         """Each connected proxy: has it acknowledged the last route push istiod sent it,
         and the nonce of the route push it acknowledged (one read of /debug/syncz)."""
         out = {}
+        for proxy, pushes in self._pushes().items():
+            sent, acked = pushes.get(ROUTE_TYPE, ("", ""))
+            out[proxy] = (bool(sent) and sent == acked, acked)
+        return out
+
+    def _pushes(self) -> dict[str, dict[str, tuple[str, str]]]:
+        """Each connected proxy: for each type URL, the nonces istiod last sent and the
+        proxy last acknowledged (one read of /debug/syncz)."""
+        out = {}
         for entry in self._get("/debug/syncz") or []:
-            routes = (entry.get("resources") or {}).get(ROUTE_TYPE) or {}
-            sent, acked = str(routes.get("sent", "")), str(routes.get("acked", ""))
-            out[str(entry.get("proxy", ""))] = (bool(sent) and sent == acked, acked)
+            out[str(entry.get("proxy", ""))] = {
+                str(kind): (str((push or {}).get("sent", "")), str((push or {}).get("acked", "")))
+                for kind, push in (entry.get("resources") or {}).items()}
         return out
 
     def cluster_names(self, proxy: str) -> tuple[str, ...]:
