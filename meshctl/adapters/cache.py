@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from meshctl.adapters.errors import NotFound
 from meshctl.adapters.kube import Kube, Mutation, Object, Updated, update
@@ -100,13 +102,41 @@ class ObjectCache:
             return list(self._shelves.get((plural, namespace), {}).values())
 
 
+class ApiClock:
+    """How long each thread waited for the API server: its calls' wall times summed per
+    thread (a reconcile pass reads the difference), and each call handed to ``observe``
+    (verb, plural, seconds). A call's time is the request, the answer and its decoding."""
+
+    def __init__(self, observe: Callable[[str, str, float], None] | None = None) -> None:
+        self.observe = observe
+        self._local = threading.local()
+
+    def waited(self) -> float:
+        """Seconds this thread has spent in timed calls so far."""
+        return getattr(self._local, "seconds", 0.0)
+
+    @contextmanager
+    def timing(self, verb: str, plural: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - started
+            self._local.seconds = self.waited() + took
+            if self.observe is not None:
+                self.observe(verb, plural, took)
+
+
 class CachedKube(Kube):
     """A :class:`Kube` whose reads of cached kinds come from an :class:`ObjectCache`; every
-    other call goes to the wrapped client (:class:`Kube` or :class:`RestKube`)."""
+    other call goes to the wrapped client (:class:`Kube` or :class:`RestKube`), timed by
+    ``clock`` (watches, long polls of their own threads, are not timed)."""
 
-    def __init__(self, kube: Kube | RestKube, cache: ObjectCache) -> None:
+    def __init__(self, kube: Kube | RestKube, cache: ObjectCache,
+                 clock: ApiClock | None = None) -> None:
         # not Kube.__init__: this client has no ApiClient of its own
         self.kube, self.cache = kube, cache
+        self.clock = clock or ApiClock()
         self.field_manager = kube.field_manager
         self.timeout_seconds = kube.timeout_seconds
         self.deadline = None
@@ -118,7 +148,8 @@ class CachedKube(Kube):
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
         if not self.cache.synced(plural):
-            return self.kube.get(group, version, namespace, plural, name)
+            with self.clock.timing("GET", plural):
+                return self.kube.get(group, version, namespace, plural, name)
         found = self.cache.get(plural, namespace, name)
         if found is None:
             raise NotFound(f"{plural} {namespace}/{name} not found")
@@ -127,20 +158,23 @@ class CachedKube(Kube):
     def get_or_none(self, group: str, version: str, namespace: str, plural: str,
                     name: str) -> Object | None:
         if not self.cache.synced(plural):
-            return self.kube.get_or_none(group, version, namespace, plural, name)
+            with self.clock.timing("GET", plural):
+                return self.kube.get_or_none(group, version, namespace, plural, name)
         return self.cache.get(plural, namespace, name)
 
     def list(self, group: str, version: str, namespace: str, plural: str,
              label_selector: str | None = None) -> builtins.list[Object]:
         if label_selector is not None or not self.cache.synced(plural):
-            return self.kube.list(group, version, namespace, plural, label_selector)
+            with self.clock.timing("LIST", plural):
+                return self.kube.list(group, version, namespace, plural, label_selector)
         return self.cache.list(plural, namespace)
 
     def list_all(self, group: str, version: str, plural: str,
                  label_selector: str | None = None, page_size: int = 500, *,
                  namespace: str | None = None) -> tuple[builtins.list[Object], str]:
-        return self.kube.list_all(group, version, plural, label_selector, page_size,
-                                  namespace=namespace)
+        with self.clock.timing("LIST", plural):
+            return self.kube.list_all(group, version, plural, label_selector, page_size,
+                                      namespace=namespace)
 
     def watch(self, group: str, version: str, plural: str, resource_version: str,
               timeout_seconds: int = 60, *, namespace: str | None = None,
@@ -156,29 +190,38 @@ class CachedKube(Kube):
         return obj
 
     def create(self, group: str, version: str, namespace: str, plural: str, body: Object) -> Object:
-        return self._keep(plural, self.kube.create(group, version, namespace, plural, body))
+        with self.clock.timing("POST", plural):
+            created = self.kube.create(group, version, namespace, plural, body)
+        return self._keep(plural, created)
 
     def merge_patch(self, group: str, version: str, namespace: str, plural: str, name: str,
                     patch: Object) -> Object:
-        return self._keep(plural, self.kube.merge_patch(group, version, namespace, plural, name,
-                                                        patch))
+        with self.clock.timing("PATCH", plural):
+            patched = self.kube.merge_patch(group, version, namespace, plural, name, patch)
+        return self._keep(plural, patched)
 
     def merge_patch_status(self, group: str, version: str, namespace: str, plural: str,
                            name: str, patch: Object) -> Object:
-        return self._keep(plural, self.kube.merge_patch_status(group, version, namespace, plural,
-                                                               name, patch))
+        with self.clock.timing("PATCH", f"{plural}/status"):
+            patched = self.kube.merge_patch_status(group, version, namespace, plural, name,
+                                                   patch)
+        return self._keep(plural, patched)
 
     def replace(self, group: str, version: str, namespace: str, plural: str,
                 body: Object) -> Object:
-        return self._keep(plural, self.kube.replace(group, version, namespace, plural, body))
+        with self.clock.timing("PUT", plural):
+            replaced = self.kube.replace(group, version, namespace, plural, body)
+        return self._keep(plural, replaced)
 
     def apply(self, group: str, version: str, namespace: str, plural: str, body: Object, *,
               force: bool = False) -> Object:
-        return self._keep(plural, self.kube.apply(group, version, namespace, plural, body,
-                                                  force=force))
+        with self.clock.timing("APPLY", plural):
+            applied = self.kube.apply(group, version, namespace, plural, body, force=force)
+        return self._keep(plural, applied)
 
     def delete(self, group: str, version: str, namespace: str, plural: str, name: str) -> None:
-        self.kube.delete(group, version, namespace, plural, name)
+        with self.clock.timing("DELETE", plural):
+            self.kube.delete(group, version, namespace, plural, name)
 
     def update_with_retry(self, group: str, version: str, namespace: str, plural: str,
                           name: str, mutate: Mutation) -> Updated:
@@ -197,7 +240,8 @@ class _Fresh:
         self.cached = cached
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Object:
-        return self.cached.kube.get(group, version, namespace, plural, name)
+        with self.cached.clock.timing("GET", plural):
+            return self.cached.kube.get(group, version, namespace, plural, name)
 
     def replace(self, group: str, version: str, namespace: str, plural: str,
                 body: Object) -> Object:

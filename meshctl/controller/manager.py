@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from meshctl.adapters.cache import CachedKube, ObjectCache
+from meshctl.adapters.cache import ApiClock, CachedKube, ObjectCache
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.events import EventWriter
 from meshctl.adapters.istiod import DataPlane
@@ -193,12 +193,13 @@ class Manager:
                  resync_seconds: float = 0.0, lease_seconds: int = 15,
                  renew_seconds: float = 5.0, shards: int = 1,
                  sinks: tuple[NotificationSink, ...] = ()) -> None:
+        self.metrics = ControllerMetrics()
         self.cache = ObjectCache()
-        self.kube = CachedKube(kube, self.cache)  # reads from the watches, writes through
+        # reads from the watches, writes through (each call timed)
+        self.kube = CachedKube(kube, self.cache, ApiClock(self.metrics.api_call))
         self.events = EventWriter(self.kube)
         self.namespace = namespace
         self.identity = identity or default_identity()
-        self.metrics = ControllerMetrics()
         self.queue = WorkQueue(on_wait=self.metrics.queue_wait)
         self.index = _Index()
         self.resync_seconds = resync_seconds
@@ -423,6 +424,7 @@ class Manager:
     def _process(self, key: Key) -> None:
         namespace, name = key
         started, cpu_started = time.perf_counter(), time.thread_time()
+        api_started = self.kube.clock.waited()
         result, acted = "ok", False
         try:
             obj = self.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", name)
@@ -452,6 +454,7 @@ class Manager:
             self.metrics.reconcile_seconds.labels(result).observe(ended - started)
             if acted:
                 self.metrics.reconcile_cpu_seconds.observe(time.thread_time() - cpu_started)
+                self.metrics.reconcile_api_seconds.observe(self.kube.clock.waited() - api_started)
             if acted and log.isEnabledFor(logging.DEBUG):  # CLOCK_MONOTONIC: comparable across processes
                 log.debug("pass %s/%s shard %d from %.6f to %.6f %s", namespace, name,
                           shard_of(namespace, name, self.shards),

@@ -16,12 +16,26 @@ class ControllerMetrics:
         self.registry = CollectorRegistry()
         self.reconcile_seconds = Histogram(
             "meshctl_reconcile_duration_seconds", "Time of one reconcile pass.", ["result"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+                     1, 2.5, 5, 10),
             registry=self.registry)
         self.reconcile_cpu_seconds = Histogram(
             "meshctl_reconcile_cpu_seconds", "CPU time of one reconcile pass's thread (the "
             "pass's own work; the rest of its duration is waiting, mostly for the API server).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1),
+            registry=self.registry)
+        self.reconcile_api_seconds = Histogram(
+            "meshctl_reconcile_api_seconds", "Time one reconcile pass spent in calls to the "
+            "API server (request, answer and its decoding; 0 when the pass wrote nothing).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
+                     0.75, 1, 2.5),
+            registry=self.registry)
+        self.api_request_seconds = Histogram(
+            "meshctl_api_request_duration_seconds", "Time of one call to the API server as "
+            "the controller sees it (request, answer and its decoding), by verb and resource.",
+            ["verb", "resource"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+                     1, 2.5, 5),
             registry=self.registry)
         self.queue_wait_seconds = Histogram(
             "meshctl_queue_wait_seconds", "Time a Rollout's key waited for a worker after it "
@@ -43,6 +57,9 @@ class ControllerMetrics:
                             registry=self.registry)
         self._phases: dict[str, Phase] = {}
         self._phases_lock = threading.Lock()  # workers pass different keys at once
+
+    def api_call(self, verb: str, resource: str, seconds: float) -> None:
+        self.api_request_seconds.labels(verb, resource).observe(seconds)
 
     def queue_wait(self, urgent: bool, seconds: float) -> None:
         self.queue_wait_seconds.labels("true" if urgent else "false").observe(seconds)

@@ -3,6 +3,7 @@ meshctl-controller ServiceAccount bound by manifests/rbac: restarts, leader elec
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -153,5 +154,11 @@ def test_health_and_metrics_endpoints(kube, setup):
         assert 'meshctl_rollouts{phase="Healthy"} 1.0' in text
         assert "meshctl_reconcile_duration_seconds_bucket" in text
         assert "meshctl_leader 1.0" in text
+        # adoption wrote the Rollout's status: that call was timed, and its pass's share too
+        status_writes = re.search(r'meshctl_api_request_duration_seconds_count\{'
+                                  r'resource="rollouts/status",verb="PATCH"\} (\S+)', text)
+        assert status_writes and float(status_writes.group(1)) >= 1, text
+        waited = re.search(r"meshctl_reconcile_api_seconds_sum (\S+)", text)
+        assert waited and float(waited.group(1)) > 0, text
     finally:
         m.stop()

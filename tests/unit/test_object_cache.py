@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshctl.adapters.cache import ObjectCache
+from meshctl.adapters.cache import ApiClock, ObjectCache
 from meshctl.adapters.kube import json_copy
 from meshctl.adapters.parsed import Parsed
 
@@ -65,3 +65,22 @@ def test_a_parse_is_made_once_per_object_version():
     parsed.of(local, "status", parse)
     parsed.of(local, "status", parse)
     assert calls == ["1", "2", "1", "1", "-", "-"]
+
+
+def test_the_api_clock_sums_each_threads_calls_and_hands_each_call_on():
+    import threading
+
+    seen = []
+    clock = ApiClock(lambda verb, plural, seconds: seen.append((verb, plural, seconds)))
+    with clock.timing("PUT", "virtualservices"):
+        pass
+    with pytest.raises(ValueError), clock.timing("PATCH", "rollouts/status"):
+        raise ValueError("a failed call is still time spent waiting")
+    assert [(v, p) for v, p, _ in seen] == [("PUT", "virtualservices"),
+                                            ("PATCH", "rollouts/status")]
+    assert clock.waited() == pytest.approx(sum(s for _, _, s in seen))
+    other = []
+    thread = threading.Thread(target=lambda: other.append(clock.waited()))
+    thread.start()
+    thread.join()
+    assert other == [0.0]  # another thread's passes start from their own sum
