@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -107,6 +108,17 @@ def percentiles(text: str, name: str, label: str | tuple[str, ...] = "",
         out[f"p{int(q * 100)}"] = next(b for b in sorted(buckets) if buckets[b] >= q * total)
     out["count"] = total
     return out
+
+
+def calls(text: str) -> dict[str, int]:
+    """The controller's calls to the API server so far, by verb and resource (from its
+    ``meshctl_api_request_duration_seconds``)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("meshctl_api_request_duration_seconds_count{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            out[f"{labels['verb']} {labels['resource']}"] = int(float(line.rsplit(" ", 1)[1]))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _buckets(text: str, name: str, label: str | tuple[str, ...]) -> dict[float, float]:
@@ -212,8 +224,10 @@ def watch(manager: Manager, admin: Any, world: KubeWorld, tier: ClusterTier, ns:
     """From the controller's start: adoption, idle writes, 50 canaries."""
     result["adopt_all_seconds"] = wait_until(
         "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 3600)
-    result["reconcile_adoption"] = percentiles(manager.metrics.exposition().decode(),
-                                               "meshctl_reconcile_duration_seconds")
+    adopted = manager.metrics.exposition().decode()
+    result["reconcile_adoption"] = percentiles(adopted, "meshctl_reconcile_duration_seconds")
+    result["reconcile_api_adoption"] = percentiles(adopted, "meshctl_reconcile_api_seconds")
+    result["calls_adoption"] = calls(adopted)
     result["rolled_pods_available_seconds"] = round(result["adopt_all_seconds"] + wait_until(
         "every adopted Deployment available", lambda: available(admin, ns) >= n, 3600), 1)
     time.sleep(3)  # let the last status writes and events settle
@@ -235,8 +249,9 @@ def watch(manager: Manager, admin: Any, world: KubeWorld, tier: ClusterTier, ns:
         result["canary_50_to_first_weight_seconds"] + wait_until(
             "the canaries' first pause",
             lambda: phases(admin, ns).get("Paused", 0) >= canaries, 900), 1)
-    result["reconcile_all"] = percentiles(manager.metrics.exposition().decode(),
-                                          "meshctl_reconcile_duration_seconds")
+    ended = manager.metrics.exposition().decode()
+    result["reconcile_all"] = percentiles(ended, "meshctl_reconcile_duration_seconds")
+    result["reconcile_api_all"] = percentiles(ended, "meshctl_reconcile_api_seconds")
     result["pods_running_at_end"] = running_pods(world, ns)
     result["loaded_node_rss_mb"] = node_rss(tier)
     result["tier_rss_mb"] = {k: round(v) for k, v in tier.rss_mib().items()
@@ -302,6 +317,9 @@ def report(r: dict[str, Any]) -> str:
     p99_ms = r["reconcile_all"]["p99"] * 1000
     idle_rss, loaded_rss = r["idle_node_rss_mb"], r["loaded_node_rss_mb"]
     load = r["load_1m"]
+    per_rollout = ", ".join(f"{call} {count / n:.2g}" for call, count in
+                            r["calls_adoption"].items()
+                            if call.split()[0] not in ("GET", "LIST") and count >= n / 10)
     return (
         f"{SECTION}\n\n"
         f"`python -m bench.controller_scale --rollouts {n} --workers {r['workers']} "
@@ -314,7 +332,8 @@ def report(r: dict[str, Any]) -> str:
         f"(from the cache) every 15 s. Each service's Deployment has one replica: "
         f"{r['pods_running']:,} Pods running before adoption, {r['pods_running_at_end']:,} at "
         "the end (with the 50 canaries). Reconcile times are the controller's own histogram "
-        "(upper bucket bounds).\n\n"
+        "(upper bucket bounds); a pass's calls to the API server are the wall time of its "
+        "requests (sent, answered, decoded), summed per pass.\n\n"
         f"{stamp()} During the run the 1-minute load average was "
         f"{load['min']:.0f}-{load['max']:.0f} (mean {load['mean']:.0f}).\n\n"
         f"| measure | {n:,} Rollouts | target |\n| --- | ---: | --- |\n"
@@ -330,7 +349,11 @@ def report(r: dict[str, Any]) -> str:
         f"| reconcile p50 / p90 / p99, all passes ({r['reconcile_all']['count']:,.0f}) | "
         f"{pcts('reconcile_all')} | p99 under 100 ms: "
         f"{'met' if p99_ms < 100 else '**not met**'} |\n"
+        f"| ... of which the pass's calls to the API server | {pcts('reconcile_api_all')} | |\n"
         f"| reconcile p50 / p90 / p99 during adoption | {pcts('reconcile_adoption')} | |\n"
+        f"| ... of which the pass's calls to the API server | "
+        f"{pcts('reconcile_api_adoption')} | |\n"
+        f"| the controller's writes during adoption, per Rollout | {per_rollout} | |\n"
         f"| writes per idle Rollout over {r['idle_seconds']:.0f} s (two resyncs, "
         f"{r['idle_reconciles']:,.0f} passes) | {r['idle_writes_per_rollout']:g} | 0: "
         f"{'met' if r['idle_writes'] == 0 else '**not met**'} |\n"
