@@ -91,6 +91,17 @@ def test_trusting_written_weights_proceeds_but_never_reports_them_observed():
     assert sim.status.phase is Phase.HEALTHY
     assert sim.status.weights.observed is None
     assert sim.status.weights.not_observed == "stored, not observed: no istiod"
+    # nothing was seen at the data plane, so no event says it was (the dashboard plots
+    # TrafficVerified as the observed weight)
+    reasons = [e.reason for d in sim.decisions for e in d.events]
+    assert "WeightChanged" in reasons and "TrafficVerified" not in reasons
+
+
+def test_each_step_seen_at_the_data_plane_is_reported_verified():
+    sim = Sim(canary({"setWeight": 20}, {"setWeight": 40})).run()
+    verified = [e.message for d in sim.decisions for e in d.events
+                if e.reason == "TrafficVerified"]
+    assert verified == ["step 0: data plane at 80/20", "step 1: data plane at 60/40"]
 
 
 def _failing_analysis_sim(**kw):
