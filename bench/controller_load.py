@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.controller_idle import controller_process, lagging
+from bench.controller_idle import controller_process, cpu_seconds, lagging
 from bench.controller_scale import percentiles, phases, service_objects
 from bench.profile import Sampler, table
 from bench.results import stamp, write_section
@@ -197,6 +198,15 @@ def stepping(admin: Kube, ns: str, rollouts: Seen, stop: threading.Event,
         stop.wait(0.2)
 
 
+def cores_by_group(seconds: dict[str, float], elapsed: float) -> dict[str, float]:
+    """CPU seconds of each process over ``elapsed``, as cores, the hollow nodes summed."""
+    out: dict[str, float] = {}
+    for name, used in seconds.items():
+        group = "hollow nodes" if name.startswith("hollow-node-") else name
+        out[group] = out.get(group, 0.0) + used / elapsed
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 def patch(admin: Any, ns: str, name: str, body: dict[str, Any]) -> None:
     """A merge patch of a Rollout, sent again when the loaded API server does not answer."""
     for attempt in range(5):
@@ -222,7 +232,7 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
             profile_out: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rollouts": n, "runs": runs, "workers": workers}
     alone = n < MOVING + runs  # too few to keep 50 moving: one Rollout, alone
-    with KubeWorld() as world, ClusterTier(world, nodes=nodes), \
+    with KubeWorld() as world, ClusterTier(world, nodes=nodes) as tier, \
             tempfile.TemporaryDirectory() as tmp:
         ns = world.create_namespace("load")
         admin = controller_client(world.kubeconfig_path)
@@ -274,6 +284,9 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
 
             before = urllib.request.urlopen(url.group(1) + "/metrics").read().decode()
             api_before = world.request("GET", "/metrics", timeout=120)
+            pids = {**world.pids(), **tier.pids(), "the controller": proc.pid,
+                    "the benchmark": os.getpid()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             timed_from = time.monotonic()
             with sampler:
                 if alone:
@@ -287,6 +300,9 @@ def measure(n: int, load: str, runs: int, nodes: int, workers: int, py_spy: str 
                         start(f"svc-{i}", "app:2")
                     for i in range(MOVING, MOVING + runs):
                         abort(f"svc-{i}", f"bench-{i}")
+            timed = result["timed_seconds"] = round(time.monotonic() - timed_from, 1)
+            result["cpu_cores"] = cores_by_group(
+                {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}, timed)
             result["moving"] = 0 if alone else MOVING
             result["load"] = "" if alone else load
             if releases:  # each release given during the timed runs
@@ -392,6 +408,12 @@ def section(results: list[dict[str, Any]]) -> str:
         f"{results[0]['workers']} workers, and one more kept for aborts, new templates and "
         "canaries just ready.", "",
         stamp(), "", *rows, "",
+        *[f"CPU during the timed runs at {r['rollouts']:,} Rollouts"
+          f"{' with `' + r['load'] + '`' if r['load'] else ''}, in cores (utime + stime from "
+          "/proc over the runs' wall time; the machine has 2): "
+          + ", ".join(f"{name} {cores:.2f}" for name, cores in r["cpu_cores"].items()) + "."
+          for r in results],
+        "",
         *[f"With `steps` at {r['rollouts']:,} Rollouts, the {MOVING} moving ones were given "
           f"{r['releases_per_minute']:g} new templates a minute during the timed runs (each "
           f"once the one before was Healthy; phases at the end: "

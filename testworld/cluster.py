@@ -175,6 +175,10 @@ class ClusterTier:
         """Resident memory of each process of the tier, in MiB."""
         return {p.name: rss_mib(p.popen.pid) for p in self._processes}
 
+    def pids(self) -> dict[str, int]:
+        """Each process of the tier by name (``hollow-node-<i>`` for the nodes)."""
+        return {p.name: p.popen.pid for p in self._processes}
+
     # -- processes ------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> _Process:

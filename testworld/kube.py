@@ -403,6 +403,10 @@ class KubeWorld:
             raise WorldUnavailable("the world is not running")
         return self._pki
 
+    def pids(self) -> dict[str, int]:
+        """The world's processes by name: ``etcd`` and ``kube-apiserver``."""
+        return {p.name: p.popen.pid for p in self._processes}
+
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd; remove the data directory."""
         for process in reversed(self._processes):
