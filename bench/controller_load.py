@@ -1,4 +1,4 @@
-"""Controller reaction under load: N Rollouts managed, 50 of them moving, and 50 timed runs.
+"""Controller reaction under load: N Rollouts managed, 50 of them moving, and 200 timed runs.
 
 The controller runs as its own process (``meshctl controller run``) against the test world's
 real kube-apiserver. Two loads keep 50 Rollouts moving in the background (``--loads``):
@@ -26,7 +26,7 @@ With ``--py-spy PATH`` (a py-spy binary; not a meshctl dependency) the controlle
 sampled during the timed runs and the section says where its CPU went (:mod:`bench.profile`).
 
     nice python -m bench.controller_load [--rollouts 1 1000] [--loads steps restarts]
-        [--runs 50] [--py-spy PATH] [--no-write]
+        [--runs 200] [--py-spy PATH] [--no-write]
 """
 
 from __future__ import annotations
@@ -400,7 +400,8 @@ def section(results: list[dict[str, Any]]) -> str:
         f"Rollouts while {MOVING} move: with the load `steps`, {LOADS['steps']}; with "
         f"`restarts`, {LOADS['restarts']}. With one Rollout, nothing else moves and each run "
         "is a new template and then an abort of it. "
-        "Each run is timed from the PATCH returning to a watch seeing the VirtualService "
+        f"Each row is {results[0]['runs']} timed runs, each timed from the PATCH returning "
+        "to a watch seeing the VirtualService "
         "change. From the template change, the time includes the cluster tier making the "
         "canary's Pod ready (the Deployment controller, the scheduler and a hollow kubelet); "
         "the controller's part starts when a watch on the Deployments sees the canary's "
@@ -433,7 +434,8 @@ def main() -> None:
     parser.add_argument("--loads", nargs="+", choices=sorted(LOADS),
                         default=["steps", "restarts"],
                         help="what keeps the 50 moving with many Rollouts (each a run)")
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=200,
+                        help="timed runs per row (p99 of 50 would be the slowest one)")
     parser.add_argument("--nodes", type=int, default=6, help="hollow nodes")
     parser.add_argument("--workers", type=int, default=WORKERS,
                         help="the controller's --workers (its default)")
