@@ -39,6 +39,7 @@ from meshctl.adapters.parsed import PARSED
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.adapters.rest import RestKube
 from meshctl.controller.health import HealthServer
+from meshctl.controller.heap import HeapKeeper
 from meshctl.controller.leader import LeaderElector
 from meshctl.controller.metrics import ControllerMetrics
 from meshctl.controller.queue import Rank, WorkQueue
@@ -240,6 +241,8 @@ class Manager:
                                                        self._on_template),
                              name="meshctl-watch-analysistemplates", daemon=True),
             threading.Thread(target=self._resync, name="meshctl-resync", daemon=True),
+            threading.Thread(target=HeapKeeper(self._synced, self._stop).run,
+                             name="meshctl-heap", daemon=True),
         ]
 
     # -- lifecycle ----------------------------------------------------------------------
