@@ -21,6 +21,7 @@ Writes bench/RESULTS.md, section "Controller scale" (other sections are kept).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -204,12 +205,15 @@ def measure(n: int, workers: int, resync: float, nodes: int, result: dict[str, A
         result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
         controller = controller_client(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
+        collections = FullCollections()
         manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
                           data_plane=StoredWeights(), identity="bench",
                           namespace=ns, workers=workers, resync_seconds=resync,
                           renew_seconds=2.0).start()
         try:
-            watch(manager, admin, world, tier, ns, n, resync, result)
+            with collections:
+                watch(manager, admin, world, tier, ns, n, resync, result)
+            result["full_collections"] = collections.summary()
         finally:
             result["max_rss_mb"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -217,6 +221,36 @@ def measure(n: int, workers: int, resync: float, nodes: int, result: dict[str, A
                 result["load_1m"] = {"min": min(LOAD), "max": max(LOAD),
                                      "mean": round(sum(LOAD) / len(LOAD), 1)}
             manager.stop()
+
+
+class FullCollections:
+    """CPython's full (generation 2) collections in this process while it is entered, each
+    timed by ``gc.callbacks`` (every thread waits for the GIL meanwhile)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._began = 0.0
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._began)
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.pauses) or [0.0]
+        return {"count": len(self.pauses), "max_ms": round(ordered[-1] * 1000),
+                "median_ms": round(ordered[len(ordered) // 2] * 1000),
+                "total_s": round(sum(self.pauses), 2)}
 
 
 def watch(manager: Manager, admin: Any, world: KubeWorld, tier: ClusterTier, ns: str, n: int,
@@ -317,6 +351,7 @@ def report(r: dict[str, Any]) -> str:
     p99_ms = r["reconcile_all"]["p99"] * 1000
     idle_rss, loaded_rss = r["idle_node_rss_mb"], r["loaded_node_rss_mb"]
     load = r["load_1m"]
+    gcs = r["full_collections"]
     per_rollout = ", ".join(f"{call} {count / n:.2g}" for call, count in
                             r["calls_adoption"].items()
                             if call.split()[0] not in ("GET", "LIST") and count >= n / 10)
@@ -354,6 +389,10 @@ def report(r: dict[str, Any]) -> str:
         f"| ... of which the pass's calls to the API server | "
         f"{pcts('reconcile_api_adoption')} | |\n"
         f"| the controller's writes during adoption, per Rollout | {per_rollout} | |\n"
+        f"| full garbage collections in the process (controller and benchmark) from the "
+        f"controller's start to the end, each holding the GIL (`gc.callbacks`; the "
+        f"controller freezes its long-lived heap every 10 s) | {gcs['count']}: median "
+        f"{gcs['median_ms']} ms, max {gcs['max_ms']} ms, {gcs['total_s']} s in all | |\n"
         f"| writes per idle Rollout over {r['idle_seconds']:.0f} s (two resyncs, "
         f"{r['idle_reconciles']:,.0f} passes) | {r['idle_writes_per_rollout']:g} | 0: "
         f"{'met' if r['idle_writes'] == 0 else '**not met**'} |\n"
