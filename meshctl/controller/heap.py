@@ -27,7 +27,7 @@ SWEEP_EVERY = 60  # periods: a full collection every 10 minutes
 
 
 class HeapKeeper:
-    """Freezes the long-lived heap from its own thread once ``ready()`` (caches synced)."""
+    """Freezes the long-lived heap from its own thread once ``ready`` is set (caches synced)."""
 
     def __init__(self, ready: threading.Event, stop: threading.Event,
                  period: float = PERIOD_SECONDS, sweep_every: int = SWEEP_EVERY) -> None:
