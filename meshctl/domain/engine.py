@@ -205,14 +205,25 @@ class _Pass:
     def needed_canary(self, scale: int) -> int:
         return replicas_for(self.obs.stable.replicas or 1, scale)
 
+    @property
+    def canary_ready(self) -> int:
+        """The canary's ready replicas of the revision rolling out (pods of an earlier one,
+        left from a canary that was aborted, are not ready for it)."""
+        canary = self.obs.canary
+        return canary.ready if canary.revision == self.status.current_revision else 0
+
+    @property
+    def baseline_ready(self) -> int:
+        """The fresh baseline's ready replicas of the stable revision."""
+        baseline = self.obs.baseline
+        return baseline.ready if baseline.revision == self.status.stable_revision else 0
+
     def canary_ready_for(self, scale: int) -> bool:
-        return (self.obs.canary.revision == self.status.current_revision
-                and self.obs.canary.ready >= self.needed_canary(scale))
+        return self.canary_ready >= self.needed_canary(scale)
 
     def baseline_ready_for(self, scale: int) -> bool:
         """The fresh baseline runs the stable revision with the canary's replicas."""
-        return (self.obs.baseline.revision == self.status.stable_revision
-                and self.obs.baseline.ready >= self.needed_canary(scale))
+        return self.baseline_ready >= self.needed_canary(scale)
 
     def observed(self, traffic: TrafficSplit) -> bool:
         """The data plane shows ``traffic`` (or, trusting what is written, nothing can be
@@ -262,13 +273,20 @@ class _Pass:
                       f"all {len(self.steps)} steps done; promoting revision "
                       f"{self.status.current_revision} to stable")
         else:
-            kind = self.steps[nxt].kind.value
-            self.move(Phase.PROGRESSING, "StepStarted", f"step {nxt} ({kind}) started")
+            step = self.steps[nxt]
+            self.move(Phase.PROGRESSING, "StepStarted", f"step {nxt} ({step.kind.value}) started")
+            if step.kind is StepKind.PAUSE and step.waits_for_promote:
+                # nothing to wait for first: the step is saved once, already paused
+                self.pause_until_promote(step)
         return True
 
     def pause(self, reason: str, message: str) -> None:
         self.move(Phase.PAUSED, reason, message)
         self.update(pause_reason=reason)
+
+    def pause_until_promote(self, step: ScheduledStep) -> None:
+        self.traffic = self.held_traffic()
+        self.pause("PausedAtStep", f"step {step.index}: paused until promote")
 
     def pause_inconclusive(self, run: AnalysisRunStatus, plans: tuple[ResolvedMetric, ...],
                            label: str, human: str) -> None:
@@ -560,9 +578,9 @@ def _unready(p: _Pass, step: ScheduledStep) -> tuple[str, int] | None:
     """The version the step's weights wait for, and its ready replicas: the canary, then a
     fresh baseline the step gives weight to (both at the canary's replicas)."""
     if not p.canary_ready_for(step.canary_scale):
-        return "canary", p.obs.canary.ready
+        return "canary", p.canary_ready
     if step.traffic.weights.baseline > 0 and not p.baseline_ready_for(step.canary_scale):
-        return "baseline", p.obs.baseline.ready
+        return "baseline", p.baseline_ready
     return None
 
 
@@ -590,10 +608,10 @@ def _named(w: Weights) -> str:
 
 
 def _wait_step(p: _Pass, step: ScheduledStep) -> None:
-    p.traffic = p.held_traffic()
     if step.waits_for_promote:
-        p.pause("PausedAtStep", f"step {step.index}: paused until promote")
+        p.pause_until_promote(step)
         return
+    p.traffic = p.held_traffic()
     remaining = (step.wait_seconds or 0) - p.elapsed(p.status.step_started_at)
     if remaining <= 0:
         p.advance()

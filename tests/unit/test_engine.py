@@ -104,6 +104,19 @@ def test_each_step_seen_at_the_data_plane_is_reported_verified():
     assert verified == ["step 0: data plane at 80/20", "step 1: data plane at 60/40"]
 
 
+def test_a_pause_until_promote_is_saved_paused_by_the_pass_that_starts_it():
+    """The pass that moves on to an indefinite pause pauses too: one status save for the
+    step, not a Progressing one and then a Paused one (each save is an API write that an
+    abort of the same Rollout waits behind)."""
+    sim = Sim(canary({"setWeight": 10}, {"pause": {}}, {"setWeight": 50})).run(passes=20)
+    at_pause = [d.status for d in sim.decisions if d.status.current_step == 1]
+    assert at_pause and all(s.phase is Phase.PAUSED for s in at_pause)
+    assert at_pause[0].message == "step 1: paused until promote"
+    assert sim.weights_written() == [(100, 0), (90, 10)]
+    reasons = [e.reason for d in sim.decisions for e in d.events]
+    assert reasons.count("StepStarted") == 1 and reasons.count("PausedAtStep") == 1
+
+
 def _failing_analysis_sim(**kw):
     spec = canary({"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "match": [
         {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}},
@@ -605,6 +618,20 @@ def _obs(written: TrafficSplit, observed: TrafficSplit | None = None, *,
          **fields) -> Observation:
     return Observation(revision=V2, stable=stable, canary=canary_pods, written=written,
                        observed=written if observed is None else observed, **fields)
+
+
+def test_pods_left_from_an_earlier_canary_are_not_counted_ready_for_the_new_one():
+    """A new template right after an abort: the canary Deployment still runs the aborted
+    revision, 1/1 ready. The step waits and says 0 of the new revision are ready, the same
+    message it keeps while the new pods start (no status write in between)."""
+    status = _status(Phase.PROGRESSING)
+    old = decide(canary({"setWeight": 10}), status, _obs(
+        TrafficSplit.stable_only(), canary_pods=WorkloadState(1, 1, "v0")), T0)
+    starting = decide(canary({"setWeight": 10}), old.status, _obs(
+        TrafficSplit.stable_only(), canary_pods=WorkloadState(1, 0, V2)), T0)
+    assert old.traffic == TrafficSplit.stable_only()
+    assert old.status.message == "step 0: waiting for canary ready replicas 0/1 before setWeight"
+    assert starting.status == old.status
 
 
 def test_the_canary_keeps_its_pods_while_the_data_plane_still_shows_it_weight():
