@@ -723,9 +723,10 @@ def _promoting(p: _Pass) -> None:
     p.traffic = p.obs.written or p.held_traffic()  # as promotion found it (promote --full)
     stable = p.obs.stable
     current = p.status.current_revision
-    if stable.revision != current or stable.ready < stable.replicas or stable.ready == 0:
+    ready = stable.ready if stable.revision == current else 0  # old pods are not ready for it
+    if ready < stable.replicas or ready == 0:
         p.update(message=f"promoting: stable at revision {current}: "
-                 f"{stable.ready}/{stable.replicas} ready")
+                 f"{ready}/{stable.replicas} ready")
         p.requeue(READY_REQUEUE)
         return
     target = TrafficSplit.stable_only()

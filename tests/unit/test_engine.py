@@ -634,6 +634,18 @@ def test_pods_left_from_an_earlier_canary_are_not_counted_ready_for_the_new_one(
     assert starting.status == old.status
 
 
+def test_promotion_counts_only_stable_pods_of_the_new_revision_ready():
+    """Promoting: the stable Deployment's pods of the old revision are 4/4 ready, but none
+    runs the new one yet. The status says 0/4, the same as while the new pods start."""
+    status = _status(Phase.PROMOTING)
+    before = decide(canary({"setWeight": 10}), status, _obs(SPLIT_90_10), T0)
+    starting = decide(canary({"setWeight": 10}), before.status, _obs(
+        SPLIT_90_10, stable=WorkloadState(4, 0, V2)), T0)
+    assert before.traffic == SPLIT_90_10
+    assert before.status.message == "promoting: stable at revision v2: 0/4 ready"
+    assert starting.status == before.status
+
+
 def test_the_canary_keeps_its_pods_while_the_data_plane_still_shows_it_weight():
     """Healthy again, 100/0 written but the data plane still applies 90/10: scaling the
     canary to 0 now would drop the requests still routed to it."""
