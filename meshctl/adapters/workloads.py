@@ -7,6 +7,7 @@ Translate, never decide: the Deployments to write come from :mod:`meshctl.domain
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from meshctl.adapters.errors import AlreadyExists, NotFound
 from meshctl.adapters.kube import Kube, Object
@@ -17,7 +18,10 @@ from meshctl.domain.workloads import (
     baseline_name,
     canary_deployment,
     canary_name,
+    labelled_in_place,
     promoted_template,
+    running_revision,
+    stable_state,
     workload_state,
 )
 
@@ -42,7 +46,8 @@ class KubeWorkloads:
     def observe(self) -> tuple[WorkloadState, WorkloadState, WorkloadState]:
         # read even without spec.judge.baseline fresh: one turned off mid-rollout still has
         # weight until the next write takes it away, and goes only after that
-        return (workload_state(self._get(self.stable_name)),
+        template = self.rollout.spec.template or {}
+        return (stable_state(self._get(self.stable_name), template),
                 workload_state(self._get(self.canary_name)),
                 workload_state(self._get(self.baseline_name)))
 
@@ -70,12 +75,22 @@ class KubeWorkloads:
                                                 "replicas": want["spec"]["replicas"],
                                                 "template": want["spec"]["template"]}}})
         self._apply_baseline(stable, desired)
-        if workload_state(stable).revision != desired.stable_revision and \
+        running = stable_state(stable, template).revision
+        if workload_state(stable).revision is None and running == desired.stable_revision:
+            # first sight: label what runs, never write the Rollout's template over it
+            self._write_stable(lambda t: labelled_in_place(t, running_revision(t, template)))
+        elif running != desired.stable_revision and \
                 desired.stable_revision == desired.canary_revision:
-            new_template = promoted_template(template)
-            self.kube.update_with_retry(*APPS, ns, "deployments", self.stable_name,
-                                        lambda d: {**d, "spec": {**d["spec"],
-                                                                 "template": new_template}})
+            promoted = promoted_template(template)
+            self._write_stable(lambda _: promoted)
+
+    def _write_stable(self, new_template: Callable[[Object], Object]) -> None:
+        """The stable Deployment's pod template, from the one stored (read afresh on a
+        conflict)."""
+        self.kube.update_with_retry(
+            *APPS, self.rollout.namespace, "deployments", self.stable_name,
+            lambda d: {**d, "spec": {**d["spec"],
+                                     "template": new_template(d["spec"].get("template", {}))}})
 
     def _apply_baseline(self, stable: Object, desired: DesiredWorkloads) -> None:
         """The fresh baseline at its replicas, or deleted when it should not run. Made (or

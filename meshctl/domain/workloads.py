@@ -13,14 +13,21 @@ selects them), owned by the Rollout (the garbage collector removes it with the R
 A revision is the hash of the Rollout's pod template (without meshctl's labels), written as
 the ``meshctl.io/revision`` label into the templates meshctl writes. It is read back from that
 label, never re-hashed from a stored Deployment: the API server fills in defaults, so a
-stored template never hashes like the one written. A stable Deployment without the label
-(one meshctl has not promoted yet) has no known revision: on first sight, the engine adopts
-it as the stable version of the Rollout's template, and the next template change rolls out.
+stored template never hashes like the one written.
+
+A stable Deployment without the label (first sight: meshctl has not labelled it yet) runs
+the Rollout's revision when every field the Rollout's template sets is set alike in the
+stored one (the API server only adds defaults to what it was given): the engine adopts it.
+Otherwise it runs another version, named by its stored template's own hash, and the engine
+rolls the Rollout's template out to it as a canary. Either way meshctl labels the stable
+Deployment's own template in place (its pods are replaced once, running what they ran):
+the Rollout's template reaches the stable Deployment only by promotion.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,13 +50,11 @@ def baseline_name(stable_name: str) -> str:
 
 
 def template_revision(template: Mapping[str, Any]) -> str:
-    clean = copy.deepcopy(dict(template))
-    labels = clean.get("metadata", {}).get("labels", {})
-    for key in OWN_LABELS:
-        labels.pop(key, None)
-    if not labels and "metadata" in clean:
-        clean["metadata"].pop("labels", None)
-    if "metadata" in clean and not clean["metadata"]:
+    clean = _without_own_labels(template)
+    meta = clean.get("metadata")
+    if meta is not None and not meta.get("labels", {}):
+        meta.pop("labels", None)
+    if meta is not None and not meta:
         clean.pop("metadata")
     return revision_of(clean)
 
@@ -106,6 +111,54 @@ def baseline_deployment(stable: Mapping[str, Any], revision: str, replicas: int,
 def promoted_template(template: Mapping[str, Any]) -> Obj:
     """The template the stable Deployment gets on promotion."""
     return _labelled(template, "stable", template_revision(template))
+
+
+def sets_alike(wanted: Any, stored: Any) -> bool:
+    """Whether every field ``wanted`` sets is set to the same value in ``stored`` (lists
+    item by item, at the same length); fields only ``stored`` has are defaults.
+
+    E.g. ``{"image": "web:1"}`` in ``{"image": "web:1", "imagePullPolicy": "IfNotPresent"}``:
+    True; ``{"image": "web:2"}`` in the same: False. A value the API server rewrites (a CPU
+    quantity ``0.5`` stored as ``500m``) compares unlike: the safe side, a canary."""
+    if isinstance(wanted, Mapping):
+        return isinstance(stored, Mapping) and all(
+            k in stored and sets_alike(v, stored[k]) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(stored, list) and len(wanted) == len(stored)
+                and all(sets_alike(w, s) for w, s in zip(wanted, stored, strict=True)))
+    return bool(wanted == stored)
+
+
+def _without_own_labels(template: Mapping[str, Any]) -> Obj:
+    out = copy.deepcopy(dict(template))
+    labels = out.get("metadata", {}).get("labels", {})
+    for key in OWN_LABELS:
+        labels.pop(key, None)
+    return out
+
+
+def running_revision(stored: Mapping[str, Any], template: Mapping[str, Any]) -> str:
+    """The revision an unlabelled stable Deployment's ``stored`` pod template runs: the
+    Rollout ``template``'s when it sets every field alike, else the stored one's own."""
+    if sets_alike(_without_own_labels(template), _without_own_labels(stored)):
+        return template_revision(template)
+    return template_revision(stored)
+
+
+def stable_state(deployment: Mapping[str, Any] | None,
+                 template: Mapping[str, Any]) -> WorkloadState:
+    """The stable Deployment's state; unlabelled (first sight), the revision it runs."""
+    state = workload_state(deployment)
+    if deployment is None or state.revision is not None:
+        return state
+    stored = deployment.get("spec", {}).get("template", {})
+    return dataclasses.replace(state, revision=running_revision(stored, template))
+
+
+def labelled_in_place(stored: Mapping[str, Any], revision: str) -> Obj:
+    """An unlabelled stable Deployment's own pod template, labelled as the stable track at
+    the revision it runs (nothing else changes)."""
+    return _labelled(stored, "stable", revision)
 
 
 def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState:

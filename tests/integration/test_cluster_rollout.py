@@ -164,3 +164,34 @@ def test_mutual_tls_gate_holds_while_canary_traffic_is_plaintext(world):
     exporter.set(driver.ns, "web", "web-canary", mtls=True)
     driver.until(lambda o: o["status"].get("currentStep", 0) > held_at, timeout=60)
     exporter.set(driver.ns, "web", "web-canary", mtls=True)
+
+
+def test_a_first_rollout_for_a_deployment_running_another_image_goes_out_as_a_canary(
+        kube, cluster, namespace, istio_metrics):
+    """The Deployment runs web:1 and the Rollout made for it already says web:2. First
+    sight must not write web:2 into the stable Deployment (100% at once, no analysis):
+    stable keeps running web:1, labelled in place, and web:2 starts as a canary at 0%."""
+    exporter, url = istio_metrics
+    seed_service(kube, namespace)
+    exporter.set(namespace, "web", "web-canary", rps=40, error_rate=0.0, latency_ms=5)
+    driver = Driver(kube, namespace, url)
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:2", STEPS))
+    obj = driver.until(lambda o: (driver.deployment("web-canary") or {}).get("status", {})
+                       .get("readyReplicas", 0) >= 1)
+    status = obj["status"]
+    assert status["phase"] in ("Progressing", "Paused")
+    assert status["stableRevision"] != status["currentRevision"]
+    stable = driver.deployment("web")
+    assert stable is not None
+    pod = stable["spec"]["template"]
+    assert [c["image"] for c in pod["spec"]["containers"]] == ["web:1"]
+    assert pod["metadata"]["labels"]["meshctl.io/track"] == "stable"
+    assert pod["metadata"]["labels"]["meshctl.io/revision"] == status["stableRevision"]
+    canary = driver.deployment("web-canary")
+    assert canary is not None
+    assert [c["image"] for c in canary["spec"]["template"]["spec"]["containers"]] == ["web:2"]
+    assert weights(driver.vs())["stable"] >= 80  # at most the first step's 20%
+    done = driver.until(phase("Healthy"))  # and it walks the steps like any release
+    assert done["status"]["stableRevision"] == done["status"]["currentRevision"]
+    assert [c["image"] for c in driver.deployment("web")["spec"]["template"]["spec"][
+        "containers"]] == ["web:2"]

@@ -1,0 +1,89 @@
+"""First sight of a stable Deployment meshctl has not labelled: which version it runs, and
+what meshctl writes into it (its own template, labelled; never the Rollout's)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from meshctl.domain.keys import REVISION, TRACK
+from meshctl.domain.workloads import (
+    labelled_in_place,
+    promoted_template,
+    running_revision,
+    sets_alike,
+    stable_state,
+    template_revision,
+)
+
+
+def template(image: str, **container: Any) -> dict[str, Any]:
+    return {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": image, **container}]}}
+
+
+def stored(image: str, **container: Any) -> dict[str, Any]:
+    """``template(image)`` as the API server keeps it: with its defaults filled in."""
+    out = template(image, imagePullPolicy="IfNotPresent", resources={},
+                   terminationMessagePath="/dev/termination-log", **container)
+    out["spec"].update(restartPolicy="Always", dnsPolicy="ClusterFirst",
+                       schedulerName="default-scheduler", securityContext={})
+    return out
+
+
+def deployment(pod_template: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 2, "template": pod_template},
+            "status": {"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2}}
+
+
+@pytest.mark.parametrize("wanted, found, alike", [
+    ({"image": "web:1"}, {"image": "web:1", "imagePullPolicy": "IfNotPresent"}, True),
+    ({"image": "web:2"}, {"image": "web:1", "imagePullPolicy": "IfNotPresent"}, False),
+    ({"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "A", "value": "1"}]}, True),
+    ({"env": [{"name": "A", "value": "1"}]}, {"env": []}, False),
+    ({"args": ["a"]}, {"args": ["a", "b"]}, False),  # a list compares at its length
+    ({"cpu": "0.5"}, {"cpu": "500m"}, False),  # rewritten by the server: unlike (a canary)
+    ({"port": 80}, {"port": "80"}, False),
+    ({}, {"anything": 1}, True),
+])
+def test_sets_alike_compares_what_the_wanted_side_sets(wanted, found, alike):
+    assert sets_alike(wanted, found) is alike
+
+
+def test_a_deployment_running_the_rollouts_template_runs_its_revision():
+    """The stored template has the server's defaults: still the Rollout's revision."""
+    assert running_revision(stored("web:1"), template("web:1")) == template_revision(
+        template("web:1"))
+
+
+def test_a_deployment_running_another_image_runs_another_revision():
+    found = running_revision(stored("web:1"), template("web:2"))
+    assert found != template_revision(template("web:2"))
+    assert found == template_revision(stored("web:1"))
+
+
+def test_first_sight_reports_the_revision_the_unlabelled_stable_runs():
+    rollout_template = template("web:2")
+    state = stable_state(deployment(stored("web:1")), rollout_template)
+    assert state.revision == template_revision(stored("web:1"))
+    assert (state.replicas, state.ready) == (2, 2)
+    same = stable_state(deployment(stored("web:2")), rollout_template)
+    assert same.revision == template_revision(rollout_template)
+
+
+def test_a_labelled_stable_is_read_by_its_label_whatever_it_runs():
+    labelled = promoted_template(template("web:1"))
+    state = stable_state(deployment(labelled), template("web:9"))
+    assert state.revision == labelled["metadata"]["labels"][REVISION]
+
+
+def test_labelling_in_place_changes_only_the_labels():
+    found = stored("web:1", env=[{"name": "MODE", "value": "blue"}])
+    before = copy.deepcopy(found)
+    out = labelled_in_place(found, "abc123")
+    assert found == before  # not changed in place
+    assert out["spec"] == found["spec"]
+    assert out["metadata"]["labels"] == {"app": "web", TRACK: "stable", REVISION: "abc123"}
