@@ -18,6 +18,7 @@ from meshctl.domain.workloads import (
     baseline_name,
     canary_deployment,
     canary_name,
+    is_ours,
     labelled_in_place,
     promoted_template,
     running_revision,
@@ -58,6 +59,8 @@ class KubeWorkloads:
             return
         ns = self.rollout.namespace
         canary = self._get(self.canary_name)
+        if canary is not None and not is_ours(canary, self.rollout.name):
+            return  # someone else's Deployment at the canary's name: validation says so
         if desired.canary_revision is not None and (desired.canary_replicas > 0 or canary):
             want = canary_deployment(stable, template, desired.canary_replicas, self.rollout.name)
             created = False
@@ -97,6 +100,8 @@ class KubeWorkloads:
         given its template) only from a stable Deployment still at the baseline's revision:
         once promotion gives stable the new one, the baseline is only scaled."""
         found = self._get(self.baseline_name)
+        if found is not None and not is_ours(found, self.rollout.name):
+            return  # someone else's Deployment at the baseline's name: validation says so
         revision, replicas = desired.baseline_revision, desired.baseline_replicas
         if revision is None or replicas == 0:
             if found is not None:
@@ -119,6 +124,10 @@ class KubeWorkloads:
                                                              "template": template}})
 
     def _delete(self, name: str) -> None:
+        """Delete a Deployment meshctl made for this Rollout (never another one)."""
+        found = self._get(name)
+        if found is None or not is_ours(found, self.rollout.name):
+            return
         with contextlib.suppress(NotFound):
             self.kube.delete(*APPS, self.rollout.namespace, "deployments", name)
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from meshctl.domain.engine import WorkloadState
 from meshctl.domain.keys import MANAGED_BY, MANAGER, REVISION, ROLLOUT, TRACK
+from meshctl.domain.problems import Problem
 from meshctl.domain.revisions import revision_of
 from meshctl.domain.spec import API_VERSION
 
@@ -47,6 +48,31 @@ def canary_name(stable_name: str) -> str:
 
 def baseline_name(stable_name: str) -> str:
     return f"{stable_name}-baseline"
+
+
+def is_ours(deployment: Mapping[str, Any], rollout_name: str) -> bool:
+    """Whether meshctl made this Deployment for the Rollout ``rollout_name``."""
+    labels = deployment.get("metadata", {}).get("labels") or {}
+    return bool(labels.get(MANAGED_BY) == MANAGER and labels.get(ROLLOUT) == rollout_name)
+
+
+def foreign_workloads(rollout_name: str, found: Iterable[Mapping[str, Any] | None]
+                      ) -> Iterator[Problem]:
+    """A Deployment already at a name meshctl gives the canary or the fresh baseline
+    (``<workloadRef>-canary``, ``-baseline``) that meshctl did not make for this Rollout:
+    meshctl would rewrite it, scale it and delete it with the Rollout."""
+    for deployment in found:
+        if deployment is None or is_ours(deployment, rollout_name):
+            continue
+        meta = deployment.get("metadata", {})
+        labels = meta.get("labels") or {}
+        owner = (f"made by meshctl for Rollout {labels[ROLLOUT]!r}" if ROLLOUT in labels
+                 else "not made by meshctl")
+        yield Problem("spec.workloadRef.name",
+                      f"Deployment {meta.get('name')} exists and is {owner}; meshctl runs "
+                      "this Rollout's canary and fresh baseline as <workloadRef>-canary and "
+                      "<workloadRef>-baseline: rename that Deployment, or delete it if it is "
+                      "left from an earlier Rollout")
 
 
 def template_revision(template: Mapping[str, Any]) -> str:

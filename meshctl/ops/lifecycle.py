@@ -41,7 +41,12 @@ from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
 from meshctl.domain.validation import load_document
-from meshctl.domain.workloads import template_revision
+from meshctl.domain.workloads import (
+    baseline_name,
+    canary_name,
+    foreign_workloads,
+    template_revision,
+)
 from meshctl.ops import policies
 from meshctl.ops.gates import GateJudge, KubeSecrets
 from meshctl.ops.query_checks import check_queries
@@ -175,8 +180,13 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
     if not isinstance(rollout, Rollout):
         raise InvalidSpec([Problem("kind", "expected a Rollout")])
     problems: list[Problem] = []
-    if rollout.spec.workload_ref is None:
+    ref = rollout.spec.workload_ref
+    if ref is None:
         problems.append(Problem("spec.workloadRef", "is required in a cluster"))
+    else:
+        problems += foreign_workloads(rollout.name, (
+            kube.get_or_none("apps", "v1", rollout.namespace, "deployments", name)
+            for name in (canary_name(ref.name), baseline_name(ref.name))))
     if not rollout.spec.template:
         problems.append(Problem("spec.template", "is required in a cluster: the pod template "
                                 "of the new version (meshctl rollout start --image sets it)"))

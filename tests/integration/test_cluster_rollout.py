@@ -195,3 +195,40 @@ def test_a_first_rollout_for_a_deployment_running_another_image_goes_out_as_a_ca
     assert done["status"]["stableRevision"] == done["status"]["currentRevision"]
     assert [c["image"] for c in driver.deployment("web")["spec"]["template"]["spec"][
         "containers"]] == ["web:2"]
+
+
+def test_a_deployment_of_someone_else_at_the_canarys_name_is_never_touched(
+        kube, cluster, namespace, istio_metrics):
+    """The user already runs a Deployment called web-canary. meshctl would make its canary
+    under that name: the Rollout is invalid and says so, and neither a pass nor deleting the
+    Rollout changes that Deployment."""
+    _, url = istio_metrics
+    seed_service(kube, namespace)
+    theirs = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web-canary", "namespace": namespace},
+              "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}},
+                       "template": {"metadata": {"labels": {"app": "other"}},
+                                    "spec": {"containers": [{"name": "o", "image": "o:1"}]}}}}
+    kube.apply([theirs])
+    driver = Driver(kube, namespace, url)
+    before = driver.deployment("web-canary")
+    assert before is not None
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:2", STEPS))
+    for _ in range(3):
+        driver.once()
+    status = driver.get()["status"]
+    condition = next(c for c in status["conditions"] if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    assert ("spec.workloadRef.name: Deployment web-canary exists and is not made by meshctl"
+            in condition["message"])
+    after = driver.deployment("web-canary")
+    assert after is not None
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+    stable = driver.deployment("web")
+    assert stable is not None
+    assert "meshctl.io/track" not in stable["spec"]["template"]["metadata"]["labels"]
+    driver.kube.delete(GROUP, VERSION, namespace, "rollouts", "web")
+    driver.once()
+    assert driver.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", "web") is None
+    assert driver.deployment("web-canary") is not None

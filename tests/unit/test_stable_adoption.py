@@ -1,5 +1,6 @@
 """First sight of a stable Deployment meshctl has not labelled: which version it runs, and
-what meshctl writes into it (its own template, labelled; never the Rollout's)."""
+what meshctl writes into it (its own template, labelled; never the Rollout's). And which
+Deployments at the canary's and baseline's names are meshctl's to change."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from meshctl.domain.keys import REVISION, TRACK
 from meshctl.domain.workloads import (
+    foreign_workloads,
     labelled_in_place,
     promoted_template,
     running_revision,
@@ -87,3 +89,21 @@ def test_labelling_in_place_changes_only_the_labels():
     assert found == before  # not changed in place
     assert out["spec"] == found["spec"]
     assert out["metadata"]["labels"] == {"app": "web", TRACK: "stable", REVISION: "abc123"}
+
+
+def named(name: str, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}, "spec": {}}
+
+
+def test_only_deployments_meshctl_made_for_the_rollout_are_its_own():
+    mine = named("web-canary", **{"app.kubernetes.io/managed-by": "meshctl",
+                                  "meshctl.io/rollout": "web"})
+    other_rollout = named("web-canary", **{"app.kubernetes.io/managed-by": "meshctl",
+                                           "meshctl.io/rollout": "shop"})
+    users = named("web-canary", app="web")
+    assert list(foreign_workloads("web", [None, mine])) == []
+    problems = list(foreign_workloads("web", [users, other_rollout]))
+    assert [p.path for p in problems] == ["spec.workloadRef.name"] * 2
+    assert "Deployment web-canary exists and is not made by meshctl" in problems[0].message
+    assert "made by meshctl for Rollout 'shop'" in problems[1].message
+    assert "rename that Deployment" in problems[0].message
