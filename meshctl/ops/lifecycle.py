@@ -4,9 +4,10 @@
        objects (VirtualService and DestinationRule, HTTPRoute), delete the canary
        Deployment (and a fresh baseline's), drop the finalizer;
     2. make sure the finalizer is there (so deletion comes through step 1);
-    3. validate: the spec, the backend's live objects, the analysis templates, and every
-       rendered query, parsed by Prometheus (:mod:`meshctl.ops.query_checks`); an invalid
-       Rollout gets the InvalidSpec condition and nothing else is touched;
+    3. validate: the spec, the backend's live objects, the canary's and baseline's
+       Deployment names (free, or meshctl's for this Rollout), the analysis templates, and
+       every rendered query, parsed by Prometheus (:mod:`meshctl.ops.query_checks`); an
+       invalid Rollout gets the InvalidSpec condition and nothing else is touched;
     4. zero trust: converge the Rollout's policies; with ``requireMutualTLS`` the gate;
     5. the shared reconcile pass (:mod:`meshctl.ops.reconcile`) with the cluster's ports.
 """
