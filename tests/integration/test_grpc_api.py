@@ -297,17 +297,19 @@ def test_controller_run_serves_the_grpc_api_with_mutual_tls(kube, cluster, names
                "--dashboard-addr", "127.0.0.1:0"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        address = ""
+        address, board = "", ""
         deadline = time.monotonic() + 30
-        while not address and time.monotonic() < deadline:
+        # other threads log too (leader election): the two announcements in any order
+        while not (address and board) and time.monotonic() < deadline:
             line = process.stderr.readline()
             assert line or process.poll() is None, "controller run exited"
             if "gRPC API on " in line:
                 address = line.split("gRPC API on ")[1].split()[0]
+            if "dashboard on " in line:
+                board = line.split("dashboard on ")[1].split()[0]
         assert address, "no gRPC address announced"
-        board = process.stderr.readline()
-        assert "dashboard on https://" in board, board
-        _dashboard_answers(board.split("dashboard on ")[1].split()[0], certs, namespace)
+        assert board.startswith("https://"), board
+        _dashboard_answers(board, certs, namespace)
         reader = certs.files(certs.reader, "reader")
         shown = CliRunner().invoke(cli, ["--server", address, *reader, "-n", namespace,
                                          "-o", "json", "rollout", "status", "web"])
