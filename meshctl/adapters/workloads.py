@@ -18,6 +18,8 @@ from meshctl.domain.workloads import (
     baseline_name,
     canary_deployment,
     canary_name,
+    claimant,
+    claimed,
     is_ours,
     labelled_in_place,
     promoted_template,
@@ -81,19 +83,38 @@ class KubeWorkloads:
         running = stable_state(stable, template).revision
         if workload_state(stable).revision is None and running == desired.stable_revision:
             # first sight: label what runs, never write the Rollout's template over it
-            self._write_stable(lambda t: labelled_in_place(t, running_revision(t, template)))
+            self._write_stable(stable, lambda t: labelled_in_place(t, running_revision(t, template)))
         elif running != desired.stable_revision and \
                 desired.stable_revision == desired.canary_revision:
             promoted = promoted_template(template)
-            self._write_stable(lambda _: promoted)
+            self._write_stable(stable, lambda _: promoted)
+        elif claimant(stable) != self.rollout.name:
+            self._write_stable(stable, lambda t: t)  # the claim alone: no Pod is replaced
 
-    def _write_stable(self, new_template: Callable[[Object], Object]) -> None:
+    def _write_stable(self, seen: Object, new_template: Callable[[Object], Object]) -> None:
         """The stable Deployment's pod template, from the one stored (read afresh on a
-        conflict)."""
-        self.kube.update_with_retry(
-            *APPS, self.rollout.namespace, "deployments", self.stable_name,
-            lambda d: {**d, "spec": {**d["spec"],
-                                     "template": new_template(d["spec"].get("template", {}))}})
+        conflict), claimed for this Rollout in the same write. Not if another Rollout
+        claimed it since ``seen`` was read: validation stops this one on its next pass."""
+        name, before = self.rollout.name, claimant(seen)
+
+        def change(d: Object) -> Object:
+            if claimant(d) not in (None, name, before):
+                return d
+            mine = claimed(d, name)
+            return {**mine, "spec": {**d["spec"],
+                                     "template": new_template(d["spec"].get("template", {}))}}
+
+        self.kube.update_with_retry(*APPS, self.rollout.namespace, "deployments",
+                                    self.stable_name, change)
+
+    def release(self) -> None:
+        """The stable Deployment no longer claimed by this Rollout (it is being deleted):
+        another Rollout may take it. Its Pods are not replaced."""
+        name = self.rollout.name
+        with contextlib.suppress(NotFound):
+            self.kube.update_with_retry(
+                *APPS, self.rollout.namespace, "deployments", self.stable_name,
+                lambda d: claimed(d, None) if claimant(d) == name else d)
 
     def _apply_baseline(self, stable: Object, desired: DesiredWorkloads) -> None:
         """The fresh baseline at its replicas, or deleted when it should not run. Made (or

@@ -22,6 +22,10 @@ Otherwise it runs another version, named by its stored template's own hash, and 
 rolls the Rollout's template out to it as a canary. Either way meshctl labels the stable
 Deployment's own template in place (its pods are replaced once, running what they ran):
 the Rollout's template reaches the stable Deployment only by promotion.
+
+One Rollout manages a Deployment: its first pass labels the Deployment (metadata only)
+``meshctl.io/rollout: <rollout>`` (:func:`claimed`), and another Rollout naming it is invalid
+while that one exists (:func:`held_elsewhere`).
 """
 
 from __future__ import annotations
@@ -73,6 +77,37 @@ def foreign_workloads(rollout_name: str, found: Iterable[Mapping[str, Any] | Non
                       "this Rollout's canary and fresh baseline as <workloadRef>-canary and "
                       "<workloadRef>-baseline: rename that Deployment, or delete it if it is "
                       "left from an earlier Rollout")
+
+
+def claimant(deployment: Mapping[str, Any] | None) -> str | None:
+    """The Rollout a stable Deployment is managed by: its ``meshctl.io/rollout`` label,
+    written by that Rollout's first pass (None: no Rollout has claimed it yet)."""
+    if deployment is None:
+        return None
+    return (deployment.get("metadata", {}).get("labels") or {}).get(ROLLOUT)
+
+
+def claimed(deployment: Mapping[str, Any], rollout_name: str | None) -> Obj:
+    """The Deployment with its own labels saying which Rollout manages it (None: none).
+    Only the Deployment's metadata changes: its Pods are not replaced."""
+    out = dict(deployment)
+    meta = dict(out.get("metadata", {}))
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != ROLLOUT}
+    if rollout_name is not None:
+        labels[ROLLOUT] = rollout_name
+    meta["labels"] = labels
+    out["metadata"] = meta
+    return out
+
+
+def held_elsewhere(rollout_name: str, stable_name: str, holder: str) -> Problem:
+    """The Deployment is managed by another Rollout: two Rollouts of one Deployment would
+    each roll their own template out over the other's."""
+    return Problem("spec.workloadRef.name",
+                   f"Deployment {stable_name} is managed by Rollout {holder!r} (its "
+                   f"{ROLLOUT} label); two Rollouts of one Deployment would undo each "
+                   f"other's releases: change Rollout {holder!r} instead, or delete it "
+                   f"before Rollout {rollout_name!r} takes the Deployment over")
 
 
 def template_revision(template: Mapping[str, Any]) -> str:

@@ -45,7 +45,9 @@ from meshctl.domain.validation import load_document
 from meshctl.domain.workloads import (
     baseline_name,
     canary_name,
+    claimant,
     foreign_workloads,
+    held_elsewhere,
     template_revision,
 )
 from meshctl.ops import policies
@@ -188,6 +190,9 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
         problems += foreign_workloads(rollout.name, (
             kube.get_or_none("apps", "v1", rollout.namespace, "deployments", name)
             for name in (canary_name(ref.name), baseline_name(ref.name))))
+        holder = _other_holder(kube, rollout, ref.name)
+        if holder is not None:
+            problems.append(held_elsewhere(rollout.name, ref.name, holder))
     if not rollout.spec.template:
         problems.append(Problem("spec.template", "is required in a cluster: the pod template "
                                 "of the new version (meshctl rollout start --image sets it)"))
@@ -204,6 +209,17 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
     assert backend is not None
     plans = resolve_analysis(rollout, load_templates(kube, rollout.namespace), backend.telemetry)
     return rollout, plans
+
+
+def _other_holder(kube: Kube, rollout: Rollout, stable_name: str) -> str | None:
+    """Another Rollout that manages the stable Deployment and still exists (a claim left by
+    a Rollout deleted without its finalizer is taken over)."""
+    holder = claimant(kube.get_or_none("apps", "v1", rollout.namespace, "deployments",
+                                       stable_name))
+    if holder is None or holder == rollout.name:
+        return None
+    found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
+    return holder if found is not None else None
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
@@ -227,15 +243,25 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
     """Undo what meshctl did for a Rollout being deleted, then let it go."""
     meta = obj["metadata"]
     try:
-        rollout = load_document(obj)
+        document = load_document(obj)
     except InvalidSpec:
-        rollout = None
-    if isinstance(rollout, Rollout):
+        document = None
+    rollout = document if isinstance(document, Rollout) else None
+    ref = rollout.spec.workload_ref if rollout is not None else None
+    holder = _other_holder(kube, rollout, ref.name) if rollout and ref else None
+    if ref is not None and holder is not None:
+        # routes, subsets and policies are the other Rollout's now: leave them be
+        emit_event(kube, obj, Event("Normal", "Finalized",
+                                    f"changed nothing: Deployment {ref.name} is managed by "
+                                    f"Rollout {holder!r}"))
+    elif rollout is not None:
         backend = backend_of(rollout)
         if backend is not None:
             router_for(kube, rollout, StoredWeights()).restore()
-        if rollout.spec.workload_ref is not None:
-            KubeWorkloads(kube, rollout).delete_canary()
+        if ref is not None:
+            workloads = KubeWorkloads(kube, rollout)
+            workloads.delete_canary()
+            workloads.release()
         if rollout.spec.security is not None:
             policies.cleanup(kube, rollout)
         kinds = " and ".join(k.kind for k in backend.kinds) if backend else "objects"

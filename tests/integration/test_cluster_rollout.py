@@ -232,3 +232,61 @@ def test_a_deployment_of_someone_else_at_the_canarys_name_is_never_touched(
     driver.once()
     assert driver.kube.get_or_none(GROUP, VERSION, namespace, "rollouts", "web") is None
     assert driver.deployment("web-canary") is not None
+
+
+def test_a_second_rollout_of_the_same_deployment_is_refused_and_deleting_it_changes_nothing(
+        world, kube, istio_metrics):
+    """Rollout web manages Deployment web (its first pass labels the Deployment so). A
+    second Rollout naming the same Deployment would roll its own template out over web's
+    releases: it is invalid and writes nothing, and deleting it mid-release leaves web's
+    routes, subsets and canary alone. Deleting web gives the Deployment up."""
+    driver, _ = world
+    _, url = istio_metrics
+    stable = driver.deployment("web")
+    assert stable is not None
+    assert stable["metadata"]["labels"]["meshctl.io/rollout"] == "web"
+    second = rollout(driver.ns, "web:9", STEPS)
+    second["metadata"]["name"] = "web-b"
+    driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", second)
+    other = Driver(kube, driver.ns, url, name="web-b")
+    for _ in range(2):
+        other.once()
+    condition = next(c for c in other.get()["status"]["conditions"]
+                     if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    assert ("spec.workloadRef.name: Deployment web is managed by Rollout 'web'"
+            in condition["message"])
+    assert driver.deployment("web")["metadata"]["generation"] == stable["metadata"]["generation"]
+    assert driver.deployment("web-canary") is None
+
+    start(driver, "web:2")
+    driver.until(lambda o: o["status"].get("currentStep") == 1)
+    vs, dr = driver.vs(), driver.get("destinationrules", "web", "networking.istio.io", "v1")
+    assert weights(vs) == {"stable": 80, "canary": 20}
+    driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "web-b")
+    assert other.once().deleted
+    assert other.kube.get_or_none(GROUP, VERSION, driver.ns, "rollouts", "web-b") is None
+    assert driver.vs()["spec"] == vs["spec"]
+    assert driver.get("destinationrules", "web", "networking.istio.io", "v1")["spec"] == \
+        dr["spec"]
+    canary = driver.deployment("web-canary")
+    assert canary is not None and canary["spec"]["replicas"] > 0
+    assert driver.deployment("web")["metadata"]["labels"]["meshctl.io/rollout"] == "web"
+
+    driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "web")
+    driver.once()
+    assert "meshctl.io/rollout" not in (driver.deployment("web")["metadata"].get("labels") or {})
+
+
+def test_a_claim_left_by_a_rollout_that_no_longer_exists_is_taken_over(
+        kube, cluster, namespace, istio_metrics):
+    """A Rollout deleted without its finalizer leaves its label on the Deployment: the next
+    Rollout of that Deployment takes it over."""
+    _, url = istio_metrics
+    seed_service(kube, namespace)
+    driver = Driver(kube, namespace, url)
+    driver.kube.merge_patch("apps", "v1", namespace, "deployments", "web",
+                            {"metadata": {"labels": {"meshctl.io/rollout": "gone"}}})
+    driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", STEPS))
+    driver.until(phase("Healthy"))
+    assert driver.deployment("web")["metadata"]["labels"]["meshctl.io/rollout"] == "web"

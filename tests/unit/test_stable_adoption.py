@@ -1,6 +1,7 @@
 """First sight of a stable Deployment meshctl has not labelled: which version it runs, and
 what meshctl writes into it (its own template, labelled; never the Rollout's). And which
-Deployments at the canary's and baseline's names are meshctl's to change."""
+Deployments at the canary's and baseline's names are meshctl's to change, and which Rollout
+a stable Deployment is claimed by."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from meshctl.domain.keys import REVISION, TRACK
 from meshctl.domain.workloads import (
+    claimant,
+    claimed,
     foreign_workloads,
+    held_elsewhere,
     labelled_in_place,
     promoted_template,
     running_revision,
@@ -107,3 +111,23 @@ def test_only_deployments_meshctl_made_for_the_rollout_are_its_own():
     assert "Deployment web-canary exists and is not made by meshctl" in problems[0].message
     assert "made by meshctl for Rollout 'shop'" in problems[1].message
     assert "rename that Deployment" in problems[0].message
+
+
+def test_a_claim_is_a_label_on_the_deployment_alone():
+    found = deployment(stored("web:1"))
+    found["metadata"]["labels"] = {"app": "web"}
+    assert claimant(found) is None and claimant(None) is None
+    mine = claimed(found, "web")
+    assert claimant(mine) == "web"
+    assert mine["metadata"]["labels"] == {"app": "web", "meshctl.io/rollout": "web"}
+    assert mine["spec"] == found["spec"]  # the Pods are not replaced
+    assert found["metadata"]["labels"] == {"app": "web"}  # the one read is not changed
+    assert claimant(claimed(mine, "shop")) == "shop"
+    assert claimed(mine, None)["metadata"]["labels"] == {"app": "web"}
+
+
+def test_a_deployment_held_by_another_rollout_names_the_field_and_the_way_out():
+    problem = held_elsewhere("web-b", "web", "web")
+    assert problem.path == "spec.workloadRef.name"
+    assert "Deployment web is managed by Rollout 'web'" in problem.message
+    assert "delete it before Rollout 'web-b' takes the Deployment over" in problem.message
