@@ -89,6 +89,9 @@ class WorkloadState:
     replicas: int = 0
     ready: int = 0
     revision: str | None = None
+    # the stable Deployment, labelled at the Rollout's own revision, whose pod template was
+    # changed outside meshctl since: the first field that differs ("" when none, or unknown)
+    edited: str = ""
 
 
 @dataclass(frozen=True)
@@ -1044,6 +1047,9 @@ def _finish(p: _Pass) -> Decision:
     return Decision(p.status, traffic, workloads, tuple(p.events), requeue)
 
 
+STABLE_EDITED = "StableEdited"
+
+
 def _conditions(p: _Pass) -> tuple[StatusCondition, ...]:
     phase = p.status.phase
     wanted = {
@@ -1057,7 +1063,28 @@ def _conditions(p: _Pass) -> tuple[StatusCondition, ...]:
     if gate is not None:
         wanted["MutualTLS"] = ("True" if gate.open else "False",
                                "Enforced" if gate.open else "Blocking")
-    return set_conditions(p.status.conditions, wanted, p.status.message, p.now)
+    conditions = set_conditions(p.status.conditions, wanted, p.status.message, p.now)
+    return _stable_edited(p, conditions)
+
+
+def _stable_edited(p: _Pass, conditions: tuple[StatusCondition, ...]
+                   ) -> tuple[StatusCondition, ...]:
+    """Say so when the stable Deployment's pod template was changed outside meshctl: its
+    Pods now run what no step and no analysis checked (meshctl does not undo another
+    writer's change; the next release replaces it)."""
+    edited = p.obs.stable.edited
+    before = next((c for c in conditions if c.type == STABLE_EDITED), None)
+    if not edited:
+        if before is None or before.status == "False":
+            return conditions
+        return set_conditions(conditions, {STABLE_EDITED: ("False", "InSync")}, "", p.now)
+    message = (f"the stable Deployment's pod template was changed outside meshctl "
+               f"({edited}): its Pods run what no analysis checked; release a version "
+               "through the Rollout's spec.template (meshctl rollout start NAME --image IMG)")
+    if before is None or before.status != "True":
+        p.events.append(Event("Warning", STABLE_EDITED, message))
+    return set_conditions(conditions, {STABLE_EDITED: ("True", "EditedOutsideMeshctl")},
+                          message, p.now)
 
 
 def set_conditions(current: tuple[StatusCondition, ...], wanted: Mapping[str, tuple[str, str]],

@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from meshctl.domain.engine import WorkloadState
@@ -179,15 +182,83 @@ def sets_alike(wanted: Any, stored: Any) -> bool:
     item by item, at the same length); fields only ``stored`` has are defaults.
 
     E.g. ``{"image": "web:1"}`` in ``{"image": "web:1", "imagePullPolicy": "IfNotPresent"}``:
-    True; ``{"image": "web:2"}`` in the same: False. A value the API server rewrites (a CPU
-    quantity ``0.5`` stored as ``500m``) compares unlike: the safe side, a canary."""
+    True; ``{"image": "web:2"}`` in the same: False. Resource quantities compare by value
+    (the API server stores ``cpu: 0.5`` as ``500m``); another value the server rewrites
+    compares unlike: the safe side, a canary."""
+    return first_unlike(wanted, stored) is None
+
+
+def first_unlike(wanted: Any, stored: Any, path: str = "") -> str | None:
+    """The first field ``wanted`` sets that ``stored`` does not set alike (see
+    :func:`sets_alike`), with both values: ``spec.containers[0].image: web:3, not web:2``
+    (stored first); None when every one is alike."""
     if isinstance(wanted, Mapping):
-        return isinstance(stored, Mapping) and all(
-            k in stored and sets_alike(v, stored[k]) for k, v in wanted.items())
+        if not isinstance(stored, Mapping):
+            return f"{path or 'the template'}: {_shown(stored)}, not {_shown(wanted)}"
+        for key, value in wanted.items():
+            at = f"{path}.{key}" if path else str(key)
+            if key not in stored:
+                return f"{at}: not set, not {_shown(value)}"
+            if key in _QUANTITY_MAPS and _same_quantities(value, stored[key]):
+                continue
+            if key in _QUANTITY_KEYS and _quantity(value) is not None and \
+                    _quantity(value) == _quantity(stored[key]):
+                continue
+            found = first_unlike(value, stored[key], at)
+            if found is not None:
+                return found
+        return None
     if isinstance(wanted, list):
-        return (isinstance(stored, list) and len(wanted) == len(stored)
-                and all(sets_alike(w, s) for w, s in zip(wanted, stored, strict=True)))
-    return bool(wanted == stored)
+        if not isinstance(stored, list) or len(wanted) != len(stored):
+            return f"{path}: {_shown(stored)}, not {_shown(wanted)}"
+        for i, (w, s) in enumerate(zip(wanted, stored, strict=True)):
+            found = first_unlike(w, s, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if wanted == stored else f"{path}: {_shown(stored)}, not {_shown(wanted)}"
+
+
+_QUANTITY_MAPS = ("limits", "requests", "overhead")  # a container's resources, a pod's
+_QUANTITY_KEYS = ("sizeLimit",)  # an emptyDir volume's
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+                       r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_SUFFIXES = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+             "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
+             "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18"),
+             **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti",
+                                                                   "Pi", "Ei"))}}
+
+
+def _quantity(value: Any) -> Decimal | None:
+    """A Kubernetes resource quantity's value (``500m`` -> 0.5), None if it is not one."""
+    match = _QUANTITY.match(str(value)) if isinstance(value, (str, int, float)) else None
+    if match is None:
+        return None
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix in _SUFFIXES:
+        return number * _SUFFIXES[suffix]
+    try:
+        return number.scaleb(int(suffix[1:]))
+    except ArithmeticError:  # an exponent past what a Decimal holds: not a quantity
+        return None
+
+
+def _same_quantities(wanted: Any, stored: Any) -> bool:
+    """Two maps of resource quantities with the same names and values (``cpu: 0.5`` and
+    ``cpu: 500m``)."""
+    if not isinstance(wanted, Mapping) or not isinstance(stored, Mapping):
+        return False
+    for name, value in wanted.items():
+        amount = _quantity(value)
+        if amount is None or name not in stored or _quantity(stored[name]) != amount:
+            return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _without_own_labels(template: Mapping[str, Any]) -> Obj:
@@ -208,12 +279,21 @@ def running_revision(stored: Mapping[str, Any], template: Mapping[str, Any]) -> 
 
 def stable_state(deployment: Mapping[str, Any] | None,
                  template: Mapping[str, Any]) -> WorkloadState:
-    """The stable Deployment's state; unlabelled (first sight), the revision it runs."""
+    """The stable Deployment's state; unlabelled (first sight), the revision it runs.
+    Labelled at the revision of ``template``, what in its pod template was changed outside
+    meshctl (``kubectl set image`` on it, say: the label stays, the Pods run another
+    version)."""
     state = workload_state(deployment)
-    if deployment is None or state.revision is not None:
+    if deployment is None:
         return state
     stored = deployment.get("spec", {}).get("template", {})
-    return dataclasses.replace(state, revision=running_revision(stored, template))
+    if state.revision is None:
+        return dataclasses.replace(state, revision=running_revision(stored, template))
+    if state.revision != template_revision(template):
+        return state  # the stable revision's template is not at hand: nothing to compare
+    unlike = first_unlike(_without_own_labels(template), _without_own_labels(stored),
+                          "spec.template")
+    return dataclasses.replace(state, edited=unlike) if unlike else state
 
 
 def labelled_in_place(stored: Mapping[str, Any], revision: str) -> Obj:

@@ -290,3 +290,33 @@ def test_a_claim_left_by_a_rollout_that_no_longer_exists_is_taken_over(
     driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", STEPS))
     driver.until(phase("Healthy"))
     assert driver.deployment("web")["metadata"]["labels"]["meshctl.io/rollout"] == "web"
+
+
+def test_a_stable_deployment_given_another_image_by_hand_is_reported_not_undone(world):
+    """Someone runs `kubectl set image` on the stable Deployment: meshctl's labels stay, its
+    Pods run another image that no step checked. The Rollout says so (the field and both
+    images) without fighting the change; the next release replaces it and the report
+    clears."""
+    driver, _ = world
+    routes = driver.vs()["spec"]
+    driver.kube.merge_patch("apps", "v1", driver.ns, "deployments", "web",
+                            {"spec": {"template": {"spec": {"containers": [
+                                {"name": "web", "image": "web:hotfix"}]}}}})
+    driver.once()
+    condition = next(c for c in driver.get()["status"]["conditions"]
+                     if c["type"] == "StableEdited")
+    assert condition["status"] == "True"
+    assert ("spec.template.spec.containers[0].image: web:hotfix, not web:1"
+            in condition["message"])
+    events = driver.kube.list("events.k8s.io", "v1", driver.ns, "events")
+    assert [e.get("type") for e in events if e.get("reason") == "StableEdited"] == ["Warning"]
+    image = driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "web:hotfix"  # another writer's change is not undone
+    assert driver.vs()["spec"] == routes
+
+    start(driver, "web:2")
+    done = driver.until(phase("Healthy"))
+    condition = next(c for c in done["status"]["conditions"] if c["type"] == "StableEdited")
+    assert condition["status"] == "False"
+    image = driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "web:2"

@@ -725,3 +725,25 @@ def test_background_no_data_during_a_pause_for_promote_keeps_the_pause_reason():
     sim.intents = Intents(promote="p1")
     sim.run(passes=10)
     assert sim.status.pause_reason == "InconclusiveAnalysis" and sim.status.current_step == 2
+
+
+def test_a_stable_deployment_edited_outside_meshctl_is_reported_once_and_cleared_when_undone():
+    """Given a Healthy rollout whose stable Deployment someone changed by hand (its Pods run
+    what no analysis checked), the status says so with the field, one Warning is emitted,
+    no traffic moves, and the condition clears once the template is back."""
+    sim = Sim(canary(*STEPS), revision="v1").run()
+    assert sim.status.phase is Phase.HEALTHY
+    edited = "spec.template.spec.containers[0].image: web:3, not web:1"
+    sim.stable = dataclasses.replace(sim.stable, edited=edited)
+    first, second = sim.reconcile(), sim.reconcile()
+    condition = sim.status.condition("StableEdited")
+    assert condition is not None and condition.status == "True"
+    assert edited in condition.message and "changed outside meshctl" in condition.message
+    assert [e.reason for e in first.events] == ["StableEdited"]
+    assert first.events[0].type == "Warning"
+    assert second.events == ()
+    assert sim.status.phase is Phase.HEALTHY and sim.weights_written() == [(100, 0)]
+    sim.stable = dataclasses.replace(sim.stable, edited="")
+    sim.reconcile()
+    cleared = sim.status.condition("StableEdited")
+    assert cleared is not None and cleared.status == "False" and cleared.reason == "InSync"

@@ -14,6 +14,7 @@ from meshctl.domain.keys import REVISION, TRACK
 from meshctl.domain.workloads import (
     claimant,
     claimed,
+    first_unlike,
     foreign_workloads,
     held_elsewhere,
     labelled_in_place,
@@ -51,7 +52,13 @@ def deployment(pod_template: dict[str, Any]) -> dict[str, Any]:
     ({"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "A", "value": "1"}]}, True),
     ({"env": [{"name": "A", "value": "1"}]}, {"env": []}, False),
     ({"args": ["a"]}, {"args": ["a", "b"]}, False),  # a list compares at its length
-    ({"cpu": "0.5"}, {"cpu": "500m"}, False),  # rewritten by the server: unlike (a canary)
+    ({"cpu": "0.5"}, {"cpu": "500m"}, False),  # not a resource list: unlike (a canary)
+    ({"limits": {"cpu": "0.5", "memory": "1Gi"}}, {"limits": {"cpu": "500m",
+                                                             "memory": "1024Mi"}}, True),
+    ({"requests": {"cpu": "1"}}, {"requests": {"cpu": "1100m"}}, False),
+    ({"emptyDir": {"sizeLimit": "1024Mi"}}, {"emptyDir": {"sizeLimit": "1Gi"}}, True),
+    ({"limits": {"cpu": 2}}, {"limits": {"cpu": "2"}}, True),
+    ({"limits": {"cpu": "1e999999999"}}, {"limits": {"cpu": "1"}}, False),
     ({"port": 80}, {"port": "80"}, False),
     ({}, {"anything": 1}, True),
 ])
@@ -131,3 +138,25 @@ def test_a_deployment_held_by_another_rollout_names_the_field_and_the_way_out():
     assert problem.path == "spec.workloadRef.name"
     assert "Deployment web is managed by Rollout 'web'" in problem.message
     assert "delete it before Rollout 'web-b' takes the Deployment over" in problem.message
+
+
+def test_the_first_field_unlike_is_named_with_both_values():
+    wanted = template("web:2")["spec"]
+    assert first_unlike(wanted, stored("web:3")["spec"], "spec.template.spec") == \
+        "spec.template.spec.containers[0].image: web:3, not web:2"
+    assert first_unlike({"a": {"b": 1}}, {"a": {}}) == "a.b: not set, not 1"
+    assert first_unlike({"a": [1]}, {"a": [1, 2]}) == "a: [1, 2], not [1]"
+    assert first_unlike(wanted, stored("web:2")["spec"]) is None
+
+
+def test_a_stable_labelled_at_the_rollouts_revision_reports_a_template_edited_by_hand():
+    rollout_template = template("web:2")
+    ours = deployment(labelled_in_place(stored("web:2"), template_revision(rollout_template)))
+    assert stable_state(ours, rollout_template).edited == ""
+    by_hand = copy.deepcopy(ours)
+    by_hand["spec"]["template"]["spec"]["containers"][0]["image"] = "web:3"
+    state = stable_state(by_hand, rollout_template)
+    assert state.revision == template_revision(rollout_template)  # what the label says
+    assert state.edited == "spec.template.spec.containers[0].image: web:3, not web:2"
+    # mid-release the stable revision's own template is not at hand: nothing is compared
+    assert stable_state(by_hand, template("web:4")).edited == ""
