@@ -52,7 +52,7 @@ from meshctl.domain.routers import backend_of, watched_kinds
 from meshctl.domain.shards import lease_names, shard_of
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
-from meshctl.domain.workloads import workload_state
+from meshctl.domain.workloads import claimant, workload_state
 from meshctl.ops.lifecycle import reconcile_object
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def wake(plural: str, before: dict[str, Any] | None, after: dict[str, Any],
         return Wake.DUE
     was, now = workload_state(before), workload_state(after)
     if was == now:
-        return Wake.NONE
+        # a Deployment given up by its Rollout (deleted): another one naming it may take it
+        return Wake.DUE if claimant(before) != claimant(after) else Wake.NONE
     return Wake.URGENT if now.replicas > 0 and now.ready >= now.replicas > was.ready \
         else Wake.DUE
 
@@ -309,7 +310,9 @@ class Manager:
         self.index.update(key, None if kind == "DELETED" else obj)
         if kind == "DELETED":
             self.metrics.forget(f"{key[0]}/{key[1]}")
-            return []
+            # it gave its Deployment up: another Rollout naming it may take it over now
+            workload = ((obj.get("spec") or {}).get("workloadRef") or {}).get("name")
+            return self.index.users("deployments", key[0], workload) if workload else []
         return [key]
 
     def _on_template(self, kind: str, obj: dict[str, Any]) -> Iterable[Key]:

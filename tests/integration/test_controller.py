@@ -49,11 +49,12 @@ def controller_kube(kube) -> Kube | RestKube:
                                                              "meshctl-controller"))
 
 
-def manager(kube, prometheus_url: str, identity: str, namespace: str) -> Manager:
+def manager(kube, prometheus_url: str, identity: str, namespace: str,
+            resync_seconds: float = 10) -> Manager:
     return Manager(controller_kube(kube), prometheus_url=prometheus_url,
                    data_plane=StoredWeights(), identity=identity,
                    namespace=namespace, lease_name=f"meshctl-{namespace}"[:60], lease_seconds=3,
-                   renew_seconds=0.5, resync_seconds=10)
+                   renew_seconds=0.5, resync_seconds=resync_seconds)
 
 
 @pytest.fixture
@@ -137,6 +138,38 @@ def test_only_the_leader_works_and_the_other_takes_over(kube, setup):
     finally:
         for m in (a, b):
             m.stop()
+
+
+def test_a_second_rollout_of_a_deployment_takes_it_over_once_the_first_is_deleted(
+        kube, setup):
+    """Rollout web-b names web's Deployment: invalid while web holds it. Deleting web gives
+    the Deployment up, and that change alone (no resync) brings web-b to take it over."""
+    driver, url = setup
+    m = manager(kube, url, "solo", driver.ns, resync_seconds=0)
+    try:
+        m.start()
+        wait(lambda: status(driver).get("phase") == "Healthy", what="adoption")
+        second = rollout(driver.ns, "web:1", STEPS)
+        second["metadata"]["name"] = "web-b"
+        driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", second)
+        other = Driver(kube, driver.ns, url, name="web-b")
+
+        def condition() -> dict:
+            found = [c for c in (other.get().get("status") or {}).get("conditions", [])
+                     if c["type"] == "InvalidSpec"]
+            return found[0] if found else {}
+
+        wait(lambda: condition().get("status") == "True", what="web-b invalid")
+        assert "is managed by Rollout 'web'" in condition()["message"]
+        driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "web")
+        wait(lambda: (other.get().get("status") or {}).get("phase") == "Healthy",
+             timeout=30, what="web-b to take the Deployment over")
+        labels = driver.deployment("web")["metadata"]["labels"]
+        assert labels["meshctl.io/rollout"] == "web-b"
+        assert condition()["status"] == "False"
+        assert driver.kube.get_or_none(GROUP, VERSION, driver.ns, "rollouts", "web") is None
+    finally:
+        m.stop()
 
 
 def test_health_and_metrics_endpoints(kube, setup):

@@ -59,6 +59,17 @@ def test_a_deployment_change_the_engine_does_not_read_wakes_nothing() -> None:
     assert wake("deployments", None, after, echo=False) is Wake.DUE  # first seen
 
 
+def test_a_deployment_given_up_by_its_rollout_wakes_the_rollouts_naming_it() -> None:
+    """Rollout web was deleted and its label left the Deployment: a second Rollout naming
+    the Deployment (invalid while web held it) is reconciled and takes it over."""
+    held, given_up = deployment(2, 2), deployment(2, 2)
+    held["metadata"]["labels"] = {"app": "web", "meshctl.io/rollout": "web"}
+    given_up["metadata"]["labels"] = {"app": "web"}
+    assert wake("deployments", held, given_up, echo=False) is Wake.DUE
+    assert wake("deployments", given_up, held, echo=True) is Wake.DUE
+    assert wake("deployments", held, held, echo=False) is Wake.NONE
+
+
 def test_the_traffic_objects_wake_a_pass_in_turn_echo_or_not() -> None:
     vs = {"metadata": {"name": "web", "namespace": "shop"}}
     assert wake("virtualservices", None, vs, echo=True) is Wake.DUE
