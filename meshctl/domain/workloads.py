@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -190,15 +189,16 @@ def sets_alike(wanted: Any, stored: Any) -> bool:
 
 def first_unlike(wanted: Any, stored: Any, path: str = "") -> str | None:
     """The first field ``wanted`` sets that ``stored`` does not set alike (see
-    :func:`sets_alike`), with both values: ``spec.containers[0].image: web:3, not web:2``
-    (stored first); None when every one is alike."""
+    :func:`sets_alike`): ``spec.containers[0].image: web:3, not web:2`` (stored first).
+    Only an image's values are shown; for any other field, the path (an env var's value
+    may be a secret). None when every field is alike."""
     if isinstance(wanted, Mapping):
         if not isinstance(stored, Mapping):
-            return f"{path or 'the template'}: {_shown(stored)}, not {_shown(wanted)}"
+            return _unlike(path or "the template", wanted, stored)
         for key, value in wanted.items():
             at = f"{path}.{key}" if path else str(key)
             if key not in stored:
-                return f"{at}: not set, not {_shown(value)}"
+                return f"{at}: not set"
             if key in _QUANTITY_MAPS and _same_quantities(value, stored[key]):
                 continue
             if key in _QUANTITY_KEYS and _quantity(value) is not None and \
@@ -209,14 +209,23 @@ def first_unlike(wanted: Any, stored: Any, path: str = "") -> str | None:
                 return found
         return None
     if isinstance(wanted, list):
-        if not isinstance(stored, list) or len(wanted) != len(stored):
-            return f"{path}: {_shown(stored)}, not {_shown(wanted)}"
+        if not isinstance(stored, list):
+            return _unlike(path, wanted, stored)
+        if len(wanted) != len(stored):
+            return f"{path}: {len(stored)} items, not {len(wanted)}"
         for i, (w, s) in enumerate(zip(wanted, stored, strict=True)):
             found = first_unlike(w, s, f"{path}[{i}]")
             if found is not None:
                 return found
         return None
-    return None if wanted == stored else f"{path}: {_shown(stored)}, not {_shown(wanted)}"
+    return None if wanted == stored else _unlike(path, wanted, stored)
+
+
+def _unlike(path: str, wanted: Any, stored: Any) -> str:
+    if path.rsplit(".", 1)[-1] == "image" and isinstance(wanted, str) and \
+            isinstance(stored, str):
+        return f"{path}: {_shown(stored)}, not {_shown(wanted)}"
+    return f"{path} differs"
 
 
 _QUANTITY_MAPS = ("limits", "requests", "overhead")  # a container's resources, a pod's
@@ -256,8 +265,7 @@ def _same_quantities(wanted: Any, stored: Any) -> bool:
     return True
 
 
-def _shown(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+def _shown(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 

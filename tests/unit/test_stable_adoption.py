@@ -144,8 +144,12 @@ def test_the_first_field_unlike_is_named_with_both_values():
     wanted = template("web:2")["spec"]
     assert first_unlike(wanted, stored("web:3")["spec"], "spec.template.spec") == \
         "spec.template.spec.containers[0].image: web:3, not web:2"
-    assert first_unlike({"a": {"b": 1}}, {"a": {}}) == "a.b: not set, not 1"
-    assert first_unlike({"a": [1]}, {"a": [1, 2]}) == "a: [1, 2], not [1]"
+    assert first_unlike({"a": {"b": 1}}, {"a": {}}) == "a.b: not set"
+    assert first_unlike({"a": [1]}, {"a": [1, 2]}) == "a: 2 items, not 1"
+    # only an image is shown: another value may be a secret
+    env = {"env": [{"name": "TOKEN", "value": "s3cret-new"}]}
+    found = first_unlike(env, {"env": [{"name": "TOKEN", "value": "s3cret-old"}]}, "spec")
+    assert found == "spec.env[0].value differs"
     assert first_unlike(wanted, stored("web:2")["spec"]) is None
 
 
