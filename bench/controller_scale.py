@@ -49,6 +49,15 @@ POLL = [1.0]  # seconds between checks: a list of 10,000 objects is not free
 
 
 CANARIES = 50  # started at once after the idle measurement
+# meshctl's writes on adoption, as the API server times them (its own
+# apiserver_request_duration_seconds: from the request's arrival to its answer)
+API_ADOPTION = {
+    "api_rollout_patch": ('resource="rollouts"', 'subresource=""', 'verb="PATCH"'),
+    "api_deployment_put": ('resource="deployments"', 'subresource=""', 'verb="PUT"'),
+    "api_rollout_status_patch": ('resource="rollouts"', 'subresource="status"',
+                                 'verb="PATCH"'),
+}
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class Capped(Exception):
@@ -133,6 +142,29 @@ def _buckets(text: str, name: str, label: str | tuple[str, ...]) -> dict[float, 
     return buckets
 
 
+def writes(text: str, since: str) -> dict[str, int]:
+    """Write requests the API server answered (its ``apiserver_request_total``) between two
+    expositions, by verb and resource, most first: every client's, the cluster tier's too."""
+    def counts(exposition: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in exposition.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            if labels.get("verb") not in WRITES:
+                continue
+            what = labels.get("resource", "")
+            if labels.get("subresource"):
+                what += "/" + labels["subresource"]
+            key = f"{labels['verb']} {what}"
+            out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    after, before = counts(text), counts(since)
+    diff = {k: int(v - before.get(k, 0.0)) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in diff.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def resource_versions(kube: Kube, ns: str) -> dict[str, str]:
     """What identifies a write by the controller: resourceVersion of its objects, and the
     generation of Deployments (their status is the Deployment controller's to write)."""
@@ -205,6 +237,7 @@ def measure(n: int, workers: int, resync: float, nodes: int, result: dict[str, A
         result["rss_before_controller_mb"] = round(base_rss / 1024, 1)
         controller = controller_client(world.service_account_kubeconfig(
             "meshctl-system", "meshctl-controller"))
+        api_before = world.request("GET", "/metrics", timeout=120)
         collections = FullCollections()
         manager = Manager(controller, prometheus_url="http://127.0.0.1:9",
                           data_plane=StoredWeights(), identity="bench",
@@ -212,7 +245,7 @@ def measure(n: int, workers: int, resync: float, nodes: int, result: dict[str, A
                           renew_seconds=2.0).start()
         try:
             with collections:
-                watch(manager, admin, world, tier, ns, n, resync, result)
+                watch(manager, admin, world, tier, ns, n, resync, api_before, result)
             result["full_collections"] = collections.summary()
         finally:
             result["max_rss_mb"] = round(
@@ -254,14 +287,20 @@ class FullCollections:
 
 
 def watch(manager: Manager, admin: Any, world: KubeWorld, tier: ClusterTier, ns: str, n: int,
-          resync: float, result: dict[str, Any]) -> None:
-    """From the controller's start: adoption, idle writes, 50 canaries."""
+          resync: float, api_before: str, result: dict[str, Any]) -> None:
+    """From the controller's start (``api_before``: the API server's metrics just before
+    it): adoption, idle writes, 50 canaries."""
     result["adopt_all_seconds"] = wait_until(
         "every Rollout adopted", lambda: phases(admin, ns).get("Healthy", 0) >= n, 3600)
     adopted = manager.metrics.exposition().decode()
     result["reconcile_adoption"] = percentiles(adopted, "meshctl_reconcile_duration_seconds")
     result["reconcile_api_adoption"] = percentiles(adopted, "meshctl_reconcile_api_seconds")
     result["calls_adoption"] = calls(adopted)
+    api = world.request("GET", "/metrics", timeout=120)
+    for key, labels in API_ADOPTION.items():
+        result[key] = percentiles(api, "apiserver_request_duration_seconds", labels,
+                                  since=api_before)
+    result["writes_adoption"] = writes(api, api_before)
     result["rolled_pods_available_seconds"] = round(result["adopt_all_seconds"] + wait_until(
         "every adopted Deployment available", lambda: available(admin, ns) >= n, 3600), 1)
     time.sleep(3)  # let the last status writes and events settle
@@ -355,6 +394,8 @@ def report(r: dict[str, Any]) -> str:
     per_rollout = ", ".join(f"{call} {count / n:.2g}" for call, count in
                             r["calls_adoption"].items()
                             if call.split()[0] not in ("GET", "LIST") and count >= n / 10)
+    busiest = ", ".join(f"{call} {count:,}" for call, count in
+                        list(r["writes_adoption"].items())[:6])
     return (
         f"{SECTION}\n\n"
         f"`python -m bench.controller_scale --rollouts {n} --workers {r['workers']} "
@@ -389,6 +430,13 @@ def report(r: dict[str, Any]) -> str:
         f"| ... of which the pass's calls to the API server | "
         f"{pcts('reconcile_api_adoption')} | |\n"
         f"| the controller's writes during adoption, per Rollout | {per_rollout} | |\n"
+        f"| ... as the API server timed them itself (`apiserver_request_duration_seconds`, "
+        f"p50 / p90 / p99): PATCH rollouts (the finalizer) | {pcts('api_rollout_patch')} | |\n"
+        f"| ... PUT deployments (meshctl's labels; the Deployment controller's revision "
+        f"annotations too) | {pcts('api_deployment_put')} | |\n"
+        f"| ... PATCH rollouts/status | {pcts('api_rollout_status_patch')} | |\n"
+        f"| every client's writes the API server answered during adoption "
+        f"({sum(r['writes_adoption'].values()):,}), the most frequent | {busiest} | |\n"
         f"| full garbage collections in the process (controller and benchmark) from the "
         f"controller's start to the end, each holding the GIL (`gc.callbacks`; the "
         f"controller freezes its long-lived heap every 10 s) | {gcs['count']}: median "
