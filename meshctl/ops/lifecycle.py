@@ -212,14 +212,16 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
 
 
 def _other_holder(kube: Kube, rollout: Rollout, stable_name: str) -> str | None:
-    """Another Rollout that manages the stable Deployment and still exists (a claim left by
-    a Rollout deleted without its finalizer is taken over)."""
+    """Another Rollout that manages the stable Deployment: it still exists and still names
+    it (a claim left by a Rollout deleted without its finalizer, or since pointed at another
+    Deployment, is taken over)."""
     holder = claimant(kube.get_or_none("apps", "v1", rollout.namespace, "deployments",
                                        stable_name))
     if holder is None or holder == rollout.name:
         return None
     found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
-    return holder if found is not None else None
+    names = ((found or {}).get("spec") or {}).get("workloadRef") or {}
+    return holder if names.get("name") == stable_name else None
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],

@@ -278,15 +278,22 @@ def test_a_second_rollout_of_the_same_deployment_is_refused_and_deleting_it_chan
     assert "meshctl.io/rollout" not in (driver.deployment("web")["metadata"].get("labels") or {})
 
 
-def test_a_claim_left_by_a_rollout_that_no_longer_exists_is_taken_over(
-        kube, cluster, namespace, istio_metrics):
-    """A Rollout deleted without its finalizer leaves its label on the Deployment: the next
-    Rollout of that Deployment takes it over."""
+@pytest.mark.parametrize("holder", ["gone", "moved"])
+def test_a_claim_left_by_a_rollout_that_no_longer_holds_it_is_taken_over(
+        kube, cluster, namespace, istio_metrics, holder):
+    """A Rollout deleted without its finalizer (gone), or since pointed at another
+    Deployment (moved), leaves its label on the Deployment: the next Rollout of that
+    Deployment takes it over."""
     _, url = istio_metrics
     seed_service(kube, namespace)
     driver = Driver(kube, namespace, url)
+    if holder == "moved":
+        moved = rollout(namespace, "web:1", STEPS)
+        moved["metadata"]["name"] = "moved"
+        moved["spec"]["workloadRef"] = {"name": "elsewhere"}
+        driver.kube.create(GROUP, VERSION, namespace, "rollouts", moved)
     driver.kube.merge_patch("apps", "v1", namespace, "deployments", "web",
-                            {"metadata": {"labels": {"meshctl.io/rollout": "gone"}}})
+                            {"metadata": {"labels": {"meshctl.io/rollout": holder}}})
     driver.kube.create(GROUP, VERSION, namespace, "rollouts", rollout(namespace, "web:1", STEPS))
     driver.until(phase("Healthy"))
     assert driver.deployment("web")["metadata"]["labels"]["meshctl.io/rollout"] == "web"
