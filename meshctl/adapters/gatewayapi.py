@@ -13,7 +13,12 @@ import contextlib
 from meshctl.adapters.errors import NotFound
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
-from meshctl.domain.routers.backend import remember_original, take_original
+from meshctl.domain.routers.backend import (
+    claimed_routes,
+    release_routes,
+    remember_original,
+    take_original,
+)
 from meshctl.domain.routers.gatewayapi import (
     HTTP_ROUTE,
     apply_split,
@@ -61,10 +66,17 @@ class HTTPRouteRouter:
     def apply(self, split: TrafficSplit) -> None:
         """Write ``split`` into the managed rules in one update (the original spec is
         recorded before meshctl's first change)."""
-        rollout = self.rollout
+        rollout, seen, routing = self.rollout, self._route, self.routing
+
+        def change(route: Object) -> Object:
+            mine = claimed_routes(route, rollout.name, managed_rule_names(route, routing),
+                                  seen)
+            if mine is None:  # another Rollout took a rule since: validation says so
+                return route
+            return apply_split(remember_original(mine), rollout, split)
+
         updated = self.kube.update_with_retry(
-            *API, rollout.namespace, HTTP_ROUTE.plural, self.routing.http_route.name,
-            lambda route: apply_split(remember_original(route), rollout, split))
+            *API, rollout.namespace, HTTP_ROUTE.plural, self.routing.http_route.name, change)
         self._route = updated.object
 
     def restore(self) -> None:
@@ -73,6 +85,7 @@ class HTTPRouteRouter:
         rollout = self.rollout
 
         def restored(route: Object) -> Object:
+            release_routes(route, rollout.name)
             original = take_original(route)
             return route if original is None else restored_http_route(route, original, rollout)
 

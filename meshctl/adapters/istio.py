@@ -16,7 +16,12 @@ from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.keys import ORIGINAL_SPEC
-from meshctl.domain.routers.backend import remember_original, take_original
+from meshctl.domain.routers.backend import (
+    claimed_routes,
+    release_routes,
+    remember_original,
+    take_original,
+)
 from meshctl.domain.routers.istio import (
     apply_split,
     borrowed_subsets,
@@ -82,9 +87,17 @@ class IstioRouter:
             self._wait_for_subset(dr.canary_subset)
             if rollout.spec.fresh_baseline:
                 self._wait_for_subset(dr.baseline_subset)
+        seen, routing = self._vs, self.routing
+
+        def change(vs: Object) -> Object:
+            mine = claimed_routes(vs, rollout.name, managed_route_names(vs, routing), seen)
+            if mine is None:  # another Rollout took a route since: validation says so
+                return vs
+            return apply_split(remember_original(mine), rollout, split)
+
         updated = self.kube.update_with_retry(
             *ISTIO, rollout.namespace, "virtualservices", self.routing.virtual_service.name,
-            lambda vs: apply_split(remember_original(vs), rollout, split))
+            change)
         self._vs = updated.object
 
     def prepare(self) -> None:
@@ -115,6 +128,7 @@ class IstioRouter:
         rollout = self.rollout
 
         def virtual_service(vs: Object) -> Object:
+            release_routes(vs, rollout.name)
             original = take_original(vs)
             return vs if original is None else restored_virtual_service(vs, original, rollout)
 

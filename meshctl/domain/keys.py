@@ -12,6 +12,8 @@ Annotations:
     ``meshctl.io/intent-<action>``  a user intent's id (:mod:`meshctl.domain.intents`)
     ``meshctl.io/original-spec``    a borrowed object's spec as found, restored on delete
     ``meshctl.io/original-tls``     a DestinationRule's TLS settings as found
+    ``meshctl.io/routes``           on a route object: which Rollout manages each of its
+                                    routes (JSON, route name -> Rollout name)
     ``meshctl.io/spec-hash``        the hash of the spec meshctl last wrote (drift check)
     ``meshctl.io/previous-template`` the pod template a start replaced (for undo)
     ``meshctl.io/started-by``       who started the rollout (``meshctl rollout start``)
@@ -33,6 +35,7 @@ PART_OF = "app.kubernetes.io/part-of"
 INTENT_PREFIX = "meshctl.io/intent-"
 ORIGINAL_SPEC = "meshctl.io/original-spec"
 ORIGINAL_TLS = "meshctl.io/original-tls"
+ROUTES = "meshctl.io/routes"
 SPEC_HASH = "meshctl.io/spec-hash"
 PREVIOUS_TEMPLATE = "meshctl.io/previous-template"
 STARTED_BY = "meshctl.io/started-by"

@@ -37,7 +37,7 @@ from meshctl.domain.ports import MetricProvider
 from meshctl.domain.problems import InvalidSpec, Problem
 from meshctl.domain.resolve import Target, resolve_analysis
 from meshctl.domain.routers import DEFAULT_BACKEND, backend_of
-from meshctl.domain.routers.backend import MeshKind
+from meshctl.domain.routers.backend import Backend, MeshKind, held_route, held_routes
 from meshctl.domain.spec import GROUP, VERSION, AnalysisTemplate, Rollout
 from meshctl.domain.status import RolloutStatus, WeightPair
 from meshctl.domain.traffic import TrafficSplit
@@ -201,6 +201,8 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
         found = [kube.get_or_none(r.kind.group, r.kind.version, r.namespace, r.kind.plural,
                                   r.name) for r in backend.refs(rollout)]
         problems += list(backend.live_problems(rollout, found))
+        problems += [held_route(backend.refs(rollout)[0], route, holder) for route, holder
+                     in _route_holders(kube, rollout, backend, found[0] if found else None)]
     else:
         problems.append(Problem(f"spec.trafficRouting.{DEFAULT_BACKEND}",
                                 "is required in a cluster"))
@@ -222,6 +224,31 @@ def _other_holder(kube: Kube, rollout: Rollout, stable_name: str) -> str | None:
     found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
     names = ((found or {}).get("spec") or {}).get("workloadRef") or {}
     return holder if names.get("name") == stable_name else None
+
+
+def _route_holders(kube: Kube, rollout: Rollout, backend: Backend,
+                   obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(route, Rollout) for each route this Rollout manages in its route object ``obj``
+    that another Rollout manages: it still exists and still names that object (one whose
+    spec does not parse is taken to)."""
+    refs = backend.refs(rollout)
+    if obj is None or not refs:
+        return []
+    ref, out = refs[0], []
+    for route, holder in held_routes(obj, rollout.name, backend.managed(rollout, obj)).items():
+        found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
+        if found is None:
+            continue
+        try:
+            other = PARSED.of(found, "document", load_document)
+        except InvalidSpec:
+            out.append((route, holder))
+            continue
+        theirs = backend_of(other) if isinstance(other, Rollout) else None
+        if not isinstance(other, Rollout) or theirs is None or any(
+                r.kind == ref.kind and r.name == ref.name for r in theirs.refs(other)):
+            out.append((route, holder))
+    return out
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
@@ -258,7 +285,11 @@ def finalize(kube: Kube, obj: Mapping[str, Any]) -> None:
                                     f"Rollout {holder!r}"))
     elif rollout is not None:
         backend = backend_of(rollout)
-        if backend is not None:
+        refs = backend.refs(rollout) if backend is not None else ()
+        route = kube.get_or_none(refs[0].kind.group, refs[0].kind.version, rollout.namespace,
+                                 refs[0].kind.plural, refs[0].name) if refs else None
+        if backend is not None and not _route_holders(kube, rollout, backend, route):
+            # (routes another Rollout manages, and their subsets, are that one's: left be)
             router_for(kube, rollout, StoredWeights()).restore()
         if ref is not None:
             workloads = KubeWorkloads(kube, rollout)

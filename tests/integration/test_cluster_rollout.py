@@ -327,3 +327,40 @@ def test_a_stable_deployment_given_another_image_by_hand_is_reported_not_undone(
     assert condition["status"] == "False"
     image = driver.deployment("web")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "web:2"
+
+
+def test_a_second_rollout_on_the_same_route_is_refused_and_deleting_it_leaves_the_route_alone(
+        world, kube, istio_metrics):
+    """Rollout web's first weight claims route primary of VirtualService web. Rollout shop
+    (another Deployment) names the same route: it would overwrite web's weights, so it is
+    invalid, and deleting it mid-release gives nothing of web's back. Deleting web releases
+    the route."""
+    driver, _ = world
+    _, url = istio_metrics
+    start(driver, "web:2")
+    driver.until(lambda o: o["status"].get("currentStep") == 1)
+    vs = driver.vs()
+    assert json.loads(vs["metadata"]["annotations"]["meshctl.io/routes"]) == {"primary": "web"}
+    dr = driver.get("destinationrules", "web", "networking.istio.io", "v1")
+    shop = rollout(driver.ns, "shop:1", STEPS)
+    shop["metadata"]["name"] = "shop"
+    shop["spec"]["workloadRef"] = {"name": "shop"}
+    driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", shop)
+    other = Driver(kube, driver.ns, url, name="shop")
+    for _ in range(2):
+        other.once()
+    condition = next(c for c in other.get()["status"]["conditions"]
+                     if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    assert ("spec.trafficRouting.istio.virtualService.name: route 'primary' of "
+            "VirtualService web is managed by Rollout 'web'" in condition["message"])
+    driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "shop")
+    assert other.once().deleted
+    assert driver.vs()["spec"] == vs["spec"]
+    assert driver.vs()["metadata"]["annotations"] == vs["metadata"]["annotations"]
+    assert driver.get("destinationrules", "web", "networking.istio.io", "v1")["spec"] == \
+        dr["spec"]
+
+    driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "web")
+    driver.once()
+    assert "meshctl.io/routes" not in (driver.vs()["metadata"].get("annotations") or {})

@@ -6,6 +6,7 @@ real Prometheus, and the Deployments get real Pods from the cluster tier."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,9 @@ def test_the_example_rolls_out_on_the_http_route_and_gives_it_back(world):
     mirror = pages(route(driver))["filters"][0]["requestMirror"]
     assert mirror["percent"] == 20 and mirror["backendRef"]["name"] == "storefront-canary"
     assert weights(route(driver)) == {"storefront-stable": 100, "storefront-canary": 0}
+    # the managed rule is claimed for this Rollout (another Rollout naming it is refused)
+    assert json.loads(route(driver)["metadata"]["annotations"]["meshctl.io/routes"]) == {
+        "pages": "storefront"}
     # then 10% and 50% of the traffic, each step judged by the SLO, and promotion
     seen: set[tuple[int, int]] = set()
 
@@ -113,6 +117,7 @@ def test_the_example_rolls_out_on_the_http_route_and_gives_it_back(world):
     given_back = route(driver)
     assert given_back["spec"] == original
     assert "meshctl.io/original-spec" not in (given_back["metadata"].get("annotations") or {})
+    assert "meshctl.io/routes" not in (given_back["metadata"].get("annotations") or {})
 
 
 def test_a_missing_rule_marks_the_rollout_invalid_and_writes_nothing(world):

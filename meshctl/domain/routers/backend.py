@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from meshctl.domain.keys import ORIGINAL_SPEC
+from meshctl.domain.keys import ORIGINAL_SPEC, ROUTES
 from meshctl.domain.problems import Problem
 from meshctl.domain.traffic import TrafficSplit
 
@@ -105,7 +105,9 @@ class Backend:
       (None: istiod does not program them);
     - ``telemetry``: whose metrics measure its traffic;
     - ``routes_baseline``: it can route to a third destination, a fresh baseline
-      (``spec.judge.baseline: fresh``).
+      (``spec.judge.baseline: fresh``);
+    - ``managed``: the names of the routes the Rollout manages in its route object (the
+      first of ``refs``), as found.
     """
 
     key: str  # its JSON name under spec.trafficRouting
@@ -119,6 +121,7 @@ class Backend:
     envoy_shape: Callable[[Rollout], EnvoyShape] | None
     telemetry: MeshKind = MeshKind.ISTIO
     routes_baseline: bool = False
+    managed: Callable[[Rollout, Mapping[str, Any]], list[str]] = lambda rollout, obj: []
 
 
 def header_route_name(route_name: str, header_name: str) -> str:
@@ -143,3 +146,67 @@ def take_original(obj: Obj) -> dict[str, Any] | None:
     annotations = obj.get("metadata", {}).get("annotations") or {}
     raw = annotations.pop(ORIGINAL_SPEC, None)
     return json.loads(raw) if raw else None
+
+
+def route_claims(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    """Which Rollout manages each route of a route object (its ``meshctl.io/routes``
+    annotation; what does not read as route name -> Rollout name is ignored)."""
+    raw = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(ROUTES)
+    try:
+        found = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, str)}
+
+
+def claim_routes(obj: Obj, rollout_name: str, names: Sequence[str]) -> Obj:
+    """Record ``rollout_name`` as the manager of the routes ``names`` (in place, like
+    :func:`remember_original`)."""
+    claims = route_claims(obj)
+    if names and any(claims.get(n) != rollout_name for n in names):
+        claims.update(dict.fromkeys(names, rollout_name))
+        annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations[ROUTES] = json.dumps(claims, sort_keys=True)
+    return obj
+
+
+def release_routes(obj: Obj, rollout_name: str) -> Obj:
+    """The routes ``rollout_name`` managed no longer claimed (in place)."""
+    claims = route_claims(obj)
+    left = {k: v for k, v in claims.items() if v != rollout_name}
+    if left != claims:
+        annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+        if left:
+            annotations[ROUTES] = json.dumps(left, sort_keys=True)
+        else:
+            annotations.pop(ROUTES, None)
+    return obj
+
+
+def held_routes(obj: Mapping[str, Any] | None, rollout_name: str,
+                names: Sequence[str]) -> dict[str, str]:
+    """Of the routes ``names``, those another Rollout claims: route name -> that Rollout."""
+    claims = route_claims(obj)
+    return {n: claims[n] for n in names if claims.get(n) not in (None, rollout_name)}
+
+
+def claimed_routes(obj: Obj, rollout_name: str, names: Sequence[str],
+                   seen: Mapping[str, Any] | None) -> Obj | None:
+    """``obj`` with the routes ``names`` claimed for ``rollout_name`` (in place), or None
+    when another Rollout claimed one of them since ``seen`` was read (a claim ``seen``
+    already held was judged when the pass validated: it is taken over)."""
+    before = route_claims(seen)
+    if any(before.get(n) != holder for n, holder in held_routes(obj, rollout_name,
+                                                                 names).items()):
+        return None
+    return claim_routes(obj, rollout_name, names)
+
+
+def held_route(ref: ObjectRef, route: str, holder: str) -> Problem:
+    """A route this Rollout would manage is another Rollout's: both would write its weights."""
+    return Problem(ref.path, f"route {route!r} of {ref.kind.kind} {ref.name} is managed by "
+                   f"Rollout {holder!r} (the {ROUTES} annotation); two Rollouts on one route "
+                   "would overwrite each other's weights: name another route, or delete "
+                   f"Rollout {holder!r} first")

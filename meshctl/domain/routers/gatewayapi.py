@@ -407,4 +407,5 @@ BACKEND = Backend(key=KEY, kinds=(HTTP_ROUTE,), refs=refs, spec_problems=spec_pr
                   live_problems=live_problems, baseline=baseline, planned=planned,
                   canary_cluster=canary_cluster, envoy_shape=envoy_shape,
                   telemetry=MeshKind.ISTIO,  # istiod implements the Gateway API
-                  routes_baseline=True)
+                  routes_baseline=True,
+                  managed=lambda rollout, route: managed_rule_names(route, routing_of(rollout)))

@@ -458,4 +458,5 @@ def envoy_shape(rollout: Rollout) -> EnvoyShape:
 BACKEND = Backend(key=KEY, kinds=(VIRTUAL_SERVICE, DESTINATION_RULE), refs=refs,
                   spec_problems=spec_problems, live_problems=live_problems, baseline=baseline,
                   planned=planned, canary_cluster=canary_cluster, envoy_shape=envoy_shape,
-                  telemetry=MeshKind.ISTIO, routes_baseline=True)
+                  telemetry=MeshKind.ISTIO, routes_baseline=True,
+                  managed=lambda rollout, vs: managed_route_names(vs, _istio(rollout)))
