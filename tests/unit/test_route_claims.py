@@ -29,6 +29,8 @@ def test_claims_are_read_from_the_annotation_and_anything_else_is_none():
     assert route_claims(broken) == {}
     broken["metadata"]["annotations"]["meshctl.io/routes"] = '["primary"]'
     assert route_claims(broken) == {}
+    broken["metadata"]["annotations"]["meshctl.io/routes"] = "[" * 100_000  # hostile
+    assert route_claims(broken) == {}
 
 
 def test_a_claim_is_added_beside_others_and_released_alone():

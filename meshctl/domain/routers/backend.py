@@ -154,7 +154,7 @@ def route_claims(obj: Mapping[str, Any] | None) -> dict[str, str]:
     raw = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(ROUTES)
     try:
         found = json.loads(raw) if raw else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return {}
     if not isinstance(found, dict):
         return {}
