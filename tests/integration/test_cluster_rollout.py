@@ -234,6 +234,22 @@ def test_a_deployment_of_someone_else_at_the_canarys_name_is_never_touched(
     assert driver.deployment("web-canary") is not None
 
 
+def refused(kube, driver: Driver, url: str, name: str, workload: str) -> tuple[Driver, str]:
+    """Create a second Rollout ``name`` of Deployment ``workload`` on web's route, run two
+    passes of it: it must be marked invalid. Its driver and the InvalidSpec message."""
+    second = rollout(driver.ns, f"{name}:1", STEPS)
+    second["metadata"]["name"] = name
+    second["spec"]["workloadRef"] = {"name": workload}
+    driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", second)
+    other = Driver(kube, driver.ns, url, name=name)
+    for _ in range(2):
+        other.once()
+    condition = next(c for c in other.get()["status"]["conditions"]
+                     if c["type"] == "InvalidSpec")
+    assert condition["status"] == "True"
+    return other, condition["message"]
+
+
 def test_a_second_rollout_of_the_same_deployment_is_refused_and_deleting_it_changes_nothing(
         world, kube, istio_metrics):
     """Rollout web manages Deployment web (its first pass labels the Deployment so). A
@@ -245,17 +261,8 @@ def test_a_second_rollout_of_the_same_deployment_is_refused_and_deleting_it_chan
     stable = driver.deployment("web")
     assert stable is not None
     assert stable["metadata"]["labels"]["meshctl.io/rollout"] == "web"
-    second = rollout(driver.ns, "web:9", STEPS)
-    second["metadata"]["name"] = "web-b"
-    driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", second)
-    other = Driver(kube, driver.ns, url, name="web-b")
-    for _ in range(2):
-        other.once()
-    condition = next(c for c in other.get()["status"]["conditions"]
-                     if c["type"] == "InvalidSpec")
-    assert condition["status"] == "True"
-    assert ("spec.workloadRef.name: Deployment web is managed by Rollout 'web'"
-            in condition["message"])
+    other, message = refused(kube, driver, url, "web-b", "web")
+    assert "spec.workloadRef.name: Deployment web is managed by Rollout 'web'" in message
     assert driver.deployment("web")["metadata"]["generation"] == stable["metadata"]["generation"]
     assert driver.deployment("web-canary") is None
 
@@ -342,18 +349,9 @@ def test_a_second_rollout_on_the_same_route_is_refused_and_deleting_it_leaves_th
     vs = driver.vs()
     assert json.loads(vs["metadata"]["annotations"]["meshctl.io/routes"]) == {"primary": "web"}
     dr = driver.get("destinationrules", "web", "networking.istio.io", "v1")
-    shop = rollout(driver.ns, "shop:1", STEPS)
-    shop["metadata"]["name"] = "shop"
-    shop["spec"]["workloadRef"] = {"name": "shop"}
-    driver.kube.create(GROUP, VERSION, driver.ns, "rollouts", shop)
-    other = Driver(kube, driver.ns, url, name="shop")
-    for _ in range(2):
-        other.once()
-    condition = next(c for c in other.get()["status"]["conditions"]
-                     if c["type"] == "InvalidSpec")
-    assert condition["status"] == "True"
+    other, message = refused(kube, driver, url, "shop", "shop")
     assert ("spec.trafficRouting.istio.virtualService.name: route 'primary' of "
-            "VirtualService web is managed by Rollout 'web'" in condition["message"])
+            "VirtualService web is managed by Rollout 'web'" in message)
     driver.kube.delete(GROUP, VERSION, driver.ns, "rollouts", "shop")
     assert other.once().deleted
     assert driver.vs()["spec"] == vs["spec"]
