@@ -16,7 +16,6 @@ from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.routers.backend import (
     claimed_routes,
     release_routes,
-    remember_original,
     take_original,
 )
 from meshctl.domain.routers.gatewayapi import (
@@ -70,10 +69,10 @@ class HTTPRouteRouter:
 
         def change(route: Object) -> Object:
             mine = claimed_routes(route, rollout.name, managed_rule_names(route, routing),
-                                  seen)
+                                  seen, "rules")
             if mine is None:  # another Rollout took a rule since: validation says so
                 return route
-            return apply_split(remember_original(mine), rollout, split)
+            return apply_split(mine, rollout, split)
 
         updated = self.kube.update_with_retry(
             *API, rollout.namespace, HTTP_ROUTE.plural, self.routing.http_route.name, change)

@@ -8,16 +8,15 @@ reads and writes it, records what it borrowed, and puts it back.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 
 from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
-from meshctl.domain.keys import ORIGINAL_SPEC
 from meshctl.domain.routers.backend import (
     claimed_routes,
+    recorded_original,
     release_routes,
     remember_original,
     take_original,
@@ -90,10 +89,11 @@ class IstioRouter:
         seen, routing = self._vs, self.routing
 
         def change(vs: Object) -> Object:
-            mine = claimed_routes(vs, rollout.name, managed_route_names(vs, routing), seen)
+            mine = claimed_routes(vs, rollout.name, managed_route_names(vs, routing), seen,
+                                  "http")
             if mine is None:  # another Rollout took a route since: validation says so
                 return vs
-            return apply_split(remember_original(mine), rollout, split)
+            return apply_split(mine, rollout, split)
 
         updated = self.kube.update_with_retry(
             *ISTIO, rollout.namespace, "virtualservices", self.routing.virtual_service.name,
@@ -161,8 +161,7 @@ class IstioRouter:
                                     self.routing.destination_rule.name, remove)
 
     def _remove_borrowed_subset(self, dr: Object) -> Object:
-        raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC)
-        if raw is None:
+        original = recorded_original(dr)
+        if original is None:
             return without_canary_subset(dr, self.rollout)
-        return without_canary_subset(dr, self.rollout, borrowed_subsets(json.loads(raw),
-                                                                        self.rollout))
+        return without_canary_subset(dr, self.rollout, borrowed_subsets(original, self.rollout))

@@ -11,6 +11,7 @@ Labels:
 Annotations:
     ``meshctl.io/intent-<action>``  a user intent's id (:mod:`meshctl.domain.intents`)
     ``meshctl.io/original-spec``    a borrowed object's spec as found, restored on delete
+                                    (one record for every Rollout on its routes)
     ``meshctl.io/original-tls``     a DestinationRule's TLS settings as found
     ``meshctl.io/routes``           on a route object: which Rollout manages each of its
                                     routes (JSON, route name -> Rollout name)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from meshctl.domain.jsontext import parsed_object
 from meshctl.domain.keys import MANAGED_BY, MANAGER, ORIGINAL_TLS, ROLLOUT, SPEC_HASH, TRACK
 from meshctl.domain.routers.istio import ISTIO_NETWORKING
 from meshctl.domain.spec import AllowRule, Rollout, Source
@@ -247,12 +248,8 @@ def with_mutual_tls(dr: Mapping[str, Any], rollout: str) -> Obj:
 
 def borrowed_by(dr: Mapping[str, Any]) -> str | None:
     """The Rollout that recorded this DestinationRule's original TLS, if any."""
-    raw = (dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_TLS)
-    try:
-        record = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return str(record.get("rollout")) if isinstance(record, dict) else None
+    record = parsed_object((dr.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_TLS))
+    return None if record is None else str(record.get("rollout"))
 
 
 def without_mutual_tls(dr: Mapping[str, Any], rollout: str) -> Obj:
@@ -261,7 +258,7 @@ def without_mutual_tls(dr: Mapping[str, Any], rollout: str) -> Obj:
     if borrowed_by(out) != rollout:
         return out
     annotations = out["metadata"]["annotations"]
-    original = json.loads(annotations.pop(ORIGINAL_TLS)).get("tls")
+    original = (parsed_object(annotations.pop(ORIGINAL_TLS)) or {}).get("tls")
     if not annotations:
         del out["metadata"]["annotations"]
     policy = out.setdefault("spec", {}).setdefault("trafficPolicy", {})

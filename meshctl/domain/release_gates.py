@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meshctl.domain.durations import Duration, format_duration
 from meshctl.domain.fields import field
+from meshctl.domain.jsontext import parsed_object
 from meshctl.domain.keys import APPROVAL_PREFIX
 from meshctl.domain.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_MAX, SUBDOMAIN_MAX
 from meshctl.domain.problems import Problem
@@ -489,7 +490,7 @@ def approvals_in(annotations: dict[str, str] | None) -> tuple[Approval, ...]:
         if not key.startswith(APPROVAL_PREFIX):
             continue
         try:
-            raw = json.loads(text)
+            raw = parsed_object(text) or {}
             who = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups", [])),
                            str(raw.get("via", "")))
             at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))

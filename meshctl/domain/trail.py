@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from meshctl.domain.jsontext import parsed_object
 from meshctl.domain.keys import ACTOR_PREFIX
 from meshctl.domain.release_gates import GateStatus, GateVerdict, Identity, approvals_in, stamp
 
@@ -49,7 +50,7 @@ def _actors(annotations: dict[str, str]) -> list[AuditEntry]:
         if not key.startswith(ACTOR_PREFIX):
             continue
         try:
-            raw = json.loads(text)
+            raw = parsed_object(text) or {}
             at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
         except (ValueError, KeyError, TypeError):
             continue

@@ -103,3 +103,36 @@ def test_delete_gives_back_only_what_meshctl_changed(admin, namespace):
         {"group": "", "kind": "Service", "name": "web", "port": 8080, "weight": 1}]
     assert "filters" not in after["spec"]["rules"][0]
     assert "meshctl.io/original-spec" not in (after["metadata"].get("annotations") or {})
+
+
+def test_two_rollouts_on_two_rules_of_one_http_route_each_give_back_their_own(
+        admin, namespace):
+    """The record of the HTTPRoute as found is shared: it stays until the last Rollout
+    gives its rules back, and each rebuilds only its own header rules."""
+    _, web = seed(admin, namespace, ["api"])
+    doc = rollout(namespace, "static:1", [{"setWeight": 20}])
+    doc["metadata"]["name"] = doc["spec"]["workloadRef"]["name"] = "static"
+    doc["spec"]["trafficRouting"] = {"gatewayAPI": {
+        "httpRoute": {"name": "web", "rules": ["static"]},
+        "stableService": "static", "canaryService": "static-canary"}}
+    value = load_document(doc)
+    assert isinstance(value, Rollout)
+    static = HTTPRouteRouter(admin, value, StoredWeights())
+    web.apply(TrafficSplit(Weights.canary_at(50), (BETA,)))
+    static.apply(TrafficSplit(Weights.canary_at(20), (COOKIE,)))
+    web.apply(TrafficSplit(Weights.canary_at(60), (BETA,)))  # static's header rule stays
+    assert [r["name"] for r in rules(admin, namespace)] == [
+        "meshctl-api-beta-users", "api", "meshctl-static-cookie", "static"]
+    web.restore()
+    after = rules(admin, namespace)
+    assert [r["name"] for r in after] == ["api", "meshctl-static-cookie", "static"]
+    assert [ref["weight"] for ref in after[2]["backendRefs"]] == [80, 20]
+    static.restore()
+    after = rules(admin, namespace)
+    assert [r["name"] for r in after] == ["api", "static"]
+    assert after[1]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "static", "port": 80, "weight": 1}]
+    annotations = admin.get(*GATEWAY, namespace, "httproutes", "web")["metadata"].get(
+        "annotations") or {}
+    assert "meshctl.io/original-spec" not in annotations
+    assert "meshctl.io/routes" not in annotations

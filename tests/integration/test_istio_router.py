@@ -103,6 +103,39 @@ def test_delete_gives_back_only_what_meshctl_changed(admin, namespace):
     assert subsets(admin, namespace) == ["stable"]
 
 
+
+def test_two_rollouts_on_two_routes_of_one_virtual_service_each_give_back_their_own(
+        admin, namespace):
+    """Both share the VirtualService's one record of its spec as found: the first deleted
+    used to take the record with it, and the second then left its weights in place. And
+    each rebuilds only its own header routes: the first used to drop the other's."""
+    _, web = seed(admin, namespace, ["api"])
+    doc = rollout(namespace, "shop:1", [{"setWeight": 20}])
+    doc["metadata"]["name"] = doc["spec"]["workloadRef"]["name"] = "shop"
+    doc["spec"]["trafficRouting"]["istio"]["virtualService"]["routes"] = ["legacy"]
+    doc["spec"]["trafficRouting"]["istio"]["destinationRule"]["canarySubset"] = "shop-canary"
+    value = load_document(doc)
+    assert isinstance(value, Rollout)
+    shop = IstioRouter(admin, value, StoredWeights())
+    web.apply(TrafficSplit(Weights.canary_at(20)))
+    shop.apply(TrafficSplit(Weights.canary_at(30), (BETA,)))
+    web.restore()  # web's Rollout deleted first
+    after = admin.get(*ISTIO, namespace, "virtualservices", "web")
+    assert after["spec"]["http"][0] == API
+    assert after["metadata"]["annotations"]["meshctl.io/routes"] == '{"legacy": "shop"}'
+    assert [r["name"] for r in after["spec"]["http"]] == [
+        "api", "meshctl-legacy-beta-users", "legacy", "catch-all"]  # shop's header route stays
+    assert [d.get("weight") for d in after["spec"]["http"][2]["route"]] == [70, 30]
+    web.apply(TrafficSplit(Weights.canary_at(20)))  # web again: shop's routes are untouched
+    assert admin.get(*ISTIO, namespace, "virtualservices", "web")["spec"]["http"][1:3] == \
+        after["spec"]["http"][1:3]
+    web.restore()
+    shop.restore()
+    after = admin.get(*ISTIO, namespace, "virtualservices", "web")
+    assert after["spec"]["http"] == [API, LEGACY, CATCH_ALL]
+    assert not after["metadata"].get("annotations")
+    assert subsets(admin, namespace) == ["stable"]
+
 def test_the_canary_subset_leaves_once_no_route_uses_it(admin, namespace):
     _, router = seed(admin, namespace, ["api"])
     router.apply(TrafficSplit(Weights.canary_at(20)))

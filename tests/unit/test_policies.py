@@ -33,6 +33,7 @@ from meshctl.domain.measurements import Error, NoData, Value
 from meshctl.domain.policies import (
     DesiredPolicies,
     Verb,
+    borrowed_by,
     converged,
     desired_policies,
     diff,
@@ -373,6 +374,16 @@ def test_borrowed_tls_is_set_then_given_back_exactly(tls):
     assert with_mutual_tls(secured, "orders") == secured, "a second pass changes nothing"
     assert without_mutual_tls(secured, "someone-else") == secured
     assert without_mutual_tls(secured, "orders") == original
+
+
+def test_a_hostile_tls_record_is_no_ones_and_left_alone():
+    """Anyone who may edit the DestinationRule may write this annotation: a value that does
+    not parse (or nests past the parser's depth) is borrowed by no Rollout, not a crash."""
+    for raw in ("[" * 100_000, "not json", "[]"):
+        found = dr("shop", "orders", "orders", "DISABLE")
+        found["metadata"]["annotations"] = {"meshctl.io/original-tls": raw}
+        assert borrowed_by(found) is None
+        assert without_mutual_tls(found, "orders") == found
 
 
 def test_already_mutual_is_not_touched():

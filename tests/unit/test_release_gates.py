@@ -455,6 +455,10 @@ def test_approvals_are_events_as_they_come_and_the_trail_names_everyone():
         ("approve", "bob", "kubernetes"), ("approve", "cem", "grpc"),
         ("gate-passed", "bob, cem", "controller")]
 
+    hostile = {"approval.meshctl.io/x": "[" * 100_000, "meshctl.io/actor-abort": "{" * 100_000,
+               "approval.meshctl.io/y": "[1]"}  # damaged approvals count for nobody
+    assert trail({**approvals, start_key: start_value, **hostile}, sim.status.gates) == entries
+
 
 # --- notifications -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from meshctl.domain.jsontext import parsed_object
 from meshctl.domain.keys import ORIGINAL_SPEC, ROUTES
 from meshctl.domain.problems import Problem
 from meshctl.domain.traffic import TrafficSplit
@@ -133,32 +134,71 @@ def is_ours(route: Mapping[str, Any]) -> bool:
     return str(route.get("name", "")).startswith(HEADER_ROUTE_PREFIX)
 
 
-def remember_original(obj: Obj) -> Obj:
-    """Record the object's spec, as found, before meshctl's first change (once)."""
+def rebuilt_by(route: Mapping[str, Any], rollout_name: str, names: Sequence[str],
+               claims: Mapping[str, str]) -> bool:
+    """Whether ``route``, one of meshctl's header routes, is the Rollout ``rollout_name``'s
+    to rebuild or give back: written for one of its routes ``names``, or for a route no
+    other Rollout claims (a leftover). Another Rollout's header routes on the same object
+    are left as they are."""
+    if not is_ours(route):
+        return False
+    name = str(route.get("name", ""))
+    others = [n for n, holder in claims.items() if holder != rollout_name and n not in names]
+    written_for = [n for n in [*names, *others] if name.startswith(header_route_name(n, ""))]
+    # route "a" and route "a-b" both prefix "meshctl-a-b-x": the longer name wrote it
+    return not written_for or max(written_for, key=len) in names
+
+
+def remember_original(obj: Obj, key: str = "", fresh: Sequence[str] = ()) -> Obj:
+    """Record the object's spec, as found, before meshctl's first change (once).
+
+    One record serves every Rollout managing a route of the object, and stays until the
+    last of them gives its routes back. The routes ``fresh`` (named entries of the list
+    ``spec[key]``), taken now while the record already exists, are recorded again as they
+    are: a route given back by an earlier Rollout may have been edited since."""
     annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    spec = obj.get("spec") or {}
     if ORIGINAL_SPEC not in annotations:
-        annotations[ORIGINAL_SPEC] = json.dumps(obj.get("spec", {}), sort_keys=True)
+        annotations[ORIGINAL_SPEC] = json.dumps(spec, sort_keys=True)
+        return obj
+    record = parsed_object(annotations[ORIGINAL_SPEC])
+    if not fresh or record is None:
+        return obj
+    now = {str(r.get("name", "")): r for r in named_entries(spec, key)}
+    again = [n for n in fresh if n in now]
+    record[key] = [r for r in named_entries(record, key)
+                   if str(r.get("name", "")) not in again] + [now[n] for n in again]
+    annotations[ORIGINAL_SPEC] = json.dumps(record, sort_keys=True)
     return obj
 
 
+def named_entries(spec: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """The entries of the list ``spec[key]`` that are objects (routes, rules); anything
+    else there (a hand-edited record) is left out."""
+    found = spec.get(key)
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def recorded_original(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The spec as meshctl found it, left recorded (None: no record, or not a spec)."""
+    return parsed_object((obj.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_SPEC))
+
+
 def take_original(obj: Obj) -> dict[str, Any] | None:
-    """The spec as meshctl found it, and the record removed; None if there is none."""
-    annotations = obj.get("metadata", {}).get("annotations") or {}
-    raw = annotations.pop(ORIGINAL_SPEC, None)
-    return json.loads(raw) if raw else None
+    """The spec as meshctl found it (None if there is no record, or it does not read as a
+    spec). The record is removed once no route of the object is claimed: call this after
+    :func:`release_routes`."""
+    found = recorded_original(obj)
+    if not route_claims(obj):
+        (obj.get("metadata", {}).get("annotations") or {}).pop(ORIGINAL_SPEC, None)
+    return found
 
 
 def route_claims(obj: Mapping[str, Any] | None) -> dict[str, str]:
     """Which Rollout manages each route of a route object (its ``meshctl.io/routes``
     annotation; what does not read as route name -> Rollout name is ignored)."""
-    raw = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(ROUTES)
-    try:
-        found = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-        return {}
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): v for k, v in found.items() if isinstance(v, str)}
+    found = parsed_object(((obj or {}).get("metadata", {}).get("annotations") or {}).get(ROUTES))
+    return {str(k): v for k, v in (found or {}).items() if isinstance(v, str)}
 
 
 def claim_routes(obj: Obj, rollout_name: str, names: Sequence[str]) -> Obj:
@@ -193,15 +233,21 @@ def held_routes(obj: Mapping[str, Any] | None, rollout_name: str,
 
 
 def claimed_routes(obj: Obj, rollout_name: str, names: Sequence[str],
-                   seen: Mapping[str, Any] | None) -> Obj | None:
-    """``obj`` with the routes ``names`` claimed for ``rollout_name`` (in place), or None
-    when another Rollout claimed one of them since ``seen`` was read (a claim ``seen``
-    already held was judged when the pass validated: it is taken over)."""
+                   seen: Mapping[str, Any] | None, key: str) -> Obj | None:
+    """``obj`` with the routes ``names`` (entries of ``spec[key]``) claimed for
+    ``rollout_name`` and their original recorded (in place), or None when another Rollout
+    claimed one of them since ``seen`` was read (a claim ``seen`` already held was judged
+    when the pass validated: it is taken over)."""
+    claims = route_claims(obj)
     before = route_claims(seen)
     if any(before.get(n) != holder for n, holder in held_routes(obj, rollout_name,
                                                                  names).items()):
         return None
-    return claim_routes(obj, rollout_name, names)
+    # A route nobody holds, on an object whose other routes are held, is as its owner left
+    # it (given back, or never taken); with no claims at all, a record is an older
+    # meshctl's, made before its first change: kept whole.
+    fresh = [n for n in names if n not in claims] if claims else []
+    return remember_original(claim_routes(obj, rollout_name, names), key, fresh)
 
 
 def held_route(ref: ObjectRef, route: str, holder: str) -> Problem:

@@ -41,6 +41,9 @@ from meshctl.domain.routers.backend import (
     ObjectRef,
     header_route_name,
     is_ours,
+    named_entries,
+    rebuilt_by,
+    route_claims,
 )
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
@@ -166,10 +169,11 @@ def apply_split(route: Mapping[str, Any], rollout: Rollout, split: TrafficSplit)
     routing = routing_of(rollout)
     out = copy.deepcopy(dict(route))
     names = managed_rule_names(out, routing)
+    claims = route_claims(out)
     kept: list[Obj] = []
     for rule in _rules(out):
-        if is_ours(rule):
-            continue  # meshctl's header rules are rebuilt below
+        if rebuilt_by(rule, rollout.name, names, claims):
+            continue  # this Rollout's header rules are rebuilt below
         name = str(rule.get("name", ""))
         if name in names:
             port = _port(rule, routing)
@@ -266,12 +270,12 @@ def restored_http_route(route: Mapping[str, Any], original: Mapping[str, Any],
     had is put back); every other rule and field stays as others left it."""
     routing = routing_of(rollout)
     out = copy.deepcopy(dict(route))
-    before = {str(r.get("name", "")): r for r in original.get("rules") or []
-              if isinstance(r, Mapping)}
+    before = {str(r.get("name", "")): r for r in named_entries(original, "rules")}
     names = managed_rule_names(out, routing)
+    claims = route_claims(out)
     kept = []
     for rule in _rules(out):
-        if is_ours(rule):
+        if rebuilt_by(rule, rollout.name, names, claims):
             continue
         name = str(rule.get("name", ""))
         if name in names and name in before:

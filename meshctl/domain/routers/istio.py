@@ -37,6 +37,9 @@ from meshctl.domain.routers.backend import (
     ObjectRef,
     header_route_name,
     is_ours,
+    named_entries,
+    rebuilt_by,
+    route_claims,
 )
 from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
 
@@ -145,10 +148,11 @@ def apply_split(vs: Mapping[str, Any], rollout: Rollout, split: TrafficSplit) ->
     names = managed_route_names(out, routing)
     stable_dest, canary_dest = _destinations(routing, rollout.spec.service)
     baseline_dest = _baseline_destination(rollout)
+    claims = route_claims(out)
     kept: list[Obj] = []
     for route in http:
-        if is_ours(route):
-            continue  # meshctl's header routes are rebuilt below
+        if rebuilt_by(route, rollout.name, names, claims):
+            continue  # this Rollout's header routes are rebuilt below
         if route.get("name", "") in names:
             existing = route.get("route", [])
             stable, canary = _with_port(stable_dest, existing), _with_port(canary_dest, existing)
@@ -232,11 +236,12 @@ def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
     field stays as others left it during the rollout."""
     routing = _istio(rollout)
     out = copy.deepcopy(dict(vs))
-    before = {r.get("name", ""): r for r in original.get("http", []) if isinstance(r, dict)}
+    before = {r.get("name", ""): r for r in named_entries(original, "http")}
     names = managed_route_names(out, routing)
+    claims = route_claims(out)
     kept = []
     for route in out.get("spec", {}).get("http", []):
-        if is_ours(route):
+        if rebuilt_by(route, rollout.name, names, claims):
             continue
         name = route.get("name", "")
         if name in names and name in before:
@@ -253,7 +258,7 @@ def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
 def borrowed_subsets(original: Mapping[str, Any], rollout: Rollout) -> set[str]:
     """The subsets meshctl adds (the canary's, a fresh baseline's) that the DestinationRule
     did not have as meshctl found it (``original``, its spec)."""
-    had = {s.get("name") for s in original.get("subsets", []) if isinstance(s, dict)}
+    had = {s.get("name") for s in named_entries(original, "subsets")}
     return set(_own_subsets(rollout)) - had
 
 
