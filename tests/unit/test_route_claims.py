@@ -7,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+from meshctl.domain.routers import istio
 from meshctl.domain.routers.backend import (
     claim_routes,
     claimed_routes,
@@ -17,6 +18,9 @@ from meshctl.domain.routers.backend import (
     route_claims,
     take_original,
 )
+from meshctl.domain.spec import Rollout
+from meshctl.domain.traffic import HeaderMatch, HeaderRoute, MatchKind, TrafficSplit, Weights
+from meshctl.domain.validation import load_document
 
 
 def vs(**claims: str) -> dict[str, Any]:
@@ -141,3 +145,35 @@ def test_each_rollout_rebuilds_only_its_own_header_routes():
     assert not rebuilt_by({"name": "meshctl-default-beta"}, "web", ["a"], claims)
     assert rebuilt_by({"name": "meshctl-gone-beta"}, "web", ["a"], claims)  # a leftover
     assert not rebuilt_by({"name": "a"}, "web", ["a"], claims)  # not a header route
+
+
+def rollout_on(name: str, route: str) -> Rollout:
+    found = load_document({
+        "apiVersion": "meshctl.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"service": "web", "workloadRef": {"name": name},
+                 "trafficRouting": {"istio": {
+                     "virtualService": {"name": "web", "routes": [route]},
+                     "destinationRule": {"name": "web", "stableSubset": "stable",
+                                         "canarySubset": f"{name}-canary"}}},
+                 "strategy": {"canary": {"steps": [{"setWeight": 20}]}}}})
+    assert isinstance(found, Rollout), found
+    return found
+
+
+def test_a_rollout_reads_and_writes_its_own_header_routes_beside_anothers():
+    """Route "a" and route "a-b" of one VirtualService, two Rollouts: web's header routes
+    and shop's share the prefix "meshctl-a-", and neither reads or drops the other's."""
+    web, shop = rollout_on("web", "a"), rollout_on("shop", "a-b")
+    beta = HeaderRoute("x", (HeaderMatch("x-beta", "1", MatchKind.EXACT),))
+    obj = routed({"name": "a", "route": [{"destination": {"host": "web"}}]},
+                 {"name": "a-b", "route": [{"destination": {"host": "web"}}]})
+    obj = claimed_routes(obj, "shop", ["a-b"], None, "http")
+    assert obj is not None
+    obj = istio.apply_split(obj, shop, TrafficSplit(Weights.canary_at(10), (beta,)))
+    obj = claimed_routes(obj, "web", ["a"], None, "http")
+    assert obj is not None
+    obj = istio.apply_split(obj, web, TrafficSplit(Weights.canary_at(20)))
+    assert [r["name"] for r in obj["spec"]["http"]] == ["a", "meshctl-a-b-x", "a-b"]
+    assert istio.read_split(obj, web) == TrafficSplit(Weights.canary_at(20))
+    assert istio.read_split(obj, shop) == TrafficSplit(Weights.canary_at(10), (beta,))

@@ -191,10 +191,11 @@ def read_split(route: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | Non
     """The split written in the managed rules; None when a rule is not in meshctl's shape
     or the named rules disagree (the next write corrects the one someone changed)."""
     routing = routing_of(rollout)
-    rules = _rules(route)
+    names, claims = managed_rule_names(route, routing), route_claims(route)
+    rules = [r for r in _rules(route)  # another Rollout's header rules are not read as ours
+             if not is_ours(r) or rebuilt_by(r, rollout.name, names, claims)]
     fresh = _baseline_service(rollout)
-    splits = {_rule_split(rules, name, routing, fresh)
-              for name in managed_rule_names(route, routing)}
+    splits = {_rule_split(rules, name, routing, fresh) for name in names}
     return splits.pop() if len(splits) == 1 else None
 
 

@@ -182,7 +182,9 @@ def read_split(vs: Mapping[str, Any], rollout: Rollout) -> TrafficSplit | None:
     next write corrects the one someone changed)."""
     routing = _istio(rollout)
     names = managed_route_names(vs, routing)
-    http = vs.get("spec", {}).get("http", [])
+    claims = route_claims(vs)  # another Rollout's header routes are not read as ours
+    http = [r for r in vs.get("spec", {}).get("http", [])
+            if not is_ours(r) or rebuilt_by(r, rollout.name, names, claims)]
     dests = (*_destinations(routing, rollout.spec.service), _baseline_destination(rollout))
     splits = {_route_split(http, name, dests) for name in names}
     return splits.pop() if len(splits) == 1 else None
