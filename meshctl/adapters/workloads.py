@@ -24,6 +24,7 @@ from meshctl.domain.workloads import (
     labelled_in_place,
     promoted_template,
     running_revision,
+    stable_revision,
     stable_state,
     workload_state,
 )
@@ -80,7 +81,7 @@ class KubeWorkloads:
                                                 "replicas": want["spec"]["replicas"],
                                                 "template": want["spec"]["template"]}}})
         self._apply_baseline(stable, desired)
-        running = stable_state(stable, template).revision
+        running = stable_revision(stable, template)  # stable_state less the edit check
         if workload_state(stable).revision is None and running == desired.stable_revision:
             # first sight: label what runs, never write the Rollout's template over it
             self._write_stable(stable, lambda t: labelled_in_place(t, running_revision(t, template)))

@@ -285,6 +285,15 @@ def running_revision(stored: Mapping[str, Any], template: Mapping[str, Any]) -> 
     return template_revision(stored)
 
 
+def stable_revision(deployment: Mapping[str, Any], template: Mapping[str, Any]) -> str | None:
+    """The revision the stable Deployment runs: its label's, or unlabelled (first sight)
+    the revision of what its pod template runs."""
+    labelled = workload_state(deployment).revision
+    if labelled is not None:
+        return labelled
+    return running_revision(deployment.get("spec", {}).get("template", {}), template)
+
+
 def stable_state(deployment: Mapping[str, Any] | None,
                  template: Mapping[str, Any]) -> WorkloadState:
     """The stable Deployment's state; unlabelled (first sight), the revision it runs.
