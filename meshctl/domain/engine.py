@@ -350,7 +350,7 @@ class _Pass:
 def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
                      now: datetime) -> list[MeasurementRequest]:
     """The queries the shell should run before calling decide(), for the runs in status."""
-    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or _analysis_ends(status, obs):
         return []
     out: list[MeasurementRequest] = []
     for run, plans in _live_runs(status, obs):
@@ -358,6 +358,18 @@ def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
         if status.pause_reason == ANALYSIS_UNAVAILABLE:
             out += analysis.probes_due(run, plans, now)
     return out
+
+
+def _analysis_ends(status: RolloutStatus, obs: Observation) -> bool:
+    """This pass ends the current revision's analysis whatever it would measure: the
+    template changed (a new revision, or back to stable), or someone asked to abort.
+    Measuring first would only hold back the traffic write, by up to each query's timeout
+    when Prometheus is slow or down (often the very reason for the abort)."""
+    if obs.revision != status.current_revision:
+        return True
+    abort = obs.intents.get(Action.ABORT)
+    return (abort is not None and status.handled(Action.ABORT) != abort
+            and allows(Action.ABORT, status.phase))
 
 
 def _live_runs(status: RolloutStatus, obs: Observation

@@ -747,3 +747,33 @@ def test_a_stable_deployment_edited_outside_meshctl_is_reported_once_and_cleared
     sim.reconcile()
     cleared = sim.status.condition("StableEdited")
     assert cleared is not None and cleared.status == "False" and cleared.reason == "InSync"
+
+
+@pytest.mark.parametrize("ending", ["abort", "new template", "template reverted"])
+def test_a_pass_that_ends_the_analysis_measures_nothing_first(ending):
+    """An abort (or a new template) mid-analysis writes the traffic at once: the queries it
+    would make first cannot change the outcome, and with Prometheus slow or down they held
+    the rollback back by each query's timeout."""
+    measured: list[str] = []
+
+    def metric(run: str, name: str) -> Value:
+        measured.append(run)
+        return Value(10.0)
+
+    spec = canary({"setWeight": 20}, {"analysis": {}}, {"setWeight": 80})
+    sim = Sim(spec, analysis=ResolvedAnalysis(steps={1: (slo_metric(count=5, interval=5),)}),
+              metric=metric)
+    sim.run(until=lambda s: bool(measured))  # in the analysis, measuring
+    assert sim.status.phase is Phase.PROGRESSING and sim.written == TrafficSplit(
+        Weights.canary_at(20))
+    sim.now += timedelta(seconds=5)  # the next measurement is due
+    assert measurements_due(sim.spec, sim.status, sim.observation(), sim.now)
+    if ending == "abort":
+        sim.intents = Intents(abort="a1")
+    else:
+        sim.revision = "v3" if ending == "new template" else "v1"
+    taken = len(measured)
+    d = sim.reconcile()
+    assert len(measured) == taken
+    assert d.traffic == TrafficSplit.stable_only()
+    assert d.status.phase is (Phase.PROGRESSING if ending == "new template" else Phase.ABORTING)
