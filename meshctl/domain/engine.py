@@ -350,7 +350,7 @@ class _Pass:
 def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
                      now: datetime) -> list[MeasurementRequest]:
     """The queries the shell should run before calling decide(), for the runs in status."""
-    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or _analysis_ends(status, obs):
+    if status.phase not in (Phase.PROGRESSING, Phase.PAUSED) or _checks_end(status, obs):
         return []
     out: list[MeasurementRequest] = []
     for run, plans in _live_runs(status, obs):
@@ -360,11 +360,12 @@ def measurements_due(spec: RolloutSpec, status: RolloutStatus, obs: Observation,
     return out
 
 
-def _analysis_ends(status: RolloutStatus, obs: Observation) -> bool:
-    """This pass ends the current revision's analysis whatever it would measure: the
-    template changed (a new revision, or back to stable), or someone asked to abort.
-    Measuring first would only hold back the traffic write, by up to each query's timeout
-    when Prometheus is slow or down (often the very reason for the abort)."""
+def _checks_end(status: RolloutStatus, obs: Observation) -> bool:
+    """This pass ends the current revision's checks (analysis, outside release gates)
+    whatever they would say: the template changed (a new revision, or back to stable), or
+    someone asked to abort. Checking first would only hold back the traffic write, by up to
+    each query's or webhook's timeout when Prometheus or the gate is slow or down (often
+    the very reason for the abort)."""
     if obs.revision != status.current_revision:
         return True
     abort = obs.intents.get(Action.ABORT)
@@ -974,10 +975,14 @@ def _record_gates(p: _Pass, begin: GatePoint | None = None) -> None:
             p.requeue(GATE_REQUEUE)
 
 
-def gates_due(spec: RolloutSpec, status: RolloutStatus) -> list[GateRequest]:
+def gates_due(spec: RolloutSpec, status: RolloutStatus,
+              obs: Observation | None = None) -> list[GateRequest]:
     """The outside gates (webhook, job, approval) the shell should judge before decide():
-    those waiting in status for the current revision, unless a person must act first."""
+    those waiting in status for the current revision, unless a person must act first or
+    the pass ends them (``obs``: what the pass observed)."""
     if status.phase is Phase.PAUSED or status.phase is Phase.PENDING:
+        return []
+    if obs is not None and _checks_end(status, obs):
         return []
     by_name = {g.name: g for g in spec.gates}
     out = []

@@ -126,7 +126,8 @@ def reconcile(rollout: Rollout, plans: ResolvedAnalysis, revision: str, ports: P
                       unobserved=ports.router.unobserved_reason() if observed is None else "",
                       trust_written=ports.trust_written, observe_timeout=ports.observe_timeout,
                       intents=intents, analysis=plans, generation=rollout.metadata.generation,
-                      gate=gate, gate_reports=_judge_gates(rollout, status, ports, now))
+                      gate=gate)
+    obs = dataclasses.replace(obs, gate_reports=_judge_gates(rollout, status, obs, ports, now))
     taken = measure(measurements_due(rollout.spec, status, obs, now), ports.metrics, now,
                     ports.providers)
     decision = decide(rollout.spec, status, dataclasses.replace(obs, measurements=taken), now)
@@ -171,9 +172,9 @@ def _notify(rollout: Rollout, status: RolloutStatus, events: list[Event], ports:
                 ports.notifier.send(sink, notice)
 
 
-def _judge_gates(rollout: Rollout, status: RolloutStatus, ports: Ports, now: datetime
-                 ) -> Mapping[str, GateReport]:
-    due = gates_due(rollout.spec, status)
+def _judge_gates(rollout: Rollout, status: RolloutStatus, obs: Observation, ports: Ports,
+                 now: datetime) -> Mapping[str, GateReport]:
+    due = gates_due(rollout.spec, status, obs)
     if not due or ports.gates is None:
         return {}
     return ports.gates.judge(rollout, status, due, now)

@@ -64,7 +64,7 @@ class GatedSim(Sim):
     def observation(self) -> Observation:
         obs = super().observation()
         reports = {}
-        for request in gates_due(self.spec, self.status):
+        for request in gates_due(self.spec, self.status, obs):
             self.asked.append(request.key)
             report = self.judge(request, self.now)
             if report is not None:
@@ -285,6 +285,20 @@ def test_passing_gates_record_their_verdicts_and_the_rollout_completes():
     cab = next(g for g in sim.status.gates if g.name == "cab")
     promoted = next(d for d in sim.decisions if d.status.phase is Phase.PROMOTING)
     assert cab.decided_at is not None and promoted.status.step_started_at >= cab.decided_at
+
+
+def test_an_abort_asks_no_gate_first():
+    """A webhook gate waits (each pass asks it); the pass that aborts asks nothing: a slow or
+    silent gate endpoint must not hold the rollback back by its timeout."""
+    sim = GatedSim(gated(webhook("cab", at="beforePromotion")),
+                   judge=answer(GateVerdict.PASSED, "ok", after=3600))
+    sim.run(passes=40, until=lambda s: len(s.asked) >= 3)
+    asked = len(sim.asked)
+    assert asked >= 3 and sim.status.phase is Phase.PROGRESSING
+    sim.intents = Intents(abort="a1")
+    d = sim.reconcile()
+    assert len(sim.asked) == asked
+    assert d.status.phase is Phase.ABORTING and d.traffic.weights.canary == 0
 
 
 def test_a_gate_waiting_past_its_deadline_pauses_for_a_human_and_resume_waits_again():
