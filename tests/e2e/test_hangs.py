@@ -5,44 +5,14 @@ a real listening socket that holds every connection it accepts."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 BIN = Path(sys.executable).parent / "meshctl"
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)  # never read, never answered
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 def kubeconfig(tmp_path: Path, port: int) -> Path:
@@ -73,7 +43,7 @@ def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("rollout", "start", "web", "--image", "web:2", "--wait", "--timeout", "3"),
 ])
 def test_a_server_that_never_answers_ends_the_command_with_exit_5(tmp_path, silent_server, args):
-    result = run(kubeconfig(tmp_path, silent_server), *args)
+    result = run(kubeconfig(tmp_path, silent_server.port), *args)
     assert result.returncode == 5, result.stderr
     errors = [line for line in result.stderr.strip().splitlines()
               if not line.startswith("hint: ")]  # a hint may follow the one error line
