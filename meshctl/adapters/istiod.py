@@ -63,28 +63,45 @@ class Istiod:
     """A client of istiod's debug API at ``url`` (``http(s)://host:port``).
 
     Thread-safe. An answer is reused for ``reuse_seconds``, so the passes of many Rollouts
-    at the same moment cost istiod one /debug/syncz and one dump per proxy, not one each."""
+    at the same moment cost istiod one /debug/syncz and one dump per proxy, not one each.
+    When istiod does not answer at all (no connection, or none within ``timeout``), it is
+    not asked again for ``down_hold`` seconds: every pass of every Rollout would otherwise
+    wait ``timeout`` for it before writing its traffic (an abort's included)."""
 
     def __init__(self, url: str, token_file: str | None = None, timeout: float = 2.0,
-                 reuse_seconds: float = 0.1) -> None:
+                 reuse_seconds: float = 0.1, down_hold: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url.rstrip("/")
         self.token_file = token_file
         self.timeout = timeout
         self.reuse_seconds = reuse_seconds
+        self.down_hold = down_hold
+        self._clock = clock
         self._answers: dict[str, tuple[float, Any]] = {}
+        self._down: tuple[float, str] | None = None  # until when, and why
         self._lock = threading.Lock()
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         with self._lock:
             at, answer = self._answers.get(url, (0.0, None))
-        if time.monotonic() - at < self.reuse_seconds:
+            down = self._down
+        now = self._clock()
+        if now - at < self.reuse_seconds:
             return answer
-        answer = self._fetch(path, url)
+        if down is not None and now < down[0]:
+            raise Unavailable(f"{down[1]}; not asked again for {self.down_hold:g} s")
+        try:
+            answer = self._fetch(path, url)
+        except Unavailable as exc:
+            if not exc.status:  # no answer at all (an HTTP error is an answer)
+                with self._lock:
+                    self._down = (self._clock() + self.down_hold, exc.message)
+            raise
         with self._lock:
             if len(self._answers) > 1000:
                 self._answers.clear()
-            self._answers[url] = (time.monotonic(), answer)
+            self._answers[url] = (self._clock(), answer)
         return answer
 
     def _fetch(self, path: str, url: str) -> Any:
