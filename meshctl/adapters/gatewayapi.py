@@ -14,7 +14,10 @@ from meshctl.adapters.errors import NotFound
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.routers.backend import (
+    claimed_by,
     claimed_routes,
+    dropped_routes,
+    give_back_dropped,
     release_routes,
     take_original,
 )
@@ -47,7 +50,12 @@ class HTTPRouteRouter:
         return self._route
 
     def written(self) -> TrafficSplit | None:
-        return read_split(self._get(), self.rollout)
+        """The split in the managed rules; None (a write follows) while a rule taken off
+        the Rollout's list still has to be given back."""
+        route = self._get()
+        if dropped_routes(route, self.rollout.name, managed_rule_names(route, self.routing)):
+            return None
+        return read_split(route, self.rollout)
 
     def observed(self) -> TrafficSplit | None:
         route = self._route if self._route is not None else self._get()
@@ -68,10 +76,12 @@ class HTTPRouteRouter:
         rollout, seen, routing = self.rollout, self._route, self.routing
 
         def change(route: Object) -> Object:
-            mine = claimed_routes(route, rollout.name, managed_rule_names(route, routing),
-                                  seen, "rules")
+            names = managed_rule_names(route, routing)
+            mine = claimed_routes(route, rollout.name, names, seen, "rules")
             if mine is None:  # another Rollout took a rule since: validation says so
                 return route
+            mine = give_back_dropped(mine, rollout.name, names, lambda obj, original, rules:
+                                     restored_http_route(obj, original, rollout, rules))
             return apply_split(mine, rollout, split)
 
         updated = self.kube.update_with_retry(
@@ -84,9 +94,13 @@ class HTTPRouteRouter:
         rollout = self.rollout
 
         def restored(route: Object) -> Object:
+            # the rules it manages, and any it still holds that were taken off its list
+            rules = sorted({*managed_rule_names(route, self.routing),
+                            *claimed_by(route, rollout.name)})
             release_routes(route, rollout.name)
             original = take_original(route)
-            return route if original is None else restored_http_route(route, original, rollout)
+            return route if original is None else restored_http_route(route, original, rollout,
+                                                                      rules)
 
         with contextlib.suppress(NotFound):
             self.kube.update_with_retry(*API, rollout.namespace, HTTP_ROUTE.plural,

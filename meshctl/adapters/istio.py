@@ -15,7 +15,10 @@ from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.routers.backend import (
+    claimed_by,
     claimed_routes,
+    dropped_routes,
+    give_back_dropped,
     recorded_original,
     release_routes,
     remember_original,
@@ -60,7 +63,12 @@ class IstioRouter:
         return self._vs
 
     def written(self) -> TrafficSplit | None:
-        return read_split(self._get_vs(), self.rollout)
+        """The split in the managed routes; None (a write follows) while a route taken off
+        the Rollout's list still has to be given back."""
+        vs = self._get_vs()
+        if dropped_routes(vs, self.rollout.name, managed_route_names(vs, self.routing)):
+            return None
+        return read_split(vs, self.rollout)
 
     def observed(self) -> TrafficSplit | None:
         vs = self._vs if self._vs is not None else self._get_vs()
@@ -89,10 +97,12 @@ class IstioRouter:
         seen, routing = self._vs, self.routing
 
         def change(vs: Object) -> Object:
-            mine = claimed_routes(vs, rollout.name, managed_route_names(vs, routing), seen,
-                                  "http")
+            names = managed_route_names(vs, routing)
+            mine = claimed_routes(vs, rollout.name, names, seen, "http")
             if mine is None:  # another Rollout took a route since: validation says so
                 return vs
+            mine = give_back_dropped(mine, rollout.name, names, lambda obj, original, routes:
+                                     restored_virtual_service(obj, original, rollout, routes))
             return apply_split(mine, rollout, split)
 
         updated = self.kube.update_with_retry(
@@ -128,9 +138,13 @@ class IstioRouter:
         rollout = self.rollout
 
         def virtual_service(vs: Object) -> Object:
+            # the routes it manages, and any it still holds that were taken off its list
+            routes = sorted({*managed_route_names(vs, self.routing),
+                             *claimed_by(vs, rollout.name)})
             release_routes(vs, rollout.name)
             original = take_original(vs)
-            return vs if original is None else restored_virtual_service(vs, original, rollout)
+            return vs if original is None else restored_virtual_service(vs, original, rollout,
+                                                                        routes)
 
         self._restore("virtualservices", self.routing.virtual_service.name, virtual_service)
         if self.routing.destination_rule is not None:

@@ -136,3 +136,21 @@ def test_two_rollouts_on_two_rules_of_one_http_route_each_give_back_their_own(
         "annotations") or {}
     assert "meshctl.io/original-spec" not in annotations
     assert "meshctl.io/routes" not in annotations
+
+
+def test_a_rule_taken_off_the_rollouts_list_mid_rollout_is_given_back_at_once(
+        admin, namespace):
+    _, both = seed(admin, namespace, ["api", "static"])
+    split = TrafficSplit(Weights.canary_at(50), (BETA,), mirror_percent=25)
+    both.apply(split)
+    api_only = HTTPRouteRouter(admin, gateway_rollout(namespace, ["api"]), StoredWeights())
+    assert api_only.written() is None  # a write follows
+    api_only.apply(split)
+    after = rules(admin, namespace)
+    assert [r["name"] for r in after] == ["meshctl-api-beta-users", "api", "static"]
+    assert after[2]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "static", "port": 80, "weight": 1}]
+    assert "filters" not in after[2]
+    assert api_only.written() == split
+    api_only.restore()
+    assert [r["name"] for r in rules(admin, namespace)] == ["api", "static"]

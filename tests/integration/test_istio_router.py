@@ -136,6 +136,44 @@ def test_two_rollouts_on_two_routes_of_one_virtual_service_each_give_back_their_
     assert not after["metadata"].get("annotations")
     assert subsets(admin, namespace) == ["stable"]
 
+
+def test_a_route_taken_off_the_rollouts_list_mid_rollout_is_given_back_at_once(
+        admin, namespace):
+    """Left as it was, the route would keep sending 20% to the canary's subset, and 503s
+    once the canary is gone. The pass reads the traffic as not written yet, so the next
+    pass writes even at the same step."""
+    _, both = seed(admin, namespace, ["api", "legacy"])
+    split = TrafficSplit(Weights.canary_at(20), (BETA,))
+    both.apply(split)
+    doc = rollout(namespace, "web:1", [{"setWeight": 20}])
+    doc["spec"]["trafficRouting"]["istio"]["virtualService"]["routes"] = ["api"]
+    value = load_document(doc)
+    assert isinstance(value, Rollout)
+    api_only = IstioRouter(admin, value, StoredWeights())
+    assert api_only.written() is None  # a write follows
+    api_only.apply(split)
+    after = admin.get(*ISTIO, namespace, "virtualservices", "web")
+    assert [r["name"] for r in after["spec"]["http"]] == [
+        "meshctl-api-beta-users", "api", "legacy", "catch-all"]
+    assert after["spec"]["http"][2] == LEGACY
+    assert after["metadata"]["annotations"]["meshctl.io/routes"] == '{"api": "web"}'
+    assert api_only.written() == split
+    api_only.restore()
+    after = admin.get(*ISTIO, namespace, "virtualservices", "web")
+    assert after["spec"]["http"] == [API, LEGACY, CATCH_ALL]
+    assert not after["metadata"].get("annotations")
+
+
+def test_delete_gives_back_a_route_taken_off_the_list_before_any_write(admin, namespace):
+    _, both = seed(admin, namespace, ["api", "legacy"])
+    both.apply(TrafficSplit(Weights.canary_at(20)))
+    doc = rollout(namespace, "web:1", [{"setWeight": 20}])
+    doc["spec"]["trafficRouting"]["istio"]["virtualService"]["routes"] = ["api"]
+    value = load_document(doc)
+    assert isinstance(value, Rollout)
+    IstioRouter(admin, value, StoredWeights()).restore()  # deleted right after the edit
+    assert http(admin, namespace) == [API, LEGACY, CATCH_ALL]
+
 def test_the_canary_subset_leaves_once_no_route_uses_it(admin, namespace):
     _, router = seed(admin, namespace, ["api"])
     router.apply(TrafficSplit(Weights.canary_at(20)))

@@ -11,6 +11,8 @@ from meshctl.domain.routers import istio
 from meshctl.domain.routers.backend import (
     claim_routes,
     claimed_routes,
+    dropped_routes,
+    give_back_dropped,
     held_routes,
     rebuilt_by,
     recorded_original,
@@ -177,3 +179,25 @@ def test_a_rollout_reads_and_writes_its_own_header_routes_beside_anothers():
     assert [r["name"] for r in obj["spec"]["http"]] == ["a", "meshctl-a-b-x", "a-b"]
     assert istio.read_split(obj, web) == TrafficSplit(Weights.canary_at(20))
     assert istio.read_split(obj, shop) == TrafficSplit(Weights.canary_at(10), (beta,))
+
+
+def test_routes_dropped_from_the_list_are_given_back_and_released_alone():
+    obj = claimed_routes(routed(PRIMARY, API), "web", ["primary", "api"], None, "http")
+    assert obj is not None
+    weighted(obj, "primary")
+    weighted(obj, "api")
+    obj = claim_routes(obj, "shop", ["other"])
+    assert dropped_routes(obj, "web", ["primary"]) == ["api"]
+    seen: list[tuple[dict[str, Any], list[str]]] = []
+
+    def restored(o: dict[str, Any], original: Any, routes: Any) -> dict[str, Any]:
+        seen.append((original, list(routes)))
+        return o
+
+    give_back_dropped(obj, "web", ["primary"], restored)
+    assert seen == [({"http": [PRIMARY, API]}, ["api"])]
+    assert route_claims(obj) == {"primary": "web", "other": "shop"}
+    assert dropped_routes(obj, "web", ["primary"]) == []
+    seen.clear()
+    give_back_dropped(obj, "web", ["primary"], restored)  # nothing dropped: unchanged
+    assert seen == []

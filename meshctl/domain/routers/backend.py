@@ -212,10 +212,12 @@ def claim_routes(obj: Obj, rollout_name: str, names: Sequence[str]) -> Obj:
     return obj
 
 
-def release_routes(obj: Obj, rollout_name: str) -> Obj:
-    """The routes ``rollout_name`` managed no longer claimed (in place)."""
+def release_routes(obj: Obj, rollout_name: str, only: Sequence[str] | None = None) -> Obj:
+    """The routes ``rollout_name`` managed (``only``: those of them) no longer claimed (in
+    place)."""
     claims = route_claims(obj)
-    left = {k: v for k, v in claims.items() if v != rollout_name}
+    left = {k: v for k, v in claims.items()
+            if v != rollout_name or (only is not None and k not in only)}
     if left != claims:
         annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
         if left:
@@ -223,6 +225,33 @@ def release_routes(obj: Obj, rollout_name: str) -> Obj:
         else:
             annotations.pop(ROUTES, None)
     return obj
+
+
+def claimed_by(obj: Mapping[str, Any] | None, rollout_name: str) -> list[str]:
+    """The routes of the object ``rollout_name`` claims."""
+    return sorted(n for n, holder in route_claims(obj).items() if holder == rollout_name)
+
+
+def dropped_routes(obj: Mapping[str, Any] | None, rollout_name: str,
+                   names: Sequence[str]) -> list[str]:
+    """The routes ``rollout_name`` claims but no longer manages (``names``: those it does):
+    taken off its spec's list, maybe while they carried canary weight. The next write gives
+    them back as found (:func:`give_back_dropped`)."""
+    return [n for n in claimed_by(obj, rollout_name) if n not in names]
+
+
+def give_back_dropped(obj: Obj, rollout_name: str, names: Sequence[str],
+                      restored: Callable[[Obj, Mapping[str, Any], Sequence[str]], Obj]) -> Obj:
+    """``obj`` with the routes ``rollout_name`` dropped from its list given back (by the
+    backend's ``restored(obj, original spec, route names)``) and released; unchanged when
+    there are none. Without a record to give them back from, they are released as they
+    are."""
+    dropped = dropped_routes(obj, rollout_name, names)
+    if not dropped:
+        return obj
+    original = recorded_original(obj)
+    release_routes(obj, rollout_name, dropped)
+    return obj if original is None else restored(obj, original, dropped)
 
 
 def held_routes(obj: Mapping[str, Any] | None, rollout_name: str,

@@ -23,7 +23,7 @@ values match ``Exact`` or ``RegularExpression``; a prefix match cannot be writte
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -265,14 +265,15 @@ def _read_header_rule(rule: Mapping[str, Any], prefix: str, own: set[str]) -> He
 
 
 def restored_http_route(route: Mapping[str, Any], original: Mapping[str, Any],
-                        rollout: Rollout) -> Obj:
-    """Only what meshctl changed, given back: its header rules go, each managed rule gets
-    its original ``backendRefs`` and loses meshctl's mirror filter (a mirror filter the rule
-    had is put back); every other rule and field stays as others left it."""
+                        rollout: Rollout, rules: Sequence[str] | None = None) -> Obj:
+    """Only what meshctl changed, given back: its header rules go, each managed rule
+    (``rules``: these rules) gets its original ``backendRefs`` and loses meshctl's mirror
+    filter (a mirror filter the rule had is put back); every other rule and field stays as
+    others left it."""
     routing = routing_of(rollout)
     out = copy.deepcopy(dict(route))
     before = {str(r.get("name", "")): r for r in named_entries(original, "rules")}
-    names = managed_rule_names(out, routing)
+    names = managed_rule_names(out, routing) if rules is None else list(rules)
     claims = route_claims(out)
     kept = []
     for rule in _rules(out):

@@ -19,7 +19,7 @@ the ``baselineSubset`` (pods labelled ``meshctl.io/track: baseline``), is always
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -232,14 +232,15 @@ def _read_header_route(route: Mapping[str, Any], prefix: str,
 
 
 def restored_virtual_service(vs: Mapping[str, Any], original: Mapping[str, Any],
-                             rollout: Rollout) -> Obj:
+                             rollout: Rollout, routes: Sequence[str] | None = None) -> Obj:
     """Only what meshctl changed, given back: its header routes go, and each managed route
-    gets its original ``route``, ``mirror`` and ``mirrorPercentage``; every other route and
-    field stays as others left it during the rollout."""
+    (``routes``: these routes) gets its original ``route``, ``mirror`` and
+    ``mirrorPercentage``; every other route and field stays as others left it during the
+    rollout."""
     routing = _istio(rollout)
     out = copy.deepcopy(dict(vs))
     before = {r.get("name", ""): r for r in named_entries(original, "http")}
-    names = managed_route_names(out, routing)
+    names = managed_route_names(out, routing) if routes is None else list(routes)
     claims = route_claims(out)
     kept = []
     for route in out.get("spec", {}).get("http", []):
