@@ -64,8 +64,8 @@ class Istiod:
 
     Thread-safe. An answer is reused for ``reuse_seconds``, so the passes of many Rollouts
     at the same moment cost istiod one /debug/syncz and one dump per proxy, not one each.
-    When istiod does not answer at all (no connection, or none within ``timeout``), it is
-    not asked again for ``down_hold`` seconds: every pass of every Rollout would otherwise
+    When istiod gives no usable answer (no connection, none within ``timeout``, or not
+    JSON), it is not asked again for ``down_hold`` seconds: every pass of every Rollout would otherwise
     wait ``timeout`` for it before writing its traffic (an abort's included)."""
 
     def __init__(self, url: str, token_file: str | None = None, timeout: float = 2.0,
@@ -94,7 +94,7 @@ class Istiod:
         try:
             answer = self._fetch(path, url)
         except Unavailable as exc:
-            if not exc.status:  # no answer at all (an HTTP error is an answer)
+            if not exc.status:  # no usable answer (an HTTP error status is one, and says why)
                 with self._lock:
                     self._down = (self._clock() + self.down_hold, exc.message)
             raise
