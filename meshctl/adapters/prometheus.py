@@ -17,6 +17,12 @@ measurement, never raising for data problems:
 
 :meth:`PrometheusProvider.check_query` asks Prometheus whether it accepts a query (spec
 validation: "a PromQL query that Prometheus rejects" is an invalid spec).
+
+A Prometheus that gave no answer at all (no connection, or none before the timeout) is not
+asked again for ``down_hold`` seconds: measurements and checks then say so at once. The
+controller keeps one provider per address, so during a hang its workers do not each wait a
+full timeout in every pass of every Rollout (an abort's included), and the pause that the
+first such measurement causes is the same.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,8 +67,12 @@ _MIN_ATTEMPT_SECONDS = 0.2
 class PrometheusProvider:
     """Instant queries against the Prometheus at ``address`` (``http://host:port``)."""
 
-    def __init__(self, address: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, address: str, *, headers: dict[str, str] | None = None,
+                 down_hold: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.address = address.rstrip("/")
+        self.down_hold = down_hold
+        self._clock = clock
+        self._down: tuple[float, str] | None = None  # until when it is not asked, and why
         # Retries are ours (tenacity, bounded by the measurement's timeout): the client's own
         # urllib3 retries would sleep past it.
         self._client = PrometheusConnect(
@@ -69,10 +80,14 @@ class PrometheusProvider:
         )
 
     def measure(self, query: str, timeout_seconds: float) -> Measurement:
+        held = self._held()
+        if held:
+            return Unavailable(held)
         deadline = time.monotonic() + timeout_seconds
         try:
             result = self._with_retries(query, deadline)
         except TransientError as exc:
+            self._note(exc)
             return Unavailable(f"Prometheus {self.address} did not answer within "
                           f"{timeout_seconds:g}s: {exc.message}")
         except AdapterError as exc:
@@ -84,11 +99,15 @@ class PrometheusProvider:
         """A range query: the one series' values from ``start`` to ``end`` every
         ``step_seconds`` (no series: no samples; several: an error, as for an instant
         query)."""
+        held = self._held()
+        if held:
+            return Unavailable(held)
         deadline = time.monotonic() + timeout_seconds
         try:
             result = before_deadline(
                 lambda: self._range_once(query, start, end, step_seconds, deadline), deadline)
         except TransientError as exc:
+            self._note(exc)
             return Unavailable(f"Prometheus {self.address} did not answer within "
                                f"{timeout_seconds:g}s: {exc.message}")
         except AdapterError as exc:
@@ -97,9 +116,13 @@ class PrometheusProvider:
 
     def check_query(self, query: str, timeout_seconds: float = 5.0) -> QueryCheck:
         """Ask Prometheus to parse and run ``query`` once; it says whether it accepts it."""
+        held = self._held()
+        if held:
+            return QueryCheck(False, held, reachable=False)
         try:
             self._with_retries(query, time.monotonic() + timeout_seconds)
         except TransientError as exc:
+            self._note(exc)
             return QueryCheck(False, exc.message, reachable=False)
         except AdapterError as exc:
             return QueryCheck(False, exc.message)
@@ -120,6 +143,19 @@ class PrometheusProvider:
 
     def close(self) -> None:
         self._client.close()
+
+    def _held(self) -> str:
+        """Why Prometheus is not asked now ('' when it is)."""
+        down = self._down
+        if down is None or self._clock() >= down[0]:
+            return ""
+        return (f"Prometheus {self.address} did not answer ({down[1]}); not asked again "
+                f"until {self.down_hold:g}s after that")
+
+    def _note(self, exc: TransientError) -> None:
+        """After no answer at all (an HTTP status, even 503, is an answer), hold off."""
+        if not exc.status:
+            self._down = (self._clock() + self.down_hold, exc.message)
 
     def _with_retries(self, query: str, deadline: float) -> Any:
         return before_deadline(lambda: self._query_once(query, deadline), deadline)

@@ -58,8 +58,6 @@ from meshctl.ops.reconcile import Ports, reconcile
 MetricsFactory = Callable[[str | None], MetricProvider]
 # (address, query) pairs Prometheus accepted: asked once per process, not on every pass
 _ACCEPTED: set[tuple[str | None, str]] = set()
-# addresses that did not answer a check, and until when they are not asked again
-_DOWN: dict[str | None, float] = {}
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def reconcile_object(kube: Kube, obj: dict[str, Any], metrics: MetricsFactory,
         rollout, plans = _validated(kube, obj)
     except InvalidSpec as exc:
         return _mark_invalid(kube, obj, exc.problems, now)
-    rejected = check_queries(plans, metrics, now, _ACCEPTED, timeout=2.0, down=_DOWN).problems
+    rejected = check_queries(plans, metrics, now, _ACCEPTED, timeout=2.0).problems
     if rejected:
         return _mark_invalid(kube, obj, rejected, now)
     store = KubeStatusStore(kube, obj, events)

@@ -9,8 +9,7 @@ the source unavailable), ``lint`` exits 5.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSet
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +24,6 @@ from meshctl.domain.spec import AnalysisTemplate, Rollout
 
 CHECK_TIMEOUT = 5.0
 MAX_REMEMBERED = 4096
-DOWN_HOLD = 15.0  # seconds a source that did not answer is not asked again (``down``)
 
 
 @dataclass(frozen=True)
@@ -65,30 +63,17 @@ def _queries(metric: ResolvedMetric, now: datetime) -> list[tuple[str, str]]:
 
 def check_queries(plans: ResolvedAnalysis, sources: Callable[[str | None], object], now: datetime,
                   accepted: MutableSet[tuple[str | None, str]] | None = None,
-                  timeout: float = CHECK_TIMEOUT,
-                  down: MutableMapping[str | None, float] | None = None,
-                  clock: Callable[[], float] = time.monotonic) -> QueryReport:
+                  timeout: float = CHECK_TIMEOUT) -> QueryReport:
     """Ask each metric's source whether it accepts the metric's queries. ``accepted``
     remembers queries a source accepted (the controller keeps one across passes, so a valid
     Rollout costs its queries once). A source that does not answer is not asked again in
-    this check: one ``timeout`` at most is spent waiting for sources that are down.
-    ``down`` remembers them across checks, until ``clock()`` passes the time it holds (the
-    controller keeps one: else, while Prometheus hangs, every pass of every Rollout whose
-    queries it has not accepted yet would wait ``timeout`` for a check that proves nothing,
-    and an abort with them)."""
+    this check: one ``timeout`` at most is spent waiting for sources that are down."""
     problems: list[Problem] = []
     unreachable = ""
-    held = down if down is not None else {}
-    for address, until in list(held.items()):  # the controller's workers share ``down``
-        if until <= clock():
-            held.pop(address, None)
+    down: set[str | None] = set()
     for metric, query, path in rendered(plans, now):
         key = (metric.address, query)
-        if accepted is not None and key in accepted:
-            continue
-        if metric.address in held:
-            unreachable = unreachable or (f"not asked: it did not answer within the last "
-                                          f"{DOWN_HOLD:g} s")
+        if (accepted is not None and key in accepted) or metric.address in down:
             continue
         source = sources(metric.address)
         if not isinstance(source, QueryChecker):
@@ -101,7 +86,7 @@ def check_queries(plans: ResolvedAnalysis, sources: Callable[[str | None], objec
                 accepted.add(key)
         elif not check.reachable:
             unreachable = unreachable or check.message
-            held[metric.address] = clock() + DOWN_HOLD
+            down.add(metric.address)
         else:
             problems.append(Problem(path,
                                     f"Prometheus rejects the query of metric {metric.name!r}: "

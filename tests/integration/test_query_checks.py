@@ -16,12 +16,13 @@ from click.testing import CliRunner
 from meshctl.adapters.files import dump_all, parse_documents
 from meshctl.adapters.prometheus import PrometheusProvider
 from meshctl.cli.main import cli
+from meshctl.domain.measurements import Unavailable
 from meshctl.domain.resolve import resolve_analysis
 from meshctl.domain.routers.backend import MeshKind
 from meshctl.domain.spec import GROUP, VERSION, Rollout
 from meshctl.domain.validation import load_document
 from meshctl.localmesh.procs import free_port
-from meshctl.ops.query_checks import DOWN_HOLD, QueryReport, check_queries
+from meshctl.ops.query_checks import QueryReport, check_queries
 
 from .cluster_world import ADMIN_ROUTE, Driver, rollout
 from .conftest import running_prometheus
@@ -148,29 +149,31 @@ def test_the_controller_marks_a_rejected_query_invalid_and_writes_nothing(
 
 
 def test_a_prometheus_that_never_answers_is_not_asked_again_for_a_while(silent_server):
-    """The controller's check of a Rollout's queries waits its timeout once for a hung
-    Prometheus, then does not ask it again until DOWN_HOLD has passed: else every pass of
-    every Rollout not checked yet (all of them after a restart) waits that timeout for a
-    check that proves nothing. Connections are counted at the hung server."""
+    """The controller keeps one provider per Prometheus: once it gave no answer within a
+    timeout, checks and measurements say so at once until its hold is over, instead of each
+    waiting its own timeout (every pass of every Rollout, an abort's included).
+    Connections are counted at the hung server."""
     found = load_document(rollout("shop", "web:2", [{"setWeight": 20}, {"analysis": {}}]))
     assert isinstance(found, Rollout)
     plans = resolve_analysis(found, {}, MeshKind.ISTIO)
-    provider = PrometheusProvider(f"http://127.0.0.1:{silent_server.port}")
-    down: dict[str | None, float] = {}
     clock = [1000.0]
+    provider = PrometheusProvider(f"http://127.0.0.1:{silent_server.port}", down_hold=5.0,
+                                  clock=lambda: clock[0])
 
     def check() -> QueryReport:
         return check_queries(plans, lambda address: provider, datetime.now(UTC), set(),
-                             timeout=0.5, down=down, clock=lambda: clock[0])
+                             timeout=0.5)
 
     try:
         first = check()
         asked = len(silent_server.accepted)
         assert first.unreachable and not first.problems and asked >= 1
         again = check()
-        assert "not asked: it did not answer" in again.unreachable and not again.problems
+        assert "not asked again" in again.unreachable and not again.problems
+        measured = provider.measure("up", 0.5)
+        assert isinstance(measured, Unavailable) and "did not answer" in measured.reason
         assert len(silent_server.accepted) == asked
-        clock[0] += DOWN_HOLD
+        clock[0] += 5.0
         assert check().unreachable
         assert len(silent_server.accepted) > asked  # asked again once the hold is over
     finally:
