@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meshctl.adapters.errors import AdapterError, Forbidden, Unavailable
+from meshctl.adapters.retries import Silence
 from meshctl.domain.dataplane import (
     NOT_OBSERVED,
     ProxyRoutes,
@@ -65,8 +66,8 @@ class Istiod:
     Thread-safe. An answer is reused for ``reuse_seconds``, so the passes of many Rollouts
     at the same moment cost istiod one /debug/syncz and one dump per proxy, not one each.
     When istiod gives no usable answer (no connection, none within ``timeout``, or not
-    JSON), it is not asked again for ``down_hold`` seconds: every pass of every Rollout would otherwise
-    wait ``timeout`` for it before writing its traffic (an abort's included)."""
+    JSON), it is not asked again for ``down_hold`` seconds
+    (:class:`~meshctl.adapters.retries.Silence`)."""
 
     def __init__(self, url: str, token_file: str | None = None, timeout: float = 2.0,
                  reuse_seconds: float = 0.1, down_hold: float = 5.0,
@@ -75,28 +76,25 @@ class Istiod:
         self.token_file = token_file
         self.timeout = timeout
         self.reuse_seconds = reuse_seconds
-        self.down_hold = down_hold
         self._clock = clock
+        self._silence = Silence("istiod", down_hold, clock)
         self._answers: dict[str, tuple[float, Any]] = {}
-        self._down: tuple[float, str] | None = None  # until when, and why
         self._lock = threading.Lock()
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         with self._lock:
             at, answer = self._answers.get(url, (0.0, None))
-            down = self._down
-        now = self._clock()
-        if now - at < self.reuse_seconds:
+        if self._clock() - at < self.reuse_seconds:
             return answer
-        if down is not None and now < down[0]:
-            raise Unavailable(f"{down[1]}; not asked again for {self.down_hold:g} s")
+        silent = self._silence.reason()
+        if silent:
+            raise Unavailable(silent)
         try:
             answer = self._fetch(path, url)
         except Unavailable as exc:
             if not exc.status:  # no usable answer (an HTTP error status is one, and says why)
-                with self._lock:
-                    self._down = (self._clock() + self.down_hold, exc.message)
+                self._silence.heard_nothing(exc.message)
             raise
         with self._lock:
             if len(self._answers) > 1000:

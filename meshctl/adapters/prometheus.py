@@ -19,10 +19,9 @@ measurement, never raising for data problems:
 validation: "a PromQL query that Prometheus rejects" is an invalid spec).
 
 A Prometheus that gave no answer at all (no connection, or none before the timeout) is not
-asked again for ``down_hold`` seconds: measurements and checks then say so at once. The
-controller keeps one provider per address, so during a hang its workers do not each wait a
-full timeout in every pass of every Rollout (an abort's included), and the pause that the
-first such measurement causes is the same.
+asked again for ``down_hold`` seconds (:class:`~meshctl.adapters.retries.Silence`):
+measurements and checks then say so at once, and the pause the first such measurement
+caused is the same.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from meshctl.adapters.errors import (
     from_http_status,
     translate,
 )
-from meshctl.adapters.retries import before_deadline
+from meshctl.adapters.retries import Silence, before_deadline
 from meshctl.domain.measurements import (
     Error,
     Measurement,
@@ -70,9 +69,7 @@ class PrometheusProvider:
     def __init__(self, address: str, *, headers: dict[str, str] | None = None,
                  down_hold: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.address = address.rstrip("/")
-        self.down_hold = down_hold
-        self._clock = clock
-        self._down: tuple[float, str] | None = None  # until when it is not asked, and why
+        self._silence = Silence(f"Prometheus {self.address}", down_hold, clock)
         # Retries are ours (tenacity, bounded by the measurement's timeout): the client's own
         # urllib3 retries would sleep past it.
         self._client = PrometheusConnect(
@@ -145,17 +142,11 @@ class PrometheusProvider:
         self._client.close()
 
     def _held(self) -> str:
-        """Why Prometheus is not asked now ('' when it is)."""
-        down = self._down
-        if down is None or self._clock() >= down[0]:
-            return ""
-        return (f"Prometheus {self.address} did not answer ({down[1]}); not asked again "
-                f"until {self.down_hold:g}s after that")
+        return self._silence.reason()
 
     def _note(self, exc: TransientError) -> None:
-        """After no answer at all (an HTTP status, even 503, is an answer), hold off."""
-        if not exc.status:
-            self._down = (self._clock() + self.down_hold, exc.message)
+        if not exc.status:  # no answer at all (an HTTP status, even 503, is an answer)
+            self._silence.heard_nothing(exc.message)
 
     def _with_retries(self, query: str, deadline: float) -> Any:
         return before_deadline(lambda: self._query_once(query, deadline), deadline)

@@ -13,6 +13,11 @@ is raised at once. Back-off is exponential: it starts at 50 ms and doubles.
   measurement's timeout.
 
 When the tries run out, the last error is raised as it was.
+
+- :class:`Silence`: after a server gave no answer at all (no connection, or none before the
+  timeout), it is not asked again for a while: what would ask it is told why at once. The
+  controller's clients of Prometheus and istiod keep one each, so during a hang its workers
+  do not each wait out a timeout in every pass of every Rollout (an abort's included).
 """
 
 from __future__ import annotations
@@ -61,3 +66,26 @@ def before_deadline(call: Callable[[], T], deadline: float, *, max_backoff: floa
         reraise=True,
     )
     return retrying(call)
+
+
+class Silence:
+    """Remembers that a server gave no answer, for ``hold`` seconds of ``clock``.
+    Thread-safe: a tuple is replaced whole."""
+
+    def __init__(self, server: str, hold: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.server, self.hold, self._clock = server, hold, clock
+        self._since: tuple[float, str] | None = None  # until when, and the failure
+
+    def heard_nothing(self, failure: str) -> None:
+        """``server`` gave no answer (``failure`` says how): hold off from now."""
+        self._since = (self._clock() + self.hold, failure)
+
+    def reason(self) -> str:
+        """Why ``server`` is not asked now ('' when it may be)."""
+        since = self._since
+        if since is None or self._clock() >= since[0]:
+            return ""
+        return (f"{self.server} did not answer ({since[1]}); not asked again for {self.hold:g} s "
+                "after that")
+
