@@ -88,4 +88,3 @@ class Silence:
             return ""
         return (f"{self.server} did not answer ({since[1]}); not asked again for {self.hold:g} s "
                 "after that")
-
