@@ -9,18 +9,13 @@ Gateway API implementation) for the split the proxies apply, never the stored ob
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from meshctl.adapters.errors import NotFound
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
-from meshctl.domain.routers.backend import (
-    claimed_by,
-    claimed_routes,
-    dropped_routes,
-    give_back_dropped,
-    release_routes,
-    take_original,
-)
+from meshctl.domain.routers.backend import dropped_routes, given_back, split_written
 from meshctl.domain.routers.gatewayapi import (
     HTTP_ROUTE,
     apply_split,
@@ -76,13 +71,9 @@ class HTTPRouteRouter:
         rollout, seen, routing = self.rollout, self._route, self.routing
 
         def change(route: Object) -> Object:
-            names = managed_rule_names(route, routing)
-            mine = claimed_routes(route, rollout.name, names, seen, "rules")
-            if mine is None:  # another Rollout took a rule since: validation says so
-                return route
-            mine = give_back_dropped(mine, rollout.name, names, lambda obj, original, rules:
-                                     restored_http_route(obj, original, rollout, rules))
-            return apply_split(mine, rollout, split)
+            return split_written(route, rollout.name, managed_rule_names(route, routing),
+                                 seen, "rules", self._restored,
+                                 lambda mine: apply_split(mine, rollout, split))
 
         updated = self.kube.update_with_retry(
             *API, rollout.namespace, HTTP_ROUTE.plural, self.routing.http_route.name, change)
@@ -94,17 +85,16 @@ class HTTPRouteRouter:
         rollout = self.rollout
 
         def restored(route: Object) -> Object:
-            # the rules it manages, and any it still holds that were taken off its list
-            rules = sorted({*managed_rule_names(route, self.routing),
-                            *claimed_by(route, rollout.name)})
-            release_routes(route, rollout.name)
-            original = take_original(route)
-            return route if original is None else restored_http_route(route, original, rollout,
-                                                                      rules)
+            return given_back(route, rollout.name, managed_rule_names(route, self.routing),
+                              self._restored)
 
         with contextlib.suppress(NotFound):
             self.kube.update_with_retry(*API, rollout.namespace, HTTP_ROUTE.plural,
                                         self.routing.http_route.name, restored)
+
+    def _restored(self, route: Object, original: Mapping[str, Any], rules: Sequence[str]
+                  ) -> Object:
+        return restored_http_route(route, original, self.rollout, rules)
 
     def prepare(self) -> None:
         """Nothing to prepare: a backendRef to the canary's Service needs no other object."""

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from meshctl.adapters.errors import NotFound, Unavailable
 from meshctl.adapters.istiod import DataPlane
 from meshctl.adapters.kube import Kube, Object
 from meshctl.domain.routers.backend import (
-    claimed_by,
-    claimed_routes,
     dropped_routes,
-    give_back_dropped,
+    given_back,
     recorded_original,
-    release_routes,
     remember_original,
+    split_written,
     take_original,
 )
 from meshctl.domain.routers.istio import (
@@ -97,13 +96,9 @@ class IstioRouter:
         seen, routing = self._vs, self.routing
 
         def change(vs: Object) -> Object:
-            names = managed_route_names(vs, routing)
-            mine = claimed_routes(vs, rollout.name, names, seen, "http")
-            if mine is None:  # another Rollout took a route since: validation says so
-                return vs
-            mine = give_back_dropped(mine, rollout.name, names, lambda obj, original, routes:
-                                     restored_virtual_service(obj, original, rollout, routes))
-            return apply_split(mine, rollout, split)
+            return split_written(vs, rollout.name, managed_route_names(vs, routing), seen,
+                                 "http", self._restored,
+                                 lambda mine: apply_split(mine, rollout, split))
 
         updated = self.kube.update_with_retry(
             *ISTIO, rollout.namespace, "virtualservices", self.routing.virtual_service.name,
@@ -138,18 +133,17 @@ class IstioRouter:
         rollout = self.rollout
 
         def virtual_service(vs: Object) -> Object:
-            # the routes it manages, and any it still holds that were taken off its list
-            routes = sorted({*managed_route_names(vs, self.routing),
-                             *claimed_by(vs, rollout.name)})
-            release_routes(vs, rollout.name)
-            original = take_original(vs)
-            return vs if original is None else restored_virtual_service(vs, original, rollout,
-                                                                        routes)
+            return given_back(vs, rollout.name, managed_route_names(vs, self.routing),
+                              self._restored)
 
         self._restore("virtualservices", self.routing.virtual_service.name, virtual_service)
         if self.routing.destination_rule is not None:
             self._restore("destinationrules", self.routing.destination_rule.name,
                           self._without_borrowed_subset)
+
+    def _restored(self, vs: Object, original: Mapping[str, Any], routes: Sequence[str]
+                  ) -> Object:
+        return restored_virtual_service(vs, original, self.rollout, routes)
 
     def _restore(self, plural: str, name: str, change: Callable[[Object], Object]) -> None:
         with contextlib.suppress(NotFound):

@@ -240,8 +240,12 @@ def dropped_routes(obj: Mapping[str, Any] | None, rollout_name: str,
     return [n for n in claimed_by(obj, rollout_name) if n not in names]
 
 
+# a backend's "these routes of the object given back from the original spec"
+Restorer = Callable[[Obj, Mapping[str, Any], Sequence[str]], Obj]
+
+
 def give_back_dropped(obj: Obj, rollout_name: str, names: Sequence[str],
-                      restored: Callable[[Obj, Mapping[str, Any], Sequence[str]], Obj]) -> Obj:
+                      restored: Restorer) -> Obj:
     """``obj`` with the routes ``rollout_name`` dropped from its list given back (by the
     backend's ``restored(obj, original spec, route names)``) and released; unchanged when
     there are none. Without a record to give them back from, they are released as they
@@ -252,6 +256,29 @@ def give_back_dropped(obj: Obj, rollout_name: str, names: Sequence[str],
     original = recorded_original(obj)
     release_routes(obj, rollout_name, dropped)
     return obj if original is None else restored(obj, original, dropped)
+
+
+def split_written(obj: Obj, rollout_name: str, names: Sequence[str],
+                  seen: Mapping[str, Any] | None, key: str, restored: Restorer,
+                  applied: Callable[[Obj], Obj]) -> Obj:
+    """The route object as one weight write leaves it: the routes ``names`` claimed and
+    their original recorded (:func:`claimed_routes`; ``obj`` unchanged if another Rollout
+    took one since ``seen``), routes dropped from the Rollout's list given back, then the
+    split ``applied``."""
+    mine = claimed_routes(obj, rollout_name, names, seen, key)
+    if mine is None:  # another Rollout took a route since: validation says so
+        return obj
+    return applied(give_back_dropped(mine, rollout_name, names, restored))
+
+
+def given_back(obj: Obj, rollout_name: str, names: Sequence[str], restored: Restorer) -> Obj:
+    """The route object as a deleted Rollout leaves it: the routes it manages (``names``)
+    and any it still holds that were taken off its list given back, its claims released,
+    and the record removed once nobody claims a route (:func:`take_original`)."""
+    routes = sorted({*names, *claimed_by(obj, rollout_name)})
+    release_routes(obj, rollout_name)
+    original = take_original(obj)
+    return obj if original is None else restored(obj, original, routes)
 
 
 def held_routes(obj: Mapping[str, Any] | None, rollout_name: str,
