@@ -366,7 +366,7 @@ def _checks_end(status: RolloutStatus, obs: Observation) -> bool:
     someone asked to abort. Checking first would only hold back the traffic write, by up to
     each query's or webhook's timeout when Prometheus or the gate is slow or down (often
     the very reason for the abort)."""
-    if obs.revision != status.current_revision:
+    if obs.revision != status.current_revision or _withdrawn(status, obs):
         return True
     abort = obs.intents.get(Action.ABORT)
     return (abort is not None and status.handled(Action.ABORT) != abort
@@ -390,6 +390,7 @@ def _live_runs(status: RolloutStatus, obs: Observation
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: datetime) -> Decision:
     p = _Pass(spec, status, obs, now)
+    withdrawn = _withdrawn(status, obs)
     _record_observation(p)
     if p.status.phase is Phase.PENDING:
         _first_sight(p)
@@ -397,8 +398,41 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: date
         _new_revision(p)
     _intents(p)
     _promotion_underway(p)
+    if withdrawn:
+        _rollback_underway(p)
     _HANDLERS[p.status.phase](p)
     return _finish(p)
+
+
+def _withdrawn(status: RolloutStatus, obs: Observation) -> bool:
+    """The written routing is all stable (no canary or baseline weight, header route or
+    mirror) while the status, Progressing or Paused at the same revision, says meshctl
+    last wrote some to the canary. Only an abort writes that; see :func:`_rollback_underway`."""
+    if (status.phase not in (Phase.PROGRESSING, Phase.PAUSED)
+            or obs.revision != status.current_revision
+            or obs.written != TrafficSplit.stable_only()):
+        return False
+    w = status.weights
+    return bool(w.canary or w.baseline or status.header_routes or status.mirror_percent)
+
+
+def _rollback_underway(p: _Pass) -> None:
+    """An abort writes 100% stable first and saves its status after. Finding that split
+    written while the status still holds canary traffic means a pass began rolling back and
+    died (or failed to save) before its status was saved, or another writer took the
+    canary's traffic away: abort on, never send traffic back to the canary. The first
+    reason is lost with the unsaved status; the message says so.
+
+    E.g. status step 1 (analysis at 80/20), 100/0 written: the pass aborts and keeps 100/0
+    (it would otherwise rewrite 80/20 as drift, and the analysis that failed in the lost
+    pass need not fail again at once)."""
+    if p.status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+        return  # the user's abort or a promotion already decided this pass
+    w = p.status.weights
+    p.begin_abort("TrafficWithdrawn", f"the data plane's routing is written 100% stable while "
+                  f"meshctl last wrote {_named(Weights(w.stable, w.canary, w.baseline or 0))}: "
+                  "an abort whose status was not saved, or another writer took the canary's "
+                  "traffic away; meshctl does not send it back (retry to start again)")
 
 
 def _promotion_underway(p: _Pass) -> None:

@@ -410,6 +410,67 @@ def test_a_promotion_whose_status_saves_were_lost_goes_on_and_never_sends_traffi
     assert sim.weights_written() == [(100, 0), (80, 20), (20, 80), (100, 0)]
 
 
+def _killed_after_the_abort_write() -> Sim:
+    """Analysis at 80/20 fails once (83.2 ms); the pass writes 100/0 and dies before saving
+    its status. Every later measurement passes (10 ms)."""
+    answers = iter([Value(83.2)])
+    sim = Sim(canary({"setWeight": 20}, {"analysis": {}}, {"setWeight": 60}),
+              analysis=ResolvedAnalysis(steps={1: (slo_metric(),)}),
+              metric=lambda run, metric: next(answers, Value(10.0)))
+    sim.run(until=lambda s: s.status.current_step == 1)
+    for _ in range(10):
+        saved = sim.status
+        decision = sim.reconcile()
+        if sim.written == TrafficSplit.stable_only():
+            sim.status = saved  # killed before the status save: only the world changed
+            return sim
+        sim.now += timedelta(seconds=decision.requeue_after or 1)
+    raise AssertionError("the analysis never failed")
+
+
+def test_an_abort_whose_status_save_was_lost_goes_on_and_never_sends_traffic_back():
+    """Given a pass that wrote the rollback and died before saving its status, the next
+    pass finds 100/0 written while the status holds 80/20: it aborts on, although the
+    analysis would now pass, and never writes the canary's weight again."""
+    sim = _killed_after_the_abort_write()
+    assert measurements_due(sim.spec, sim.status, sim.observation(), sim.now) == []
+    sim.run()
+    assert sim.weights_written() == [(100, 0), (80, 20), (100, 0)]
+    assert sim.status.phase is Phase.DEGRADED
+    assert sim.status.abort.reason == "TrafficWithdrawn"
+    assert "an abort whose status was not saved" in sim.status.message
+    assert sim.canary.replicas == 0
+
+
+@pytest.mark.parametrize("written, corrected", [
+    (TrafficSplit(Weights(50, 50)), True),  # other weights: drift, put back
+    (TrafficSplit.stable_only(), False),  # the canary's traffic taken away: abort
+])
+def test_weights_someone_else_wrote_are_put_back_unless_the_canary_lost_all(written, corrected):
+    sim = Sim(canary({"setWeight": 20}, {"pause": {}}))
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    sim.written = sim.observed = written
+    sim.run()
+    assert (sim.written.weights.canary == 20) is corrected
+    assert sim.status.phase is (Phase.PAUSED if corrected else Phase.DEGRADED)
+
+
+def test_a_new_revision_after_a_lost_status_save_starts_again_and_does_not_abort():
+    """The new revision's first pass writes 100/0 (its canary is not ready) and dies before
+    saving: the next pass sees the old revision's 80/20 in status, 100/0 written, and a
+    revision that is not the status's: it starts the new rollout."""
+    sim = Sim(canary({"setWeight": 20}, {"pause": {}}))
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    saved = sim.status
+    sim.revision = "v3"
+    sim.reconcile()
+    assert sim.written == TrafficSplit.stable_only()
+    sim.status = saved
+    sim.reconcile()
+    assert sim.status.phase is Phase.PROGRESSING
+    assert sim.status.current_revision == "v3" and sim.status.abort is None
+
+
 def _abort_while_stable_has_no_ready_pods() -> Sim:
     """Canary at 99/1 written but not yet applied (the data plane still shows 100/0), then
     stable loses every ready pod and the user aborts: the case hypothesis found."""

@@ -44,7 +44,7 @@ def test_a_split_becomes_routes_in_envoys_order_and_comes_back() -> None:
     config = route_configuration(split)
 
     routes = config["virtual_hosts"][0]["routes"]
-    assert [r["name"] for r in routes] == ["testers", WEIGHTED_ROUTE]  # first match wins
+    assert [r["name"] for r in routes] == ["header-testers", WEIGHTED_ROUTE]  # first match wins
     assert routes[0]["route"] == {"cluster": "canary"}
     assert routes[1]["route"]["weighted_clusters"]["clusters"] == [
         {"name": "stable", "weight": 75}, {"name": "canary", "weight": 25}]

@@ -58,6 +58,16 @@ def test_a_split_survives_the_round_trip_through_envoys_json(split: TrafficSplit
     assert route_config_to_split(route_config_from_json(as_json), LAYOUT) == split
 
 
+def test_a_header_route_named_like_the_weighted_route_reads_back_as_written() -> None:
+    """A header route called ``weighted`` (found by hypothesis) does not make Envoy's
+    route configuration unreadable."""
+    split = TrafficSplit(Weights.canary_at(0), header_routes=(
+        HeaderRoute(WEIGHTED_ROUTE, (HeaderMatch("a", "0"),)),))
+    as_json = pb.json_format.MessageToDict(route_config(split, LAYOUT),
+                                           preserving_proto_field_name=True)
+    assert route_config_to_split(route_config_from_json(as_json), LAYOUT) == split
+
+
 def test_header_routes_come_before_the_weighted_route() -> None:
     split = TrafficSplit(
         Weights.canary_at(10),
@@ -66,7 +76,7 @@ def test_header_routes_come_before_the_weighted_route() -> None:
     )
     routes = route_config(split, LAYOUT).virtual_hosts[0].routes
 
-    assert [r.name for r in routes] == ["testers", WEIGHTED_ROUTE]
+    assert [r.name for r in routes] == ["header-testers", WEIGHTED_ROUTE]
     assert routes[0].route.cluster == "canary"
     weighted = routes[1].route
     assert [(c.name, c.weight.value) for c in weighted.weighted_clusters.clusters] == [

@@ -10,7 +10,8 @@ Its one object is Envoy's ``RouteConfiguration`` (:data:`ROUTE_NAME`) in the JSO
 prints in its admin ``/config_dump`` (proto field names):
 
     virtual_hosts: [{name: service, domains: ["*"], routes: [
-        <one route per header route: all its header matchers hold -> cluster canary>,
+        <one route per header route, named header-<its name>: all its header matchers hold
+         -> cluster canary>,
         {name: weighted, match: {prefix: /}, route: {weighted_clusters: {clusters: [
             {name: stable, weight: 90}, {name: canary, weight: 10}]},
             request_mirror_policies: [<when mirroring: canary, N percent>]}}]}]
@@ -38,6 +39,7 @@ CANARY_CLUSTER = "canary"
 BASELINE_CLUSTER = "baseline"  # a fresh baseline's (spec.local.baseline)
 ROUTE_NAME = "meshctl_route"
 WEIGHTED_ROUTE = "weighted"
+HEADER_ROUTE_PREFIX = "header-"  # so that no header route's name is the weighted route's
 VIRTUAL_HOST = "service"
 
 _MATCH_FIELDS = {MatchKind.EXACT: "exact", MatchKind.PREFIX: "prefix"}
@@ -49,7 +51,7 @@ def route_configuration(split: TrafficSplit, stable: str = STABLE_CLUSTER,
     """The RouteConfiguration that makes Envoy apply ``split``. Header routes come first
     (Envoy takes the first route that matches), then the weighted one."""
     routes: list[Obj] = [
-        {"name": route.name,
+        {"name": HEADER_ROUTE_PREFIX + route.name,
          "match": {"prefix": "/", "headers": [_matcher(m) for m in route.matches]},
          "route": {"cluster": canary}}
         for route in split.header_routes
@@ -90,10 +92,11 @@ def split_of(config: Mapping[str, Any], stable: str = STABLE_CLUSTER,
             scale = _DENOMINATOR_SCALE[fraction.get("denominator", "HUNDRED")]
             mirror = round(float(fraction.get("numerator", 0)) / scale)
     header_routes = tuple(
-        HeaderRoute(name=r.get("name", ""),
+        HeaderRoute(name=r["name"].removeprefix(HEADER_ROUTE_PREFIX),
                     matches=tuple(_match(h) for h in r.get("match", {}).get("headers", ())))
         for r in routes
-        if r.get("name") != WEIGHTED_ROUTE and r.get("route", {}).get("cluster") == canary
+        if str(r.get("name", "")).startswith(HEADER_ROUTE_PREFIX)
+        and r.get("route", {}).get("cluster") == canary
     )
     return TrafficSplit(
         weights=Weights(stable=weights.get(stable, 0), canary=weights.get(canary, 0),
