@@ -407,13 +407,17 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: date
 def _withdrawn(status: RolloutStatus, obs: Observation) -> bool:
     """The written routing is all stable (no canary or baseline weight, header route or
     mirror) while the status, Progressing or Paused at the same revision, says meshctl
-    last wrote some to the canary. Only an abort writes that; see :func:`_rollback_underway`."""
+    last wrote weight to the canary (or a fresh baseline). Only an abort writes that; see
+    :func:`_rollback_underway`.
+
+    A step with header routes or a mirror but no weight does not count: the local mesh,
+    started again, serves the status's weights only (the status keeps header routes by
+    name, not their matches), and that must not read as an abort."""
     if (status.phase not in (Phase.PROGRESSING, Phase.PAUSED)
             or obs.revision != status.current_revision
             or obs.written != TrafficSplit.stable_only()):
         return False
-    w = status.weights
-    return bool(w.canary or w.baseline or status.header_routes or status.mirror_percent)
+    return bool(status.weights.canary or status.weights.baseline)
 
 
 def _rollback_underway(p: _Pass) -> None:

@@ -455,6 +455,20 @@ def test_weights_someone_else_wrote_are_put_back_unless_the_canary_lost_all(writ
     assert sim.status.phase is (Phase.PAUSED if corrected else Phase.DEGRADED)
 
 
+def test_header_routes_lost_at_a_step_without_weight_are_written_again():
+    """A header route but no weight yet: 100/0 written is what a restarted local mesh
+    serves (the status keeps the route's name only), not an abort."""
+    spec = canary({"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}}, {"pause": {}})
+    sim = Sim(spec)
+    sim.run(until=lambda s: s.status.phase is Phase.PAUSED)
+    routes = sim.written.header_routes
+    assert routes
+    sim.written = sim.observed = TrafficSplit.stable_only()
+    sim.run()
+    assert sim.status.phase is Phase.PAUSED and sim.written.header_routes == routes
+
+
 def test_a_new_revision_after_a_lost_status_save_starts_again_and_does_not_abort():
     """The new revision's first pass writes 100/0 (its canary is not ready) and dies before
     saving: the next pass sees the old revision's 80/20 in status, 100/0 written, and a
