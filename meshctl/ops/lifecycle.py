@@ -214,41 +214,51 @@ def _validated(kube: Kube, obj: Mapping[str, Any]) -> tuple[Rollout, Any]:
 
 
 def _other_holder(kube: Kube, rollout: Rollout, stable_name: str) -> str | None:
-    """Another Rollout that manages the stable Deployment: it still exists and still names
-    it (a claim left by a Rollout deleted without its finalizer, or since pointed at another
-    Deployment, is taken over)."""
+    """Another Rollout that manages the stable Deployment (a claim left by a Rollout
+    deleted without its finalizer, or since pointed at another Deployment, is taken over)."""
     holder = claimant(kube.get_or_none("apps", "v1", rollout.namespace, "deployments",
                                        stable_name))
     if holder is None or holder == rollout.name:
         return None
-    found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
-    names = ((found or {}).get("spec") or {}).get("workloadRef") or {}
-    return holder if names.get("name") == stable_name else None
+
+    def names_it(other: Rollout) -> bool:
+        ref = other.spec.workload_ref
+        return ref is not None and ref.name == stable_name
+
+    return holder if _still_holds(kube, rollout.namespace, holder, names_it) else None
 
 
 def _route_holders(kube: Kube, rollout: Rollout, backend: Backend,
                    obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """(route, Rollout) for each route this Rollout manages in its route object ``obj``
-    that another Rollout manages: it still exists and still names that object (one whose
-    spec does not parse is taken to)."""
+    that another Rollout manages."""
     refs = backend.refs(rollout)
     if obj is None or not refs:
         return []
-    ref, out = refs[0], []
-    for route, holder in held_routes(obj, rollout.name, backend.managed(rollout, obj)).items():
-        found = kube.get_or_none(GROUP, VERSION, rollout.namespace, "rollouts", holder)
-        if found is None:
-            continue
-        try:
-            other = PARSED.of(found, "document", load_document)
-        except InvalidSpec:
-            out.append((route, holder))
-            continue
-        theirs = backend_of(other) if isinstance(other, Rollout) else None
-        if not isinstance(other, Rollout) or theirs is None or any(
-                r.kind == ref.kind and r.name == ref.name for r in theirs.refs(other)):
-            out.append((route, holder))
-    return out
+    ref = refs[0]
+
+    def names_it(other: Rollout) -> bool:
+        theirs = backend_of(other)
+        return theirs is None or any(r.kind == ref.kind and r.name == ref.name
+                                     for r in theirs.refs(other))
+
+    return [(route, holder) for route, holder
+            in held_routes(obj, rollout.name, backend.managed(rollout, obj)).items()
+            if _still_holds(kube, rollout.namespace, holder, names_it)]
+
+
+def _still_holds(kube: Kube, namespace: str, holder: str,
+                 names_it: Callable[[Rollout], bool]) -> bool:
+    """The Rollout ``holder``, named in a claim, still holds it: it exists and still names
+    the object (``names_it``), or its spec does not parse (it may once it is fixed)."""
+    found = kube.get_or_none(GROUP, VERSION, namespace, "rollouts", holder)
+    if found is None:
+        return False
+    try:
+        other = PARSED.of(found, "document", load_document)
+    except InvalidSpec:
+        return True
+    return not isinstance(other, Rollout) or names_it(other)
 
 
 def _mark_invalid(kube: Kube, obj: dict[str, Any], problems: tuple[Problem, ...],
