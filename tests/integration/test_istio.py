@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ssl
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -400,7 +401,9 @@ def test_the_slo_gate_reads_the_canarys_envoy_cluster_at_the_gateway(
     assert availability["measurements"], availability
     values = [m["value"] for m in availability["measurements"] if m.get("value") is not None]
     if canary_error_rate:
-        assert values and all(0.5 < v < 0.9 for v in values), values
+        # ~0.7: the canary's own clusters (with stable's counted it would be ~0.85); one
+        # measurement over a window of a few requests may stray, the median does not
+        assert values and 0.55 < statistics.median(values) < 0.82, values
     else:
         assert availability["verdict"] == "Passing" and all(v == 1.0 for v in values), values
 
