@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,14 +35,22 @@ from meshctl.domain.traffic import TrafficSplit, Weights
 from meshctl.localmesh.load import LoadGenerator
 from meshctl.localmesh.mesh import Address, Backend, Command, LocalMesh
 from meshctl.localmesh.procs import LocalMeshError, free_port, recording_children
-from meshctl.localmesh.router import XdsTimeout
+from meshctl.localmesh.router import XdsRejected, XdsTimeout
 from meshctl.localmesh.workloads import LocalWorkloads
 from meshctl.ops.gates import EnvSecrets, GateJudge
 from meshctl.ops.providers import Providers
 from meshctl.ops.reconcile import Ports, reconcile
-from meshctl.ops.state import FileStatusStore, approvals_path, read_approvals, state_paths
+from meshctl.ops.state import (
+    FileStatusStore,
+    ServedSplit,
+    approvals_path,
+    read_approvals,
+    state_paths,
+)
 
 DEFAULT_STATE_DIR = Path(".meshctl")
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunError(Exception):
@@ -123,7 +132,9 @@ class LocalRollout:
         return self._providers[address]
 
     def ports(self) -> Ports:
-        return Ports(self.mesh.router, self.workloads, self.metrics, self.store,
+        router = SavedRouter(self.mesh, ServedSplit(self.state_dir, self.rollout.namespace,
+                                                    self.rollout.name))
+        return Ports(router, self.workloads, self.metrics, self.store,
                      providers=self.providers, gates=GateJudge(EnvSecrets()),
                      notifier=notifications.shared())
 
@@ -178,8 +189,50 @@ class LocalRollout:
             time.sleep(min(max(wait or max_sleep, 0.05), max_sleep))
 
 
-def initial_split(status: RolloutStatus) -> TrafficSplit:
-    """Where a restarted local mesh starts: the weights last written (no jump on resume)."""
+class SavedRouter:
+    """The local mesh's router, each split saved (:class:`ServedSplit`) before Envoy is
+    served it, so that a run started again serves what this one wrote last."""
+
+    def __init__(self, mesh: LocalMesh, served: ServedSplit) -> None:
+        self.mesh, self.served = mesh, served
+
+    def written(self) -> TrafficSplit | None:
+        return self.mesh.router.written()
+
+    def observed(self) -> TrafficSplit | None:
+        return self.mesh.router.observed()
+
+    def unobserved_reason(self) -> str:
+        return self.mesh.router.unobserved_reason()
+
+    def apply(self, split: TrafficSplit) -> None:
+        before = self.mesh.router.written()
+        self._save(split)
+        try:
+            self.mesh.router.apply(split)
+        except XdsRejected:  # Envoy keeps applying the one before
+            if before is not None:
+                self._save(before)
+            raise
+
+    def _save(self, split: TrafficSplit) -> None:
+        """A file that cannot be written never holds back the traffic write (an abort's
+        least of all): the file goes, and a run started again serves the status's weights."""
+        try:
+            self.served.save(split)
+        except OSError as exc:
+            log.warning("cannot save the served split in %s: %s", self.served.path, exc)
+            self.served.forget()
+
+
+def initial_split(status: RolloutStatus, served: TrafficSplit | None = None) -> TrafficSplit:
+    """Where a restarted local mesh starts (no jump on resume): the split the killed run
+    served last (``served``, header routes and mirror included), or else the weights its
+    status says it wrote; a rollout not begun starts all stable."""
+    if status.phase is Phase.PENDING:
+        return TrafficSplit.stable_only()
+    if served is not None:
+        return served
     return TrafficSplit(Weights(status.weights.stable, status.weights.canary,
                                 status.weights.baseline or 0))
 
@@ -203,6 +256,7 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
     if local is None:
         raise LocalRunError("spec.local is required for --mesh local")
     status, _ = FileStatusStore(state_dir, rollout).load()
+    served = ServedSplit(state_dir, rollout.namespace, rollout.name).load()
     with contextlib.ExitStack() as stack:
         try:
             leftovers = stack.enter_context(recording_children(children_path(state_dir, rollout)))
@@ -216,7 +270,7 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
         mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
                                              canary=backend_of(local.canary),
                                              baseline=baseline,
-                                             initial_split=initial_split(status),
+                                             initial_split=initial_split(status, served),
                                              on_notice=on_notice))
         if load_rate <= 0:
             yield mesh

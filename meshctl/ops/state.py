@@ -5,11 +5,13 @@ and renamed, so a kill never leaves half a file); running the command again resu
 it. Intents (promote, abort, ...) for such a run are a second file that
 ``meshctl rollout promote|abort ... --state-dir`` writes. For the dashboard and the report
 (:mod:`meshctl.ops.timelines`) the run also appends each changed status as a sample and
-each event, one JSON line each, and writes its metrics' thresholds once.
+each event, one JSON line each, and writes its metrics' thresholds once. The split served
+to the run's Envoy is a file of its own (:class:`ServedSplit`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -20,8 +22,11 @@ from typing import Any
 
 from meshctl.domain.engine import Event
 from meshctl.domain.intents import RECORDED, Action, Intents
+from meshctl.domain.jsontext import parsed_object
+from meshctl.domain.routers.local import route_configuration, split_of
 from meshctl.domain.spec import Rollout
 from meshctl.domain.status import RolloutStatus
+from meshctl.domain.traffic import TrafficSplit
 
 
 def _write_atomically(path: Path, value: Any) -> None:
@@ -132,3 +137,28 @@ def read_approvals(path: Path) -> dict[str, str]:
 
 def write_approval(path: Path, key: str, value: str) -> None:
     _write_atomically(path, {**read_approvals(path), key: value})
+
+
+class ServedSplit:
+    """The split a local run serves its Envoy, kept beside its status as the route
+    configuration it serves, saved before Envoy gets it. A run started again serves it
+    again: its first pass then sees what the killed run wrote (an abort's 100/0 included)
+    rather than the status's weights, which a kill between the two saves leaves behind."""
+
+    def __init__(self, directory: Path, namespace: str, name: str) -> None:
+        self.path = directory / f"{namespace}.{name}.served.json"
+
+    def load(self) -> TrafficSplit | None:
+        """None: nothing saved, or not a route configuration meshctl wrote."""
+        try:
+            config = parsed_object(self.path.read_text(encoding="utf-8"))
+            return split_of(config) if config is not None else None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def save(self, split: TrafficSplit) -> None:
+        _write_atomically(self.path, route_configuration(split))
+
+    def forget(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
