@@ -36,6 +36,7 @@ from typing import Any
 from meshctl.adapters.errors import AdapterError, NotFound
 from meshctl.adapters.kube import Kube
 from meshctl.domain.phases import TRANSITIONS, Phase
+from meshctl.domain.routers.local import ROUTE_NAME, split_of
 from meshctl.domain.spec import GROUP, VERSION
 from meshctl.localmesh.procs import http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
@@ -787,6 +788,87 @@ def envoy_kill_run(state_dir: Path, log: Path, requests: int = 400,
                               f"requests reached the canary; the status says "
                               f"{kill.canary_weight}%")
     return kill
+
+
+# A local canary that fails its analysis (half its answers are errors): 20%, analysis, 60%.
+ROLLBACK_ROLLOUT = """\
+apiVersion: meshctl.io/v1alpha1
+kind: Rollout
+metadata: {name: rollback-kill}
+spec:
+  service: demo
+  local:
+    stable: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v1]}
+    canary: {command: [python, -m, meshctl.localmesh.app, --port, "{port}", --version, v2,
+                       --error-rate, "0.5"]}
+  slo: {latencyP95: 250ms, availability: "99.9%", window: 5s, minRequests: 10, interval: 1s,
+        count: 2}
+  strategy:
+    canary:
+      steps:
+        - setWeight: 20
+        - analysis: {}
+        - setWeight: 60
+"""
+
+
+@dataclass
+class RollbackKill:
+    """A local run killed where its abort had sent traffic back to stable, and run again."""
+
+    fired: bool = False  # the first run ended at the failpoint "abort"
+    served: list[int] = field(default_factory=list)  # canary weights the 2nd run's Envoy applied
+    code: int | None = None  # the second run's exit code
+    last: dict[str, Any] = field(default_factory=dict)  # the last status saved
+
+
+def local_rollback_kill_run(state_dir: Path, log: Path, timeout: float = 180) -> RollbackKill:
+    """The failing canary's run ends at the failpoint ``abort`` (100/0 applied, the status
+    not saved yet); the next run's Envoy is read from its first answer to the run's exit:
+    each canary weight it applied is recorded."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    file = state_dir.parent / "rollback-kill.yaml"
+    file.write_text(ROLLBACK_ROLLOUT, encoding="utf-8")
+    found = RollbackKill()
+    first = local_run(state_dir, log, "abort", file=file)
+    try:
+        found.fired = first.wait(120) == 137
+    finally:
+        _sigkill(first)
+    second = local_run(state_dir, log, file=file)
+    deadline = time.monotonic() + timeout
+    try:
+        while second.poll() is None and time.monotonic() < deadline:
+            weight = _applied_canary_weight(state_dir)
+            if weight is not None and (not found.served or found.served[-1] != weight):
+                found.served.append(weight)
+            time.sleep(0.02)
+        found.code = second.poll()
+    finally:
+        _sigkill(second)
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        path = next(state_dir.glob("*.status.json"))
+        found.last = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _applied_canary_weight(state_dir: Path) -> int | None:
+    """The canary weight the local run's Envoy applies now (None: no Envoy answers yet)."""
+    child = _envoy_child(state_dir)
+    workdirs = _ledger(state_dir).get("workdirs") or []
+    if child is None or not workdirs:
+        return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        admin = (Path(workdirs[0]) / "envoy-admin-address").read_text().strip()
+        answer = http_get(f"http://{admin}/config_dump?resource=dynamic_route_configs",
+                          timeout=1.0)
+        if answer is None or answer[0] != 200:
+            return None
+        for entry in json.loads(answer[1]).get("configs", []):
+            config = entry.get("route_config", {})
+            if config.get("name") == ROUTE_NAME:
+                return split_of(config).weights.canary
+    return None
 
 
 def split_matches(share: float, weight: int, requests: int) -> bool:

@@ -410,9 +410,10 @@ def _withdrawn(status: RolloutStatus, obs: Observation) -> bool:
     last wrote weight to the canary (or a fresh baseline). Only an abort writes that; see
     :func:`_rollback_underway`.
 
-    A step with header routes or a mirror but no weight does not count: the local mesh,
-    started again, serves the status's weights only (the status keeps header routes by
-    name, not their matches), and that must not read as an abort."""
+    A step with header routes or a mirror but no weight does not count: a local mesh
+    started again without its saved split (``ops.state.ServedSplit``) serves the status's
+    weights only (the status keeps header routes by name, not their matches), and that
+    must not read as an abort."""
     if (status.phase not in (Phase.PROGRESSING, Phase.PAUSED)
             or obs.revision != status.current_revision
             or obs.written != TrafficSplit.stable_only()):
