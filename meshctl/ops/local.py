@@ -225,6 +225,13 @@ class SavedRouter:
             self.served.forget()
 
 
+def resumed_split(state_dir: Path, rollout: Rollout) -> TrafficSplit:
+    """The split a local mesh for ``rollout`` starts with, from what its runs saved in
+    ``state_dir`` (:func:`initial_split`)."""
+    status, _ = FileStatusStore(state_dir, rollout).load()
+    return initial_split(status, ServedSplit(state_dir, rollout.namespace, rollout.name).load())
+
+
 def initial_split(status: RolloutStatus, served: TrafficSplit | None = None) -> TrafficSplit:
     """Where a restarted local mesh starts (no jump on resume): the split the killed run
     served last (``served``, header routes and mirror included), or else the weights its
@@ -255,8 +262,6 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
     local = rollout.spec.local
     if local is None:
         raise LocalRunError("spec.local is required for --mesh local")
-    status, _ = FileStatusStore(state_dir, rollout).load()
-    served = ServedSplit(state_dir, rollout.namespace, rollout.name).load()
     with contextlib.ExitStack() as stack:
         try:
             leftovers = stack.enter_context(recording_children(children_path(state_dir, rollout)))
@@ -270,7 +275,7 @@ def local_mesh_for(rollout: Rollout, state_dir: Path, load_rate: float = 0.0,
         mesh = stack.enter_context(LocalMesh(stable=backend_of(local.stable),
                                              canary=backend_of(local.canary),
                                              baseline=baseline,
-                                             initial_split=initial_split(status, served),
+                                             initial_split=resumed_split(state_dir, rollout),
                                              on_notice=on_notice))
         if load_rate <= 0:
             yield mesh

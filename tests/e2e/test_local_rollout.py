@@ -21,15 +21,16 @@ from meshctl.localmesh.load import LoadGenerator, run_load
 from meshctl.localmesh.mesh import LocalMesh, SampleApp
 from meshctl.localmesh.procs import LocalMeshError
 from meshctl.ops.demo import GATES, demo_rollout, run_scenario
-from meshctl.ops.local import LocalRollout
+from meshctl.ops.local import LocalRollout, resumed_split
 
 from ..integration.conftest import servers_unavailable
 
 pytestmark = [pytest.mark.envoy, pytest.mark.prometheus]
 
 
-def mesh_with(canary: SampleApp) -> LocalMesh:
-    mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0), canary=canary)
+def mesh_with(canary: SampleApp, initial_split: TrafficSplit | None = None) -> LocalMesh:
+    mesh = LocalMesh(stable=SampleApp("v1", latency_ms=5.0), canary=canary,
+                     initial_split=initial_split)
     try:
         mesh.start()
     except LocalMeshError as exc:
@@ -91,7 +92,8 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
         mesh.stop()
     saved = json.loads(first.store.status_path.read_text())
     assert saved["currentStep"] == 3
-    mesh = mesh_with(SampleApp("v2", latency_ms=5.0))
+    # started as `rollout run` starts a resumed run's mesh: serving what the last one served
+    mesh = mesh_with(SampleApp("v2", latency_ms=5.0), resumed_split(tmp_path, first.rollout))
     try:
         second = driver(mesh, tmp_path)
         second.store._on_event = lambda e: weight_changes.append(e.message) \

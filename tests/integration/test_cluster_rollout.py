@@ -99,6 +99,25 @@ def test_other_writers_keep_their_routes_and_lose_the_weights(world):
     assert any(e.get("reason") == "TrafficCorrected" for e in events)
 
 
+def test_the_canarys_traffic_taken_away_by_hand_is_not_sent_back_but_aborts(world):
+    """An on-call engineer (or a GitOps sync) writes the managed route back to 100% stable
+    mid-canary: meshctl does not put the canary's weight back; it aborts, and says why."""
+    driver, _ = world
+    start(driver, "web:6")
+    driver.until(lambda o: o["status"].get("currentStep") == 1)
+    vs = driver.vs()
+    primary = vs["spec"]["http"][1]
+    primary["route"][0]["weight"], primary["route"][1]["weight"] = 100, 0
+    driver.kube.replace("networking.istio.io", "v1", driver.ns, "virtualservices", vs)
+    for _ in range(3):
+        driver.once()
+        assert weights(driver.vs()) == {"stable": 100, "canary": 0}
+    status = driver.until(phase("Degraded"))["status"]
+    assert status["abort"]["reason"] == "TrafficWithdrawn"
+    assert "meshctl last wrote stable/canary" in status["abort"]["message"]
+    assert weights(driver.vs()) == {"stable": 100, "canary": 0}
+
+
 def test_deleting_the_rollout_restores_the_virtual_service_it_found(world):
     driver, _ = world
     original = driver.vs()["spec"]
