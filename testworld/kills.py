@@ -818,14 +818,14 @@ class RollbackKill:
 
     fired: bool = False  # the first run ended at the failpoint "abort"
     served: list[int] = field(default_factory=list)  # canary weights the 2nd run's Envoy applied
-    code: int | None = None  # the second run's exit code
     last: dict[str, Any] = field(default_factory=dict)  # the last status saved
 
 
 def local_rollback_kill_run(state_dir: Path, log: Path, timeout: float = 180) -> RollbackKill:
     """The failing canary's run ends at the failpoint ``abort`` (100/0 applied, the status
-    not saved yet); the next run's Envoy is read from its first answer to the run's exit:
-    each canary weight it applied is recorded."""
+    not saved yet); while the next run lives, the Envoy its ledger names (the killed run's,
+    until the new run replaces it) is read every 20 ms: each canary weight applied is
+    recorded."""
     state_dir.mkdir(parents=True, exist_ok=True)
     file = state_dir.parent / "rollback-kill.yaml"
     file.write_text(ROLLBACK_ROLLOUT, encoding="utf-8")
@@ -843,7 +843,6 @@ def local_rollback_kill_run(state_dir: Path, log: Path, timeout: float = 180) ->
             if weight is not None and (not found.served or found.served[-1] != weight):
                 found.served.append(weight)
             time.sleep(0.02)
-        found.code = second.poll()
     finally:
         _sigkill(second)
     with contextlib.suppress(OSError, ValueError, StopIteration):
