@@ -113,6 +113,8 @@ class LocalRollout:
                                    Phase.ABORTING)
         self.workloads = LocalWorkloads(self.mesh, self.stable_revision, self.canary_revision,
                                         canary_replicas=1 if running else 0)
+        self.router = SavedRouter(self.mesh, ServedSplit(self.state_dir, self.rollout.namespace,
+                                                         self.rollout.name))
         self._providers: dict[str | None, MetricProvider] = {}
         self.providers = Providers(self.metrics, envoy_admin=lambda: self.mesh.envoy.admin_address)
         # a judge reading Envoy records from now on: its lookback fills while the rollout
@@ -132,9 +134,7 @@ class LocalRollout:
         return self._providers[address]
 
     def ports(self) -> Ports:
-        router = SavedRouter(self.mesh, ServedSplit(self.state_dir, self.rollout.namespace,
-                                                    self.rollout.name))
-        return Ports(router, self.workloads, self.metrics, self.store,
+        return Ports(self.router, self.workloads, self.metrics, self.store,
                      providers=self.providers, gates=GateJudge(EnvSecrets()),
                      notifier=notifications.shared())
 
