@@ -38,7 +38,8 @@ from meshctl.adapters.kube import Kube
 from meshctl.domain.phases import TRANSITIONS, Phase
 from meshctl.domain.routers.local import ROUTE_NAME, split_of
 from meshctl.domain.spec import GROUP, VERSION
-from meshctl.localmesh.procs import http_get, is_same_process
+from meshctl.localmesh.envoy import route_config_at
+from meshctl.localmesh.procs import LocalMeshError, http_get, is_same_process
 from meshctl.localmesh.prometheus import Prometheus
 from testworld.cluster import subset_service, wait_available
 from testworld.kube import KubeWorld
@@ -705,10 +706,16 @@ def _envoy_child(state_dir: Path) -> dict[str, Any] | None:
                  if c.get("name") == "envoy" and is_same_process(c)), None)
 
 
+def _admin_port(workdir: Path) -> int:
+    """The admin port of the Envoy in a local mesh's work directory (OSError, ValueError
+    while it has not written it)."""
+    return int((workdir / "envoy-admin-address").read_text().strip().rpartition(":")[2])
+
+
 def _envoy_ports(workdir: Path) -> tuple[int, int] | None:
     """(admin port, listener port) of the Envoy running in a local mesh's work directory."""
     with contextlib.suppress(OSError, ValueError, KeyError, StopIteration):
-        admin = int((workdir / "envoy-admin-address").read_text().strip().rpartition(":")[2])
+        admin = _admin_port(workdir)
         answer = http_get(f"http://127.0.0.1:{admin}/listeners?format=json", timeout=1.0)
         if answer is None or answer[0] != 200:
             return None
@@ -857,16 +864,11 @@ def _applied_canary_weight(state_dir: Path) -> int | None:
     workdirs = _ledger(state_dir).get("workdirs") or []
     if child is None or not workdirs:
         return None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        admin = (Path(workdirs[0]) / "envoy-admin-address").read_text().strip()
-        answer = http_get(f"http://{admin}/config_dump?resource=dynamic_route_configs",
-                          timeout=1.0)
-        if answer is None or answer[0] != 200:
-            return None
-        for entry in json.loads(answer[1]).get("configs", []):
-            config = entry.get("route_config", {})
-            if config.get("name") == ROUTE_NAME:
-                return split_of(config).weights.canary
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, LocalMeshError):
+        admin = _admin_port(Path(workdirs[0]))
+        found = route_config_at(f"http://127.0.0.1:{admin}", ROUTE_NAME, timeout=1.0)
+        if found is not None:
+            return split_of(found[1]).weights.canary
     return None
 
 

@@ -112,6 +112,24 @@ def bootstrap(*, node_id: str, node_cluster: str, xds_host: str, xds_port: int,
     }
 
 
+def route_config_at(admin_url: str, name: str, timeout: float = 2.0
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """(version, RouteConfiguration as JSON) the Envoy whose admin API is at ``admin_url``
+    applies under ``name``, or None; LocalMeshError if the admin API does not answer."""
+    answer = http_get(f"{admin_url}/config_dump?resource=dynamic_route_configs",
+                      timeout=timeout)
+    if answer is None:
+        raise LocalMeshError("Envoy admin /config_dump did not answer")
+    if answer[0] == 404:  # Envoy has no dynamic route configuration yet
+        return None
+    dump = json.loads(answer[1])
+    for entry in dump.get("configs", []):
+        config = entry.get("route_config", {})
+        if config.get("name") == name:
+            return str(entry.get("version_info", "")), config
+    return None
+
+
 class Envoy:
     """One Envoy process configured by the xDS server at ``xds_address`` (``host:port``)."""
 
@@ -224,17 +242,7 @@ class Envoy:
 
     def route_config(self, name: str) -> tuple[str, dict[str, Any]] | None:
         """(version, RouteConfiguration as JSON) Envoy applies under ``name``, or None."""
-        answer = http_get(f"{self.admin_url}/config_dump?resource=dynamic_route_configs")
-        if answer is None:
-            raise LocalMeshError("Envoy admin /config_dump did not answer")
-        if answer[0] == 404:  # Envoy has no dynamic route configuration yet
-            return None
-        dump = json.loads(answer[1])
-        for entry in dump.get("configs", []):
-            config = entry.get("route_config", {})
-            if config.get("name") == name:
-                return str(entry.get("version_info", "")), config
-        return None
+        return route_config_at(self.admin_url, name)
 
     def listener_port(self, name: str) -> int | None:
         """The port a listener is bound to (resolves port 0), or None if it is not active."""
